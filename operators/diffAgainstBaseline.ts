@@ -1,0 +1,193 @@
+import { Map as ImmutableMap } from 'immutable';
+import { type OperatorFunction, mergeMap, scan } from 'rxjs';
+import { match } from 'ts-pattern';
+import { changedFields, entityHash } from '../src/hash.js';
+import type { ChangeObservation, Entity, EntityEvent, EntityType, Observation, SnapshotObservation } from '../src/model.js';
+
+/** What the baseline knows of one entity. */
+export interface BaselineEntry {
+  readonly entity: Entity;
+  readonly hash: string;
+  /** Time (epoch ms) of the newest observation that confirmed this state. */
+  readonly at: number;
+  /** Complete snapshots in a row that did not hold it (deletion hysteresis). */
+  readonly misses: number;
+}
+
+/** The baseline after one observation, and the events that observation caused. */
+export interface BaselineState {
+  readonly entities: ImmutableMap<string, BaselineEntry>;
+  /** Deleted keys → time (epoch ms) of the deletion, kept for `tombstoneMs`. */
+  readonly tombstones: ImmutableMap<string, number>;
+  readonly events: readonly EntityEvent[];
+  /** The observation that produced this state (undefined for the initial state). */
+  readonly observation?: Observation;
+  /** Newest observation time seen, epoch ms; drives tombstone expiry. */
+  readonly clock: number;
+}
+
+export interface DiffOptions {
+  /**
+   * How long a deleted entity's tombstone stops a late or redelivered older notification from
+   * bringing it back, ms (default 10 minutes).
+   */
+  tombstoneMs?: number;
+}
+
+export const DEFAULT_TOMBSTONE_MS = 10 * 60_000;
+
+/** The baseline before any observation. */
+export function emptyBaseline(): BaselineState {
+  return { entities: ImmutableMap(), tombstones: ImmutableMap(), events: [], clock: 0 };
+}
+
+function timeOf(observation: Observation): number {
+  const t = Date.parse(observation.at);
+  if (Number.isNaN(t)) throw new TypeError(`observation from ${observation.source} has an invalid time: ${JSON.stringify(observation.at)}`);
+  return t;
+}
+
+function upsertEvent(prev: BaselineEntry | undefined, entity: Entity, hash: string, origin: EntityEvent['origin']): EntityEvent {
+  return prev === undefined
+    ? { action: 'create', origin, entity, hash }
+    : { action: 'update', origin, entity, changed: changedFields(prev.entity, entity), hash };
+}
+
+function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: number): BaselineState {
+  const events: EntityEvent[] = [];
+  const seen = new Set<string>(snapshot.keep);
+  const types = new Set<EntityType>(snapshot.types);
+  const missesBeforeDelete = Math.max(1, snapshot.missesBeforeDelete ?? 1);
+  let tombstones = state.tombstones;
+  const entities = state.entities.withMutations((map) => {
+    for (const entity of snapshot.records) {
+      const key = entity.key;
+      seen.add(key);
+      const deletedAt = tombstones.get(key);
+      // Deleted after this snapshot's request started: the snapshot is older news (rule 4).
+      if (deletedAt !== undefined) {
+        if (deletedAt > at) continue;
+        tombstones = tombstones.delete(key);
+      }
+      const prev = map.get(key);
+      // Changed by a notification after this snapshot's request started (rule 4).
+      if (prev !== undefined && prev.at > at) continue;
+      const hash = entityHash(entity);
+      if (prev !== undefined && prev.hash === hash) {
+        map.set(key, { entity: prev.entity, hash, at, misses: 0 });
+        continue;
+      }
+      map.set(key, { entity, hash, at, misses: 0 });
+      events.push(upsertEvent(prev, entity, hash, 'snapshot'));
+    }
+    // Complete for its types: whatever of those types it lacks is gone (rules 2 and 5).
+    for (const [key, entry] of state.entities) {
+      if (seen.has(key) || !types.has(entry.entity.type) || entry.at > at) continue;
+      const misses = entry.misses + 1;
+      if (misses < missesBeforeDelete) {
+        map.set(key, { ...entry, misses });
+        continue;
+      }
+      map.delete(key);
+      tombstones = tombstones.set(key, at);
+      events.push({ action: 'delete', origin: 'snapshot', entity: entry.entity, hash: entry.hash });
+    }
+  });
+  return { entities, tombstones, events, observation: snapshot, clock: state.clock };
+}
+
+function applyChange(state: BaselineState, change: ChangeObservation, at: number): BaselineState {
+  const entity = change.record;
+  const key = entity.key;
+  const prev = state.entities.get(key);
+  const unchanged = { ...state, events: [], observation: change };
+  // Older than what the baseline already holds: never overrides it (rule 4).
+  if (prev !== undefined && prev.at > at) return unchanged;
+  const deletedAt = state.tombstones.get(key);
+  return match(change.action)
+    .with('upsert', () => {
+      // Deleted at or after this notification was stamped: a late or redelivered message.
+      if (deletedAt !== undefined && deletedAt >= at) return unchanged;
+      const tombstones = deletedAt === undefined ? state.tombstones : state.tombstones.delete(key);
+      const hash = entityHash(entity);
+      if (prev !== undefined && prev.hash === hash) {
+        return { ...unchanged, entities: state.entities.set(key, { ...prev, at, misses: 0 }), tombstones };
+      }
+      const events = [upsertEvent(prev, entity, hash, 'notification')];
+      return { ...unchanged, entities: state.entities.set(key, { entity, hash, at, misses: 0 }), tombstones, events };
+    })
+    .with('delete', () => {
+      // Remember the deletion even for an unknown entity: a create that arrives late stays out.
+      const tombstones = state.tombstones.set(key, Math.max(at, deletedAt ?? 0));
+      if (prev === undefined) return { ...unchanged, tombstones };
+      const events: EntityEvent[] = [{ action: 'delete', origin: 'notification', entity: prev.entity, hash: prev.hash }];
+      return { ...unchanged, entities: state.entities.delete(key), tombstones, events };
+    })
+    .exhaustive();
+}
+
+/** Drops tombstones older than the window, at most about ten times per window. */
+function expireTombstones(state: BaselineState, at: number, tombstoneMs: number): BaselineState {
+  const clock = Math.max(state.clock, at);
+  if (clock === state.clock) return state;
+  const step = Math.max(1, Math.floor(tombstoneMs / 10));
+  if (Math.floor(clock / step) === Math.floor(state.clock / step) || state.tombstones.size === 0) return { ...state, clock };
+  const horizon = clock - tombstoneMs;
+  return { ...state, clock, tombstones: state.tombstones.filter((deletedAt) => deletedAt >= horizon) };
+}
+
+/**
+ * The baseline's reducer: the state after `observation`, with the events it causes.
+ * Pure: the previous state is left as it was.
+ */
+export function applyObservation(state: BaselineState, observation: Observation, options: DiffOptions = {}): BaselineState {
+  const at = timeOf(observation);
+  const current = expireTombstones(state, at, options.tombstoneMs ?? DEFAULT_TOMBSTONE_MS);
+  return match(observation)
+    .with({ kind: 'snapshot' }, (s) => applySnapshot(current, s, at))
+    .with({ kind: 'change' }, (c) => applyChange(current, c, at))
+    .exhaustive();
+}
+
+/**
+ * The baseline as a stream of states: a `scan` of {@link applyObservation}. Each state is an
+ * immutable value (hand it out freely) with the events its observation caused.
+ *
+ * ```
+ * source:  --s1------c1------s2--|
+ * result:  --S1------S2------S3--|    (Sn.events: the events of that step)
+ * ```
+ */
+export function baselineSteps(options: DiffOptions = {}, seed: BaselineState = emptyBaseline()): OperatorFunction<Observation, BaselineState> {
+  return scan((state: BaselineState, observation: Observation) => applyObservation(state, observation, options), seed);
+}
+
+/**
+ * Compares every observation with the baseline of what was seen before and emits whole entities
+ * that are new, changed or gone — never field deltas.
+ *
+ * ```
+ * source:  --s{a,b}----s{a,b'}----c(del a)----s{b'}--|
+ * result:  --(AB)------B'---------A-----------------|
+ *            create    update     delete      (nothing: unchanged)
+ * ```
+ *
+ * 1. The hash covers the entity's meaning (type, id, name, state, project, parents, children,
+ *    attributes), not observedAt, source or raw: equal meaning ⇒ equal hash, no event.
+ * 2. A snapshot is complete for its `types`: baseline entities of those types it lacks are
+ *    deleted (after `missesBeforeDelete` snapshots in a row). Other types are left alone.
+ * 3. A change upserts or deletes one entity.
+ * 4. An older observation never overrides a newer one: a snapshot started before a notification
+ *    that changed an entity leaves that entity alone, and a deleted entity keeps a tombstone for
+ *    `tombstoneMs` so a late or redelivered older notification cannot bring it back.
+ * 5. Update events list the `changed` fields; delete events carry the last known entity.
+ * 6. Completes and errors with the source.
+ *
+ * @example
+ * ```ts
+ * merge(nova$, bus$).pipe(diffAgainstBaseline({ tombstoneMs: 600_000 })).subscribe((e) => console.log(e.action, e.entity.key));
+ * ```
+ */
+export function diffAgainstBaseline(options: DiffOptions = {}): OperatorFunction<Observation, EntityEvent> {
+  return (source$) => source$.pipe(baselineSteps(options), mergeMap((state) => state.events));
+}

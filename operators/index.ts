@@ -1,0 +1,13 @@
+export { normalizeEntity, toEntity, type InvalidRecord, type NormalizeOptions } from './normalizeEntity.js';
+export {
+  diffAgainstBaseline,
+  baselineSteps,
+  applyObservation,
+  emptyBaseline,
+  DEFAULT_TOMBSTONE_MS,
+  type BaselineEntry,
+  type BaselineState,
+  type DiffOptions,
+} from './diffAgainstBaseline.js';
+export { ofType, typeMatcher } from './ofType.js';
+export { ofAction } from './ofAction.js';

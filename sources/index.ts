@@ -1,0 +1,12 @@
+import type { SourcePlugin } from '../src/source.js';
+import staticSource from './static.js';
+
+/**
+ * The built-in sources, by the name a config's `use:` gives them. A `use:` that is not listed
+ * here is a module path (relative to the config file) whose default export is a SourcePlugin.
+ */
+export const builtinSources: Readonly<Record<string, SourcePlugin<unknown>>> = {
+  static: staticSource as SourcePlugin<unknown>,
+};
+
+export { staticSource };

@@ -1,0 +1,77 @@
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { config as rxConfig } from 'rxjs';
+import { loadConfig } from './config.js';
+import { LOG_LEVELS, type LogLevel, createLogger, errorMessage } from './log.js';
+import { ConfigError } from './options.js';
+import { startService } from './service.js';
+
+const USAGE = `usage: synchronizer [--config FILE] [--log LEVEL] [--check]
+
+  --config FILE   the service config (YAML); default: the bundled demo (docs/examples/demo.yaml)
+  --log LEVEL     ${LOG_LEVELS.join(' | ')}; overrides the config's log
+  --check         check the config and its plugins, then exit
+
+Events go to stdout as one JSON line each; logs go to stderr.`;
+
+/** The bundled demo config, relative to this file (dist/src/cli.js). */
+const DEMO = fileURLToPath(new URL('../../docs/examples/demo.yaml', import.meta.url));
+
+async function main(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, log: { type: 'string' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  } catch (e) {
+    process.stderr.write(`synchronizer: ${errorMessage(e)}\n${USAGE}\n`);
+    return 2;
+  }
+  if (args.values.help) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
+  const file = args.values.config ?? DEMO;
+  const level = args.values.log;
+  if (level !== undefined && !LOG_LEVELS.includes(level as LogLevel)) {
+    process.stderr.write(`synchronizer: --log must be one of ${LOG_LEVELS.join(', ')}\n`);
+    return 2;
+  }
+  let config;
+  try {
+    config = await loadConfig(file);
+  } catch (e) {
+    const what = e instanceof ConfigError ? 'invalid config' : 'cannot load config';
+    process.stderr.write(`synchronizer: ${what} ${file}: ${errorMessage(e)}\n`);
+    return 2;
+  }
+  if (args.values.check) {
+    process.stderr.write(`synchronizer: ${file} is valid (${config.sources.length} sources)\n`);
+    return 0;
+  }
+  const log = createLogger((level as LogLevel | undefined) ?? config.log);
+  // A subscriber that throws must not take the service down.
+  rxConfig.onUnhandledError = (error) => log.error('unhandled error in a subscriber', { error: errorMessage(error) });
+  log.info('config loaded', { file });
+  const service = await startService(config, log);
+  return new Promise<number>((resolve) => {
+    const shutdown = (signal: string): void => {
+      log.info('stopping', { signal });
+      service.stop().then(
+        () => resolve(0),
+        (e: unknown) => {
+          log.error('stop failed', { error: errorMessage(e) });
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGINT', () => shutdown('SIGINT'));
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`synchronizer: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,146 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { type SchedulerLike, asyncScheduler } from 'rxjs';
+import { parse } from 'yaml';
+import { builtinSources } from '../sources/index.js';
+import { DEFAULT_TOMBSTONE_MS } from '../operators/diffAgainstBaseline.js';
+import { LOG_LEVELS, type LogLevel, type Logger, errorMessage, silentLogger } from './log.js';
+import type { EntityType } from './model.js';
+import { ConfigError, OptionReader } from './options.js';
+import type { Source, SourcePlugin } from './source.js';
+import { type SinkPlugin, builtinSinks } from './sinks/index.js';
+
+/** One configured source: its plugin and checked options, not yet created. */
+export interface SourceEntry {
+  name: string;
+  use: string;
+  plugin: SourcePlugin<unknown>;
+  options: unknown;
+}
+
+export interface SinkEntry {
+  use: string;
+  plugin: SinkPlugin<unknown>;
+  options: unknown;
+}
+
+/** A checked service config (synchronizer.yaml). */
+export interface ServiceConfig {
+  /** Folder the config file is in; relative paths are resolved against it. */
+  configDir: string;
+  types?: EntityType[];
+  log: LogLevel;
+  tombstoneMs: number;
+  bufferSize: number;
+  sources: SourceEntry[];
+  sinks: SinkEntry[];
+  /** Where health and Prometheus metrics are served (`host:port`), if anywhere. */
+  listen?: string;
+}
+
+function isPlugin(value: unknown): value is SourcePlugin<unknown> {
+  const v = value as Partial<SourcePlugin<unknown>> | null;
+  return typeof v === 'object' && v !== null && typeof v.options === 'function' && typeof v.create === 'function';
+}
+
+/** Loads a plugin module by path (relative to the config file) and checks it implements the contract. */
+async function loadPlugin(use: string, configDir: string, path: string): Promise<SourcePlugin<unknown>> {
+  const builtin = builtinSources[use];
+  if (builtin) return builtin;
+  if (!use.startsWith('.') && !isAbsolute(use)) {
+    throw new ConfigError(path, `unknown source ${JSON.stringify(use)}: use one of ${Object.keys(builtinSources).join(', ')}, or a module path such as ./plugins/my-source.js`);
+  }
+  const file = resolve(configDir, use);
+  let module: { default?: unknown };
+  try {
+    module = (await import(pathToFileURL(file).href)) as { default?: unknown };
+  } catch (e) {
+    throw new ConfigError(path, `cannot load plugin module ${file}: ${errorMessage(e)}`);
+  }
+  if (!isPlugin(module.default)) {
+    throw new ConfigError(path, `${file} does not implement the source contract: its default export must have options(read) and create(options, context) functions`);
+  }
+  return module.default;
+}
+
+/**
+ * Checks a parsed config document (synchronizer.yaml) and loads its plugins. Throws a ConfigError
+ * naming the path of the first bad field.
+ */
+export async function parseConfig(doc: unknown, configDir: string): Promise<ServiceConfig> {
+  const read = new OptionReader(doc ?? {}, '');
+  const types = read.optionalStringList('types');
+  const log = read.oneOf('log', LOG_LEVELS, 'info');
+  const tombstoneMs = read.duration('tombstone', DEFAULT_TOMBSTONE_MS);
+  const bufferSize = read.number('bufferSize', 10_000, { min: 1, integer: true });
+  const listen = read.optionalString('listen');
+  if (listen !== undefined && !/^[^\s:]*:\d+$/.test(listen)) throw new ConfigError('listen', `expected host:port such as 127.0.0.1:9464, got ${JSON.stringify(listen)}`);
+  const sourceReaders = read.objectList('sources');
+  if (sourceReaders.length === 0) throw new ConfigError('sources', 'at least one source is required');
+  const names = new Set<string>();
+  const sources: SourceEntry[] = [];
+  for (const s of sourceReaders) {
+    const name = s.string('name');
+    if (names.has(name)) throw new ConfigError(s.at('name'), `${JSON.stringify(name)} is already the name of another source`);
+    names.add(name);
+    const use = s.string('use');
+    const plugin = await loadPlugin(use, configDir, s.at('use'));
+    const optionsReader = new OptionReader(s.value, s.path, ['name', 'use']);
+    const options = plugin.options(optionsReader);
+    optionsReader.done();
+    sources.push({ name, use, plugin, options });
+  }
+  const sinkReaders = read.has('sinks') ? read.objectList('sinks') : [new OptionReader({ use: 'stdout' }, 'sinks[0]')];
+  const sinks: SinkEntry[] = [];
+  for (const s of sinkReaders) {
+    const use = s.string('use');
+    const plugin = builtinSinks[use];
+    if (!plugin) throw new ConfigError(s.at('use'), `unknown sink ${JSON.stringify(use)}: use one of ${Object.keys(builtinSinks).join(', ')}`);
+    const optionsReader = new OptionReader(s.value, s.path, ['use']);
+    const options = plugin.options(optionsReader);
+    optionsReader.done();
+    sinks.push({ use, plugin, options });
+  }
+  read.done();
+  return { configDir, ...(types ? { types } : {}), log, tombstoneMs, bufferSize, sources, sinks, ...(listen ? { listen } : {}) };
+}
+
+/** Reads and checks a config file. */
+export async function loadConfig(file: string): Promise<ServiceConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError('', `cannot read config file ${file}: ${errorMessage(e)}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (e) {
+    throw new ConfigError('', `${file} is not valid YAML: ${errorMessage(e)}`);
+  }
+  return parseConfig(doc, dirname(resolve(file)));
+}
+
+export interface CreateSourceContext {
+  scheduler?: SchedulerLike;
+  log?: Logger;
+  configDir?: string;
+}
+
+/** Creates the configured sources. */
+export function createSources(entries: readonly SourceEntry[], context: CreateSourceContext = {}): Source<unknown>[] {
+  const { scheduler = asyncScheduler, log = silentLogger, configDir = process.cwd() } = context;
+  return entries.map((e) => e.plugin.create(e.options, { name: e.name, scheduler, log: log.child({ source: e.name }), configDir }));
+}
+
+/**
+ * Creates one source from a config-style entry, for library use:
+ * `createSource({ name: 'topology', use: 'static', file: './topology.yaml' })`.
+ */
+export async function createSource(entry: { name: string; use: string } & Record<string, unknown>, context: CreateSourceContext = {}): Promise<Source<unknown>> {
+  const configDir = context.configDir ?? process.cwd();
+  const config = await parseConfig({ sources: [entry], sinks: [] }, configDir);
+  return createSources(config.sources, { ...context, configDir })[0]!;
+}

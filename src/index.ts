@@ -1,0 +1,13 @@
+export * from './model.js';
+export { createSynchronizer, type Synchronizer, type SynchronizerOptions, type SyncItem, type SourceHealth, type SynchronizerMetrics, type RegisterOptions } from './synchronizer.js';
+export { type Source, type SourceContext, type SourcePlugin, type SourceSignal, type HealthSignal, type EntityMapping, defineSource } from './source.js';
+export { poll, pollSnapshots, PollTimeoutError, type PollAttempt, type PollOptions, type PollOutcome, type PollSnapshotsOptions } from './poll.js';
+export { backoffDelay, retryWithBackoff, type BackoffOptions, type RetryInfo } from './backoff.js';
+export { loadConfig, parseConfig, createSource, createSources, type ServiceConfig, type SourceEntry, type SinkEntry, type CreateSourceContext } from './config.js';
+export { ConfigError, OptionReader, parseDuration } from './options.js';
+export { createLogger, silentLogger, type Logger, type LogLevel } from './log.js';
+export { entityHash, entityMeaning, canonicalJson, changedFields } from './hash.js';
+export { startService, prometheusText, type Service } from './service.js';
+export { eventLine, writeEvents } from './sinks/stdout.js';
+export type { Sink, SinkPlugin, SinkContext } from './sinks/index.js';
+export * from '../operators/index.js';

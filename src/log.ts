@@ -1,0 +1,45 @@
+/** Log levels, most verbose first. */
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export type LogFields = Record<string, unknown>;
+
+/** The logger every part receives; the service writes it to stderr, a library user may bring theirs. */
+export interface Logger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every line (e.g. the source name). */
+  child(fields: LogFields): Logger;
+}
+
+/** One JSON object per line: `{"time","level","msg",...fields}` (stderr by default). */
+export function createLogger(
+  level: LogLevel = 'info',
+  write: (line: string) => void = (line) => process.stderr.write(line),
+  base: LogFields = {},
+): Logger {
+  const threshold = LOG_LEVELS.indexOf(level);
+  const emit = (lvl: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields): void => {
+    if (LOG_LEVELS.indexOf(lvl) < threshold) return;
+    const line: LogFields = { time: new Date().toISOString(), level: lvl, msg, ...base };
+    for (const [k, v] of Object.entries(fields ?? {})) line[k] = v instanceof Error ? v.message : v;
+    write(JSON.stringify(line) + '\n');
+  };
+  return {
+    debug: (m, f) => emit('debug', m, f),
+    info: (m, f) => emit('info', m, f),
+    warn: (m, f) => emit('warn', m, f),
+    error: (m, f) => emit('error', m, f),
+    child: (fields) => createLogger(level, write, { ...base, ...fields }),
+  };
+}
+
+/** A logger that drops everything (library default). */
+export const silentLogger: Logger = createLogger('silent', () => {});
+
+/** Message of anything thrown. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,123 @@
+/**
+ * The entity model every part of the synchronizer speaks (DESIGN.md, "Core types").
+ */
+
+/** Dotted entity type: `nova.instance`, `neutron.port`, `nagios.service`, … */
+export type EntityType = string;
+
+/** A reference from one entity to another, by type and id. */
+export interface EntityRef {
+  type: EntityType;
+  id: string;
+}
+
+/** One entity as the synchronizer currently knows it: always whole, never a delta. */
+export interface Entity {
+  /** `${type}:${id}`, unique within the synchronizer. */
+  key: string;
+  type: EntityType;
+  id: string;
+  name?: string;
+  /** Normalized, upper case: ACTIVE, SHUTOFF, ERROR, DOWN, OK, CRITICAL… */
+  state: string;
+  /** Owning project / tenant. */
+  project?: string;
+  /** instance → host, port → network, volume → instance … */
+  parents: EntityRef[];
+  children: EntityRef[];
+  /** ISO time of the observation this state comes from. */
+  observedAt: string;
+  /** Name of the source instance that saw it. */
+  source: string;
+  /** The few extra fields a consumer needs, normalized. */
+  attributes: Record<string, unknown>;
+  /** The original record, only when the source keeps it. */
+  raw?: unknown;
+}
+
+/**
+ * What a source's mapping returns for one raw record: an entity without the fields the pipeline
+ * fills in (key, observedAt, source). For a delete, only `type` and `id` are needed.
+ */
+export interface EntityDraft {
+  type: EntityType;
+  id: string;
+  name?: string | undefined;
+  state?: string | undefined;
+  project?: string | undefined;
+  parents?: EntityRef[] | undefined;
+  children?: EntityRef[] | undefined;
+  attributes?: Record<string, unknown> | undefined;
+  raw?: unknown;
+}
+
+/** How an observation ended: passed through the pipeline, or refused with a reason. */
+export type Settlement = { ok: true } | { ok: false; reason: string };
+
+/** Fields common to both kinds of observation. */
+interface ObservationBase {
+  /** Name of the source instance. */
+  source: string;
+  /**
+   * ISO time the observation describes: for a poll, when its request *started*; for a
+   * notification, the time the service stamped on it.
+   */
+  at: string;
+  /**
+   * Called once the observation has gone through the baseline and its events (if any) reached
+   * entity$'s subscribers (`ok: true`), or when it could not be mapped (`ok: false` with the
+   * reason). Push sources ack, or set aside, their message here.
+   */
+  settle?: (outcome: Settlement) => void;
+}
+
+/**
+ * A complete view of every entity of `types` that the source can see. Anything of those types
+ * missing from it is gone (after `missesBeforeDelete` complete snapshots in a row).
+ */
+export interface SnapshotObservation<R = Entity> extends ObservationBase {
+  kind: 'snapshot';
+  types: EntityType[];
+  records: R[];
+  /** Deletion hysteresis: delete only after this many complete snapshots missed it (default 1). */
+  missesBeforeDelete?: number;
+  /**
+   * Keys that were in the snapshot but could not be mapped (reported as invalid): they are not
+   * treated as missing, so a bad record never deletes what it describes.
+   */
+  keep?: string[];
+}
+
+/** One change: an entity upserted or deleted. */
+export interface ChangeObservation<R = Entity> extends ObservationBase {
+  kind: 'change';
+  action: 'upsert' | 'delete';
+  record: R;
+}
+
+/** What a source emits; `R` is its raw record type before normalizeEntity, `Entity` after. */
+export type Observation<R = Entity> = SnapshotObservation<R> | ChangeObservation<R>;
+
+export type EntityAction = 'create' | 'update' | 'delete';
+export type EventOrigin = 'snapshot' | 'notification';
+
+/** What consumers receive: a whole entity that appeared, changed or disappeared. */
+export interface EntityEvent {
+  action: EntityAction;
+  origin: EventOrigin;
+  /** For delete: the last known state. */
+  entity: Entity;
+  /** For update: the entity fields whose value differs (`attributes.<name>` for attributes). */
+  changed?: string[];
+  hash: string;
+}
+
+/** `${type}:${id}` */
+export function entityKey(type: EntityType, id: string): string {
+  return `${type}:${id}`;
+}
+
+/** Shorthand for building references in source mappings. */
+export function ref(type: EntityType, id: string): EntityRef {
+  return { type, id };
+}

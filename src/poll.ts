@@ -1,0 +1,153 @@
+import {
+  type ObservableInput,
+  type SchedulerLike,
+  Observable,
+  asyncScheduler,
+  catchError,
+  defer,
+  from,
+  map,
+  mergeMap,
+  of,
+  repeat,
+  take,
+  throwError,
+  timeout,
+  timer,
+} from 'rxjs';
+import { type BackoffOptions, backoffDelay } from './backoff.js';
+import { errorMessage } from './log.js';
+import type { EntityType, SnapshotObservation } from './model.js';
+import type { HealthSignal, SourceSignal } from './source.js';
+
+/** One poll attempt, as the fetch function sees it. */
+export interface PollAttempt {
+  /** Aborted when the poll times out or the source stops: pass it to the HTTP client. */
+  signal: AbortSignal;
+  /** When this attempt started (scheduler time), ISO: the `at` of the snapshot it yields. */
+  startedAt: string;
+}
+
+export interface PollOptions {
+  /** Time between the end of one successful poll and the start of the next, ms. */
+  intervalMs: number;
+  /** A poll that has not finished after this long is abandoned and counted as a failure, ms. */
+  timeoutMs: number;
+  /** Backoff between failed polls (exponential, jitter); the interval applies again after a success. */
+  backoff?: BackoffOptions;
+  scheduler?: SchedulerLike;
+}
+
+/** A poll that did not finish in time. */
+export class PollTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`poll timed out after ${timeoutMs} ms`);
+    this.name = 'PollTimeoutError';
+  }
+}
+
+/** Turns a fetch that takes an AbortSignal into an Observable that aborts it on unsubscribe. */
+function abortable<T>(fetch: (signal: AbortSignal) => ObservableInput<T>): Observable<T> {
+  return new Observable<T>((subscriber) => {
+    const controller = new AbortController();
+    const subscription = defer(() => fetch(controller.signal)).subscribe(subscriber);
+    return () => {
+      subscription.unsubscribe();
+      controller.abort();
+    };
+  });
+}
+
+/**
+ * Polls `fetch` for ever: one attempt at a time (never overlapping), each with a timeout, the
+ * interval after a success and exponential backoff after a failure. Emits each attempt's outcome:
+ * `{ ok: true, value }` or `{ ok: false, error, retryInMs }` — a failure never errors the stream.
+ *
+ * ```
+ * fetch:   -a|           -#           -b|
+ * result:  -A---interval--E--backoff--B---interval-- …
+ * ```
+ *
+ * 1. The first attempt starts at subscription.
+ * 2. The next attempt starts `intervalMs` after a success, or `backoffDelay(n)` after the n-th
+ *    failure in a row.
+ * 3. An attempt that takes longer than `timeoutMs` is aborted (its AbortSignal fires) and counts
+ *    as a failure with a PollTimeoutError.
+ * 4. Unsubscribing aborts the attempt in flight and cancels the pending timer.
+ *
+ * @param fetch one attempt; resolves (or emits once) with the result.
+ * @returns every attempt's outcome, in order.
+ */
+export function poll<T>(
+  fetch: (attempt: PollAttempt) => ObservableInput<T>,
+  options: PollOptions,
+): Observable<PollOutcome<T>> {
+  const { intervalMs, timeoutMs, backoff = {}, scheduler = asyncScheduler } = options;
+  return defer(() => {
+    // Per subscription: failures in a row, and the delay the last outcome asks for.
+    let failures = 0;
+    let nextDelayMs = intervalMs;
+    return defer(() => {
+      const startedAt = new Date(scheduler.now()).toISOString();
+      return abortable((signal) => from(fetch({ signal, startedAt })).pipe(take(1))).pipe(
+        timeout({ first: timeoutMs, scheduler, with: () => throwError(() => new PollTimeoutError(timeoutMs)) }),
+        map((value): PollOutcome<T> => {
+          failures = 0;
+          nextDelayMs = intervalMs;
+          return { ok: true, value };
+        }),
+        catchError((error: unknown) => {
+          failures += 1;
+          nextDelayMs = backoffDelay(failures, backoff);
+          return of<PollOutcome<T>>({ ok: false, error, retryInMs: nextDelayMs });
+        }),
+      );
+    }).pipe(repeat({ delay: () => timer(nextDelayMs, scheduler) }));
+  });
+}
+
+export type PollOutcome<T> = { ok: true; value: T } | { ok: false; error: unknown; retryInMs: number };
+
+export interface PollSnapshotsOptions extends PollOptions {
+  /** The entity types every snapshot is complete for. */
+  types: readonly EntityType[];
+  source: string;
+  missesBeforeDelete?: number;
+}
+
+/**
+ * The poll source's stream: a snapshot per successful attempt and a health signal whenever the
+ * health changes (down on every failure, with the reason and the time to the next attempt; up on
+ * the first success after a failure or at start). A failed attempt emits no snapshot (DESIGN
+ * rule 5): an outage never looks like an empty source.
+ */
+export function pollSnapshots<R>(
+  fetch: (attempt: PollAttempt) => ObservableInput<R[]>,
+  options: PollSnapshotsOptions,
+): Observable<SourceSignal<R>> {
+  const { types, source, missesBeforeDelete } = options;
+  return defer(() => {
+    let up = false;
+    return poll((attempt) => from(fetch(attempt)).pipe(map((records) => ({ records, at: attempt.startedAt }))), options).pipe(
+      map((outcome): SourceSignal<R>[] => {
+        if (!outcome.ok) {
+          up = false;
+          const down: HealthSignal = { kind: 'health', status: 'down', error: errorMessage(outcome.error), retryInMs: outcome.retryInMs };
+          return [down];
+        }
+        const snapshot: SnapshotObservation<R> = {
+          kind: 'snapshot',
+          source,
+          types: [...types],
+          at: outcome.value.at,
+          records: outcome.value.records,
+          ...(missesBeforeDelete !== undefined ? { missesBeforeDelete } : {}),
+        };
+        if (up) return [snapshot];
+        up = true;
+        return [{ kind: 'health', status: 'up' }, snapshot];
+      }),
+      mergeMap((signals) => signals),
+    );
+  });
+}

@@ -1,0 +1,62 @@
+import type { Observable, SchedulerLike } from 'rxjs';
+import type { EntityDraft, EntityType, Observation } from './model.js';
+import type { Logger } from './log.js';
+import type { OptionReader } from './options.js';
+
+/** A source's own word on how it is doing; the hub turns these into per-source health. */
+export interface HealthSignal {
+  kind: 'health';
+  status: 'up' | 'down';
+  /** For `down`: what failed, with enough context to act on (URL, status, field…). */
+  error?: string;
+  /** For `down`: the ms until the next attempt. */
+  retryInMs?: number;
+}
+
+/** What a source's stream carries: observations of raw records, and health. */
+export type SourceSignal<R> = Observation<R> | HealthSignal;
+
+/** What raw records become: one entity, several, or none (a record the source ignores on purpose). */
+export type EntityMapping<R> = (record: R) => EntityDraft | readonly EntityDraft[] | undefined;
+
+/**
+ * A running source: a cold stream of raw observations (subscribing starts it, unsubscribing stops
+ * it and releases everything) and the mapping that turns each raw record into entities.
+ */
+export interface Source<R = unknown> {
+  /** Unique name; becomes Entity.source. */
+  name: string;
+  /** Entity types it produces. */
+  types: readonly EntityType[];
+  signal$: Observable<SourceSignal<R>>;
+  map: EntityMapping<R>;
+}
+
+/** What a source is given when it is created. */
+export interface SourceContext {
+  /** The source instance's name (config `name`). */
+  name: string;
+  /** Time source of polling, timeouts and backoff; virtual in marble tests. */
+  scheduler: SchedulerLike;
+  log: Logger;
+  /** Folder relative paths in the source's options are resolved against. */
+  configDir: string;
+}
+
+/**
+ * A source plugin: what `use:` names in the config. Built-in sources and modules loaded by path
+ * (their default export) implement the same contract.
+ */
+export interface SourcePlugin<O = unknown> {
+  /** Reads and checks the source's options; reports a bad field with its config path. */
+  options(read: OptionReader): O;
+  create(options: O, context: SourceContext): Source<unknown>;
+}
+
+/** Identity helper that gives a plugin its types. */
+export function defineSource<O, R>(plugin: {
+  options(read: OptionReader): O;
+  create(options: O, context: SourceContext): Source<R>;
+}): SourcePlugin<O> {
+  return plugin as SourcePlugin<O>;
+}

@@ -1,0 +1,99 @@
+import { type EntityDraft, ref } from '../../src/model.js';
+
+/**
+ * The one definition of a `nova.instance` entity. The Nova poll source (GET /servers/detail) and
+ * the notification source (compute.instance.* / instance.*) both reduce their records to these
+ * facts and call {@link instanceDraft}, so a poll and a notification that describe the same
+ * server give the same entity and the same hash (no spurious update after every poll).
+ *
+ * Only facts that both paths carry are kept: the API's `status` is derived from vm_state and
+ * task_state ({@link novaStatus}), flavor is the flavor's name (API microversion ≥ 2.47 embeds it).
+ */
+export interface InstanceFacts {
+  id: string;
+  name?: string | null | undefined;
+  /** The API status (ACTIVE, SHUTOFF, REBOOT, …); derived with novaStatus when absent. */
+  status?: string | null | undefined;
+  vmState?: string | null | undefined;
+  taskState?: string | null | undefined;
+  project?: string | null | undefined;
+  /** The compute service host (OS-EXT-SRV-ATTR:host; `host` in notifications). */
+  host?: string | null | undefined;
+  availabilityZone?: string | null | undefined;
+  flavor?: string | null | undefined;
+  image?: string | null | undefined;
+  user?: string | null | undefined;
+}
+
+const REBOOT = ['rebooting', 'reboot_pending', 'reboot_started'];
+const HARD_REBOOT = ['rebooting_hard', 'reboot_pending_hard', 'reboot_started_hard'];
+const REBUILD = ['rebuilding', 'rebuild_block_device_mapping', 'rebuild_spawning'];
+const RESIZE = ['resize_prep', 'resize_migrating', 'resize_migrated', 'resize_finish'];
+
+function tasks(status: string, taskStates: readonly string[]): Record<string, string> {
+  return Object.fromEntries(taskStates.map((t) => [t, status]));
+}
+
+/** Nova's own vm_state × task_state → API status table (nova/api/openstack/common.py). */
+const STATE_MAP: Record<string, Record<string, string> & { default: string }> = {
+  active: {
+    default: 'ACTIVE',
+    ...tasks('REBOOT', REBOOT),
+    ...tasks('HARD_REBOOT', HARD_REBOOT),
+    updating_password: 'PASSWORD',
+    ...tasks('REBUILD', REBUILD),
+    migrating: 'MIGRATING',
+    ...tasks('RESIZE', RESIZE),
+  },
+  building: { default: 'BUILD' },
+  stopped: { default: 'SHUTOFF', ...tasks('RESIZE', RESIZE), ...tasks('REBUILD', REBUILD) },
+  resized: { default: 'VERIFY_RESIZE', resize_reverting: 'REVERT_RESIZE' },
+  paused: { default: 'PAUSED', migrating: 'MIGRATING' },
+  suspended: { default: 'SUSPENDED' },
+  rescued: { default: 'RESCUE' },
+  error: { default: 'ERROR', ...tasks('REBUILD', REBUILD) },
+  deleted: { default: 'DELETED' },
+  'soft-delete': { default: 'SOFT_DELETED' },
+  shelved: { default: 'SHELVED' },
+  shelved_offloaded: { default: 'SHELVED_OFFLOADED' },
+};
+
+/** The status Nova's API shows for a vm_state and task_state (UNKNOWN for a vm_state Nova doesn't know). */
+export function novaStatus(vmState: string, taskState?: string | null): string {
+  const byTask = STATE_MAP[vmState.toLowerCase()];
+  if (!byTask) return 'UNKNOWN';
+  return (taskState ? byTask[taskState.toLowerCase()] : undefined) ?? byTask.default;
+}
+
+/** `null`, `''` and `undefined` all mean "not set" in Nova's records. */
+function present(value: string | null | undefined): string | undefined {
+  return value === null || value === undefined || value === '' ? undefined : value;
+}
+
+/** The nova.instance entity for a server's facts. */
+export function instanceDraft(f: InstanceFacts): EntityDraft {
+  const host = present(f.host);
+  const vmState = present(f.vmState);
+  const status = present(f.status) ?? (vmState ? novaStatus(vmState, f.taskState) : undefined);
+  const attributes: Record<string, string> = {};
+  const put = (key: string, value: string | null | undefined): void => {
+    const v = present(value);
+    if (v !== undefined) attributes[key] = v;
+  };
+  put('vm_state', vmState);
+  put('task_state', f.taskState);
+  put('availability_zone', f.availabilityZone);
+  put('flavor', f.flavor);
+  put('image', f.image);
+  put('user', f.user);
+  put('host', host);
+  return {
+    type: 'nova.instance',
+    id: f.id,
+    name: present(f.name),
+    state: status,
+    project: present(f.project),
+    parents: host ? [ref('nova.host', host)] : [],
+    attributes,
+  };
+}

@@ -1,0 +1,468 @@
+/**
+ * The one HTTP transport of the synchronizer's REST sources (OpenStack, Nagios, Alertmanager), on
+ * axios: per-request timeout, retry with the shared backoff policy (src/backoff.ts) on connection
+ * errors, timeouts and 5xx, Retry-After on 429, an auth hook that is renewed once on a 401, abort
+ * through an AbortSignal, and OpenStack-style pagination. Error messages name the method, URL and
+ * status, never a credential.
+ */
+import axios, { type AxiosInstance, type AxiosResponse, isAxiosError } from 'axios';
+import {
+  type MonoTypeOperatorFunction,
+  type ObservableInput,
+  type SchedulerLike,
+  Observable,
+  asyncScheduler,
+  catchError,
+  defer,
+  from,
+  retry,
+  switchMap,
+  take,
+  throwError,
+  timeout,
+  timer,
+} from 'rxjs';
+import { type BackoffOptions, backoffDelay } from './backoff.js';
+import { type Logger, errorMessage, silentLogger } from './log.js';
+
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** Query parameters; `undefined` values are left out. */
+export type QueryParams = Record<string, string | number | boolean | undefined>;
+
+/**
+ * Credentials that change over time (a Keystone token): asked for before every attempt, and told
+ * when the server refused them so the next `headers()` fetches fresh ones.
+ */
+export interface HttpAuth {
+  /** Headers that authenticate a request, e.g. `{ 'X-Auth-Token': … }`. */
+  headers(): ObservableInput<Record<string, string>>;
+  /** The server answered 401 to `headers`: drop them. The request is then retried once. */
+  unauthorized?(headers: Record<string, string>): void;
+}
+
+export interface HttpClientOptions {
+  /** Prefix of relative request URLs, e.g. `http://127.0.0.1:8774/v2.1`. */
+  baseUrl?: string;
+  /** Sent with every request. */
+  headers?: Record<string, string>;
+  /** HTTP basic auth (Nagios CGIs). */
+  basicAuth?: { username: string; password: string };
+  /** Renewable credentials (Keystone tokens). */
+  auth?: HttpAuth;
+  /** A request (one attempt) not answered after this long is abandoned and retried, ms (default 30000). */
+  timeoutMs?: number;
+  /** Retries after the first attempt on connection errors, timeouts, 5xx and 429 (default 3). */
+  retries?: number;
+  backoff?: BackoffOptions;
+  /** Time source of timeouts and retry delays. */
+  scheduler?: SchedulerLike;
+  log?: Logger;
+  /** Who is asking (a source name): prefixed to error messages. */
+  name?: string;
+}
+
+export interface HttpRequest {
+  method?: HttpMethod;
+  /** Absolute, or relative to the client's baseUrl. */
+  url: string;
+  params?: QueryParams;
+  headers?: Record<string, string>;
+  /** Sent as JSON. */
+  body?: unknown;
+  /** `json` (default) parses the body; `text` returns it as a string. */
+  responseType?: 'json' | 'text';
+  /** Aborts the request and any pending retry (pollSnapshots gives one per attempt). */
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export interface HttpResponse<T> {
+  status: number;
+  /** Lower-case header names. */
+  headers: Record<string, string>;
+  data: T;
+  /** The URL that answered, credentials removed. */
+  url: string;
+}
+
+/**
+ * A request that failed. `status` is absent for connection errors, timeouts and aborts;
+ * `retryable` says whether trying again may help.
+ */
+export class HttpError extends Error {
+  constructor(
+    message: string,
+    readonly method: HttpMethod,
+    readonly url: string,
+    readonly status: number | undefined,
+    readonly retryable: boolean,
+    /** For 429 (and 503) with Retry-After: how long the server asked us to wait, ms. */
+    readonly retryAfterMs?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'HttpError';
+  }
+}
+
+const SECRET_PARAM = /token|password|secret|key|auth|credential|signature/i;
+
+/** The URL as it may appear in messages and logs: no userinfo, secret-looking query values masked. */
+export function safeUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, '//');
+  }
+  u.username = '';
+  u.password = '';
+  for (const name of [...u.searchParams.keys()]) {
+    if (SECRET_PARAM.test(name)) u.searchParams.set(name, '***');
+  }
+  return u.toString();
+}
+
+/** Retry-After in ms: delta-seconds or an HTTP date (RFC 9110 §10.2.3); undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined, nowMs: number): number | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs);
+}
+
+/** Connection-level failures worth another attempt (the server may be restarting or a proxy flapping). */
+const RETRYABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ERR_SOCKET_CONNECTION_TIMEOUT']);
+
+export interface RetryHttpOptions {
+  /** Retries after the first attempt (default 3). */
+  retries?: number;
+  backoff?: BackoffOptions;
+  scheduler?: SchedulerLike;
+  onRetry?: (info: { error: HttpError; attempt: number; delayMs: number }) => void;
+}
+
+/**
+ * Retries a request Observable after retryable {@link HttpError}s: after the server's Retry-After
+ * when it gave one (429), else after `backoffDelay(attempt)`. Anything else fails at once.
+ *
+ * ```
+ * source:  -#  (503)    -#  (429, Retry-After: 5)   -a|
+ * result:  -- 1s ------ -- 5s ---------------------- -a|
+ * ```
+ *
+ * 1. Non-HttpErrors and HttpErrors with `retryable: false` (4xx, abort) are passed on unchanged.
+ * 2. After `retries` retries the last error is passed on.
+ * 3. Unsubscribing cancels a pending delay.
+ */
+export function retryHttp<T>(options: RetryHttpOptions = {}): MonoTypeOperatorFunction<T> {
+  const { retries = 3, backoff = {}, scheduler = asyncScheduler, onRetry } = options;
+  return retry<T>({
+    count: retries,
+    delay: (error: unknown, attempt: number) => {
+      if (!(error instanceof HttpError) || !error.retryable) return throwError(() => error);
+      const delayMs = error.retryAfterMs ?? backoffDelay(attempt, backoff);
+      onRetry?.({ error, attempt, delayMs });
+      return timer(delayMs, scheduler);
+    },
+  });
+}
+
+/** Rejects when `signal` aborts, unsubscribing from the request (which aborts it). */
+function toPromise<T>(source: Observable<T>, signal: AbortSignal | undefined, abortError: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(abortError());
+      return;
+    }
+    let done = false;
+    const onAbort = (): void => {
+      if (done) return;
+      done = true;
+      subscription.unsubscribe();
+      reject(abortError());
+    };
+    const finish = (): void => {
+      done = true;
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const subscription = source.pipe(take(1)).subscribe({
+      next: (value) => {
+        finish();
+        resolve(value);
+      },
+      error: (e: unknown) => {
+        finish();
+        reject(e);
+      },
+      complete: () => {
+        if (!done) {
+          finish();
+          reject(abortError());
+        }
+      },
+    });
+    if (!done) signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function lowerCaseHeaders(headers: AxiosResponse['headers']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers as Record<string, unknown>)) {
+    if (v !== undefined && v !== null) out[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : String(v);
+  }
+  return out;
+}
+
+/** The first line or so of a response body, for an error message. */
+function excerpt(body: string): string {
+  const text = body.replace(/\s+/g, ' ').trim();
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}
+
+/**
+ * An HTTP client for one API. Every method sends one logical request: it retries on its own and
+ * resolves with the final answer, or rejects with an {@link HttpError}.
+ *
+ * Example:
+ * ```ts
+ * const http = createHttpClient({ baseUrl: 'http://127.0.0.1:9090', timeoutMs: 5000 });
+ * const alerts = await http.get<unknown[]>('/api/v2/alerts', { signal });
+ * ```
+ */
+export class HttpClient {
+  private readonly axios: AxiosInstance;
+  private readonly scheduler: SchedulerLike;
+  private readonly log: Logger;
+  private readonly prefix: string;
+
+  constructor(readonly options: HttpClientOptions = {}) {
+    this.scheduler = options.scheduler ?? asyncScheduler;
+    this.log = options.log ?? silentLogger;
+    this.prefix = options.name ? `${options.name}: ` : '';
+    this.axios = axios.create({
+      ...(options.baseUrl !== undefined ? { baseURL: options.baseUrl } : {}),
+      ...(options.basicAuth ? { auth: options.basicAuth } : {}),
+      headers: { Accept: 'application/json', ...options.headers },
+      // Status handling, body parsing and timeouts are ours: one place decides what is retried.
+      validateStatus: () => true,
+      responseType: 'text',
+      transformResponse: [(data: unknown) => data],
+      maxRedirects: 5,
+    });
+  }
+
+  /** The full URL a request goes to (baseUrl, params), credentials removed. */
+  urlOf(request: Pick<HttpRequest, 'url' | 'params'>): string {
+    return safeUrl(this.axios.getUri({ url: request.url, params: cleanParams(request.params) }));
+  }
+
+  /**
+   * The request as a cold Observable: subscribing sends it (with retries), unsubscribing aborts
+   * it. Emits one response and completes, or errors with an HttpError.
+   */
+  request$<T = unknown>(request: HttpRequest): Observable<HttpResponse<T>> {
+    const { auth } = this.options;
+    const attempt$ = (): Observable<HttpResponse<T>> =>
+      auth
+        ? from(auth.headers()).pipe(
+            take(1),
+            switchMap((authHeaders) =>
+              this.send$<T>(request, authHeaders).pipe(
+                catchError((e: unknown) => {
+                  if (!(e instanceof HttpError) || e.status !== 401 || !auth.unauthorized) return throwError(() => e);
+                  // Expired or revoked token: renew once, then a second 401 is a real refusal.
+                  auth.unauthorized(authHeaders);
+                  return from(auth.headers()).pipe(
+                    take(1),
+                    switchMap((renewed) => this.send$<T>(request, renewed)),
+                    catchError((again: unknown) =>
+                      again instanceof HttpError && again.status === 401
+                        ? throwError(() => new HttpError(`${again.message} (also after renewing the credentials)`, again.method, again.url, 401, false, undefined, { cause: again }))
+                        : throwError(() => again),
+                    ),
+                  );
+                }),
+              ),
+            ),
+          )
+        : this.send$<T>(request, {});
+    return defer(attempt$).pipe(
+      retryHttp<HttpResponse<T>>({
+        retries: this.options.retries ?? 3,
+        backoff: this.options.backoff ?? {},
+        scheduler: this.scheduler,
+        onRetry: ({ error, attempt, delayMs }) => this.log.debug('retrying HTTP request', { error: error.message, attempt, delayMs }),
+      }),
+    );
+  }
+
+  /** Sends a request; resolves with the response (2xx), rejects with an HttpError. */
+  request<T = unknown>(request: HttpRequest): Promise<HttpResponse<T>> {
+    const method = request.method ?? 'GET';
+    return toPromise(this.request$<T>(request), request.signal, () => new HttpError(`${this.prefix}${method} ${this.urlOf(request)} aborted`, method, this.urlOf(request), undefined, false));
+  }
+
+  /** GET, parsed JSON body. */
+  async get<T = unknown>(url: string, options: Omit<HttpRequest, 'url' | 'method' | 'responseType'> = {}): Promise<T> {
+    return (await this.request<T>({ ...options, url })).data;
+  }
+
+  /** GET, body as text (HTML pages, plain-text APIs). */
+  async getText(url: string, options: Omit<HttpRequest, 'url' | 'method' | 'responseType'> = {}): Promise<string> {
+    return (await this.request<string>({ ...options, url, responseType: 'text' })).data;
+  }
+
+  /** POST a JSON body; the whole response (some APIs answer in headers, e.g. Keystone's X-Subject-Token). */
+  post<T = unknown>(url: string, body: unknown, options: Omit<HttpRequest, 'url' | 'method' | 'body'> = {}): Promise<HttpResponse<T>> {
+    return this.request<T>({ ...options, url, method: 'POST', body });
+  }
+
+  /** One attempt, no retry. */
+  private send$<T>(request: HttpRequest, authHeaders: Record<string, string>): Observable<HttpResponse<T>> {
+    const method = request.method ?? 'GET';
+    const url = this.urlOf(request);
+    const timeoutMs = request.timeoutMs ?? this.options.timeoutMs ?? 30_000;
+    const fail = (what: string, status: number | undefined, retryable: boolean, retryAfterMs?: number, cause?: unknown): HttpError =>
+      new HttpError(`${this.prefix}${method} ${url} ${what}`, method, url, status, retryable, retryAfterMs, cause === undefined ? undefined : { cause });
+    const send$ = new Observable<HttpResponse<T>>((subscriber) => {
+      const controller = new AbortController();
+      this.axios
+        .request<string>({
+          method,
+          url: request.url,
+          params: cleanParams(request.params),
+          headers: { ...request.headers, ...authHeaders, ...(request.body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+          ...(request.body !== undefined ? { data: JSON.stringify(request.body) } : {}),
+          signal: controller.signal,
+        })
+        .then(
+          (response) => {
+            const headers = lowerCaseHeaders(response.headers);
+            const { status } = response;
+            const body = typeof response.data === 'string' ? response.data : '';
+            if (status >= 200 && status < 300) {
+              let data: unknown = body;
+              if ((request.responseType ?? 'json') === 'json') {
+                try {
+                  data = body === '' ? undefined : JSON.parse(body);
+                } catch (e) {
+                  throw fail(`answered ${status} with a body that is not valid JSON (${errorMessage(e)}): ${excerpt(body)}`, status, false);
+                }
+              }
+              subscriber.next({ status, headers, data: data as T, url });
+              subscriber.complete();
+              return;
+            }
+            const detail = body ? `: ${excerpt(body)}` : '';
+            const statusText = response.statusText ? ` ${response.statusText}` : '';
+            if (status === 429 || status === 503) {
+              const after = parseRetryAfter(headers['retry-after'], this.scheduler.now());
+              throw fail(`failed with ${status}${statusText}${after !== undefined ? ` (Retry-After ${Math.round(after / 1000)} s)` : ''}${detail}`, status, true, after);
+            }
+            throw fail(`failed with ${status}${statusText}${detail}`, status, status >= 500);
+          },
+          (e: unknown) => {
+            if (e instanceof HttpError) throw e;
+            if (isAxiosError(e)) {
+              if (e.code === 'ERR_CANCELED') throw fail('aborted', undefined, false, undefined, e);
+              const code = e.code ?? '';
+              throw fail(`failed: ${code || e.message}`, undefined, RETRYABLE_CODES.has(code) || code === '', undefined, e);
+            }
+            throw fail(`failed: ${errorMessage(e)}`, undefined, true, undefined, e);
+          },
+        )
+        .catch((e: unknown) => subscriber.error(e));
+      return () => controller.abort();
+    });
+    return send$.pipe(
+      timeout({ first: timeoutMs, scheduler: this.scheduler, with: () => throwError(() => fail(`timed out after ${timeoutMs} ms`, undefined, true)) }),
+    );
+  }
+}
+
+function cleanParams(params: QueryParams | undefined): Record<string, string | number | boolean> | undefined {
+  if (!params) return undefined;
+  const out: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+/** Creates an {@link HttpClient}. */
+export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
+  return new HttpClient(options);
+}
+
+export interface PagesOptions {
+  /** Key of the records in each page: `servers`, `networks`, `volumes`… (`<key>_links` holds the next link). */
+  key: string;
+  params?: QueryParams;
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
+  /**
+   * Page size to ask for. When a page holds `limit` records and carries no `<key>_links`, the next
+   * page is asked for with `marker` = the last record's id (APIs that paginate without links).
+   */
+  limit?: number;
+  /** A record's marker (default its `id`). */
+  markerOf?: (record: unknown) => string | undefined;
+  /** Safety stop against a server that loops (default 100000 pages). */
+  maxPages?: number;
+  /** Called with each page's records as it arrives (streaming consumers). */
+  onPage?: (records: readonly unknown[]) => void;
+}
+
+interface Link {
+  href?: unknown;
+  rel?: unknown;
+}
+
+function nextHref(page: Record<string, unknown>, key: string): string | undefined | null {
+  const links = page[`${key}_links`];
+  if (!Array.isArray(links)) return null; // no links at all: the API doesn't paginate by links
+  const next = (links as Link[]).find((l) => l && l.rel === 'next');
+  return typeof next?.href === 'string' ? next.href : undefined;
+}
+
+/**
+ * Every record of an OpenStack collection, all pages: follows `<key>_links` `rel: next` until the
+ * last page (Nova caps a page at its max_limit whatever the client asks, so reading one page is
+ * never enough). Rejects if any page fails, so a caller never mistakes part of a collection for
+ * the whole of it.
+ *
+ * Only the next link's query is used, on the URL that was asked for: services build links from
+ * their own configured prefix, which behind a proxy may name an address the client can't reach.
+ */
+export async function fetchAllPages<T>(http: HttpClient, url: string, options: PagesOptions): Promise<T[]> {
+  const { key, limit, signal, headers, maxPages = 100_000, onPage } = options;
+  const markerOf = options.markerOf ?? ((r: unknown) => (r as { id?: unknown } | null)?.id?.toString());
+  const base = { ...options.params, ...(limit !== undefined ? { limit } : {}) };
+  const records: T[] = [];
+  const seen = new Set<string>();
+  let params: QueryParams = base;
+  for (let pageNo = 1; ; pageNo += 1) {
+    const where = http.urlOf({ url, params });
+    if (seen.has(where)) throw new Error(`${where}: the server sent the same next page twice (pagination loop)`);
+    seen.add(where);
+    const page = await http.get<unknown>(url, { params, ...(signal ? { signal } : {}), ...(headers ? { headers } : {}) });
+    if (page === null || typeof page !== 'object' || !Array.isArray((page as Record<string, unknown>)[key])) {
+      throw new Error(`GET ${where}: expected a JSON object with a "${key}" list`);
+    }
+    const items = (page as Record<string, unknown>)[key] as T[];
+    for (const item of items) records.push(item);
+    onPage?.(items);
+    const href = nextHref(page as Record<string, unknown>, key);
+    if (typeof href === 'string') {
+      params = { ...base, ...Object.fromEntries(new URL(href, 'http://link.invalid/').searchParams) };
+    } else if (href === null && limit !== undefined && items.length >= limit && items.length > 0) {
+      const marker = markerOf(items[items.length - 1]);
+      if (marker === undefined) return records;
+      params = { ...base, marker };
+    } else {
+      return records;
+    }
+    if (pageNo >= maxPages) throw new Error(`GET ${where}: more than ${maxPages} pages, giving up`);
+  }
+}

@@ -1,0 +1,186 @@
+import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HttpError, createHttpClient, fetchAllPages, parseRetryAfter, safeUrl } from '../../src/http.js';
+
+type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => void;
+let handler: Handler = (_req, res) => res.end('{}');
+let requests: { url: string; headers: IncomingMessage['headers'] }[] = [];
+const server = createServer((req, res) => {
+  requests.push({ url: req.url ?? '', headers: req.headers });
+  handler(req, res, new URL(req.url ?? '/', 'http://127.0.0.1'));
+});
+let base = '';
+
+beforeAll(async () => {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+function client(extra: Parameters<typeof createHttpClient>[0] = {}) {
+  requests = [];
+  return createHttpClient({ baseUrl: base, backoff: { initialMs: 5, jitter: 0 }, timeoutMs: 2000, ...extra });
+}
+
+describe('HttpClient', () => {
+  it('retries 5xx with backoff, then succeeds', async () => {
+    let n = 0;
+    handler = (_req, res) => {
+      n += 1;
+      if (n < 3) {
+        res.statusCode = 503;
+        res.end('busy');
+      } else res.end('{"ok":true}');
+    };
+    expect(await client().get('/flaky')).toEqual({ ok: true });
+    expect(requests).toHaveLength(3);
+  });
+
+  it('gives up after `retries` and names method, URL and status, never the token', async () => {
+    handler = (_req, res) => {
+      res.statusCode = 500;
+      res.end('boom');
+    };
+    const error = await client({ retries: 2 }).get('/down', { params: { token: 's3cret', a: 1 } }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HttpError);
+    expect((error as HttpError).message).toMatch(/GET http:\/\/127\.0\.0\.1:\d+\/down\?token=\*\*\*&a=1 failed with 500/);
+    expect((error as HttpError).message).not.toContain('s3cret');
+    expect(requests).toHaveLength(3);
+  });
+
+  it('fails at once on other 4xx', async () => {
+    handler = (_req, res) => {
+      res.statusCode = 404;
+      res.end('{"itemNotFound":{"message":"nope"}}');
+    };
+    const error = (await client().get('/missing').catch((e: unknown) => e)) as HttpError;
+    expect(error.status).toBe(404);
+    expect(error.message).toContain('/missing failed with 404');
+    expect(requests).toHaveLength(1);
+  });
+
+  it('waits Retry-After on 429', async () => {
+    let n = 0;
+    handler = (_req, res) => {
+      n += 1;
+      if (n === 1) {
+        res.statusCode = 429;
+        res.setHeader('Retry-After', '1');
+        res.end();
+      } else res.end('[]');
+    };
+    const started = Date.now();
+    await client().get('/limited');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+    expect(requests).toHaveLength(2);
+  });
+
+  it('times out a hung request and retries it', async () => {
+    let n = 0;
+    handler = (_req, res) => {
+      n += 1;
+      if (n > 1) res.end('"late"');
+    };
+    expect(await client({ timeoutMs: 100 }).get('/hang')).toBe('late');
+    expect(requests).toHaveLength(2);
+  });
+
+  it('rejects malformed JSON with the URL', async () => {
+    handler = (_req, res) => res.end('{"servers": [');
+    await expect(client().get('/bad')).rejects.toThrow(/GET .*\/bad answered 200 with a body that is not valid JSON/);
+  });
+
+  it('stops when its AbortSignal fires', async () => {
+    handler = () => {};
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 50);
+    await expect(client({ timeoutMs: 10_000 }).get('/never', { signal: controller.signal })).rejects.toThrow(/aborted/);
+    expect(requests).toHaveLength(1);
+  });
+
+  it('sends basic auth and returns text', async () => {
+    handler = (req, res) => res.end(req.headers.authorization ?? 'none');
+    expect(await client({ basicAuth: { username: 'nagios', password: 'pw' } }).getText('/cgi')).toBe(`Basic ${Buffer.from('nagios:pw').toString('base64')}`);
+  });
+
+  it('renews the auth headers once on a 401', async () => {
+    let token = 'old';
+    const renewals: string[] = [];
+    handler = (req, res) => {
+      if (req.headers['x-auth-token'] !== 'new') {
+        res.statusCode = 401;
+        res.end();
+      } else res.end('1');
+    };
+    const http = client({
+      auth: {
+        headers: () => Promise.resolve({ 'X-Auth-Token': token }),
+        unauthorized: (h) => {
+          renewals.push(h['X-Auth-Token']!);
+          token = 'new';
+        },
+      },
+    });
+    expect(await http.get('/x')).toBe(1);
+    expect(renewals).toEqual(['old']);
+    token = 'revoked';
+    handler = (_req, res) => {
+      res.statusCode = 401;
+      res.end();
+    };
+    await expect(http.get('/x')).rejects.toThrow(/401.*also after renewing/);
+  });
+});
+
+describe('fetchAllPages', () => {
+  it('follows *_links rel=next, keeping the asked-for URL and the original params', async () => {
+    handler = (_req, res, url) => {
+      const m = Number(url.searchParams.get('marker') ?? 0);
+      const body: Record<string, unknown> = { items: [{ id: String(m + 1) }, { id: String(m + 2) }] };
+      // A link prefix the client can't reach, as behind a proxy.
+      if (m < 4) body.items_links = [{ rel: 'next', href: `http://internal.invalid:1/items?marker=${m + 2}&limit=2&all_tenants=1` }];
+      res.end(JSON.stringify(body));
+    };
+    const records = await fetchAllPages<{ id: string }>(client(), '/items', { key: 'items', params: { all_tenants: 1 } });
+    expect(records.map((r) => r.id)).toEqual(['1', '2', '3', '4', '5', '6']);
+    expect(requests.map((r) => r.url)).toEqual(['/items?all_tenants=1', '/items?all_tenants=1&marker=2&limit=2', '/items?all_tenants=1&marker=4&limit=2']);
+  });
+
+  it('uses marker/limit when a full page carries no links', async () => {
+    handler = (_req, res, url) => {
+      const m = Number(url.searchParams.get('marker') ?? 0);
+      res.end(JSON.stringify({ stacks: m < 4 ? [{ id: String(m + 1) }, { id: String(m + 2) }] : [{ id: '5' }] }));
+    };
+    const records = await fetchAllPages<{ id: string }>(client(), '/stacks', { key: 'stacks', limit: 2 });
+    expect(records.map((r) => r.id)).toEqual(['1', '2', '3', '4', '5']);
+  });
+
+  it('fails as a whole when one page fails', async () => {
+    handler = (_req, res, url) => {
+      if (url.searchParams.get('marker') === '2') {
+        res.statusCode = 400;
+        res.end();
+        return;
+      }
+      res.end(JSON.stringify({ items: [{ id: '1' }, { id: '2' }], items_links: [{ rel: 'next', href: '/items?marker=2' }] }));
+    };
+    await expect(fetchAllPages(client(), '/items', { key: 'items' })).rejects.toThrow(/marker=2 failed with 400/);
+  });
+
+  it('refuses a server that repeats a page', async () => {
+    handler = (_req, res) => res.end(JSON.stringify({ items: [{ id: '1' }], items_links: [{ rel: 'next', href: '/items?marker=1' }] }));
+    await expect(fetchAllPages(client(), '/items', { key: 'items' })).rejects.toThrow(/pagination loop/);
+  });
+});
+
+describe('helpers', () => {
+  it('safeUrl drops userinfo and masks secrets', () => {
+    expect(safeUrl('http://u:p@127.0.0.1/x?password=a&b=c')).toBe('http://127.0.0.1/x?password=***&b=c');
+  });
+  it('parseRetryAfter reads seconds and dates', () => {
+    expect(parseRetryAfter('7', 0)).toBe(7000);
+    expect(parseRetryAfter('Thu, 01 Jan 1970 00:00:10 GMT', 4000)).toBe(6000);
+    expect(parseRetryAfter('soon', 0)).toBeUndefined();
+  });
+});

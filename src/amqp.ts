@@ -1,0 +1,394 @@
+/**
+ * The one AMQP transport of the synchronizer (amqplib): oslo-style transport URLs, an own durable
+ * queue bound to the services' exchanges, reconnect with the shared backoff, and deliveries whose
+ * ack is batched but never sent before the message's observation settled.
+ */
+import amqp, { type Channel, type ChannelModel, type ConsumeMessage, type Options } from 'amqplib';
+import { Observable, type SchedulerLike, asyncScheduler } from 'rxjs';
+import { type BackoffOptions, backoffDelay } from './backoff.js';
+import { errorMessage } from './log.js';
+
+/** One broker of a transport URL. */
+export interface AmqpEndpoint {
+  hostname: string;
+  port: number;
+  username: string;
+  password: string;
+  /** `/` is RabbitMQ's default vhost. */
+  vhost: string;
+  tls: boolean;
+}
+
+const SCHEMES: Record<string, { tls: boolean; port: number }> = {
+  'rabbit:': { tls: false, port: 5672 },
+  'amqp:': { tls: false, port: 5672 },
+  'amqps:': { tls: true, port: 5671 },
+};
+
+/**
+ * Parses an oslo.messaging transport_url into its brokers:
+ * `rabbit://user:pass@host1:5672,user:pass@host2:5672/vhost?ssl=1`. Hosts are tried in order
+ * (failover); each host may carry its own credentials (default guest/guest, as in oslo).
+ * Throws an Error that says what part is wrong.
+ */
+export function parseTransportUrl(url: string): AmqpEndpoint[] {
+  const m = /^([a-z][a-z0-9+.-]*:)\/\/([^/?#]*)(\/[^?#]*)?(\?[^#]*)?$/i.exec(url.trim());
+  if (!m) throw new Error(`expected a transport URL such as rabbit://user:pass@host:5672/vhost, got ${JSON.stringify(redactUrl(url))}`);
+  const scheme = SCHEMES[m[1]!.toLowerCase()];
+  if (!scheme) throw new Error(`unsupported scheme ${JSON.stringify(m[1])} in transport URL: use rabbit://, amqp:// or amqps://`);
+  const query = new URLSearchParams(m[4] ?? '');
+  const ssl = query.get('ssl');
+  const tls = scheme.tls || ssl === '1' || ssl?.toLowerCase() === 'true';
+  const path = (m[3] ?? '/').slice(1);
+  const vhost = path === '' ? '/' : decodeURIComponent(path);
+  const netloc = m[2]!;
+  if (netloc === '') throw new Error(`transport URL ${JSON.stringify(redactUrl(url))} names no host`);
+  return netloc.split(',').map((part, i) => {
+    const at = part.lastIndexOf('@');
+    const userinfo = at >= 0 ? part.slice(0, at) : undefined;
+    const hostport = at >= 0 ? part.slice(at + 1) : part;
+    const colon = userinfo?.indexOf(':') ?? -1;
+    const username = userinfo === undefined ? 'guest' : decodeURIComponent(colon >= 0 ? userinfo.slice(0, colon) : userinfo);
+    const password = userinfo === undefined ? 'guest' : colon >= 0 ? decodeURIComponent(userinfo.slice(colon + 1)) : '';
+    const hm = /^(\[[0-9a-f:.]+\]|[^:[\]]+)(?::(\d+))?$/i.exec(hostport);
+    if (!hm) throw new Error(`host ${i + 1} of the transport URL is not host[:port]: ${JSON.stringify(hostport)}`);
+    const port = hm[2] === undefined ? (tls ? 5671 : scheme.port) : Number(hm[2]);
+    if (!(port > 0 && port < 65536)) throw new Error(`port of host ${i + 1} of the transport URL is out of range: ${hm[2]}`);
+    return { hostname: hm[1]!.replace(/^\[|\]$/g, ''), port, username, password, vhost, tls };
+  });
+}
+
+/** A transport URL with its passwords replaced by `***`, fit for logs and errors. */
+export function redactUrl(url: string): string {
+  return url.replace(/([/,][^/,@:]*:)[^@/,]*@/g, '$1***@');
+}
+
+/** `amqp://user@host:port/vhost`, without the password. */
+export function describeEndpoint(e: AmqpEndpoint): string {
+  const host = e.hostname.includes(':') ? `[${e.hostname}]` : e.hostname;
+  return `${e.tls ? 'amqps' : 'amqp'}://${e.username}@${host}:${e.port}/${e.vhost === '/' ? '' : encodeURIComponent(e.vhost)}`;
+}
+
+/** A queue binding: messages of `exchange` whose routing key matches `routingKey`. */
+export interface AmqpBinding {
+  exchange: string;
+  routingKey: string;
+}
+
+export interface AmqpConsumerOptions {
+  /** Brokers, tried in turn on each (re)connect. */
+  endpoints: readonly AmqpEndpoint[];
+  /** The consumer's own queue: it gets copies, never steals from oslo's `notifications.info` queues. */
+  queue: string;
+  /** Declared as a durable queue (default true): persistent messages wait for us across restarts. */
+  durableQueue?: boolean;
+  /** Exchanges declared before binding: oslo's flags (topic, auto_delete=false). */
+  exchanges: readonly string[];
+  /**
+   * Durability of the exchanges (default false, as oslo declares them unless amqp_durable_queues
+   * is set): other flags than oslo's would make oslo's publishes fail with 406.
+   */
+  durableExchanges?: boolean;
+  bindings: readonly AmqpBinding[];
+  /** Unacknowledged deliveries the broker may send ahead (basic.qos). */
+  prefetch: number;
+  /**
+   * Where refused messages go, with the reason in the `x-synchronizer-reason` header (a durable
+   * topic exchange, declared on connect; the routing key is the original one).
+   */
+  deadLetterExchange?: string | undefined;
+  /** Reconnect backoff (the synchronizer's one policy). */
+  backoff?: BackoffOptions;
+  /** AMQP heartbeat, seconds (default 30; 0 disables). */
+  heartbeatSeconds?: number;
+  /** Shown as the connection name in RabbitMQ's management UI. */
+  connectionName?: string;
+  /** Time source for reconnect delays. */
+  scheduler?: SchedulerLike;
+}
+
+/** One message taken from the queue; settle it exactly once with ack() or reject(). */
+export interface AmqpDelivery {
+  readonly body: Buffer;
+  readonly exchange: string;
+  readonly routingKey: string;
+  /** The broker delivered it before (to us or another consumer) without an ack. */
+  readonly redelivered: boolean;
+  readonly properties: ConsumeMessage['properties'];
+  /**
+   * Done with it. The ack is sent once every earlier delivery of the channel is settled too,
+   * batched with `multiple` (one frame for many messages, never one ahead of an unsettled one).
+   */
+  ack(): void;
+  /**
+   * Refused for good (never requeued): copied to the dead-letter exchange with `reason` when one
+   * is configured, then rejected.
+   */
+  reject(reason: string): void;
+}
+
+/** What the consumer stream carries: deliveries, and connection health. */
+export type AmqpSignal =
+  | { kind: 'delivery'; delivery: AmqpDelivery }
+  | { kind: 'up'; endpoint: string }
+  | { kind: 'down'; error: string; retryInMs: number };
+
+/** Header that carries why the synchronizer dead-lettered a message. */
+export const REASON_HEADER = 'x-synchronizer-reason';
+
+interface Tracked {
+  readonly message: ConsumeMessage;
+  done: boolean;
+  ok: boolean;
+}
+
+/**
+ * Acks of one channel. Deliveries arrive in tag order; an ack with `multiple` covers every
+ * earlier tag, so it is only sent for the longest settled prefix. Settled deliveries behind an
+ * unsettled one are acked one by one, so one slow message never holds the others' acks.
+ */
+class AckBatcher {
+  private pending: Tracked[] = [];
+  private scheduled = false;
+  dead = false;
+
+  constructor(private readonly channel: Channel) {}
+
+  track(message: ConsumeMessage): Tracked {
+    const t: Tracked = { message, done: false, ok: false };
+    this.pending.push(t);
+    return t;
+  }
+
+  ack(t: Tracked): void {
+    if (t.done) return;
+    t.done = true;
+    t.ok = true;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      // One macrotask: the deliveries of one socket read settle synchronously, then one ack frame.
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** Rejects at once (no requeue): nothing later depends on it. */
+  reject(t: Tracked): void {
+    if (t.done) return;
+    t.done = true;
+    if (!this.dead) {
+      try {
+        this.channel.reject(t.message, false);
+      } catch {
+        // The channel closed meanwhile: the broker requeues it, and it will be refused again.
+      }
+    }
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.scheduled = false;
+    if (this.dead) return;
+    let i = 0;
+    let last: Tracked | undefined;
+    while (i < this.pending.length && this.pending[i]!.done) {
+      if (this.pending[i]!.ok) last = this.pending[i];
+      i += 1;
+    }
+    try {
+      if (last) this.channel.ack(last.message, true);
+      const rest = this.pending.slice(i);
+      for (const t of rest) if (t.done && t.ok) this.channel.ack(t.message, false);
+      this.pending = rest.filter((t) => !t.done);
+    } catch {
+      // Closed channel: every unacked delivery goes back to the queue; the baseline dedupes them.
+      this.dead = true;
+    }
+  }
+
+  close(): void {
+    this.dead = true;
+    this.pending = [];
+  }
+}
+
+function connectOptions(e: AmqpEndpoint, heartbeat: number): Options.Connect {
+  return { protocol: e.tls ? 'amqps' : 'amqp', hostname: e.hostname, port: e.port, username: e.username, password: e.password, vhost: e.vhost, heartbeat };
+}
+
+/** Opens one connection, declares the topology and starts consuming; resolves with a promise of its end. */
+async function openSession(
+  endpoint: AmqpEndpoint,
+  options: AmqpConsumerOptions,
+  onDelivery: (d: AmqpDelivery) => void,
+): Promise<{ connection: ChannelModel; ended: Promise<Error>; end: () => void }> {
+  const where = describeEndpoint(endpoint);
+  const connection = await amqp.connect(connectOptions(endpoint, options.heartbeatSeconds ?? 30), {
+    clientProperties: { connection_name: options.connectionName ?? 'synchronizer' },
+    timeout: 10_000,
+  });
+  let resolveEnd: (e: Error) => void = () => undefined;
+  const ended = new Promise<Error>((resolve) => (resolveEnd = resolve));
+  // 'error' is always followed by 'close'; without a listener it would crash the process.
+  connection.on('error', (e: Error) => resolveEnd(new Error(`connection to ${where} failed: ${e.message}`)));
+  connection.on('close', (e?: Error) => resolveEnd(new Error(`connection to ${where} closed${e ? `: ${e.message}` : ''}`)));
+  try {
+    const channel = await connection.createChannel();
+    channel.on('error', (e: Error) => resolveEnd(new Error(`channel on ${where} failed: ${e.message}`)));
+    channel.on('close', () => resolveEnd(new Error(`channel on ${where} closed`)));
+    const step = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
+      try {
+        return await run();
+      } catch (e) {
+        throw new Error(`${what} on ${where}: ${errorMessage(e)}`);
+      }
+    };
+    await step(`setting prefetch ${options.prefetch}`, () => channel.prefetch(options.prefetch));
+    const durable = options.durableExchanges ?? false;
+    for (const exchange of options.exchanges) {
+      await step(`declaring exchange ${exchange} (topic, durable=${durable}, as oslo does; set durableExchanges to match amqp_durable_queues)`, () =>
+        channel.assertExchange(exchange, 'topic', { durable, autoDelete: false }),
+      );
+    }
+    const dlx = options.deadLetterExchange;
+    if (dlx) await step(`declaring dead-letter exchange ${dlx} (topic, durable)`, () => channel.assertExchange(dlx, 'topic', { durable: true, autoDelete: false }));
+    await step(`declaring queue ${options.queue}`, () =>
+      channel.assertQueue(options.queue, { durable: options.durableQueue ?? true, autoDelete: false, exclusive: false }),
+    );
+    for (const b of options.bindings) {
+      await step(`binding queue ${options.queue} to ${b.exchange} with ${b.routingKey}`, () => channel.bindQueue(options.queue, b.exchange, b.routingKey));
+    }
+    const acks = new AckBatcher(channel);
+    void ended.then(() => acks.close());
+    await step(`consuming from queue ${options.queue}`, () =>
+      channel.consume(
+        options.queue,
+        (message) => {
+          if (message === null) {
+            resolveEnd(new Error(`the broker cancelled the consumer of queue ${options.queue} on ${where} (queue deleted?)`));
+            return;
+          }
+          const tracked = acks.track(message);
+          onDelivery({
+            body: message.content,
+            exchange: message.fields.exchange,
+            routingKey: message.fields.routingKey,
+            redelivered: message.fields.redelivered,
+            properties: message.properties,
+            ack: () => acks.ack(tracked),
+            reject: (reason: string) => {
+              if (tracked.done) return;
+              if (dlx && !acks.dead) {
+                const p = message.properties;
+                try {
+                  channel.publish(dlx, message.fields.routingKey, message.content, {
+                    persistent: true,
+                    ...(p.contentType !== undefined ? { contentType: p.contentType as string } : {}),
+                    ...(p.contentEncoding !== undefined ? { contentEncoding: p.contentEncoding as string } : {}),
+                    ...(p.messageId !== undefined ? { messageId: p.messageId as string } : {}),
+                    headers: {
+                      ...(p.headers ?? {}),
+                      [REASON_HEADER]: reason,
+                      'x-original-exchange': message.fields.exchange,
+                      'x-original-routing-key': message.fields.routingKey,
+                      'x-original-queue': options.queue,
+                    },
+                  });
+                } catch {
+                  // Closed channel: not rejected either, so the broker redelivers it and we retry.
+                  return;
+                }
+              }
+              acks.reject(tracked);
+            },
+          });
+        },
+        { noAck: false },
+      ),
+    );
+    return {
+      connection,
+      ended,
+      end: () => resolveEnd(new Error('consumer stopped')),
+    };
+  } catch (e) {
+    connection.close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * Consumes the queue, reconnecting for ever: a cold stream of deliveries and health.
+ *
+ * ```
+ * broker:   up----x(restart)-------up------
+ * result:   U-d-d-D(retryInMs)------U-d-d--   (U up, D down, d delivery)
+ * ```
+ *
+ * 1. On subscribe it connects to the first endpoint, declares the exchanges with oslo's flags,
+ *    its own queue and the bindings, sets the prefetch and consumes; then emits `up`.
+ * 2. When the connection or channel drops, a declaration fails or the broker cancels the
+ *    consumer, it emits `down` with the error and the delay, waits `backoffDelay(attempt)` and
+ *    tries the next endpoint; the attempt count starts over after a successful connect.
+ *    Deliveries not yet acked when a channel drops are redelivered by the broker.
+ * 3. It never errors or completes; unsubscribing closes the connection.
+ *
+ * @example
+ * ```ts
+ * amqpConsume$({ endpoints: parseTransportUrl('rabbit://guest:guest@127.0.0.1:5672/'), queue: 'sync',
+ *   exchanges: ['nova'], bindings: [{ exchange: 'nova', routingKey: 'notifications.info' }], prefetch: 100 })
+ *   .subscribe((s) => s.kind === 'delivery' && s.delivery.ack());
+ * ```
+ */
+export function amqpConsume$(options: AmqpConsumerOptions): Observable<AmqpSignal> {
+  if (options.endpoints.length === 0) throw new Error('amqpConsume$: no broker endpoint given');
+  const scheduler = options.scheduler ?? asyncScheduler;
+  return new Observable<AmqpSignal>((subscriber) => {
+    let stopped = false;
+    let current: { connection: ChannelModel; end: () => void } | undefined;
+    let wake: (() => void) | undefined;
+    let timer: { unsubscribe(): void } | undefined;
+    const loop = async (): Promise<void> => {
+      let attempt = 0;
+      let index = 0;
+      while (!stopped) {
+        const endpoint = options.endpoints[index % options.endpoints.length]!;
+        let error: Error;
+        try {
+          const session = await openSession(endpoint, options, (delivery) => subscriber.next({ kind: 'delivery', delivery }));
+          if (stopped) {
+            await session.connection.close().catch(() => undefined);
+            return;
+          }
+          current = session;
+          attempt = 0;
+          subscriber.next({ kind: 'up', endpoint: describeEndpoint(endpoint) });
+          error = await session.ended;
+          current = undefined;
+          session.connection.close().catch(() => undefined);
+        } catch (e) {
+          error = e instanceof Error ? e : new Error(String(e));
+        }
+        if (stopped) return;
+        attempt += 1;
+        index += 1;
+        const delay = backoffDelay(attempt, options.backoff);
+        subscriber.next({ kind: 'down', error: error.message, retryInMs: delay });
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          timer = scheduler.schedule(() => resolve(), delay);
+        });
+      }
+    };
+    void loop();
+    return () => {
+      stopped = true;
+      timer?.unsubscribe();
+      wake?.();
+      current?.end();
+      current?.connection.close().catch(() => undefined);
+    };
+  });
+}

@@ -1,0 +1,75 @@
+import { type EntityDraft, ref } from '../../src/model.js';
+
+/**
+ * `use: openstack.heat` — stacks from Heat's API:
+ *
+ * | entity       | request                                        | id   | state          | parents          |
+ * | ------------ | ---------------------------------------------- | ---- | -------------- | ---------------- |
+ * | `heat.stack` | GET /v1/{project}/stacks?global_tenant=true    | `id` | `stack_status` | its parent stack |
+ *
+ * {@link stackDraft} is the one definition of a heat.stack: the API record goes through
+ * {@link apiStackFacts}, an `orchestration.stack.*` notification payload through its own reduction
+ * to {@link StackFacts}.
+ */
+export interface StackFacts {
+  id: string;
+  name?: string | null | undefined;
+  /** CREATE_COMPLETE, UPDATE_IN_PROGRESS, … (action_status). */
+  status?: string | null | undefined;
+  statusReason?: string | null | undefined;
+  project?: string | null | undefined;
+  /** The id of the stack this one is nested in. */
+  parent?: string | null | undefined;
+}
+
+/** The fields of a Heat stack record (GET /v1/{project}/stacks) this source reads. */
+export interface ApiStack {
+  id: string;
+  stack_name?: string | null;
+  stack_status?: string | null;
+  stack_status_reason?: string | null;
+  /** Present when listed with global_tenant. */
+  project?: string | null;
+  parent?: string | null;
+  links?: { href?: string | null; rel?: string | null }[] | null;
+}
+
+function text(value: string | null | undefined): string | undefined {
+  return value === null || value === undefined || value === '' ? undefined : value;
+}
+
+/** The project in a stack's self link (`…/v1/{project}/stacks/{name}/{id}`), for lists without `project`. */
+function projectFromLinks(links: ApiStack['links']): string | undefined {
+  for (const link of links ?? []) {
+    const m = link.rel === 'self' && link.href ? /\/v1\/([^/]+)\/stacks\//.exec(link.href) : null;
+    if (m) return m[1];
+  }
+  return undefined;
+}
+
+/** The facts of an API stack record. */
+export function apiStackFacts(s: ApiStack): StackFacts {
+  return {
+    id: s.id,
+    name: s.stack_name,
+    status: s.stack_status,
+    statusReason: s.stack_status_reason,
+    project: text(s.project) ?? projectFromLinks(s.links),
+    parent: s.parent,
+  };
+}
+
+/** The heat.stack entity of a stack's facts. */
+export function stackDraft(f: StackFacts): EntityDraft {
+  const parent = text(f.parent);
+  const reason = text(f.statusReason);
+  return {
+    type: 'heat.stack',
+    id: f.id,
+    name: text(f.name),
+    state: text(f.status),
+    project: text(f.project),
+    parents: parent ? [ref('heat.stack', parent)] : [],
+    attributes: reason ? { status_reason: reason } : {},
+  };
+}

@@ -1,0 +1,120 @@
+import { type EntityDraft, ref } from '../../src/model.js';
+import { instanceDraft } from './instance.js';
+
+/**
+ * `use: openstack.nova` — instances, hosts and availability zones from Nova's API (compute
+ * microversion {@link NOVA_MICROVERSION}, so servers embed their flavor with `original_name`):
+ *
+ * | entity          | request                                   | id                   | state                       | parents   |
+ * | --------------- | ----------------------------------------- | -------------------- | --------------------------- | --------- |
+ * | `nova.instance` | GET /servers/detail?all_tenants=1 (pages) | `id`                 | `status`                    | nova.host |
+ * | `nova.host`     | GET /os-hypervisors/detail (pages)        | `service.host`       | `state` (UP/DOWN)           | nova.zone |
+ * | `nova.zone`     | GET /os-availability-zone/detail          | `zoneName`           | AVAILABLE / UNAVAILABLE     | —         |
+ *
+ * A host is named by its compute service host, which is what a server's `OS-EXT-SRV-ATTR:host`
+ * and the notifications' `host` name, so instance → host references meet.
+ */
+export const NOVA_MICROVERSION = '2.53';
+
+/** The fields of a server record (GET /servers/detail, microversion ≥ 2.47) this source reads. */
+export interface ApiServer {
+  id: string;
+  name?: string | null;
+  status?: string | null;
+  tenant_id?: string | null;
+  user_id?: string | null;
+  'OS-EXT-STS:vm_state'?: string | null;
+  'OS-EXT-STS:task_state'?: string | null;
+  'OS-EXT-SRV-ATTR:host'?: string | null;
+  'OS-EXT-AZ:availability_zone'?: string | null;
+  flavor?: { original_name?: string | null; id?: string | null } | null;
+  /** `""` for a server booted from a volume. */
+  image?: { id?: string | null } | string | null;
+}
+
+/** The fields of a hypervisor record (GET /os-hypervisors/detail, microversion ≥ 2.53) this source reads. */
+export interface ApiHypervisor {
+  id: string | number;
+  hypervisor_hostname?: string | null;
+  hypervisor_type?: string | null;
+  host_ip?: string | null;
+  state?: string | null;
+  status?: string | null;
+  service?: { host?: string | null; disabled_reason?: string | null } | null;
+}
+
+/** An availability zone (GET /os-availability-zone/detail). */
+export interface ApiZone {
+  zoneName: string;
+  zoneState?: { available?: boolean | null } | null;
+  /** host → service binary → status; null for zones without hosts. */
+  hosts?: Record<string, Record<string, { available?: boolean; active?: boolean } | null> | null> | null;
+}
+
+/** The nova.instance entity of a server record (through the shared {@link instanceDraft}). */
+export function serverDraft(s: ApiServer): EntityDraft {
+  const image = typeof s.image === 'object' && s.image !== null ? s.image.id : undefined;
+  return instanceDraft({
+    id: s.id,
+    name: s.name,
+    status: s.status,
+    vmState: s['OS-EXT-STS:vm_state'],
+    taskState: s['OS-EXT-STS:task_state'],
+    project: s.tenant_id,
+    host: s['OS-EXT-SRV-ATTR:host'],
+    availabilityZone: s['OS-EXT-AZ:availability_zone'],
+    flavor: s.flavor?.original_name,
+    image,
+    user: s.user_id,
+  });
+}
+
+/** The compute hosts of a zone: those running nova-compute (control services sit in `internal`). */
+function computeHosts(zone: ApiZone): string[] {
+  return Object.entries(zone.hosts ?? {})
+    .filter(([, services]) => services !== null && 'nova-compute' in services)
+    .map(([host]) => host)
+    .sort();
+}
+
+/** compute host → its zone's name. */
+export function zoneOfHosts(zones: readonly ApiZone[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const zone of zones) for (const host of computeHosts(zone)) out.set(host, zone.zoneName);
+  return out;
+}
+
+/** The nova.zone entity of an availability zone. */
+export function zoneDraft(z: ApiZone): EntityDraft {
+  const available = z.zoneState?.available;
+  return {
+    type: 'nova.zone',
+    id: z.zoneName,
+    name: z.zoneName,
+    state: available === true ? 'AVAILABLE' : available === false ? 'UNAVAILABLE' : undefined,
+    parents: [],
+    children: computeHosts(z).map((host) => ref('nova.host', host)),
+    attributes: {},
+  };
+}
+
+/** The nova.host entity of a hypervisor; `zone` is its availability zone, when known. */
+export function hypervisorDraft(h: ApiHypervisor, zone?: string): EntityDraft | undefined {
+  const host = h.service?.host ?? undefined;
+  // Without a service host nothing could point at it; such records are left out on purpose.
+  if (!host) return undefined;
+  const attributes: Record<string, unknown> = {};
+  if (h.status) attributes.status = h.status;
+  if (h.hypervisor_type) attributes.hypervisor_type = h.hypervisor_type;
+  if (h.host_ip) attributes.host_ip = h.host_ip;
+  if (h.service?.disabled_reason) attributes.disabled_reason = h.service.disabled_reason;
+  attributes.hypervisor_id = String(h.id);
+  return {
+    type: 'nova.host',
+    id: host,
+    name: h.hypervisor_hostname ?? undefined,
+    state: h.state ?? undefined,
+    parents: zone ? [ref('nova.zone', zone)] : [],
+    attributes,
+  };
+}

@@ -1,4 +1,6 @@
 import type { SourcePlugin } from '../src/source.js';
+import alertmanagerSource from './alertmanager.js';
+import nagiosSource from './nagios.js';
 import staticSource from './static.js';
 
 /**
@@ -7,6 +9,8 @@ import staticSource from './static.js';
  */
 export const builtinSources: Readonly<Record<string, SourcePlugin<unknown>>> = {
   static: staticSource as SourcePlugin<unknown>,
+  nagios: nagiosSource as SourcePlugin<unknown>,
+  alertmanager: alertmanagerSource as SourcePlugin<unknown>,
 };
 
-export { staticSource };
+export { staticSource, nagiosSource, alertmanagerSource };

@@ -1,0 +1,179 @@
+import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
+import { type BackoffOptions } from '../src/backoff.js';
+import { createHttpClient } from '../src/http.js';
+import type { EntityDraft } from '../src/model.js';
+import { pollSnapshots } from '../src/poll.js';
+import { defineSource } from '../src/source.js';
+
+/**
+ * `use: alertmanager` — the alerts Prometheus Alertmanager holds, one complete snapshot per poll.
+ *
+ * | request                                   | entity                                                      |
+ * |-------------------------------------------|-------------------------------------------------------------|
+ * | `GET api/v2/alerts` (+ `filter=` matchers) | `alertmanager.alert` per fingerprint; parents from `attach` |
+ *
+ * State: `SUPPRESSED` when silenced or inhibited, else the severity label upper-cased
+ * (`CRITICAL`, `WARNING`, …), `FIRING` without one. A resolved alert leaves the list, so it is
+ * missing from the next snapshot: a delete.
+ */
+export interface AlertmanagerOptions {
+  /** Alertmanager's base URL, e.g. `http://127.0.0.1:9093`. */
+  url: string;
+  username?: string;
+  password?: string;
+  /** Label matchers (`severity=~"critical|warning"`) sent as `filter=`: the snapshot is complete for them. */
+  filter: string[];
+  severityLabel: string;
+  /** Label whose value becomes Entity.project (e.g. `project_id`). */
+  projectLabel?: string;
+  /** Annotations kept as attributes. */
+  annotations: string[];
+  attach: AttachRule[];
+  intervalMs: number;
+  timeoutMs: number;
+  missesBeforeDelete: number;
+  backoff: BackoffOptions;
+}
+
+export const ALERTMANAGER_TYPES = ['alertmanager.alert'] as const;
+
+/** One alert of `GET /api/v2/alerts` (gettableAlert), the fields this source reads. */
+export interface Alert {
+  fingerprint: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  startsAt: string;
+  status: { state: 'active' | 'suppressed' | 'unprocessed'; silencedBy: string[]; inhibitedBy: string[] };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function stringMap(v: unknown): v is Record<string, string> {
+  return isObject(v) && Object.values(v).every((x) => typeof x === 'string');
+}
+
+function stringList(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((x) => typeof x === 'string');
+}
+
+/**
+ * The alerts of a `GET /api/v2/alerts` answer, checked: anything that is not an Alertmanager v2
+ * alert list throws, naming the URL, the alert's index and the field.
+ */
+export function parseAlerts(doc: unknown, where: string): Alert[] {
+  if (!Array.isArray(doc)) throw new Error(`${where}: expected a list of alerts, got ${JSON.stringify(doc)?.slice(0, 120)}`);
+  return doc.map((a: unknown, i): Alert => {
+    const fail = (field: string, expected: string): never => {
+      throw new Error(`${where}: [${i}].${field}: expected ${expected}, got ${JSON.stringify(isObject(a) ? field.split('.').reduce<unknown>((o, k) => (isObject(o) ? o[k] : undefined), a) : a)}`);
+    };
+    if (!isObject(a)) return fail('', 'an alert object');
+    const { fingerprint, labels, annotations, startsAt, status } = a;
+    if (typeof fingerprint !== 'string' || fingerprint === '') fail('fingerprint', 'a non-empty string');
+    if (!stringMap(labels)) fail('labels', 'a mapping of strings');
+    if (annotations !== undefined && !stringMap(annotations)) fail('annotations', 'a mapping of strings');
+    if (typeof startsAt !== 'string' || Number.isNaN(Date.parse(startsAt))) fail('startsAt', 'a date-time');
+    if (!isObject(status)) return fail('status', 'a mapping');
+    if (status.state !== 'active' && status.state !== 'suppressed' && status.state !== 'unprocessed') fail('status.state', 'active, suppressed or unprocessed');
+    if (!stringList(status.silencedBy)) fail('status.silencedBy', 'a list of silence ids');
+    if (!stringList(status.inhibitedBy)) fail('status.inhibitedBy', 'a list of fingerprints');
+    return {
+      fingerprint: fingerprint as string,
+      labels: labels as Record<string, string>,
+      annotations: (annotations ?? {}) as Record<string, string>,
+      startsAt: new Date(startsAt as string).toISOString(),
+      status: status as Alert['status'],
+    };
+  });
+}
+
+export interface AlertMappingOptions {
+  severityLabel?: string;
+  projectLabel?: string;
+  annotations?: readonly string[];
+  attach?: readonly AttachRule[];
+}
+
+/** An alert → its entity. */
+export function alertDraft(alert: Alert, options: AlertMappingOptions = {}): EntityDraft {
+  const { severityLabel = 'severity', projectLabel, annotations = ['summary', 'description'], attach = [] } = options;
+  const severity = alert.labels[severityLabel];
+  const kept: Record<string, string> = {};
+  for (const name of annotations) if (alert.annotations[name] !== undefined) kept[name] = alert.annotations[name];
+  return {
+    type: 'alertmanager.alert',
+    id: alert.fingerprint,
+    name: alert.labels.alertname,
+    state: alert.status.state === 'suppressed' ? 'SUPPRESSED' : severity ? severity.toUpperCase() : 'FIRING',
+    project: projectLabel ? alert.labels[projectLabel] : undefined,
+    parents: attachRefs(attach, (label) => (label === undefined ? undefined : alert.labels[label])),
+    // Not endsAt/updatedAt: Prometheus pushes them forward on every evaluation.
+    attributes: {
+      status: alert.status.state,
+      ...(severity !== undefined ? { severity } : {}),
+      // Sets: sorted so the hash does not depend on Alertmanager's order.
+      silencedBy: [...alert.status.silencedBy].sort(),
+      inhibitedBy: [...alert.status.inhibitedBy].sort(),
+      labels: alert.labels,
+      annotations: kept,
+      startsAt: alert.startsAt,
+    },
+    raw: alert,
+  };
+}
+
+export default defineSource({
+  options: (read): AlertmanagerOptions => {
+    const url = read.string('url');
+    if (!/^https?:\/\//.test(url)) read.fail('url', `expected an http(s) URL such as http://127.0.0.1:9093, got ${JSON.stringify(url)}`);
+    const username = read.optionalString('username');
+    const password = read.optionalString('password');
+    if ((username === undefined) !== (password === undefined)) read.fail(username === undefined ? 'username' : 'password', 'username and password go together');
+    const projectLabel = read.optionalString('projectLabel');
+    return {
+      url: url.endsWith('/') ? url : `${url}/`,
+      ...(username !== undefined ? { username } : {}),
+      ...(password !== undefined ? { password } : {}),
+      filter: read.stringList('filter', []),
+      severityLabel: read.string('severityLabel', 'severity'),
+      ...(projectLabel !== undefined ? { projectLabel } : {}),
+      annotations: read.stringList('annotations', ['summary', 'description']),
+      attach: readAttachRules(read, 'attach', { label: 'required' }),
+      intervalMs: read.duration('interval', 30_000),
+      timeoutMs: read.duration('timeout', 20_000),
+      missesBeforeDelete: read.number('missesBeforeDelete', 1, { min: 1, integer: true }),
+      backoff: { initialMs: read.duration('backoff', 1000), maxMs: read.duration('maxBackoff', 60_000) },
+    };
+  },
+
+  create(options, { name, scheduler, log }) {
+    const http = createHttpClient({
+      baseUrl: options.url,
+      ...(options.username !== undefined && options.password !== undefined ? { basicAuth: { username: options.username, password: options.password } } : {}),
+      timeoutMs: Math.max(1, Math.floor(options.timeoutMs / 2)),
+      retries: 1,
+      backoff: options.backoff,
+      scheduler,
+      log,
+      name,
+    });
+    // filter= repeats, which QueryParams can't say: build the query by hand.
+    const path = `api/v2/alerts${options.filter.length > 0 ? `?${options.filter.map((f) => `filter=${encodeURIComponent(f)}`).join('&')}` : ''}`;
+    const mapping: AlertMappingOptions = { ...options };
+    return {
+      name,
+      types: ALERTMANAGER_TYPES,
+      signal$: pollSnapshots<Alert>(async ({ signal }) => parseAlerts(await http.get<unknown>(path, { signal }), `${name}: GET ${http.urlOf({ url: path })}`), {
+        types: ALERTMANAGER_TYPES,
+        source: name,
+        intervalMs: options.intervalMs,
+        timeoutMs: options.timeoutMs,
+        backoff: options.backoff,
+        scheduler,
+        missesBeforeDelete: options.missesBeforeDelete,
+      }),
+      map: (alert: Alert) => alertDraft(alert, mapping),
+    };
+  },
+});

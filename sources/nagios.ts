@@ -1,0 +1,170 @@
+import { defer } from 'rxjs';
+import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
+import { type BackoffOptions } from '../src/backoff.js';
+import { createHttpClient } from '../src/http.js';
+import { type EntityDraft, ref } from '../src/model.js';
+import { pollSnapshots } from '../src/poll.js';
+import { defineSource } from '../src/source.js';
+import { type NagiosStatus, parseStatusJson, parseStatusPage } from './nagios/status.js';
+
+/**
+ * `use: nagios` — host and service states from Nagios Core 4's CGIs, one complete snapshot per poll.
+ *
+ * | cgi        | requests (relative to `url`)                                                     |
+ * |------------|----------------------------------------------------------------------------------|
+ * | statusjson | `statusjson.cgi?query=hostlist&details=true`, `…query=servicelist&details=true`  |
+ * | status     | `status.cgi?hostgroup=all&style=hostdetail&limit=0`, `status.cgi?host=all&style=detail&limit=0` |
+ *
+ * | record  | entity                                                                           |
+ * |---------|----------------------------------------------------------------------------------|
+ * | host    | `nagios.host` id `<host>`, state UP/DOWN/UNREACHABLE/PENDING, parents from `attach` |
+ * | service | `nagios.service` id `<host>/<service>`, state OK/WARNING/CRITICAL/UNKNOWN/PENDING, parent its `nagios.host` |
+ *
+ * Hashed attributes are the ones that change only when the check's state does (docs/sources/nagios.md).
+ */
+export interface NagiosOptions {
+  /** The cgi-bin folder, e.g. `http://nagios.example/cgi-bin/nagios4`. */
+  url: string;
+  username?: string;
+  password?: string;
+  cgi: 'statusjson' | 'status';
+  intervalMs: number;
+  timeoutMs: number;
+  /** `stable`: the output as of the last state change; `latest`: every new text is an update; `none`. */
+  output: 'stable' | 'latest' | 'none';
+  attach: AttachRule[];
+  missesBeforeDelete: number;
+  backoff: BackoffOptions;
+}
+
+export const NAGIOS_TYPES = ['nagios.host', 'nagios.service'] as const;
+
+/** The requests of one poll, per CGI: URL relative to the cgi-bin folder, and how to read the answer. */
+const ENDPOINTS = {
+  statusjson: [
+    { path: 'statusjson.cgi', params: { query: 'hostlist', details: 'true' }, body: 'json', read: (doc: unknown, where: string) => parseStatusJson(doc, 'hostlist', where) },
+    { path: 'statusjson.cgi', params: { query: 'servicelist', details: 'true' }, body: 'json', read: (doc: unknown, where: string) => parseStatusJson(doc, 'servicelist', where) },
+  ],
+  status: [
+    { path: 'status.cgi', params: { hostgroup: 'all', style: 'hostdetail', limit: '0' }, body: 'text', read: (doc: unknown, where: string) => parseStatusPage(String(doc), 'hosts', where) },
+    { path: 'status.cgi', params: { host: 'all', style: 'detail', limit: '0' }, body: 'text', read: (doc: unknown, where: string) => parseStatusPage(String(doc), 'services', where) },
+  ],
+} as const;
+
+/** A host or service record → its entity. */
+export function nagiosDraft(record: NagiosStatus, attach: readonly AttachRule[] = []): EntityDraft {
+  // Only values that change together with the state: last_check, attempts, latency… would make
+  // an update out of every poll (kept in `raw` for consumers that ask for it).
+  const attributes: Record<string, unknown> = {};
+  if (record.output !== '') attributes.output = record.output;
+  if (record.stateType) attributes.stateType = record.stateType;
+  if (record.lastStateChange) attributes.lastStateChange = record.lastStateChange;
+  if (record.acknowledged !== undefined) attributes.acknowledged = record.acknowledged;
+  if (record.inDowntime !== undefined) attributes.inDowntime = record.inDowntime;
+  if (record.flapping !== undefined) attributes.flapping = record.flapping;
+  if (record.kind === 'host') {
+    return {
+      type: 'nagios.host',
+      id: record.host,
+      name: record.host,
+      state: record.state,
+      parents: attachRefs(attach, () => record.host),
+      attributes,
+      raw: record,
+    };
+  }
+  return {
+    type: 'nagios.service',
+    id: `${record.host}/${record.service}`,
+    name: record.service,
+    state: record.state,
+    parents: [ref('nagios.host', record.host)],
+    attributes: { ...attributes, host: record.host },
+    raw: record,
+  };
+}
+
+/**
+ * Keeps each check's output as it was when the check entered its current state (state and
+ * SOFT/HARD), so a check whose state did not change makes no event even though its text moves
+ * (`RTA = 0.91 ms` → `0.87 ms`). Holds only the checks of the last snapshot.
+ */
+function stableOutput(): (records: NagiosStatus[]) => NagiosStatus[] {
+  let seen = new Map<string, { state: string; output: string }>();
+  return (records) => {
+    const next = new Map<string, { state: string; output: string }>();
+    const out = records.map((r) => {
+      const key = r.kind === 'host' ? `h:${r.host}` : `s:${r.host}/${r.service}`;
+      const state = `${r.state}/${r.stateType ?? ''}`;
+      const before = seen.get(key);
+      const output = before && before.state === state ? before.output : r.output;
+      next.set(key, { state, output });
+      return output === r.output ? r : { ...r, output, latestOutput: r.output };
+    });
+    seen = next;
+    return out;
+  };
+}
+
+export default defineSource({
+  options: (read): NagiosOptions => {
+    const url = read.string('url');
+    if (!/^https?:\/\//.test(url)) read.fail('url', `expected an http(s) URL of the cgi-bin folder, got ${JSON.stringify(url)}`);
+    const username = read.optionalString('username');
+    const password = read.optionalString('password');
+    if ((username === undefined) !== (password === undefined)) read.fail(username === undefined ? 'username' : 'password', 'username and password go together');
+    return {
+      url: url.endsWith('/') ? url : `${url}/`,
+      ...(username !== undefined ? { username } : {}),
+      ...(password !== undefined ? { password } : {}),
+      cgi: read.oneOf('cgi', ['statusjson', 'status'] as const, 'statusjson'),
+      intervalMs: read.duration('interval', 30_000),
+      timeoutMs: read.duration('timeout', 20_000),
+      output: read.oneOf('output', ['stable', 'latest', 'none'] as const, 'stable'),
+      attach: readAttachRules(read, 'attach', { label: 'forbidden' }),
+      missesBeforeDelete: read.number('missesBeforeDelete', 1, { min: 1, integer: true }),
+      backoff: { initialMs: read.duration('backoff', 1000), maxMs: read.duration('maxBackoff', 60_000) },
+    };
+  },
+
+  create(options, { name, scheduler, log }) {
+    const http = createHttpClient({
+      baseUrl: options.url,
+      ...(options.username !== undefined && options.password !== undefined ? { basicAuth: { username: options.username, password: options.password } } : {}),
+      // One request may not use the whole poll budget: both requests and a retry must fit.
+      timeoutMs: Math.max(1, Math.floor(options.timeoutMs / 3)),
+      retries: 1,
+      backoff: options.backoff,
+      scheduler,
+      log,
+      name,
+    });
+    const signal$ = defer(() => {
+      const settle = options.output === 'stable' ? stableOutput() : (records: NagiosStatus[]) => records;
+      return pollSnapshots<NagiosStatus>(
+        async ({ signal }) => {
+          const lists = await Promise.all(
+            ENDPOINTS[options.cgi].map(async (e) => {
+              const request = { params: { ...e.params }, signal };
+              const where = `${name}: GET ${http.urlOf({ url: e.path, params: e.params })}`;
+              const doc = e.body === 'json' ? await http.get<unknown>(e.path, request) : await http.getText(e.path, request);
+              return e.read(doc, where);
+            }),
+          );
+          return settle(lists.flat());
+        },
+        { types: NAGIOS_TYPES, source: name, intervalMs: options.intervalMs, timeoutMs: options.timeoutMs, backoff: options.backoff, scheduler, missesBeforeDelete: options.missesBeforeDelete },
+      );
+    });
+    return {
+      name,
+      types: NAGIOS_TYPES,
+      signal$,
+      map: (record: NagiosStatus): EntityDraft => {
+        const draft = nagiosDraft(record, options.attach);
+        if (options.output === 'none' && draft.attributes) delete draft.attributes.output;
+        return draft;
+      },
+    };
+  },
+});

@@ -1,6 +1,7 @@
 import type { SourcePlugin } from '../src/source.js';
 import alertmanagerSource from './alertmanager.js';
 import nagiosSource from './nagios.js';
+import openstackNotificationsSource from './openstack/notifications.js';
 import staticSource from './static.js';
 
 /**
@@ -11,6 +12,7 @@ export const builtinSources: Readonly<Record<string, SourcePlugin<unknown>>> = {
   static: staticSource as SourcePlugin<unknown>,
   nagios: nagiosSource as SourcePlugin<unknown>,
   alertmanager: alertmanagerSource as SourcePlugin<unknown>,
+  'openstack.notifications': openstackNotificationsSource as SourcePlugin<unknown>,
 };
 
-export { staticSource, nagiosSource, alertmanagerSource };
+export { staticSource, nagiosSource, alertmanagerSource, openstackNotificationsSource };

@@ -1,0 +1,448 @@
+import { EMPTY, type Observable, mergeMap, of } from 'rxjs';
+import { P, match } from 'ts-pattern';
+import { type AmqpDelivery, type AmqpEndpoint, amqpConsume$, parseTransportUrl, redactUrl } from '../../src/amqp.js';
+import type { Logger } from '../../src/log.js';
+import type { EntityDraft, EntityType, Settlement } from '../../src/model.js';
+import type { OptionReader } from '../../src/options.js';
+import { type Source, type SourceContext, type SourceSignal, defineSource } from '../../src/source.js';
+import { type VolumeFacts, volumeDraft } from './cinder.js';
+import { type StackFacts, stackDraft } from './heat.js';
+import { type InstanceFacts, instanceDraft } from './instance.js';
+import { type ApiNetwork, type ApiPort, networkDraft, portDraft } from './neutron.js';
+
+/**
+ * `use: openstack.notifications` — OpenStack change notifications (oslo.messaging over RabbitMQ).
+ * Each event type maps onto the same entity definitions as the poll sources, so a notification
+ * and a poll of the same object give the same entity (same hash):
+ *
+ * | event types                                  | entity            | upsert                   | delete                 | id from payload                  |
+ * | -------------------------------------------- | ----------------- | ------------------------ | ---------------------- | -------------------------------- |
+ * | `compute.instance.*` (legacy Nova)           | `nova.instance`   | `*.end`, `.update`, `.exists` | `.delete.end`     | `instance_id`                    |
+ * | `instance.*` (versioned Nova, nova_object)   | `nova.instance`   | `*.end`, `.update`, `.exists` | `.delete.end`     | `nova_object.data.uuid`          |
+ * | `port.*`                                     | `neutron.port`    | `*.end`                  | `.delete.end`          | `port.id` / `port_id`            |
+ * | `network.*`                                  | `neutron.network` | `*.end`                  | `.delete.end`          | `network.id` / `network_id`      |
+ * | `volume.*` (legacy Cinder)                   | `cinder.volume`   | `*.end`                  | `.delete.end`          | `volume_id`                      |
+ * | `orchestration.stack.*`                      | `heat.stack`      | `*.end`, `*.error`       | `.delete.end`          | `stack_identity`                 |
+ *
+ * Other events of these families (`*.start`, …) are acked without an event; event types of no
+ * family are counted (`stats.unknown`) and acked. A body that is not an oslo notification, or
+ * whose payload lacks its id, is refused (dead-lettered with the reason when configured).
+ */
+export interface NotificationOptions {
+  /** oslo transport_url: `rabbit://user:pass@host:5672,user:pass@host2:5672/vhost`. */
+  transportUrl: string;
+  endpoints: AmqpEndpoint[];
+  /** Control exchanges of the services (oslo's `control_exchange`). */
+  exchanges: string[];
+  /** oslo notification topics (`[oslo_messaging_notifications] topics`). */
+  topics: string[];
+  /** Priorities bound per topic: routing keys are `<topic>.<priority>`. */
+  priorities: string[];
+  /** The synchronizer's own queue. */
+  queue: string;
+  prefetch: number;
+  deadLetterExchange?: string | undefined;
+  /** Exchange durability: must equal oslo's (`amqp_durable_queues`, default false). */
+  durableExchanges: boolean;
+  durableQueue: boolean;
+  reconnectMs: number;
+  maxReconnectMs: number;
+  heartbeatSeconds: number;
+}
+
+const FAMILIES = ['nova.legacy', 'nova.versioned', 'neutron.port', 'neutron.network', 'cinder.volume', 'heat.stack'] as const;
+type Family = (typeof FAMILIES)[number];
+type Action = 'upsert' | 'delete' | 'ignore';
+
+/** Which entity an event type's family describes. */
+const FAMILY_TYPE: Readonly<Record<Family, EntityType>> = {
+  'nova.legacy': 'nova.instance',
+  'nova.versioned': 'nova.instance',
+  'neutron.port': 'neutron.port',
+  'neutron.network': 'neutron.network',
+  'cinder.volume': 'cinder.volume',
+  'heat.stack': 'heat.stack',
+};
+
+/** The entity types this source produces. */
+export const NOTIFICATION_TYPES: readonly EntityType[] = [...new Set(Object.values(FAMILY_TYPE))];
+
+/** A decoded oslo notification (the inner message of the 2.0 envelope, or a bare 1.0 body). */
+export interface OsloNotification {
+  messageId?: string | undefined;
+  publisherId?: string | undefined;
+  eventType: string;
+  priority?: string | undefined;
+  /** ISO time (UTC) the service stamped on it. */
+  timestamp: string;
+  payload: Record<string, unknown>;
+}
+
+/** What the mapping receives for one notification. */
+export interface NotificationRecord {
+  family: Family;
+  action: Exclude<Action, 'ignore'>;
+  notification: OsloNotification;
+}
+
+/** A body that is not an oslo notification; the message says what is wrong. */
+export class NotificationFormatError extends Error {
+  override name = 'NotificationFormatError';
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * oslo's timestamps are naive UTC with a space (`2026-11-25 11:43:02.120020`); some services
+ * send `T` or a zone. Returns the ISO time, or undefined when it is not a time.
+ */
+export function parseOsloTimestamp(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const m = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$/.exec(value.trim());
+  if (!m) return undefined;
+  const fraction = m[3] ? m[3].slice(0, 4).padEnd(4, '0') : '';
+  const t = Date.parse(`${m[1]}T${m[2]}${fraction}${m[4] ?? 'Z'}`);
+  return Number.isNaN(t) ? undefined : new Date(t).toISOString();
+}
+
+/**
+ * Decodes an AMQP body as oslo.messaging sends it: the 2.0 envelope
+ * `{"oslo.version": "2.0", "oslo.message": "<JSON string>"}` (driver messagingv2, decoded twice)
+ * or the bare 1.0 message (driver messaging). Throws NotificationFormatError with the reason.
+ */
+export function decodeNotification(body: Buffer | string): OsloNotification {
+  const text = typeof body === 'string' ? body : body.toString('utf8');
+  let outer: unknown;
+  try {
+    outer = JSON.parse(text);
+  } catch (e) {
+    throw new NotificationFormatError(`body is not JSON: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (!isObject(outer)) throw new NotificationFormatError('body is not a JSON object');
+  let inner: unknown = outer;
+  if ('oslo.version' in outer || 'oslo.message' in outer) {
+    const version = outer['oslo.version'];
+    if (version !== '2.0') throw new NotificationFormatError(`unsupported oslo.version ${JSON.stringify(version)} (expected "2.0")`);
+    const message = outer['oslo.message'];
+    if (typeof message !== 'string') throw new NotificationFormatError('oslo.message is not a JSON string');
+    try {
+      inner = JSON.parse(message);
+    } catch (e) {
+      throw new NotificationFormatError(`oslo.message is not JSON: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (!isObject(inner)) throw new NotificationFormatError('oslo.message is not a JSON object');
+  }
+  const n = inner as Record<string, unknown>;
+  const eventType = n.event_type;
+  if (typeof eventType !== 'string' || eventType === '') throw new NotificationFormatError('not an oslo notification: event_type is missing');
+  if (!isObject(n.payload)) throw new NotificationFormatError(`${eventType}: payload is missing or not an object`);
+  const timestamp = parseOsloTimestamp(n.timestamp);
+  if (timestamp === undefined) throw new NotificationFormatError(`${eventType}: timestamp is missing or not a time: ${JSON.stringify(n.timestamp)}`);
+  const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+  return {
+    messageId: str(n.message_id),
+    publisherId: str(n.publisher_id),
+    eventType,
+    priority: str(n.priority),
+    timestamp,
+    payload: n.payload,
+  };
+}
+
+/** What an event type means here: its family and action, or undefined for a type of no family. */
+export function routeEvent(eventType: string): { family: Family; action: Action } | undefined {
+  const family = match(eventType)
+    .returnType<Family | undefined>()
+    .with(P.string.startsWith('compute.instance.'), () => 'nova.legacy')
+    .with(P.string.startsWith('instance.'), () => 'nova.versioned')
+    .with(P.string.startsWith('port.'), () => 'neutron.port')
+    .with(P.string.startsWith('network.'), () => 'neutron.network')
+    .with(P.string.startsWith('volume.'), () => 'cinder.volume')
+    .with(P.string.startsWith('orchestration.stack.'), () => 'heat.stack')
+    .otherwise(() => undefined);
+  if (family === undefined) return undefined;
+  // Nova's legacy nova-network used network.floating_ip.*: not a Neutron network.
+  if (family === 'neutron.network' && eventType.startsWith('network.floating_ip.')) return undefined;
+  const action = match(eventType)
+    .returnType<Action>()
+    .with(P.string.endsWith('.delete.end'), () => 'delete')
+    .with(P.string.endsWith('.end'), () => 'upsert')
+    // State changes outside a start/end pair, and the periodic audit: both carry the whole state.
+    .with(P.union('compute.instance.update', 'instance.update', 'compute.instance.exists', 'instance.exists'), () => 'upsert')
+    .with(P.string.endsWith('.error'), () => (family === 'heat.stack' ? 'upsert' : 'ignore'))
+    .otherwise(() => 'ignore');
+  return { family, action };
+}
+
+// ---- payload → facts, one function per family ------------------------------------------------
+
+/** Missing id: the notification cannot be applied to any entity. */
+function idOf(n: OsloNotification, value: unknown, field: string): string {
+  if (typeof value === 'string' && value !== '') return value;
+  throw new Error(`${n.eventType} (message ${n.messageId ?? 'without message_id'}): payload has no ${field}`);
+}
+
+function optString(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+/** nova_object payloads wrap their fields in `nova_object.data`, nested objects too. */
+function novaData(v: unknown): Record<string, unknown> | undefined {
+  return isObject(v) && isObject(v['nova_object.data']) ? v['nova_object.data'] : undefined;
+}
+
+/** The image id of a legacy payload: `image_meta.base_image_ref`, else the tail of image_ref_url. */
+function legacyImage(p: Record<string, unknown>): string | undefined {
+  const meta = isObject(p.image_meta) ? optString(p.image_meta.base_image_ref) : undefined;
+  if (meta) return meta;
+  const url = optString(p.image_ref_url);
+  return url ? url.slice(url.lastIndexOf('/') + 1) || undefined : undefined;
+}
+
+/** Legacy `compute.instance.*`: state = vm_state, state_description = task_state ('' = none). */
+export function legacyInstanceFacts(n: OsloNotification): InstanceFacts {
+  const p = n.payload;
+  const taskState = 'new_task_state' in p ? p.new_task_state : p.state_description;
+  return {
+    id: idOf(n, p.instance_id, 'instance_id'),
+    name: optString(p.display_name),
+    vmState: optString(p.state),
+    taskState: optString(taskState),
+    project: optString(p.tenant_id),
+    host: optString(p.host),
+    availabilityZone: optString(p.availability_zone),
+    flavor: optString(p.instance_type),
+    image: legacyImage(p),
+    user: optString(p.user_id),
+  };
+}
+
+/** Versioned `instance.*` (InstancePayload and its subclasses). */
+export function versionedInstanceFacts(n: OsloNotification): InstanceFacts {
+  const d = novaData(n.payload);
+  if (!d) throw new Error(`${n.eventType} (message ${n.messageId ?? 'without message_id'}): payload is not a nova_object (no nova_object.data)`);
+  return {
+    id: idOf(n, d.uuid, 'nova_object.data.uuid'),
+    name: optString(d.display_name),
+    vmState: optString(d.state),
+    taskState: optString(d.task_state),
+    project: optString(d.tenant_id),
+    host: optString(d.host),
+    availabilityZone: optString(d.availability_zone),
+    flavor: optString(novaData(d.flavor)?.name),
+    image: optString(d.image_uuid),
+    user: optString(d.user_id),
+  };
+}
+
+/** Neutron sends the API record under `port` / `network`; deletes may carry only `<kind>_id`. */
+function neutronRecord(n: OsloNotification, kind: 'port' | 'network'): Record<string, unknown> & { id: string } {
+  const p = n.payload;
+  const record = isObject(p[kind]) ? p[kind] : {};
+  const id = idOf(n, record.id ?? p[`${kind}_id`], `${kind}.id or ${kind}_id`);
+  return { ...record, id };
+}
+
+/** Legacy Cinder `volume.*` payloads. */
+export function volumeFacts(n: OsloNotification): VolumeFacts {
+  const p = n.payload;
+  const attachments = Array.isArray(p.volume_attachment) ? p.volume_attachment : [];
+  const attachedTo = attachments
+    .map((a: unknown) => (isObject(a) ? optString(a.server_id) ?? optString(a.instance_uuid) : undefined))
+    .filter((s): s is string => s !== undefined);
+  const size = p.size;
+  return {
+    id: idOf(n, p.volume_id, 'volume_id'),
+    name: optString(p.display_name),
+    status: optString(p.status),
+    project: optString(p.tenant_id),
+    attachedTo,
+    size: typeof size === 'number' || typeof size === 'string' ? size : undefined,
+    availabilityZone: optString(p.availability_zone),
+    host: optString(p.host),
+  };
+}
+
+/** Heat `orchestration.stack.*`: state is `<ACTION>_<STATUS>` as the API's stack_status. */
+export function stackFacts(n: OsloNotification): StackFacts {
+  const p = n.payload;
+  const identity = idOf(n, p.stack_identity, 'stack_identity');
+  // Some Heat releases send the identity as an ARN or path ending in the stack's id.
+  const id = identity.slice(identity.lastIndexOf('/') + 1) || identity;
+  return {
+    id,
+    name: optString(p.stack_name),
+    status: optString(p.state),
+    statusReason: optString(p.state_reason),
+    project: optString(p.tenant_id),
+  };
+}
+
+/** The entity draft of one routed notification (the source's mapping). */
+export function notificationDraft(record: NotificationRecord): EntityDraft {
+  const n = record.notification;
+  return match(record.family)
+    .with('nova.legacy', () => instanceDraft(legacyInstanceFacts(n)))
+    .with('nova.versioned', () => instanceDraft(versionedInstanceFacts(n)))
+    .with('neutron.port', () => portDraft(neutronRecord(n, 'port') as ApiPort))
+    .with('neutron.network', () => networkDraft(neutronRecord(n, 'network') as ApiNetwork))
+    .with('cinder.volume', () => volumeDraft(volumeFacts(n)))
+    .with('heat.stack', () => stackDraft(stackFacts(n)))
+    .exhaustive();
+}
+
+/** Counters of what the source consumed. */
+export interface NotificationStats {
+  received: number;
+  /** Passed on as observations. */
+  mapped: number;
+  /** Known families, but events that carry no state change (`*.start`, …). */
+  ignored: number;
+  /** Event types of no family, by type. */
+  unknown: Record<string, number>;
+  /** Refused (bad body or unmappable payload), dead-lettered when configured. */
+  rejected: number;
+  acked: number;
+}
+
+/** Test and embedding hooks: what happened to each message, after the ack or reject was issued. */
+export interface NotificationHooks {
+  onSettled?: (info: { messageId: string | undefined; eventType: string | undefined; outcome: Settlement; redelivered: boolean }) => void;
+}
+
+/** A running notification source; `stats` counts what it consumed. */
+export interface NotificationSource extends Source<NotificationRecord> {
+  readonly stats: NotificationStats;
+}
+
+/** Reads the `use: openstack.notifications` options. */
+export function readNotificationOptions(read: OptionReader): NotificationOptions {
+  const transportUrl = read.string('transportUrl');
+  let endpoints: AmqpEndpoint[];
+  try {
+    endpoints = parseTransportUrl(transportUrl);
+  } catch (e) {
+    read.fail('transportUrl', e instanceof Error ? e.message : String(e));
+  }
+  const lower = (key: string, fallback: string[]): string[] => read.stringList(key, fallback).map((s) => s.toLowerCase());
+  const options: NotificationOptions = {
+    transportUrl: redactUrl(transportUrl),
+    endpoints,
+    exchanges: read.stringList('exchanges', ['nova', 'neutron', 'cinder', 'heat', 'openstack']),
+    topics: read.stringList('topics', ['notifications', 'versioned_notifications']),
+    priorities: lower('priorities', ['info']),
+    queue: read.string('queue', 'synchronizer'),
+    prefetch: read.number('prefetch', 200, { min: 1, integer: true }),
+    deadLetterExchange: read.optionalString('deadLetterExchange'),
+    durableExchanges: read.boolean('durableExchanges', false),
+    durableQueue: read.boolean('durableQueue', true),
+    reconnectMs: read.duration('reconnectDelay', 1000),
+    maxReconnectMs: read.duration('maxReconnectDelay', 30_000),
+    heartbeatSeconds: Math.round(read.duration('heartbeat', 30_000) / 1000),
+  };
+  const allowed = ['audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample'];
+  for (const p of options.priorities) if (!allowed.includes(p)) read.fail('priorities', `unknown priority ${JSON.stringify(p)}: use ${allowed.join(', ')}`);
+  if (options.maxReconnectMs < options.reconnectMs) read.fail('maxReconnectDelay', `must not be shorter than reconnectDelay (${options.reconnectMs} ms)`);
+  return options;
+}
+
+/** Creates the source; `hooks` let tests and embedders watch every settlement. */
+export function createNotificationSource(options: NotificationOptions, context: Pick<SourceContext, 'name' | 'log' | 'scheduler'>, hooks: NotificationHooks = {}): NotificationSource {
+  const { name, log, scheduler } = context;
+  const stats: NotificationStats = { received: 0, mapped: 0, ignored: 0, unknown: {}, rejected: 0, acked: 0 };
+  const bindings = options.exchanges.flatMap((exchange) =>
+    options.topics.flatMap((topic) => options.priorities.map((priority) => ({ exchange, routingKey: `${topic}.${priority}` }))),
+  );
+
+  const settle = (delivery: AmqpDelivery, n: Partial<OsloNotification>, outcome: Settlement): void => {
+    if (outcome.ok) {
+      stats.acked += 1;
+      delivery.ack();
+    } else {
+      stats.rejected += 1;
+      refuse(log, options, delivery, n, outcome.reason);
+    }
+    hooks.onSettled?.({ messageId: n.messageId, eventType: n.eventType, outcome, redelivered: delivery.redelivered });
+  };
+
+  const toSignals = (delivery: AmqpDelivery): Observable<SourceSignal<NotificationRecord>> => {
+    stats.received += 1;
+    let notification: OsloNotification;
+    try {
+      notification = decodeNotification(delivery.body);
+    } catch (e) {
+      settle(delivery, {}, { ok: false, reason: e instanceof Error ? e.message : String(e) });
+      return EMPTY;
+    }
+    const route = routeEvent(notification.eventType);
+    if (route === undefined) {
+      const first = stats.unknown[notification.eventType] === undefined;
+      stats.unknown[notification.eventType] = (stats.unknown[notification.eventType] ?? 0) + 1;
+      if (first) log.info('unknown event type: acked without an event', { event_type: notification.eventType, exchange: delivery.exchange });
+      settle(delivery, notification, { ok: true });
+      return EMPTY;
+    }
+    if (route.action === 'ignore') {
+      stats.ignored += 1;
+      settle(delivery, notification, { ok: true });
+      return EMPTY;
+    }
+    stats.mapped += 1;
+    return of({
+      kind: 'change',
+      source: name,
+      action: route.action,
+      at: notification.timestamp,
+      record: { family: route.family, action: route.action, notification },
+      settle: (outcome: Settlement) => settle(delivery, notification, outcome),
+    });
+  };
+
+  const signal$ = amqpConsume$({
+    endpoints: options.endpoints,
+    queue: options.queue,
+    durableQueue: options.durableQueue,
+    exchanges: options.exchanges,
+    durableExchanges: options.durableExchanges,
+    bindings,
+    prefetch: options.prefetch,
+    deadLetterExchange: options.deadLetterExchange,
+    backoff: { initialMs: options.reconnectMs, maxMs: options.maxReconnectMs },
+    heartbeatSeconds: options.heartbeatSeconds,
+    connectionName: `synchronizer ${name}`,
+    scheduler,
+  }).pipe(
+    mergeMap((signal) =>
+      match(signal)
+        .with({ kind: 'delivery' }, ({ delivery }) => toSignals(delivery))
+        .with({ kind: 'up' }, ({ endpoint }) => {
+          log.info('consuming notifications', { endpoint, queue: options.queue, bindings: bindings.length });
+          return of<SourceSignal<NotificationRecord>>({ kind: 'health', status: 'up' });
+        })
+        .with({ kind: 'down' }, ({ error, retryInMs }) => of<SourceSignal<NotificationRecord>>({ kind: 'health', status: 'down', error, retryInMs }))
+        .exhaustive(),
+    ),
+  );
+
+  return { name, types: NOTIFICATION_TYPES, signal$, map: notificationDraft, stats };
+}
+
+/** Sets a message aside: dead-lettered with the reason when configured, logged either way. */
+function refuse(log: Logger, options: NotificationOptions, delivery: AmqpDelivery, n: Partial<OsloNotification>, reason: string): void {
+  log.warn(options.deadLetterExchange ? 'notification refused: dead-lettered' : 'notification refused: rejected without requeue', {
+    message_id: n.messageId ?? null,
+    event_type: n.eventType ?? null,
+    exchange: delivery.exchange,
+    routing_key: delivery.routingKey,
+    reason,
+    ...(options.deadLetterExchange ? { dead_letter_exchange: options.deadLetterExchange } : {}),
+  });
+  delivery.reject(reason);
+}
+
+export default defineSource({
+  options: readNotificationOptions,
+  create: (options: NotificationOptions, context: SourceContext): Source<NotificationRecord> => createNotificationSource(options, context),
+});

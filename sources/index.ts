@@ -3,6 +3,10 @@ import alertmanagerSource from './alertmanager.js';
 import nagiosSource from './nagios.js';
 import openstackNotificationsSource from './openstack/notifications.js';
 import staticSource from './static.js';
+import openstackNovaSource from './openstack/nova.js';
+import openstackNeutronSource from './openstack/neutron.js';
+import openstackCinderSource from './openstack/cinder.js';
+import openstackHeatSource from './openstack/heat.js';
 
 /**
  * The built-in sources, by the name a config's `use:` gives them. A `use:` that is not listed
@@ -13,6 +17,10 @@ export const builtinSources: Readonly<Record<string, SourcePlugin<unknown>>> = {
   nagios: nagiosSource as SourcePlugin<unknown>,
   alertmanager: alertmanagerSource as SourcePlugin<unknown>,
   'openstack.notifications': openstackNotificationsSource as SourcePlugin<unknown>,
+  'openstack.nova': openstackNovaSource as SourcePlugin<unknown>,
+  'openstack.neutron': openstackNeutronSource as SourcePlugin<unknown>,
+  'openstack.cinder': openstackCinderSource as SourcePlugin<unknown>,
+  'openstack.heat': openstackHeatSource as SourcePlugin<unknown>,
 };
 
-export { staticSource, nagiosSource, alertmanagerSource, openstackNotificationsSource };
+export { staticSource, nagiosSource, alertmanagerSource, openstackNotificationsSource, openstackNovaSource, openstackNeutronSource, openstackCinderSource, openstackHeatSource };

@@ -1,4 +1,7 @@
+import { fetchAllPages } from '../../src/http.js';
 import { type EntityDraft, ref } from '../../src/model.js';
+import { defineSource } from '../../src/source.js';
+import { type OpenStackPollOptions, openstackSource, readOpenStackPollOptions, withSuffix } from './poller.js';
 
 /**
  * `use: openstack.cinder` — volumes from Cinder's API:
@@ -60,12 +63,13 @@ export function apiVolumeFacts(v: ApiVolume): VolumeFacts {
 export function volumeDraft(f: VolumeFacts): EntityDraft {
   const attributes: Record<string, unknown> = {};
   // Notifications send the size as a string at times: one form, so poll and push hash alike.
-  const size = f.size === null || f.size === undefined || f.size === '' ? undefined : Number(f.size);
-  if (size !== undefined && Number.isFinite(size)) attributes.size = size;
+  // Keys in sorted order: normalizeEntity then keeps the object as is.
   const zone = text(f.availabilityZone);
   if (zone) attributes.availability_zone = zone;
   const host = text(f.host);
   if (host) attributes.host = host;
+  const size = f.size === null || f.size === undefined || f.size === '' ? undefined : Number(f.size);
+  if (size !== undefined && Number.isFinite(size)) attributes.size = size;
   return {
     type: 'cinder.volume',
     id: f.id,
@@ -76,3 +80,20 @@ export function volumeDraft(f: VolumeFacts): EntityDraft {
     attributes,
   };
 }
+
+export default defineSource<OpenStackPollOptions, ApiVolume>({
+  options: readOpenStackPollOptions,
+  create: (options, context) =>
+    openstackSource<ApiVolume>(
+      {
+        serviceTypes: ['block-storage', 'volumev3', 'volume'],
+        types: ['cinder.volume'],
+        // Older catalogs carry the project in the URL (…/v3/{project}); newer ones leave it out.
+        endpoint: (url, token) => (token.projectId ? withSuffix(url, `/${token.projectId}`) : url),
+        fetch: ({ http, signal }) => fetchAllPages<ApiVolume>(http, '/volumes/detail', { key: 'volumes', params: { all_tenants: 1 }, signal }),
+        map: (v) => volumeDraft(apiVolumeFacts(v)),
+      },
+      options,
+      context,
+    ),
+});

@@ -1,4 +1,7 @@
+import { HttpError, fetchAllPages } from '../../src/http.js';
 import { type EntityDraft, ref } from '../../src/model.js';
+import { defineSource } from '../../src/source.js';
+import { type OpenStackPollOptions, openstackSource, readOpenStackPollOptions, withSuffix } from './poller.js';
 
 /**
  * `use: openstack.heat` — stacks from Heat's API:
@@ -73,3 +76,42 @@ export function stackDraft(f: StackFacts): EntityDraft {
     attributes: reason ? { status_reason: reason } : {},
   };
 }
+
+export interface HeatOptions extends OpenStackPollOptions {
+  /** List every project's stacks (`globalTenant`, default true; needs Heat's global_index policy). */
+  globalTenant: boolean;
+}
+
+/** Heat answers pages of at most its max_limit without links: ask for this many and go on by marker. */
+const HEAT_PAGE = 1000;
+
+export default defineSource<HeatOptions, ApiStack>({
+  options: (read) => ({ ...readOpenStackPollOptions(read), globalTenant: read.boolean('globalTenant', true) }),
+  create: (options, context) => {
+    let globalTenant = options.globalTenant;
+    return openstackSource<ApiStack>(
+      {
+        serviceTypes: ['orchestration'],
+        types: ['heat.stack'],
+        endpoint: (url, token) => (token.projectId ? withSuffix(url, `/${token.projectId}`) : url),
+        fetch: async ({ http, signal }) => {
+          const list = (global: boolean): Promise<ApiStack[]> =>
+            fetchAllPages<ApiStack>(http, '/stacks', { key: 'stacks', limit: HEAT_PAGE, params: global ? { global_tenant: true } : {}, signal });
+          if (!globalTenant) return list(false);
+          try {
+            return await list(true);
+          } catch (e) {
+            // Without the global_index policy, fall back to the token's own project (once, and say so).
+            if (!(e instanceof HttpError) || e.status !== 403) throw e;
+            context.log.warn('heat refused global_tenant (403): listing only the token project\'s stacks', { url: e.url });
+            globalTenant = false;
+            return list(false);
+          }
+        },
+        map: (s) => stackDraft(apiStackFacts(s)),
+      },
+      options,
+      context,
+    );
+  },
+});

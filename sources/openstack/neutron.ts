@@ -1,4 +1,8 @@
+import { match } from 'ts-pattern';
+import { fetchAllPages } from '../../src/http.js';
 import { type EntityDraft, type EntityRef, ref } from '../../src/model.js';
+import { defineSource } from '../../src/source.js';
+import { type OpenStackPollOptions, allParts, openstackSource, readOpenStackPollOptions, withSuffix } from './poller.js';
 
 /**
  * `use: openstack.neutron` — networks and ports from Neutron's API:
@@ -46,7 +50,7 @@ function text(value: string | null | undefined): string | undefined {
   return value === null || value === undefined || value === '' ? undefined : value;
 }
 
-/** Copies the fields that are set (not null/undefined): absent and null mean the same here. */
+/** Copies the fields that are set: absent, null and '' mean the same here. Callers list keys sorted (normalizeEntity then keeps the object as is). */
 function defined(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields)) if (v !== undefined && v !== null && v !== '') out[k] = v;
@@ -64,10 +68,10 @@ export function networkDraft(n: ApiNetwork): EntityDraft {
     parents: [],
     attributes: defined({
       admin_state_up: n.admin_state_up,
-      shared: n.shared,
-      router_external: n['router:external'],
-      network_type: n['provider:network_type'],
       mtu: n.mtu,
+      network_type: n['provider:network_type'],
+      router_external: n['router:external'],
+      shared: n.shared,
     }),
   };
 }
@@ -95,11 +99,41 @@ export function portDraft(p: ApiPort): EntityDraft {
     parents,
     attributes: defined({
       admin_state_up: p.admin_state_up,
-      mac_address: p.mac_address,
-      device_owner: p.device_owner,
-      device_id: p.device_id,
-      fixed_ips: ips.length > 0 ? ips : undefined,
       binding_host: p['binding:host_id'],
+      device_id: p.device_id,
+      device_owner: p.device_owner,
+      fixed_ips: ips.length > 0 ? ips : undefined,
+      mac_address: p.mac_address,
     }),
   };
 }
+
+/** What one Neutron poll yields, tagged by collection. */
+export type NeutronRecord = { kind: 'network'; network: ApiNetwork } | { kind: 'port'; port: ApiPort };
+
+export default defineSource<OpenStackPollOptions, NeutronRecord>({
+  options: readOpenStackPollOptions,
+  create: (options, context) =>
+    openstackSource<NeutronRecord>(
+      {
+        serviceTypes: ['network'],
+        types: ['neutron.network', 'neutron.port'],
+        // The catalog names Neutron's root; the API lives under /v2.0.
+        endpoint: (url) => withSuffix(url, '/v2.0'),
+        fetch: async ({ http, signal }) => {
+          const [networks, ports] = await allParts<[ApiNetwork[], ApiPort[]]>(signal, [
+            (s) => fetchAllPages<ApiNetwork>(http, '/networks', { key: 'networks', signal: s }),
+            (s) => fetchAllPages<ApiPort>(http, '/ports', { key: 'ports', signal: s }),
+          ]);
+          return [...networks.map((network): NeutronRecord => ({ kind: 'network', network })), ...ports.map((port): NeutronRecord => ({ kind: 'port', port }))];
+        },
+        map: (r) =>
+          match(r)
+            .with({ kind: 'network' }, ({ network }) => networkDraft(network))
+            .with({ kind: 'port' }, ({ port }) => portDraft(port))
+            .exhaustive(),
+      },
+      options,
+      context,
+    ),
+});

@@ -1,5 +1,9 @@
+import { match } from 'ts-pattern';
+import { fetchAllPages } from '../../src/http.js';
 import { type EntityDraft, ref } from '../../src/model.js';
+import { defineSource } from '../../src/source.js';
 import { instanceDraft } from './instance.js';
+import { type OpenStackPollOptions, allParts, openstackSource, readOpenStackPollOptions } from './poller.js';
 
 /**
  * `use: openstack.nova` — instances, hosts and availability zones from Nova's API (compute
@@ -104,11 +108,12 @@ export function hypervisorDraft(h: ApiHypervisor, zone?: string): EntityDraft | 
   // Without a service host nothing could point at it; such records are left out on purpose.
   if (!host) return undefined;
   const attributes: Record<string, unknown> = {};
-  if (h.status) attributes.status = h.status;
-  if (h.hypervisor_type) attributes.hypervisor_type = h.hypervisor_type;
-  if (h.host_ip) attributes.host_ip = h.host_ip;
+  // Keys in sorted order: normalizeEntity then keeps the object as is.
   if (h.service?.disabled_reason) attributes.disabled_reason = h.service.disabled_reason;
+  if (h.host_ip) attributes.host_ip = h.host_ip;
   attributes.hypervisor_id = String(h.id);
+  if (h.hypervisor_type) attributes.hypervisor_type = h.hypervisor_type;
+  if (h.status) attributes.status = h.status;
   return {
     type: 'nova.host',
     id: host,
@@ -118,3 +123,69 @@ export function hypervisorDraft(h: ApiHypervisor, zone?: string): EntityDraft | 
     attributes,
   };
 }
+
+/** What one Nova poll yields, tagged by collection (a host carries its zone, looked up in the zone list). */
+export type NovaRecord =
+  | { kind: 'server'; server: ApiServer }
+  | { kind: 'hypervisor'; hypervisor: ApiHypervisor; zone?: string }
+  | { kind: 'zone'; zone: ApiZone };
+
+export const NOVA_TYPES = ['nova.instance', 'nova.host', 'nova.zone'] as const;
+type NovaType = (typeof NOVA_TYPES)[number];
+
+export interface NovaOptions extends OpenStackPollOptions {
+  /** Which of nova.instance, nova.host, nova.zone to poll (`types`, default all). */
+  types: NovaType[];
+}
+
+/** The nova.* entity of a poll record. */
+export function novaRecordDraft(r: NovaRecord): EntityDraft | undefined {
+  return match(r)
+    .with({ kind: 'server' }, ({ server }) => serverDraft(server))
+    .with({ kind: 'hypervisor' }, ({ hypervisor, zone }) => hypervisorDraft(hypervisor, zone))
+    .with({ kind: 'zone' }, ({ zone }) => zoneDraft(zone))
+    .exhaustive();
+}
+
+export default defineSource<NovaOptions, NovaRecord>({
+  options: (read) => {
+    const types = read.stringList('types', [...NOVA_TYPES]);
+    types.forEach((t, i) => {
+      if (!(NOVA_TYPES as readonly string[]).includes(t)) read.fail(`types[${i}]`, `expected one of ${NOVA_TYPES.join(', ')}, got ${JSON.stringify(t)}`);
+    });
+    return { ...readOpenStackPollOptions(read), types: types as NovaType[] };
+  },
+
+  create: (options, context) => {
+    const want = new Set(options.types);
+    return openstackSource<NovaRecord>(
+      {
+        serviceTypes: ['compute'],
+        types: options.types,
+        headers: { 'OpenStack-API-Version': `compute ${NOVA_MICROVERSION}`, 'X-OpenStack-Nova-API-Version': NOVA_MICROVERSION },
+        fetch: async ({ http, signal }) => {
+          const [servers, hypervisors, zones] = await allParts<[ApiServer[], ApiHypervisor[], ApiZone[]]>(signal, [
+            (s) => (want.has('nova.instance') ? fetchAllPages<ApiServer>(http, '/servers/detail', { key: 'servers', params: { all_tenants: 1 }, signal: s }) : Promise.resolve([])),
+            (s) => (want.has('nova.host') ? fetchAllPages<ApiHypervisor>(http, '/os-hypervisors/detail', { key: 'hypervisors', signal: s }) : Promise.resolve([])),
+            async (s) =>
+              want.has('nova.zone') || want.has('nova.host')
+                ? ((await http.get<{ availabilityZoneInfo?: ApiZone[] }>('/os-availability-zone/detail', { signal: s })).availabilityZoneInfo ?? [])
+                : [],
+          ]);
+          const zoneOf = zoneOfHosts(zones);
+          const records: NovaRecord[] = [];
+          for (const server of servers) records.push({ kind: 'server', server });
+          for (const hypervisor of hypervisors) {
+            const zone = hypervisor.service?.host ? zoneOf.get(hypervisor.service.host) : undefined;
+            records.push(zone ? { kind: 'hypervisor', hypervisor, zone } : { kind: 'hypervisor', hypervisor });
+          }
+          if (want.has('nova.zone')) for (const zone of zones) records.push({ kind: 'zone', zone });
+          return records;
+        },
+        map: novaRecordDraft,
+      },
+      options,
+      context,
+    );
+  },
+});

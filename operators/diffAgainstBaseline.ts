@@ -1,29 +1,41 @@
 import { Map as ImmutableMap } from 'immutable';
 import { type OperatorFunction, mergeMap, scan } from 'rxjs';
 import { match } from 'ts-pattern';
-import { changedFields, entityHash } from '../src/hash.js';
+import { changedFields, entityHash, sameMeaning } from '../src/hash.js';
 import type { ChangeObservation, Entity, EntityEvent, EntityType, Observation, SnapshotObservation } from '../src/model.js';
 
 /** What the baseline knows of one entity. */
 export interface BaselineEntry {
   readonly entity: Entity;
   readonly hash: string;
-  /** Time (epoch ms) of the newest observation that confirmed this state. */
+  /** Time (epoch ms) of the observation that last wrote this entry. */
   readonly at: number;
+  /**
+   * Written by a complete snapshot: a later snapshot of its type that holds it unchanged confirms
+   * it without rewriting it (its time is then that snapshot's, see `syncedAt`).
+   */
+  readonly bySnapshot: boolean;
   /** Complete snapshots in a row that did not hold it (deletion hysteresis). */
   readonly misses: number;
 }
 
-/** The baseline after one observation, and the events that observation caused. */
+/** The baseline: an immutable value, safe to hand out. */
 export interface BaselineState {
   readonly entities: ImmutableMap<string, BaselineEntry>;
   /** Deleted keys → time (epoch ms) of the deletion, kept for `tombstoneMs`. */
   readonly tombstones: ImmutableMap<string, number>;
-  readonly events: readonly EntityEvent[];
-  /** The observation that produced this state (undefined for the initial state). */
-  readonly observation?: Observation;
+  /** Entity type → time (epoch ms) of the last complete snapshot of that type. */
+  readonly syncedAt: ImmutableMap<EntityType, number>;
   /** Newest observation time seen, epoch ms; drives tombstone expiry. */
   readonly clock: number;
+}
+
+/** One observation applied: the baseline after it, and the events it caused. */
+export interface BaselineStep {
+  readonly state: BaselineState;
+  readonly events: readonly EntityEvent[];
+  /** The observation applied (undefined only for the seed). */
+  readonly observation?: Observation;
 }
 
 export interface DiffOptions {
@@ -38,7 +50,7 @@ export const DEFAULT_TOMBSTONE_MS = 10 * 60_000;
 
 /** The baseline before any observation. */
 export function emptyBaseline(): BaselineState {
-  return { entities: ImmutableMap(), tombstones: ImmutableMap(), events: [], clock: 0 };
+  return { entities: ImmutableMap(), tombstones: ImmutableMap(), syncedAt: ImmutableMap(), clock: 0 };
 }
 
 function timeOf(observation: Observation): number {
@@ -47,42 +59,67 @@ function timeOf(observation: Observation): number {
   return t;
 }
 
+/** The time of the newest observation that vouches for an entry's state. */
+function effectiveAt(state: BaselineState, entry: BaselineEntry): number {
+  if (!entry.bySnapshot || entry.misses > 0) return entry.at;
+  return Math.max(entry.at, state.syncedAt.get(entry.entity.type) ?? 0);
+}
+
 function upsertEvent(prev: BaselineEntry | undefined, entity: Entity, hash: string, origin: EntityEvent['origin']): EntityEvent {
   return prev === undefined
     ? { action: 'create', origin, entity, hash }
     : { action: 'update', origin, entity, changed: changedFields(prev.entity, entity), hash };
 }
 
-function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: number): BaselineState {
+function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: number): BaselineStep {
   const events: EntityEvent[] = [];
-  const seen = new Set<string>(snapshot.keep);
   const types = new Set<EntityType>(snapshot.types);
   const missesBeforeDelete = Math.max(1, snapshot.missesBeforeDelete ?? 1);
+  // The baseline's entries of the snapshot's types, in a plain Map: one pass over the baseline
+  // instead of a persistent-map lookup per record (the hot path of every poll). Whatever is
+  // left in it after the records is what the snapshot lacks.
+  const previous = new Map<string, BaselineEntry>();
+  state.entities.forEach((entry, key) => {
+    if (types.has(entry.entity.type)) previous.set(key, entry);
+  });
+  for (const key of snapshot.keep ?? []) previous.delete(key);
+  const seen = new Set<string>();
   let tombstones = state.tombstones;
   const entities = state.entities.withMutations((map) => {
     for (const entity of snapshot.records) {
       const key = entity.key;
-      seen.add(key);
-      const deletedAt = tombstones.get(key);
-      // Deleted after this snapshot's request started: the snapshot is older news (rule 4).
-      if (deletedAt !== undefined) {
-        if (deletedAt > at) continue;
-        tombstones = tombstones.delete(key);
+      let prev: BaselineEntry | undefined;
+      if (seen.has(key)) {
+        prev = map.get(key); // the same key twice in one snapshot: the last one wins
+      } else {
+        seen.add(key);
+        prev = previous.get(key);
+        previous.delete(key);
       }
-      const prev = map.get(key);
-      // Changed by a notification after this snapshot's request started (rule 4).
-      if (prev !== undefined && prev.at > at) continue;
+      if (prev === undefined && tombstones.size > 0) {
+        const deletedAt = tombstones.get(key);
+        if (deletedAt !== undefined) {
+          // Deleted after this snapshot's request started: the snapshot is older news (rule 4).
+          if (deletedAt > at) continue;
+          tombstones = tombstones.delete(key);
+        }
+      }
+      if (prev !== undefined) {
+        // Changed by a notification after this snapshot's request started (rule 4).
+        if (effectiveAt(state, prev) > at) continue;
+        if (sameMeaning(prev.entity, entity)) {
+          // Unchanged: syncedAt confirms it, unless a notification or a miss wrote it last.
+          if (!prev.bySnapshot || prev.misses > 0) map.set(key, { ...prev, at, bySnapshot: true, misses: 0 });
+          continue;
+        }
+      }
       const hash = entityHash(entity);
-      if (prev !== undefined && prev.hash === hash) {
-        map.set(key, { entity: prev.entity, hash, at, misses: 0 });
-        continue;
-      }
-      map.set(key, { entity, hash, at, misses: 0 });
+      map.set(key, { entity, hash, at, bySnapshot: true, misses: 0 });
       events.push(upsertEvent(prev, entity, hash, 'snapshot'));
     }
-    // Complete for its types: whatever of those types it lacks is gone (rules 2 and 5).
-    for (const [key, entry] of state.entities) {
-      if (seen.has(key) || !types.has(entry.entity.type) || entry.at > at) continue;
+    // Complete for its types (rules 2 and 5): whatever of those types it lacks is gone.
+    for (const [key, entry] of previous) {
+      if (effectiveAt(state, entry) > at) continue;
       const misses = entry.misses + 1;
       if (misses < missesBeforeDelete) {
         map.set(key, { ...entry, misses });
@@ -93,35 +130,39 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
       events.push({ action: 'delete', origin: 'snapshot', entity: entry.entity, hash: entry.hash });
     }
   });
-  return { entities, tombstones, events, observation: snapshot, clock: state.clock };
+  const syncedAt = state.syncedAt.withMutations((m) => {
+    for (const type of types) m.set(type, Math.max(at, m.get(type) ?? 0));
+  });
+  return { state: { entities, tombstones, syncedAt, clock: state.clock }, events, observation: snapshot };
 }
 
-function applyChange(state: BaselineState, change: ChangeObservation, at: number): BaselineState {
+function applyChange(state: BaselineState, change: ChangeObservation, at: number): BaselineStep {
   const entity = change.record;
   const key = entity.key;
   const prev = state.entities.get(key);
-  const unchanged = { ...state, events: [], observation: change };
+  const unchanged: BaselineStep = { state, events: [], observation: change };
   // Older than what the baseline already holds: never overrides it (rule 4).
-  if (prev !== undefined && prev.at > at) return unchanged;
+  if (prev !== undefined && effectiveAt(state, prev) > at) return unchanged;
   const deletedAt = state.tombstones.get(key);
   return match(change.action)
-    .with('upsert', () => {
+    .with('upsert', (): BaselineStep => {
       // Deleted at or after this notification was stamped: a late or redelivered message.
       if (deletedAt !== undefined && deletedAt >= at) return unchanged;
       const tombstones = deletedAt === undefined ? state.tombstones : state.tombstones.delete(key);
-      const hash = entityHash(entity);
-      if (prev !== undefined && prev.hash === hash) {
-        return { ...unchanged, entities: state.entities.set(key, { ...prev, at, misses: 0 }), tombstones };
+      if (prev !== undefined && sameMeaning(prev.entity, entity)) {
+        const entities = state.entities.set(key, { ...prev, at, bySnapshot: false, misses: 0 });
+        return { ...unchanged, state: { ...state, entities, tombstones } };
       }
-      const events = [upsertEvent(prev, entity, hash, 'notification')];
-      return { ...unchanged, entities: state.entities.set(key, { entity, hash, at, misses: 0 }), tombstones, events };
+      const hash = entityHash(entity);
+      const entities = state.entities.set(key, { entity, hash, at, bySnapshot: false, misses: 0 });
+      return { state: { ...state, entities, tombstones }, events: [upsertEvent(prev, entity, hash, 'notification')], observation: change };
     })
-    .with('delete', () => {
+    .with('delete', (): BaselineStep => {
       // Remember the deletion even for an unknown entity: a create that arrives late stays out.
       const tombstones = state.tombstones.set(key, Math.max(at, deletedAt ?? 0));
-      if (prev === undefined) return { ...unchanged, tombstones };
+      if (prev === undefined) return { ...unchanged, state: { ...state, tombstones } };
       const events: EntityEvent[] = [{ action: 'delete', origin: 'notification', entity: prev.entity, hash: prev.hash }];
-      return { ...unchanged, entities: state.entities.delete(key), tombstones, events };
+      return { state: { ...state, entities: state.entities.delete(key), tombstones }, events, observation: change };
     })
     .exhaustive();
 }
@@ -140,7 +181,7 @@ function expireTombstones(state: BaselineState, at: number, tombstoneMs: number)
  * The baseline's reducer: the state after `observation`, with the events it causes.
  * Pure: the previous state is left as it was.
  */
-export function applyObservation(state: BaselineState, observation: Observation, options: DiffOptions = {}): BaselineState {
+export function applyObservation(state: BaselineState, observation: Observation, options: DiffOptions = {}): BaselineStep {
   const at = timeOf(observation);
   const current = expireTombstones(state, at, options.tombstoneMs ?? DEFAULT_TOMBSTONE_MS);
   return match(observation)
@@ -158,8 +199,8 @@ export function applyObservation(state: BaselineState, observation: Observation,
  * result:  --S1------S2------S3--|    (Sn.events: the events of that step)
  * ```
  */
-export function baselineSteps(options: DiffOptions = {}, seed: BaselineState = emptyBaseline()): OperatorFunction<Observation, BaselineState> {
-  return scan((state: BaselineState, observation: Observation) => applyObservation(state, observation, options), seed);
+export function baselineSteps(options: DiffOptions = {}, seed: BaselineState = emptyBaseline()): OperatorFunction<Observation, BaselineStep> {
+  return scan((step: BaselineStep, observation: Observation) => applyObservation(step.state, observation, options), { state: seed, events: [] });
 }
 
 /**
@@ -189,5 +230,5 @@ export function baselineSteps(options: DiffOptions = {}, seed: BaselineState = e
  * ```
  */
 export function diffAgainstBaseline(options: DiffOptions = {}): OperatorFunction<Observation, EntityEvent> {
-  return (source$) => source$.pipe(baselineSteps(options), mergeMap((state) => state.events));
+  return (source$) => source$.pipe(baselineSteps(options), mergeMap((step) => step.events));
 }

@@ -7,6 +7,7 @@ export {
   DEFAULT_TOMBSTONE_MS,
   type BaselineEntry,
   type BaselineState,
+  type BaselineStep,
   type DiffOptions,
 } from './diffAgainstBaseline.js';
 export { ofType, typeMatcher } from './ofType.js';

@@ -1,5 +1,6 @@
 import { type OperatorFunction, Observable } from 'rxjs';
 import { type Entity, type EntityDraft, type EntityRef, type Observation, entityKey } from '../src/model.js';
+import { canonicalize } from '../src/hash.js';
 import type { EntityMapping } from '../src/source.js';
 
 /** A raw record that could not become an entity, and why. */
@@ -51,23 +52,28 @@ function isNonEmptyString(v: unknown): v is string {
   return typeof v === 'string' && v !== '';
 }
 
+function compareRefs(a: EntityRef, b: EntityRef): number {
+  if (a.type !== b.type) return a.type < b.type ? -1 : 1;
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
 function checkRefs(refs: unknown, field: 'parents' | 'children', key: string): EntityRef[] {
-  if (refs === undefined) return [];
+  if (refs === undefined || refs === null) return [];
   if (!Array.isArray(refs)) throw new InvalidEntity(`${field} must be a list of {type, id}`, key);
-  const out: EntityRef[] = [];
-  for (const r of refs as unknown[]) {
-    const { type, id } = (r ?? {}) as Partial<EntityRef>;
-    if (!isNonEmptyString(type) || !isNonEmptyString(id)) {
+  let canonical = true;
+  for (let i = 0; i < refs.length; i++) {
+    const r = refs[i] as Partial<EntityRef> | null | undefined;
+    if (!isNonEmptyString(r?.type) || !isNonEmptyString(r.id)) {
       throw new InvalidEntity(`${field} must be a list of {type, id} with non-empty strings, got ${JSON.stringify(r)}`, key);
     }
-    out.push({ type: intern(type), id });
+    if (i > 0 && compareRefs(refs[i - 1] as EntityRef, r as EntityRef) >= 0) canonical = false;
+    if (Object.keys(r).length !== 2) canonical = false;
   }
-  // Refs are a set: canonical order makes the hash and the output independent of API order.
-  if (out.length > 1) {
-    out.sort((a, b) => (a.type === b.type ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : a.type < b.type ? -1 : 1));
-    return out.filter((r, i) => i === 0 || r.type !== out[i - 1]!.type || r.id !== out[i - 1]!.id);
-  }
-  return out;
+  // Refs are a set: canonical order (and {type, id} only) makes the hash and the output
+  // independent of API order. The usual case — already canonical — is kept as it is.
+  if (canonical) return refs as EntityRef[];
+  const sorted = (refs as EntityRef[]).map((r) => ({ type: intern(r.type), id: r.id })).sort(compareRefs);
+  return sorted.filter((r, i) => i === 0 || compareRefs(sorted[i - 1]!, r) !== 0);
 }
 
 /**
@@ -89,18 +95,20 @@ export function toEntity(draft: EntityDraft, source: string, observedAt: string,
   if (attributes !== undefined && (attributes === null || typeof attributes !== 'object' || Array.isArray(attributes))) {
     throw new InvalidEntity('attributes must be a mapping', key);
   }
+  // One literal, fields always present (undefined when unset): one object shape for every
+  // entity, and the contract's field order in the JSON output (undefined members are not written).
   const entity: Entity = {
     key,
     type: intern(type),
     id,
-    ...(isNonEmptyString(name) ? { name } : {}),
+    name: isNonEmptyString(name) ? name : undefined,
     state: state === undefined ? 'DELETED' : normalizeState(state),
-    ...(isNonEmptyString(project) ? { project: intern(project) } : {}),
+    project: isNonEmptyString(project) ? intern(project) : undefined,
     parents: checkRefs(draft.parents, 'parents', key),
     children: checkRefs(draft.children, 'children', key),
     observedAt,
     source,
-    attributes: attributes ?? {},
+    attributes: attributes === undefined ? {} : canonicalize(attributes),
   };
   if (keepRaw && draft.raw !== undefined) entity.raw = draft.raw;
   return entity;

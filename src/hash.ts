@@ -45,36 +45,97 @@ export function canonicalJson(value: unknown): string {
   }
 }
 
-function refsJson(refs: readonly EntityRef[]): string {
-  let out = '[';
-  for (let i = 0; i < refs.length; i++) {
-    const r = refs[i]!;
-    out += (i > 0 ? ',' : '') + JSON.stringify(r.type) + ',' + JSON.stringify(r.id);
+/** True when every object inside `value` already has its keys in sorted order. */
+function isCanonical(value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return true;
+  if (Array.isArray(value)) {
+    for (const item of value) if (!isCanonical(item)) return false;
+    return true;
   }
-  return out + ']';
+  if (value instanceof Date) return true;
+  let previous = '';
+  for (const key in value) {
+    if (key < previous) return false;
+    previous = key;
+    if (!isCanonical((value as Record<string, unknown>)[key])) return false;
+  }
+  return true;
+}
+
+/**
+ * The same value with every object's keys in sorted order (the value itself when it already is),
+ * so JSON.stringify of it is canonical. normalizeEntity stores attributes in this form, which
+ * lets the hash be one native JSON.stringify call.
+ */
+export function canonicalize<T>(value: T): T {
+  return isCanonical(value) ? value : (JSON.parse(canonicalJson(value)) as T);
 }
 
 /**
  * The text an entity's hash is taken over: its meaning (type, id, name, state, project, parents,
- * children, attributes), not observedAt, source or raw (DESIGN rule 1). Refs are expected in
- * canonical order (normalizeEntity sorts them).
+ * children, attributes), not observedAt, source or raw (DESIGN rule 1). Expects what
+ * normalizeEntity makes — refs in canonical order, attributes canonicalized — so that it is a
+ * single native JSON.stringify.
  */
 export function entityMeaning(e: Entity): string {
-  return (
-    JSON.stringify(e.type) +
-    JSON.stringify(e.id) +
-    (e.name === undefined ? '-' : JSON.stringify(e.name)) +
-    JSON.stringify(e.state) +
-    (e.project === undefined ? '-' : JSON.stringify(e.project)) +
-    refsJson(e.parents) +
-    refsJson(e.children) +
-    canonicalJson(e.attributes)
-  );
+  return JSON.stringify([e.type, e.id, e.name ?? null, e.state, e.project ?? null, e.parents, e.children, e.attributes]);
 }
 
 /** Semantic hash of an entity: equal meaning ⇒ equal hash (base64 SHA-1 of entityMeaning). */
 export function entityHash(e: Entity): string {
   return digest('sha1', entityMeaning(e), 'base64');
+}
+
+function sameRefs(a: readonly EntityRef[], b: readonly EntityRef[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i]!.type !== b[i]!.type || a[i]!.id !== b[i]!.id) return false;
+  return true;
+}
+
+/** Deep equality of JSON-like values as JSON sees them (undefined members don't count). */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) {
+    return typeof a === 'number' && typeof b === 'number' ? !Number.isFinite(a) && !Number.isFinite(b) : false;
+  }
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i] ?? null, b[i] ?? null)) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  if (a instanceof Date || b instanceof Date) return canonicalJson(a) === canonicalJson(b);
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  let count = 0;
+  for (const key in ra) {
+    if (ra[key] === undefined) continue;
+    count++;
+    if (!sameJson(ra[key], rb[key])) return false;
+  }
+  for (const key in rb) if (rb[key] !== undefined) count--;
+  return count === 0;
+}
+
+/**
+ * Whether two entities have the same meaning, i.e. the same entityHash — without building the
+ * hash text. The baseline uses it to confirm unchanged entities cheaply.
+ */
+export function sameMeaning(a: Entity, b: Entity): boolean {
+  return (
+    a.type === b.type &&
+    a.id === b.id &&
+    a.name === b.name &&
+    a.state === b.state &&
+    a.project === b.project &&
+    sameRefs(a.parents, b.parents) &&
+    sameRefs(a.children, b.children) &&
+    sameJson(a.attributes, b.attributes)
+  );
+}
+
+function refsJson(refs: readonly EntityRef[]): string {
+  return JSON.stringify(refs.map((r) => [r.type, r.id]));
 }
 
 /**

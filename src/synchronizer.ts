@@ -13,7 +13,7 @@ import {
   tap,
 } from 'rxjs';
 import { match } from 'ts-pattern';
-import { type BaselineState, applyObservation, emptyBaseline } from '../operators/diffAgainstBaseline.js';
+import { type BaselineState, type BaselineStep, applyObservation, emptyBaseline } from '../operators/diffAgainstBaseline.js';
 import { type InvalidRecord, normalizeEntity } from '../operators/normalizeEntity.js';
 import { typeMatcher } from '../operators/ofType.js';
 import { type BackoffOptions, retryWithBackoff } from './backoff.js';
@@ -148,6 +148,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     callbackErrors: 0,
   };
   let state: BaselineState = emptyBaseline();
+  const diffOptions = tombstoneMs === undefined ? {} : { tombstoneMs };
   /** Sequence number of the last event emitted, and of the last event contained in `state`. */
   let emittedSeq = 0;
   let stateSeq = 0;
@@ -234,8 +235,8 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
       filter((o): o is Observation => o !== undefined),
     );
 
-  const deliver = (next: BaselineState): void => {
-    state = next;
+  const deliver = (next: BaselineStep): void => {
+    state = next.state;
     stateSeq = emittedSeq + next.events.length;
     const observation = next.observation;
     if (observation) metrics.observations[observation.source] = (metrics.observations[observation.source] ?? 0) + 1;
@@ -336,7 +337,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     start() {
       if (running) return;
       running = merge(...sources.map(observationsOf))
-        .pipe(scan((s: BaselineState, o: Observation) => applyObservation(s, o, tombstoneMs === undefined ? {} : { tombstoneMs }), state))
+        .pipe(scan((step: BaselineStep, o: Observation) => applyObservation(step.state, o, diffOptions), { state, events: [] }))
         .subscribe({
           next: deliver,
           // Unreachable in practice (every source is retried); logged rather than lost.

@@ -80,13 +80,14 @@ export function instanceDraft(f: InstanceFacts): EntityDraft {
     const v = present(value);
     if (v !== undefined) attributes[key] = v;
   };
-  put('vm_state', vmState);
-  put('task_state', f.taskState);
+  // Sorted key order: normalizeEntity then keeps the object as it is (no canonical copy).
   put('availability_zone', f.availabilityZone);
   put('flavor', f.flavor);
-  put('image', f.image);
-  put('user', f.user);
   put('host', host);
+  put('image', f.image);
+  put('task_state', f.taskState);
+  put('user', f.user);
+  put('vm_state', vmState);
   return {
     type: 'nova.instance',
     id: f.id,

@@ -1,0 +1,126 @@
+/**
+ * `diff` benchmark: two consecutive snapshots of N Nova servers (1 % changed in the second) through
+ * normalizeEntity + diffAgainstBaseline, against a naive pipeline that object-hashes every raw
+ * record with object-hash's defaults, in the same run. Also the heap the baseline retains per
+ * entity (raw records not kept).
+ */
+import objectHash from 'object-hash';
+import { from, lastValueFrom, tap } from 'rxjs';
+import { baselineSteps, type BaselineState } from '../../operators/diffAgainstBaseline.js';
+import { normalizeEntity } from '../../operators/normalizeEntity.js';
+import type { Observation, SnapshotObservation } from '../../src/model.js';
+import { readFixture } from '../support/fixtures.js';
+import { serverDraft, type Server } from './servers.js';
+import type { Bench, BenchRow } from './run.js';
+
+const SIZES = [1_000, 10_000, 100_000];
+
+function gc(): void {
+  const collect = (globalThis as { gc?: () => void }).gc;
+  if (!collect) throw new Error('run the benchmarks with node --expose-gc (npm run bench does)');
+  collect();
+  collect();
+}
+
+const template: Server = readFixture<{ servers: Server[] }>('wire', 'real-openstack', 'api', 'api-servers-detail-all-tenants.json').servers[0]!;
+
+/** N distinct servers shaped like the real API's, spread over 200 hosts and 50 projects. */
+function makeServers(n: number, changedEvery = 0): Server[] {
+  const servers: Server[] = new Array<Server>(n);
+  for (let i = 0; i < n; i++) {
+    const hex = i.toString(16).padStart(12, '0');
+    const host = `compute-${i % 200}`;
+    const changed = changedEvery > 0 && i % changedEvery === 0;
+    servers[i] = {
+      ...structuredClone(template),
+      id: `0ca13c88-108b-4f84-a588-${hex}`,
+      name: `vm-${i}`,
+      tenant_id: `c5859a3ceb7840c9b49519c58e01b4${(i % 50).toString(16).padStart(2, '0')}`,
+      'OS-EXT-SRV-ATTR:host': host,
+      'OS-EXT-SRV-ATTR:hypervisor_hostname': host,
+      status: changed ? 'SHUTOFF' : 'ACTIVE',
+      'OS-EXT-STS:vm_state': changed ? 'stopped' : 'active',
+    };
+  }
+  return servers;
+}
+
+function snapshot(records: Server[], at: string): SnapshotObservation<Server> {
+  return { kind: 'snapshot', source: 'nova', types: ['nova.instance'], at, records };
+}
+
+async function ours(first: Server[], second: Server[]): Promise<{ ms: number; state: BaselineState; events: number }> {
+  const observations: Observation<Server>[] = [snapshot(first, '2026-11-25T12:00:00Z'), snapshot(second, '2026-11-25T12:00:30Z')];
+  let events = 0;
+  const start = performance.now();
+  const { state } = await lastValueFrom(
+    from(observations).pipe(
+      normalizeEntity(serverDraft),
+      baselineSteps(),
+      tap((s) => (events += s.events.length)),
+    ),
+  );
+  return { ms: performance.now() - start, state, events };
+}
+
+/** The naive pipeline: object-hash (defaults: SHA-1 over its own serialisation) of each raw record. */
+function naive(first: Server[], second: Server[]): { ms: number; events: number } {
+  const start = performance.now();
+  const baseline = new Map<string, string>();
+  let events = 0;
+  for (const records of [first, second]) {
+    const seen = new Set<string>();
+    for (const r of records) {
+      const hash = objectHash(r);
+      seen.add(r.id);
+      if (baseline.get(r.id) !== hash) {
+        baseline.set(r.id, hash);
+        events++;
+      }
+    }
+    for (const id of baseline.keys()) if (!seen.has(id)) baseline.delete(id), events++;
+  }
+  return { ms: performance.now() - start, events };
+}
+
+const bench: Bench = {
+  name: 'diff',
+  title: 'two snapshots of N Nova servers (1 % changed) through normalizeEntity + diffAgainstBaseline vs object-hash of raw records',
+  async run() {
+    const rows: BenchRow[] = [];
+    for (const n of SIZES) {
+      // Warm up the JIT on a small run so the first size isn't penalised.
+      await ours(makeServers(2000), makeServers(2000, 100));
+      gc();
+      const heapBefore = process.memoryUsage().heapUsed;
+      const first = makeServers(n);
+      const second = makeServers(n, 100);
+      const run = await ours(first, second);
+      const expected = n + n / 100;
+      if (run.events !== expected) throw new Error(`diff bench: expected ${expected} events, got ${run.events}`);
+      let state: BaselineState | undefined = run.state;
+      first.length = 0; // drop our references to the raw records before measuring what is retained
+      second.length = 0;
+      gc();
+      const heapBytesPerEntity = (process.memoryUsage().heapUsed - heapBefore) / n;
+      if (state.entities.size !== n) throw new Error('diff bench: baseline size mismatch');
+      state = undefined;
+      const rawFirst = makeServers(n);
+      const rawSecond = makeServers(n, 100);
+      const naiveRun = naive(rawFirst, rawSecond);
+      if (naiveRun.events !== expected) throw new Error(`naive bench: expected ${expected} events, got ${naiveRun.events}`);
+      const entitiesPerSec = Math.round((2 * n) / (run.ms / 1000));
+      const naiveEntitiesPerSec = Math.round((2 * n) / (naiveRun.ms / 1000));
+      rows.push({
+        bench: 'diff',
+        n,
+        entitiesPerSec,
+        naiveEntitiesPerSec,
+        speedup: Number((entitiesPerSec / naiveEntitiesPerSec).toFixed(1)),
+        heapBytesPerEntity: Math.round(heapBytesPerEntity),
+      });
+    }
+    return rows;
+  },
+};
+export default bench;

@@ -1,0 +1,27 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root (the folder holding package.json), from src or from dist. */
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find the repository root above ' + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+  return dir;
+}
+
+/** The shared fixtures folder: $SYNCHRONIZER_FIXTURES, or ../shared/fixtures beside the repository. */
+export const FIXTURES = process.env.SYNCHRONIZER_FIXTURES ?? resolve(repoRoot(), '../shared/fixtures');
+
+/** Path of a fixture file, e.g. fixturePath('wire', 'alertmanager-v2-get-alerts.json'). */
+export function fixturePath(...parts: string[]): string {
+  return join(FIXTURES, ...parts);
+}
+
+/** A fixture file parsed as JSON. */
+export function readFixture<T = unknown>(...parts: string[]): T {
+  return JSON.parse(readFileSync(fixturePath(...parts), 'utf8')) as T;
+}

@@ -1,0 +1,375 @@
+/**
+ * A local OpenStack for tests and benchmarks: one node:http server on 127.0.0.1 (random port)
+ * serving Keystone v3, Nova, Neutron, Cinder and Heat from the real samples in
+ * ../shared/fixtures (a real Zed's responses, upstream api-ref samples), scaled up on demand and
+ * split into pages with real `*_links`, like the services do. Its state is plain data a test may
+ * change between polls; fault switches make it fail the way real services fail.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+type Json = Record<string, unknown>;
+
+function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+}
+
+/** The shared fixtures folder: $SYNCHRONIZER_FIXTURES, or ../shared/fixtures beside the repository. */
+export const FIXTURES = process.env.SYNCHRONIZER_FIXTURES ?? resolve(repoRoot(), '../shared/fixtures');
+
+/** A fixture file parsed as JSON. */
+export function fixture<T = Json>(...parts: string[]): T {
+  return JSON.parse(readFileSync(join(FIXTURES, ...parts), 'utf8')) as T;
+}
+
+const REAL = ['wire', 'real-openstack', 'api'];
+const clone = <T>(v: T): T => structuredClone(v);
+
+/** A fault a request may meet: an answer instead of the real one, a hang, or a broken body. */
+export interface Fault {
+  /** Which requests: gets the path (without query) and the parsed URL. */
+  when: (path: string, url: URL, method: string) => boolean;
+  status?: number;
+  /** With status 429/503: the Retry-After header, seconds. */
+  retryAfter?: number;
+  /** Never answer (the client must time out). */
+  hang?: boolean;
+  /** Answer 200 with a truncated JSON body. */
+  malformed?: boolean;
+  /** How many matching requests it hits (default: all until cleared). */
+  times?: number;
+}
+
+export interface OpenStackServerOptions {
+  /** Number of servers (default: the 3 of the real recording; more are cloned from them). */
+  servers?: number;
+  /** Nova's max_limit: pages never hold more, whatever the client asks (default 1000). */
+  novaMaxLimit?: number;
+  /** Page size of Neutron and Cinder lists (their pagination with `*_links`; default 1000). */
+  pageSize?: number;
+  /** Token lifetime, ms (default 1 h). */
+  tokenTtlMs?: number;
+  username?: string;
+  password?: string;
+  applicationCredential?: { id: string; secret: string };
+}
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  query: string;
+  token?: string;
+  headers: IncomingMessage['headers'];
+}
+
+/** The stable id of the n-th generated server. */
+export function serverId(n: number): string {
+  return `5e7e0000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
+}
+
+/** The records the server serves; tests change them between polls. */
+export interface OpenStackState {
+  servers: Json[];
+  hypervisors: Json[];
+  zones: Json[];
+  networks: Json[];
+  ports: Json[];
+  volumes: Json[];
+  stacks: Json[];
+}
+
+export class OpenStackServer {
+  readonly state: OpenStackState;
+  readonly requests: RecordedRequest[] = [];
+  /** Tokens issued so far. */
+  tokensIssued = 0;
+  readonly projectId: string;
+  readonly username: string;
+  readonly password: string;
+  private readonly faults: Fault[] = [];
+  private readonly tokens = new Map<string, number>();
+  private readonly server: Server;
+  private baseUrl = '';
+  private readonly options: Required<Pick<OpenStackServerOptions, 'novaMaxLimit' | 'pageSize' | 'tokenTtlMs'>> & OpenStackServerOptions;
+
+  constructor(options: OpenStackServerOptions = {}) {
+    this.options = { novaMaxLimit: 1000, pageSize: 1000, tokenTtlMs: 3_600_000, ...options };
+    this.username = options.username ?? 'admin';
+    this.password = options.password ?? 'devstacker';
+    const auth = fixture<{ token: { project: { id: string } } }>(...REAL, 'api-keystone-post-auth-tokens.json');
+    this.projectId = auth.token.project.id;
+    this.state = buildState(options.servers);
+    this.server = createServer((req, res) => this.handle(req, res));
+  }
+
+  /** Starts listening on 127.0.0.1 at a free port. */
+  async start(): Promise<this> {
+    await new Promise<void>((ok) => this.server.listen(0, '127.0.0.1', ok));
+    this.baseUrl = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((ok) => this.server.close(() => ok()));
+  }
+
+  /** Keystone's auth_url (as clouds.yaml has it). */
+  get authUrl(): string {
+    return `${this.baseUrl}/identity/v3`;
+  }
+
+  get url(): string {
+    return this.baseUrl;
+  }
+
+  /** Credentials for a source's `auth:` option. */
+  get auth(): Record<string, string> {
+    return { auth_url: this.authUrl, username: this.username, password: this.password, project_name: 'admin', user_domain_name: 'Default', project_domain_name: 'Default' };
+  }
+
+  /** Adds a fault; returns a function that removes it. */
+  inject(fault: Fault): () => void {
+    this.faults.push(fault);
+    return () => {
+      const i = this.faults.indexOf(fault);
+      if (i >= 0) this.faults.splice(i, 1);
+    };
+  }
+
+  clearFaults(): void {
+    this.faults.length = 0;
+  }
+
+  /** Every token issued so far stops working (as after expiry or a Keystone restart): services answer 401. */
+  expireTokens(): void {
+    this.tokens.clear();
+  }
+
+  /** Requests whose path ends with `suffix`. */
+  requestsTo(suffix: string): RecordedRequest[] {
+    return this.requests.filter((r) => r.path.endsWith(suffix));
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', this.baseUrl);
+    const method = req.method ?? 'GET';
+    const token = typeof req.headers['x-auth-token'] === 'string' ? req.headers['x-auth-token'] : undefined;
+    this.requests.push({ method, path: url.pathname, query: url.search, headers: req.headers, ...(token ? { token } : {}) });
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const fault = this.faults.find((f) => f.when(url.pathname, url, method) && (f.times ?? Infinity) > 0);
+      if (fault) {
+        if (fault.times !== undefined) fault.times -= 1;
+        if (fault.hang) return;
+        if (fault.malformed) return send(res, 200, '{"servers": [{"id": "trunc');
+        if (fault.status !== undefined) {
+          const headers: Record<string, string> = fault.retryAfter !== undefined ? { 'Retry-After': String(fault.retryAfter) } : {};
+          return send(res, fault.status, JSON.stringify({ error: { code: fault.status, message: 'injected fault' } }), headers);
+        }
+      }
+      try {
+        this.route(method, url, token, Buffer.concat(chunks).toString('utf8'), res);
+      } catch (e) {
+        send(res, 500, JSON.stringify({ error: { message: e instanceof Error ? e.message : String(e) } }));
+      }
+    });
+  }
+
+  private route(method: string, url: URL, token: string | undefined, body: string, res: ServerResponse): void {
+    const path = url.pathname.replace(/\/+$/, '');
+    if (method === 'POST' && path === '/identity/v3/auth/tokens') return this.authenticate(body, res);
+    const expires = token ? this.tokens.get(token) : undefined;
+    if (expires === undefined || expires <= Date.now()) {
+      return send(res, 401, JSON.stringify({ error: { code: 401, title: 'Unauthorized', message: 'The request you have made requires authentication.' } }));
+    }
+    const q = url.searchParams;
+    const p = this.projectId;
+    const routes: Record<string, () => void> = {
+      '/compute/v2.1/servers/detail': () => send(res, 200, JSON.stringify(this.novaPage('servers', this.state.servers, q, '/compute/v2.1/servers/detail'))),
+      '/compute/v2.1/os-hypervisors/detail': () => send(res, 200, JSON.stringify(this.novaPage('hypervisors', this.state.hypervisors, q, '/compute/v2.1/os-hypervisors/detail'))),
+      '/compute/v2.1/os-availability-zone/detail': () => send(res, 200, JSON.stringify({ availabilityZoneInfo: this.state.zones })),
+      '/network/v2.0/networks': () => send(res, 200, JSON.stringify(this.linkedPage('networks', this.state.networks, q, '/network/v2.0/networks'))),
+      '/network/v2.0/ports': () => send(res, 200, JSON.stringify(this.linkedPage('ports', this.state.ports, q, '/network/v2.0/ports'))),
+      [`/volume/v3/${p}/volumes/detail`]: () => send(res, 200, JSON.stringify(this.linkedPage('volumes', this.state.volumes, q, `/volume/v3/${p}/volumes/detail`))),
+      [`/heat/v1/${p}/stacks`]: () => send(res, 200, JSON.stringify({ stacks: page(this.state.stacks, q, this.options.pageSize).items })),
+    };
+    const handler = method === 'GET' ? routes[path] : undefined;
+    if (!handler) return send(res, 404, JSON.stringify({ itemNotFound: { code: 404, message: `no route for ${method} ${path}` } }));
+    handler();
+  }
+
+  private authenticate(body: string, res: ServerResponse): void {
+    let request: { auth?: { identity?: { methods?: string[]; password?: { user?: { name?: string; password?: string } }; application_credential?: { id?: string; secret?: string } } } };
+    try {
+      request = JSON.parse(body) as typeof request;
+    } catch {
+      return send(res, 400, JSON.stringify({ error: { code: 400, message: 'malformed request body' } }));
+    }
+    const identity = request.auth?.identity;
+    const method = identity?.methods?.[0];
+    const ok =
+      method === 'password'
+        ? identity?.password?.user?.name === this.username && identity.password.user.password === this.password
+        : method === 'application_credential'
+          ? this.options.applicationCredential !== undefined &&
+            identity?.application_credential?.id === this.options.applicationCredential.id &&
+            identity.application_credential.secret === this.options.applicationCredential.secret
+          : false;
+    if (!ok) return send(res, 401, JSON.stringify({ error: { code: 401, title: 'Unauthorized', message: 'The request you have made requires authentication.' } }));
+    this.tokensIssued += 1;
+    const id = `gAAAAA-test-token-${this.tokensIssued}`;
+    const now = Date.now();
+    const expiresAt = now + this.options.tokenTtlMs;
+    this.tokens.set(id, expiresAt);
+    const real = fixture<{ token: Json }>(...REAL, 'api-keystone-post-auth-tokens.json');
+    const token = { ...real.token, methods: [method], issued_at: new Date(now).toISOString(), expires_at: new Date(expiresAt).toISOString(), catalog: this.catalog(real.token.catalog as CatalogEntry[]) };
+    send(res, 201, JSON.stringify({ token }), { 'X-Subject-Token': id });
+  }
+
+  /** The real catalog, pointed at this server (and with Heat, which the recorded cloud lacked). */
+  private catalog(real: CatalogEntry[]): CatalogEntry[] {
+    const at: Record<string, string> = {
+      compute: `${this.baseUrl}/compute/v2.1`,
+      network: `${this.baseUrl}/network`,
+      volumev3: `${this.baseUrl}/volume/v3/${this.projectId}`,
+      identity: `${this.baseUrl}/identity/v3/`,
+      orchestration: `${this.baseUrl}/heat/v1/${this.projectId}`,
+    };
+    const services = real.filter((s) => at[s.type]);
+    const template = services[0]!;
+    services.push({ ...clone(template), id: 'heat0000000000000000000000000000', type: 'orchestration', name: 'heat' });
+    return services.map((s) => ({
+      ...s,
+      endpoints: [
+        ...s.endpoints.map((e) => ({ ...e, url: e.interface === 'public' ? at[s.type]! : `${at[s.type]!.replace('127.0.0.1', '127.0.0.2')}` })),
+        // Another region's endpoint: a client that ignores region_name would go astray.
+        { id: `${s.id}-r2`, interface: 'public', region: 'RegionTwo', region_id: 'RegionTwo', url: 'http://127.0.0.3:9/region-two' },
+      ],
+    }));
+  }
+
+  /** Nova: at most max_limit per page whatever `limit` asks; `<key>_links` next when the page is full. */
+  private novaPage(key: string, all: Json[], q: URLSearchParams, path: string): Json {
+    const max = this.options.novaMaxLimit;
+    const asked = q.has('limit') ? Number(q.get('limit')) : max;
+    const { items, last } = page(all, q, Math.min(asked, max));
+    const out: Json = { [key]: items };
+    if (items.length === Math.min(asked, max) && last) {
+      const next = new URLSearchParams(q);
+      next.set('limit', String(Math.min(asked, max)));
+      next.set('marker', last);
+      out[`${key}_links`] = [{ href: `${this.baseUrl}${path}?${next.toString()}`, rel: 'next' }];
+    }
+    return out;
+  }
+
+  /** Neutron/Cinder: pages of pageSize with `<key>_links` next while more remain. */
+  private linkedPage(key: string, all: Json[], q: URLSearchParams, path: string): Json {
+    const size = Math.min(q.has('limit') ? Number(q.get('limit')) : this.options.pageSize, this.options.pageSize);
+    const { items, last, more } = page(all, q, size);
+    const out: Json = { [key]: items };
+    if (more && last) {
+      const next = new URLSearchParams(q);
+      next.set('limit', String(size));
+      next.set('marker', last);
+      out[`${key}_links`] = [{ href: `${this.baseUrl}${path}?${next.toString()}`, rel: 'next' }];
+    }
+    return out;
+  }
+}
+
+interface CatalogEntry {
+  id: string;
+  type: string;
+  name: string;
+  endpoints: { id: string; interface: string; region: string; region_id: string; url: string }[];
+}
+
+function page(all: Json[], q: URLSearchParams, size: number): { items: Json[]; last?: string; more: boolean } {
+  const marker = q.get('marker');
+  let start = 0;
+  if (marker !== null) {
+    const i = all.findIndex((r) => r.id === marker);
+    if (i < 0) throw new Error(`marker ${marker} not found`);
+    start = i + 1;
+  }
+  const items = all.slice(start, start + size);
+  const last = items[items.length - 1]?.id;
+  return { items, ...(typeof last === 'string' ? { last } : {}), more: start + size < all.length };
+}
+
+function send(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...headers });
+  res.end(body);
+}
+
+/** The recorded cloud's records, with `servers` servers cloned from the recorded ones. */
+function buildState(serverCount?: number): OpenStackState {
+  const realServers = fixture<{ servers: Json[] }>(...REAL, 'api-servers-detail-all-tenants.json').servers;
+  const servers =
+    serverCount === undefined
+      ? clone(realServers)
+      : Array.from({ length: serverCount }, (_, n) => {
+          const s = clone(realServers[n % realServers.length]!);
+          s.id = serverId(n);
+          s.name = `vm-${n}`;
+          s['OS-EXT-SRV-ATTR:hostname'] = `vm-${n}`;
+          s['OS-EXT-SRV-ATTR:instance_name'] = `instance-${n.toString(16).padStart(8, '0')}`;
+          s.links = (s.links as { href: string; rel: string }[]).map((l) => ({ ...l, href: l.href.replace(String(realServers[n % realServers.length]!.id), serverId(n)) }));
+          return s;
+        });
+  const hypervisors = clone(fixture<{ hypervisors: Json[] }>(...REAL, 'api-os-hypervisors-detail.json').hypervisors);
+  // The upstream zone sample, with its compute host renamed to the recorded cloud's.
+  const zones = clone(fixture<{ availabilityZoneInfo: Json[] }>('openstack/nova/doc/api_samples/os-availability-zone/availability-zone-detail-resp.json').availabilityZoneInfo);
+  const computeHost = (hypervisors[0]!.service as { host: string }).host;
+  for (const zone of zones) {
+    const hosts = zone.hosts as Record<string, unknown> | null;
+    if (hosts && 'compute' in hosts) {
+      hosts[computeHost] = hosts.compute;
+      delete hosts.compute;
+    }
+  }
+  const networks = [
+    ...clone(fixture<{ networks: Json[] }>(...REAL, 'api-neutron-networks.json').networks),
+    ...clone(fixture<{ networks: Json[] }>('openstack/neutron-lib/api-ref/source/v2/samples/networks/networks-list-response.json').networks),
+  ];
+  const upstreamPorts = clone(fixture<{ ports: Json[] }>('openstack/neutron-lib/api-ref/source/v2/samples/ports/ports-list-response.json').ports);
+  const portTemplate = upstreamPorts[0]!;
+  const netId = networks[0]!.id as string;
+  // One port per server, as Nova would create: device_owner compute:<zone>, device_id = the server.
+  const serverPorts = servers.map((s, n) => ({
+    ...clone(portTemplate),
+    id: `90270000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`,
+    name: '',
+    network_id: netId,
+    device_id: s.id,
+    device_owner: `compute:${String(s['OS-EXT-AZ:availability_zone'] ?? 'nova')}`,
+    project_id: s.tenant_id,
+    tenant_id: s.tenant_id,
+    mac_address: `fa:16:3e:${((n >> 16) & 255).toString(16).padStart(2, '0')}:${((n >> 8) & 255).toString(16).padStart(2, '0')}:${(n & 255).toString(16).padStart(2, '0')}`,
+    fixed_ips: [{ ip_address: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}`, subnet_id: (networks[0]!.subnets as string[])[0] }],
+  }));
+  const realVolumes = clone(fixture<{ volumes: Json[] }>(...REAL, 'api-cinder-volumes-detail.json').volumes);
+  const attached = {
+    ...clone(realVolumes[0]!),
+    id: '7b303ace-0000-4000-8000-000000000001',
+    name: 'attached-vol',
+    status: 'in-use',
+    attachments: [{ server_id: servers[0]!.id, attachment_id: 'a7ac0000-0000-4000-8000-000000000001', volume_id: '7b303ace-0000-4000-8000-000000000001', device: '/dev/vdb', host_name: computeHost }],
+  };
+  const volumes = [...realVolumes, attached, ...clone(fixture<{ volumes: Json[] }>('openstack/cinder/api-ref/source/v3/samples/volumes/volumes-list-detailed-response.json').volumes)];
+  const stacks = clone(fixture<{ stacks: Json[] }>('openstack/heat/api-ref/source/v1/samples/stacks-list-response.json').stacks);
+  return { servers, hypervisors, zones, networks, ports: [...upstreamPorts, ...serverPorts], volumes, stacks };
+}
+
+/** Starts a local OpenStack. */
+export function startOpenStackServer(options: OpenStackServerOptions = {}): Promise<OpenStackServer> {
+  return new OpenStackServer(options).start();
+}

@@ -6,7 +6,6 @@ import { parseTransportUrl, redactUrl } from '../../src/amqp.js';
 import { entityHash } from '../../src/hash.js';
 import type { EntityDraft } from '../../src/model.js';
 import { OptionReader } from '../../src/options.js';
-import { instanceDraft } from '../../sources/openstack/instance.js';
 import {
   NotificationFormatError,
   type NotificationRecord,
@@ -17,7 +16,7 @@ import {
   readNotificationOptions,
   routeEvent,
 } from '../../sources/openstack/notifications.js';
-import { FIXTURES, novaSample, novaSampleFiles, osloBody } from '../support/nova-samples.js';
+import { type ApiServer, FIXTURES, apiServerDraft, novaSample, novaSampleFiles, osloBody } from '../support/nova-samples.js';
 
 const WIRE = join(FIXTURES, 'wire');
 const REAL = join(WIRE, 'real-openstack');
@@ -30,24 +29,6 @@ function draftOf(n: OsloNotification): { draft: EntityDraft; action: 'upsert' | 
   if (!route || route.action === 'ignore') throw new Error(`${n.eventType} is not mapped`);
   const record: NotificationRecord = { family: route.family, action: route.action, notification: n };
   return { draft: notificationDraft(record), action: route.action };
-}
-
-/** A server of GET /servers/detail reduced as the poll side does (DESIGN / instance.ts). */
-function apiServerDraft(server: Record<string, unknown>): EntityDraft {
-  const s = server as Record<string, never>;
-  return instanceDraft({
-    id: s.id,
-    name: s.name,
-    status: s.status,
-    vmState: s['OS-EXT-STS:vm_state'],
-    taskState: s['OS-EXT-STS:task_state'],
-    project: s.tenant_id,
-    host: s['OS-EXT-SRV-ATTR:host'],
-    availabilityZone: s['OS-EXT-AZ:availability_zone'],
-    flavor: (s.flavor as { original_name?: string }).original_name,
-    image: (s.image as { id?: string }).id,
-    user: s.user_id,
-  });
 }
 
 const hashOf = (d: EntityDraft): string => entityHash(toEntity(d, 'test', '2026-01-01T00:00:00Z'));
@@ -123,8 +104,8 @@ describe('routeEvent', () => {
 });
 
 describe('nova.instance from notifications: poll and push agree (real OpenStack Zed)', () => {
-  const servers = (JSON.parse(real('api/api-servers-detail-all-tenants.json').toString()) as { servers: Record<string, unknown>[] }).servers;
-  const byId = new Map(servers.map((s) => [s.id as string, s]));
+  const servers = (JSON.parse(real('api/api-servers-detail-all-tenants.json').toString()) as { servers: ApiServer[] }).servers;
+  const byId = new Map(servers.map((s) => [s.id, s]));
 
   it('legacy compute.instance.create.end gives the API entity, field by field', () => {
     const n = decodeNotification(real('nova--notifications.info--compute.instance.create.end.body.json'));
@@ -179,7 +160,7 @@ describe('nova.instance from notifications: poll and push agree (real OpenStack 
     expect(last.size).toBe(3);
     let compared = 0;
     for (const server of servers) {
-      const entry = last.get(server.id as string)!;
+      const entry = last.get(server.id)!;
       const api = hashOf(apiServerDraft(server));
       expect(hashOf(entry.legacy!)).toBe(api);
       expect(hashOf(entry.versioned!)).toBe(api);

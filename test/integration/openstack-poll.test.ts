@@ -1,0 +1,135 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createSources, parseConfig } from '../../src/config.js';
+import type { EntityEvent } from '../../src/model.js';
+import { type Synchronizer, createSynchronizer } from '../../src/synchronizer.js';
+import { type OpenStackServer, serverId, startOpenStackServer } from '../support/openstack-server.js';
+
+async function waitFor(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+let os: OpenStackServer;
+let sync: Synchronizer;
+let events: EntityEvent[];
+
+async function startSync(extra: Record<string, unknown> = {}, uses = ['openstack.nova', 'openstack.neutron', 'openstack.cinder', 'openstack.heat']): Promise<void> {
+  const config = await parseConfig(
+    {
+      sources: uses.map((use) => ({ name: use.split('.')[1], use, interval: '300ms', timeout: '10s', requestTimeout: '2s', region: 'RegionOne', auth: os.auth, ...extra })),
+      sinks: [],
+    },
+    process.cwd(),
+  );
+  sync = createSynchronizer({ sources: createSources(config.sources) });
+  events = [];
+  sync.entity$.subscribe((e) => events.push(e));
+  sync.start();
+}
+
+const ofKey = (key: string) => events.filter((e) => e.entity.key === key);
+
+beforeEach(async () => {
+  os = await startOpenStackServer({ servers: 2500, pageSize: 1000 });
+});
+afterEach(async () => {
+  sync?.stop();
+  await os.close();
+});
+
+describe('OpenStack poll sources against a local OpenStack', () => {
+  it('config → Keystone → catalog → every page → creates, then one update, one delete', async () => {
+    await startSync();
+    await waitFor('first snapshots', () => ['nova', 'neutron', 'cinder', 'heat'].every((s) => sync.health()[s]?.status === 'up') && sync.snapshot(['heat.stack']).length > 0);
+    // Nova pages at 1000: 2500 servers take three pages, and all of them arrive.
+    expect(sync.snapshot(['nova.instance'])).toHaveLength(2500);
+    expect(os.requestsTo('/servers/detail').slice(0, 3).map((r) => new URLSearchParams(r.query).get('marker'))).toEqual([null, serverId(999), serverId(1999)]);
+    expect(os.requestsTo('/servers/detail')[0]!.headers['openstack-api-version']).toBe('compute 2.53');
+    // One token for the four sources (shared session).
+    expect(os.tokensIssued).toBe(1);
+
+    const vm = sync.snapshot(['nova.instance']).find((e) => e.id === serverId(0))!;
+    expect(vm).toMatchObject({ name: 'vm-0', state: 'ACTIVE', project: 'c5859a3ceb7840c9b49519c58e01b4da', parents: [{ type: 'nova.host', id: 'fake-compute-0' }], source: 'nova' });
+    expect(sync.snapshot(['nova.host'])).toMatchObject([{ id: 'fake-compute-0', name: 'fake-compute-0', state: 'UP', parents: [{ type: 'nova.zone', id: 'nova' }] }]);
+    expect(sync.snapshot(['nova.zone']).map((z) => `${z.id}:${z.state}`).sort()).toEqual(['internal:AVAILABLE', 'nova:AVAILABLE']);
+    expect(sync.snapshot(['neutron.port'])).toHaveLength(2502);
+    const port = sync.snapshot(['neutron.port']).find((p) => p.attributes.device_id === serverId(7))!;
+    expect(port.parents).toEqual([{ type: 'neutron.network', id: 'f2bcf0ff-839f-4a2d-8502-e36e3f34acad' }, { type: 'nova.instance', id: serverId(7) }]);
+    expect(sync.snapshot(['cinder.volume']).find((v) => v.name === 'attached-vol')!.parents).toEqual([{ type: 'nova.instance', id: serverId(0) }]);
+    expect(sync.snapshot(['heat.stack'])).toMatchObject([{ id: '3095aefc-09fb-4bc7-b1f0-f21a304e864c', state: 'CREATE_COMPLETE', project: 'eb1c63a4f77141548385f113a28f0f52' }]);
+    expect(events.filter((e) => e.action !== 'create')).toEqual([]);
+
+    // A change on the server → one update.
+    const s = os.state.servers[1500]!;
+    s.status = 'SHUTOFF';
+    s['OS-EXT-STS:vm_state'] = 'stopped';
+    const key = `nova.instance:${serverId(1500)}`;
+    await waitFor('the update', () => ofKey(key).length === 2);
+    const polls = os.requestsTo('/servers/detail').length;
+    await waitFor('two more polls', () => os.requestsTo('/servers/detail').length >= polls + 6);
+    expect(ofKey(key).map((e) => e.action)).toEqual(['create', 'update']);
+    expect(ofKey(key)[1]!.entity.state).toBe('SHUTOFF');
+    expect(ofKey(key)[1]!.changed).toEqual(expect.arrayContaining(['state', 'attributes.vm_state']));
+
+    // A record removed → one delete.
+    os.state.servers.splice(2100, 1);
+    const gone = `nova.instance:${serverId(2100)}`;
+    await waitFor('the delete', () => ofKey(gone).length === 2);
+    expect(ofKey(gone)[1]!.action).toBe('delete');
+    expect(events.filter((e) => e.action === 'delete')).toHaveLength(1);
+  });
+
+  it('a failing page means no snapshot and no deletes, only a health change', async () => {
+    await startSync({}, ['openstack.nova']);
+    await waitFor('first snapshot', () => sync.snapshot(['nova.instance']).length === 2500);
+    const remove = os.inject({ when: (path, url) => path.endsWith('/servers/detail') && url.searchParams.get('marker') === serverId(1999), status: 500 });
+    await waitFor('health down', () => sync.health().nova?.status === 'down');
+    expect(sync.health().nova?.error).toMatch(/GET http:\/\/127\.0\.0\.1:\d+\/compute\/v2\.1\/servers\/detail\?.*marker=.* failed with 500/);
+    expect(events.filter((e) => e.action === 'delete')).toEqual([]);
+    expect(sync.snapshot(['nova.instance'])).toHaveLength(2500);
+    remove();
+    await waitFor('health up again', () => sync.health().nova?.status === 'up', 20_000);
+    expect(events.filter((e) => e.action !== 'create')).toEqual([]);
+  }, 40_000);
+
+  it('renews the token once after a 401 and goes on', async () => {
+    await startSync({}, ['openstack.nova']);
+    await waitFor('first snapshot', () => sync.snapshot(['nova.instance']).length === 2500);
+    os.expireTokens();
+    const polls = os.requestsTo('/servers/detail').length;
+    await waitFor('polls after renewal', () => os.requestsTo('/servers/detail').filter((r) => r.token === 'gAAAAA-test-token-2').length >= 3);
+    expect(os.tokensIssued).toBe(2);
+    expect(os.requestsTo('/servers/detail').length).toBeGreaterThan(polls);
+    expect(sync.health().nova?.status).toBe('up');
+    expect(events.filter((e) => e.action !== 'create')).toEqual([]);
+  });
+
+  it('honours 429 Retry-After, survives a hung request and reports malformed JSON', async () => {
+    await startSync({}, ['openstack.nova']);
+    await waitFor('first snapshot', () => sync.snapshot(['nova.instance']).length === 2500);
+    os.inject({ when: (path) => path.endsWith('/os-hypervisors/detail'), status: 429, retryAfter: 1, times: 1 });
+    os.inject({ when: (path) => path.endsWith('/os-availability-zone/detail'), hang: true, times: 1 });
+    const before = os.requestsTo('/os-hypervisors/detail').length;
+    await waitFor('the retried requests', () => os.requestsTo('/os-hypervisors/detail').length >= before + 2 && os.requestsTo('/os-availability-zone/detail').length >= before + 2);
+    const [limited, retried] = os.requestsTo('/os-hypervisors/detail').slice(before);
+    expect(limited).toBeDefined();
+    expect(retried).toBeDefined();
+    expect(sync.health().nova?.status).toBe('up');
+
+    os.inject({ when: (path, url) => path.endsWith('/servers/detail') && url.searchParams.has('marker'), malformed: true });
+    await waitFor('health down', () => sync.health().nova?.status === 'down');
+    expect(sync.health().nova?.error).toMatch(/not valid JSON/);
+    expect(events.filter((e) => e.action === 'delete')).toEqual([]);
+  }, 40_000);
+
+  it('refuses bad credentials with a clear error, without the password', async () => {
+    await startSync({ auth: { ...os.auth, password: 'wrong-secret' } }, ['openstack.nova']);
+    await waitFor('health down', () => sync.health().nova?.status === 'down');
+    const error = sync.health().nova?.error ?? '';
+    expect(error).toMatch(/POST http:\/\/127\.0\.0\.1:\d+\/identity\/v3\/auth\/tokens failed with 401/);
+    expect(error).not.toContain('wrong-secret');
+  });
+});

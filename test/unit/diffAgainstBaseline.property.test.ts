@@ -1,0 +1,102 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type BaselineState, applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
+import { entityHash, entityMeaning, sameMeaning } from '../../src/hash.js';
+import type { Entity, EntityEvent, Observation } from '../../src/model.js';
+import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
+
+const ids = ['a', 'b', 'c', 'd', 'e'];
+const types = ['nova.instance', 'nova.host'] as const;
+
+const arbEntity: fc.Arbitrary<Entity> = fc
+  .record({
+    type: fc.constantFrom(...types),
+    id: fc.constantFrom(...ids),
+    state: fc.constantFrom('ACTIVE', 'SHUTOFF', 'ERROR'),
+    name: fc.option(fc.constantFrom('web', 'db'), { nil: undefined }),
+    flavor: fc.option(fc.constantFrom('m1', 'm2'), { nil: undefined }),
+    parent: fc.option(fc.constantFrom('h1', 'h2'), { nil: undefined }),
+  })
+  .map((r) =>
+    entity(r.id, r.state, {
+      type: r.type,
+      name: r.name,
+      attributes: r.flavor ? { flavor: r.flavor } : {},
+      parents: r.parent ? [{ type: 'nova.host', id: r.parent }] : [],
+    }),
+  );
+
+/** Snapshots and changes at times that mostly go forward but sometimes arrive late. */
+const arbObservation: fc.Arbitrary<Observation> = fc.oneof(
+  fc
+    .record({
+      at: fc.integer({ min: 0, max: 200 }),
+      types: fc.subarray([...types], { minLength: 1 }),
+      records: fc.uniqueArray(arbEntity, { selector: (e) => e.key, maxLength: 8 }),
+      misses: fc.integer({ min: 1, max: 3 }),
+    })
+    .map(({ at, types: ts, records, misses }) =>
+      snapshot(
+        t(at),
+        records.filter((r) => ts.includes(r.type as (typeof types)[number])),
+        ts,
+        { missesBeforeDelete: misses },
+      ),
+    ),
+  fc.record({ at: fc.integer({ min: 0, max: 200 }), e: arbEntity, del: fc.boolean() }).map(({ at, e, del }) => (del ? remove(t(at), e) : upsert(t(at), e))),
+);
+
+/** What a consumer holds after applying every event in order. */
+function replay(events: readonly EntityEvent[], into: Map<string, Entity>): void {
+  for (const e of events) {
+    if (e.action === 'delete') {
+      expect(into.has(e.entity.key), `delete of unknown ${e.entity.key}`).toBe(true);
+      into.delete(e.entity.key);
+    } else {
+      expect(into.has(e.entity.key), `${e.action} of ${e.entity.key}`).toBe(e.action === 'update');
+      if (e.action === 'update') expect(e.hash).not.toBe(entityHash(into.get(e.entity.key)!));
+      expect(e.hash).toBe(entityHash(e.entity));
+      into.set(e.entity.key, e.entity);
+    }
+  }
+}
+
+describe('diffAgainstBaseline (properties)', () => {
+  it('replaying the emitted events onto an empty map gives exactly the baseline the operator holds', () => {
+    fc.assert(
+      fc.property(fc.array(arbObservation, { maxLength: 40 }), fc.integer({ min: 1, max: 300 }), (observations, tombstoneSec) => {
+        let state: BaselineState = emptyBaseline();
+        const consumer = new Map<string, Entity>();
+        for (const o of observations) {
+          const step = applyObservation(state, o, { tombstoneMs: tombstoneSec * 1000 });
+          replay(step.events, consumer);
+          state = step.state;
+          const held = new Map([...state.entities].map(([k, v]) => [k, v.entity]));
+          expect(consumer).toEqual(held);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('a snapshot that repeats the current state makes no event', () => {
+    fc.assert(
+      fc.property(fc.array(arbObservation, { maxLength: 20 }), (observations) => {
+        let state = emptyBaseline();
+        for (const o of observations) state = applyObservation(state, o).state;
+        const current = [...state.entities.values()].map((e) => e.entity);
+        const again = applyObservation(state, snapshot(t(1000), current, [...types]));
+        expect(again.events).toEqual([]);
+      }),
+    );
+  });
+
+  it('sameMeaning agrees with the hash text', () => {
+    fc.assert(
+      fc.property(arbEntity, arbEntity, (x, y) => {
+        expect(sameMeaning(x, y)).toBe(entityMeaning(x) === entityMeaning(y));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});

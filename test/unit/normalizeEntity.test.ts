@@ -1,0 +1,109 @@
+import { of } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import { type InvalidRecord, normalizeEntity } from '../../operators/normalizeEntity.js';
+import type { EntityDraft, Observation, Settlement } from '../../src/model.js';
+import { t } from '../support/entities.js';
+import { marbles } from '../support/marbles.js';
+
+type Raw = { id?: unknown; status?: unknown; host?: string; extra?: boolean };
+
+const map = (r: Raw): EntityDraft | EntityDraft[] | undefined => {
+  if (r.id === 'skip') return undefined;
+  if (r.id === 'boom') throw new Error('no such field');
+  const instance = { type: 'nova.instance', id: r.id as string, state: r.status as string, parents: r.host ? [{ type: 'nova.host', id: r.host }] : [] };
+  return r.extra ? [instance, { type: 'nova.host', id: r.host!, state: 'up' }] : instance;
+};
+
+describe('normalizeEntity', () => {
+  it(
+    'maps raw records to entities and leaves out invalid ones with the reason, without erroring',
+    marbles((m) => {
+      const invalid: InvalidRecord[] = [];
+      const source = m.cold<Observation<Raw>>('-s-|', {
+        s: {
+          kind: 'snapshot',
+          source: 'nova',
+          types: ['nova.instance'],
+          at: t(0),
+          records: [{ id: 'a', status: 'active', host: 'h1' }, { id: 'b', status: 7 }, { status: 'ACTIVE' }, { id: 'boom' }, { id: 'skip' }],
+        },
+      });
+      const out = source.pipe(normalizeEntity(map, { onInvalid: (r) => invalid.push(r) }));
+      m.expect(out).toBeObservable('-s-|', {
+        s: {
+          kind: 'snapshot',
+          source: 'nova',
+          types: ['nova.instance'],
+          at: t(0),
+          keep: ['nova.instance:b'],
+          records: [
+            {
+              key: 'nova.instance:a',
+              type: 'nova.instance',
+              id: 'a',
+              name: undefined,
+              state: 'ACTIVE',
+              project: undefined,
+              parents: [{ type: 'nova.host', id: 'h1' }],
+              children: [],
+              observedAt: t(0),
+              source: 'nova',
+              attributes: {},
+            },
+          ],
+        },
+      });
+      m.flush();
+      expect(invalid.map((i) => [i.source, i.key, i.reason])).toEqual([
+        ['nova', 'nova.instance:b', 'state must be a non-empty string, got 7'],
+        ['nova', undefined, 'id of nova.instance must be a non-empty string, got undefined'],
+        ['nova', undefined, 'mapping failed: no such field'],
+      ]);
+    }),
+  );
+
+  it('refuses a snapshot record whose type is not among the snapshot types (it could never be deleted)', () => {
+    const invalid: InvalidRecord[] = [];
+    const seen: Observation[] = [];
+    const snapshot: Observation<Raw> = { kind: 'snapshot', source: 'nova', types: ['nova.instance'], at: t(0), records: [{ id: 'a', status: 'x', host: 'h', extra: true }] };
+    normalizeEntity(map, { onInvalid: (r) => invalid.push(r) })(of(snapshot)).subscribe((o) => seen.push(o));
+    expect(seen[0]!.kind === 'snapshot' && seen[0]!.records.map((r) => r.key)).toEqual(['nova.instance:a']);
+    expect(invalid[0]!.reason).toMatch(/type nova.host is not among the snapshot's types/);
+  });
+
+  it('settles a change it cannot map as not ok, one the mapping ignores as ok, and sorts refs', () => {
+    const settled: Settlement[] = [];
+    const seen: Observation[] = [];
+    const change = (record: Raw, action: 'upsert' | 'delete' = 'upsert'): Observation<Raw> => ({
+      kind: 'change',
+      source: 'bus',
+      action,
+      at: t(1),
+      record,
+      settle: (s) => settled.push(s),
+    });
+    const refs = (r: { parents: { type: string; id: string }[] }): EntityDraft => ({ type: 'neutron.port', id: 'p', state: 'UP', parents: r.parents });
+    normalizeEntity(map)(of(change({ id: 'a' }), change({ id: 'skip' }), change({ id: 'a' }, 'delete'), change({ id: 'a', status: 'on' }))).subscribe((o) => seen.push(o));
+    expect(settled).toEqual([{ ok: false, reason: 'state is missing' }, { ok: true }]);
+    expect(seen.map((o) => (o.kind === 'change' ? [o.action, o.record.key, o.record.state] : []))).toEqual([
+      ['delete', 'nova.instance:a', 'DELETED'],
+      ['upsert', 'nova.instance:a', 'ON'],
+    ]);
+    const sorted: Observation[] = [];
+    normalizeEntity(refs)(
+      of<Observation<{ parents: { type: string; id: string }[] }>>({ kind: "change", source: "bus", action: "upsert", at: t(1), record: { parents: [{ type: 'nova.instance', id: 'i' }, { type: 'neutron.network', id: 'n' }, { type: 'nova.instance', id: 'i' }] } }),
+    ).subscribe((o) => sorted.push(o));
+    expect(sorted[0]!.kind === 'change' && sorted[0]!.record.parents).toEqual([
+      { type: 'neutron.network', id: 'n' },
+      { type: 'nova.instance', id: 'i' },
+    ]);
+  });
+
+  it('drops an observation whose time is not a date, and says so', () => {
+    const invalid: InvalidRecord[] = [];
+    const seen: Observation[] = [];
+    normalizeEntity(map, { onInvalid: (r) => invalid.push(r) })(of<Observation<Raw>>({ kind: "snapshot", source: 'nova', types: ['nova.instance'], at: 'yesterday', records: [] })).subscribe((o) => seen.push(o));
+    expect(seen).toEqual([]);
+    expect(invalid[0]!.reason).toBe('observation time is not a date: "yesterday"');
+  });
+});

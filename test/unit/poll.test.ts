@@ -1,0 +1,91 @@
+import { NEVER, Observable, defer, map } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import { type PollOutcome, poll, pollSnapshots } from '../../src/poll.js';
+import type { SourceSignal } from '../../src/source.js';
+import { marbles } from '../support/marbles.js';
+
+const brief = (o: PollOutcome<string>): string => (o.ok ? `ok:${o.value}` : `fail:${o.retryInMs}`);
+const exact = { random: () => 0 }; // no jitter: exact backoff delays
+
+describe('poll', () => {
+  it(
+    'polls at once, then `interval` after each success, one attempt at a time',
+    marbles((m) => {
+      let inFlight = 0;
+      let maxInFlight = 0;
+      const fetch = () =>
+        defer(() => {
+          maxInFlight = Math.max(maxInFlight, ++inFlight);
+          return new Observable<string>((s) => {
+            const inner = m.cold('---(r|)', { r: 'r' }).subscribe(s);
+            return () => {
+              inFlight--;
+              inner.unsubscribe();
+            };
+          });
+        });
+      const result = poll(fetch, { intervalMs: 5, timeoutMs: 100, scheduler: m.scheduler });
+      m.expect(result.pipe(mapBrief), '^-------------------!').toBeObservable('---a-------a-------a', { a: 'ok:r' });
+      m.flush();
+      expect(maxInFlight).toBe(1);
+    }),
+  );
+
+  it(
+    'abandons an attempt after `timeout` (aborting it), backs off exponentially, and resets after a success',
+    marbles((m) => {
+      const signals: AbortSignal[] = [];
+      let attempt = 0;
+      const fetch = ({ signal }: { signal: AbortSignal }) => {
+        signals.push(signal);
+        return ++attempt < 4 ? NEVER : m.cold('(r|)', { r: 'r' });
+      };
+      const result = poll(fetch, { intervalMs: 50, timeoutMs: 4, backoff: { initialMs: 10, factor: 2, ...exact }, scheduler: m.scheduler });
+      // attempts at 0, 14, 38 time out after 4 (retry in 10, 20, 40); the one at 82 succeeds.
+      m.expect(result.pipe(mapBrief), '^ 100ms !').toBeObservable('---- a 13ms b 23ms c 39ms d', { a: 'fail:10', b: 'fail:20', c: 'fail:40', d: 'ok:r' });
+      m.flush();
+      expect(signals.slice(0, 3).map((s) => s.aborted)).toEqual([true, true, true]);
+    }),
+  );
+
+  it(
+    'stops when unsubscribed: the attempt in flight is unsubscribed and aborted',
+    marbles((m) => {
+      const slow = m.cold('----------(r|)', { r: 'r' });
+      let signal: AbortSignal | undefined;
+      const result = poll(
+        (a) => {
+          signal = a.signal;
+          return slow;
+        },
+        { intervalMs: 5, timeoutMs: 100, scheduler: m.scheduler },
+      );
+      m.expect(result, '^---!').toBeObservable('-');
+      m.expect(slow).toHaveSubscriptions('^---!');
+      m.flush();
+      expect(signal?.aborted).toBe(true);
+    }),
+  );
+
+  it(
+    'pollSnapshots emits a snapshot per success and health changes, never a snapshot for a failure',
+    marbles((m) => {
+      let attempt = 0;
+      const fetch = () => (++attempt === 2 ? m.cold('#', {}, new Error('HTTP 500 from http://127.0.0.1/servers')) : m.cold('-(r|)', { r: [attempt] }));
+      const signal$ = pollSnapshots<number>(fetch, { intervalMs: 10, timeoutMs: 5, backoff: { initialMs: 3, ...exact }, scheduler: m.scheduler, types: ['x.y'], source: 'nova' });
+      const brief = (s: SourceSignal<number>): string => (s.kind === 'health' ? `${s.status}${s.error ? ':' + s.error : ''}` : s.kind === 'snapshot' ? `snap${s.records.join()}@${s.at.slice(17, 23)}` : s.kind);
+      m.expect(signal$.pipe(mapAny(brief)), '^ 29ms !').toBeObservable('-(us) 6ms d 3ms (ut) 7ms v', {
+        u: 'up',
+        s: 'snap1@00.000',
+        d: 'down:HTTP 500 from http://127.0.0.1/servers',
+        t: 'snap3@00.014',
+        v: 'snap4@00.025',
+      });
+    }),
+  );
+});
+
+const mapBrief = map(brief);
+function mapAny<T>(f: (v: T) => string) {
+  return map(f);
+}

@@ -16,6 +16,7 @@ export interface Bench {
 
 const BENCHES: Record<string, () => Promise<{ default: Bench }>> = {
   diff: () => import('./diff.js'),
+  poll: () => import('./poll.js'),
 };
 
 function table(rows: BenchRow[]): string {

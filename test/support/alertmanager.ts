@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -40,6 +41,7 @@ async function request(url: string, init?: RequestInit): Promise<Response> {
  * answers 200 (~0.3 s). `stop()` ends it and removes its folder.
  */
 export async function startAlertmanager(): Promise<RunningAlertmanager> {
+  if (!existsSync(ALERTMANAGER_BIN)) throw new Error(`${ALERTMANAGER_BIN} is missing: install the Debian package prometheus-alertmanager (scripts/test.sh does)`);
   const dir = await mkdtemp(join(tmpdir(), 'alertmanager-'));
   const config = join(dir, 'alertmanager.yml');
   // One receiver that sends nowhere: the test reads the API, not notifications.

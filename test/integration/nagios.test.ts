@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type EntityEvent, type Synchronizer, createSource, createSynchronizer } from '../../src/index.js';
+import { type RunningNagios, startNagios } from '../support/nagios.js';
+
+let nagios: RunningNagios;
+let sync: Synchronizer;
+const events: EntityEvent[] = [];
+
+async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; events: ${events.map((e) => `${e.action} ${e.entity.key} ${e.entity.state}`).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const event = (action: string, key: string, state: string) => () => events.find((e) => e.action === action && e.entity.key === key && e.entity.state === state);
+
+beforeAll(async () => {
+  nagios = await startNagios();
+  console.info(`Nagios 4 + CGIs under Apache ready in ${nagios.startMs} ms`);
+  const common = { url: nagios.url, interval: '200ms', timeout: '5s', backoff: '100ms' };
+  const source = await createSource({ name: 'nagios', use: 'nagios', ...common, ...nagios.admin, attach: [{ type: 'nova.host', pattern: '^([^.]+)' }] });
+  // Same Nagios, a user who is not authorized: must stay down, never look empty.
+  const blind = await createSource({ name: 'blind', use: 'nagios', ...common, ...nagios.viewer });
+  sync = createSynchronizer({ sources: [source, blind] });
+  sync.entity$.subscribe((e) => events.push(e));
+  sync.start();
+}, 60_000);
+
+afterAll(async () => {
+  sync?.stop();
+  await nagios?.stop();
+});
+
+describe('nagios source against a real Nagios Core 4.4 (statusjson.cgi under Apache)', () => {
+  it('creates the host and its service, PENDING until checked', async () => {
+    const host = await waitFor('host', event('create', 'nagios.host:compute-1.example', 'PENDING'));
+    expect(host.entity.parents).toEqual([{ type: 'nova.host', id: 'compute-1' }]);
+    const service = await waitFor('service', event('create', 'nagios.service:compute-1.example/nova-compute', 'PENDING'));
+    expect(service.entity.parents).toEqual([{ type: 'nagios.host', id: 'compute-1.example' }]);
+  });
+
+  it('a check result that changes the state is an update', async () => {
+    nagios.command('PROCESS_HOST_CHECK_RESULT;compute-1.example;1;CRITICAL - Host Unreachable (10.0.0.5)', 'PROCESS_SERVICE_CHECK_RESULT;compute-1.example;nova-compute;2;PROCS CRITICAL: 0 processes');
+    const host = await waitFor('host DOWN', event('update', 'nagios.host:compute-1.example', 'DOWN'));
+    expect(host.entity.attributes).toMatchObject({ output: 'CRITICAL - Host Unreachable (10.0.0.5)', stateType: 'HARD' });
+    const service = await waitFor('service CRITICAL', event('update', 'nagios.service:compute-1.example/nova-compute', 'CRITICAL'));
+    expect(service.entity.attributes).toMatchObject({ output: 'PROCS CRITICAL: 0 processes', stateType: 'HARD' });
+  });
+
+  it('a new check result in the same state makes no event', async () => {
+    const before = events.length;
+    nagios.command('PROCESS_SERVICE_CHECK_RESULT;compute-1.example;nova-compute;2;PROCS CRITICAL: 0 processes (again)');
+    // Until the CGI itself shows the new result, then a few more polls of ours.
+    const authorization = `Basic ${Buffer.from(`${nagios.admin.username}:${nagios.admin.password}`).toString('base64')}`;
+    let seen = false;
+    await waitFor('the CGI to show the new output', () => {
+      void fetch(`${nagios.url}/statusjson.cgi?query=service&hostname=compute-1.example&servicedescription=nova-compute`, { headers: { authorization } })
+        .then((r) => r.text())
+        .then((t) => {
+          seen ||= t.includes('(again)');
+        });
+      return seen;
+    });
+    await new Promise((r) => setTimeout(r, 700));
+    expect(events.slice(before)).toEqual([]);
+    nagios.command('PROCESS_SERVICE_CHECK_RESULT;compute-1.example;nova-compute;0;PROCS OK: 1 process');
+    await waitFor('service OK', event('update', 'nagios.service:compute-1.example/nova-compute', 'OK'));
+    // Only the OK result changed anything.
+    expect(events.slice(before).map((e) => `${e.action} ${e.entity.key} ${e.entity.state}`)).toEqual(['update nagios.service:compute-1.example/nova-compute OK']);
+  });
+
+  it('the unauthorized user is reported down, not empty', async () => {
+    const blind = await waitFor('blind down', () => sync.health().blind?.status === 'down' && sync.health().blind);
+    expect(blind.error).toMatch(/no hosts visible to user "viewer"/);
+    expect(events.filter((e) => e.entity.source === 'blind')).toEqual([]);
+  });
+});

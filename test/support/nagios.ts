@@ -38,11 +38,17 @@ async function freePort(): Promise<number> {
 }
 
 /** The objects of the test Nagios: passive-only checks, so only the test moves their states. */
+// The command is our own so the test needs no monitoring-plugins package (a Recommends only).
 const OBJECTS = `
+define command {
+  command_name           synchronizer-test-noop
+  command_line           /bin/true
+}
 define host {
   use                    linux-server
   host_name              compute-1.example
   address                127.0.0.1
+  check_command          synchronizer-test-noop
   active_checks_enabled  0
   passive_checks_enabled 1
   max_check_attempts     1
@@ -51,7 +57,7 @@ define service {
   use                    local-service
   host_name              compute-1.example
   service_description    nova-compute
-  check_command          return-ok
+  check_command          synchronizer-test-noop
   active_checks_enabled  0
   passive_checks_enabled 1
   max_check_attempts     1
@@ -130,7 +136,7 @@ export async function startNagios(): Promise<RunningNagios> {
       return key !== undefined && set[key] !== undefined ? `${key}=${set[key]}` : l;
     });
   for (const f of ['commands', 'contacts', 'timeperiods', 'templates']) lines.push(`cfg_file=/etc/nagios4/objects/${f}.cfg`);
-  lines.push('cfg_file=/etc/nagios-plugins/config/dummy.cfg', 'cfg_file=/etc/nagios-plugins/config/ping.cfg', `cfg_file=${dir}/objects.cfg`, `query_socket=${dir}/var/rw/nagios.qh`);
+  lines.push(`cfg_file=${dir}/objects.cfg`, `query_socket=${dir}/var/rw/nagios.qh`);
   await writeFile(join(dir, 'nagios.cfg'), lines.join('\n') + '\n');
   await writeFile(join(dir, 'objects.cfg'), OBJECTS);
   const cgi = (await readFile('/etc/nagios4/cgi.cfg', 'utf8')).replace(/^main_config_file=.*$/m, `main_config_file=${dir}/nagios.cfg`).replace(/^use_authentication=.*$/m, 'use_authentication=1');

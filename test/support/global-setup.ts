@@ -14,15 +14,15 @@ declare module 'vitest' {
 }
 
 /**
- * Whether this run needs the broker: always for a full run; for a run limited to some files, only
- * when one of them could be a RabbitMQ test (a broker costs ~6 s of CPU to boot on a shared box).
- * SYNC_TEST_RABBITMQ=1/0 forces it on/off.
+ * Whether this run needs the broker: always for a full run or a folder; for a run limited to
+ * named test files, only when one of them is a RabbitMQ test (a broker costs ~6 s of CPU to boot
+ * on a shared box). SYNC_TEST_RABBITMQ=1/0 forces it on/off.
  */
 function wantsBroker(): boolean {
   const forced = process.env.SYNC_TEST_RABBITMQ;
   if (forced !== undefined) return forced !== '0';
   const filters = process.argv.slice(2).filter((a) => !a.startsWith('-') && !['run', 'watch', 'dev', 'related'].includes(a));
-  return filters.length === 0 || filters.some((f) => /integration|notification|amqp|rabbit/i.test(f));
+  return filters.length === 0 || filters.some((f) => /notification|amqp|rabbit/i.test(f) || (!f.includes('.test') && f.includes('/')));
 }
 
 /** Once per test run: build dist/ (the CLI tests run the real built CLI) and start one RabbitMQ node. */

@@ -4,7 +4,7 @@
  * log dirs, its own HOME (Erlang cookie) and its own epmd on a private port bound to 127.0.0.1.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +51,37 @@ function processGone(pid: number): boolean {
   }
 }
 
+const PREFIX = 'sync-rabbit-';
+
+/**
+ * Removes what earlier runs that were killed before their teardown left behind: for a node dir
+ * whose owning process is gone, its beam.smp and epmd (found by their HOME, which is that dir)
+ * are killed by pid and the dir removed. Nodes of live runs are left alone.
+ */
+function reapStaleNodes(): void {
+  const base = tmpdir();
+  const stale = readdirSync(base)
+    .filter((d) => d.startsWith(PREFIX))
+    .map((d) => join(base, d))
+    .filter((dir) => {
+      try {
+        return processGone(Number(readFileSync(join(dir, 'owner.pid'), 'utf8')));
+      } catch {
+        return false;
+      }
+    });
+  if (stale.length === 0) return;
+  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    try {
+      const env = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+      if (stale.some((dir) => env.includes(`HOME=${dir}`))) process.kill(Number(entry), 'SIGKILL');
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  for (const dir of stale) rmSync(dir, { recursive: true, force: true });
+}
+
 export interface RabbitOptions {
   /** Node name prefix; a random suffix keeps parallel runs apart. */
   name?: string;
@@ -72,7 +103,8 @@ export class RabbitNode {
     readonly epmdPort: number,
     name: string,
   ) {
-    this.dir = mkdtempSync(join(tmpdir(), 'sync-rabbit-'));
+    this.dir = mkdtempSync(join(tmpdir(), PREFIX));
+    writeFileSync(join(this.dir, 'owner.pid'), String(process.pid));
     this.nodeName = `${name}-${process.pid}-${Math.random().toString(36).slice(2, 8)}@localhost`;
     writeFileSync(join(this.dir, 'rabbitmq.conf'), ['loopback_users.guest = true', 'disk_free_limit.absolute = 10MB', 'log.console = false', ''].join('\n'));
     writeFileSync(join(this.dir, 'enabled_plugins'), '[].\n');
@@ -84,6 +116,7 @@ export class RabbitNode {
     if (!existsSync(SERVER)) {
       throw new Error(`${SERVER} not found: install the Debian package rabbitmq-server (scripts/test.sh does)`);
     }
+    reapStaleNodes();
     const node = new RabbitNode(await freePort(), await freePort(), await freePort(), options.name ?? 'synctest');
     await node.boot(options.startTimeoutMs ?? 60_000);
     return node;

@@ -12,3 +12,4 @@ export { eventLine, writeEvents } from './sinks/stdout.js';
 export type { Sink, SinkPlugin, SinkContext } from './sinks/index.js';
 export * from '../operators/index.js';
 export { HttpClient, HttpError, createHttpClient, fetchAllPages, retryHttp, safeUrl, parseRetryAfter, type HttpAuth, type HttpClientOptions, type HttpRequest, type HttpResponse, type HttpMethod, type QueryParams, type PagesOptions, type RetryHttpOptions } from './http.js';
+export { attachRefs, readAttachRules, type AttachRule, type ReadAttachOptions } from './attach.js';

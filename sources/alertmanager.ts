@@ -1,5 +1,5 @@
 import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
-import { type BackoffOptions } from '../src/backoff.js';
+import type { BackoffOptions } from '../src/backoff.js';
 import { createHttpClient } from '../src/http.js';
 import type { EntityDraft } from '../src/model.js';
 import { pollSnapshots } from '../src/poll.js';

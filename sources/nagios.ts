@@ -1,6 +1,6 @@
 import { defer } from 'rxjs';
 import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
-import { type BackoffOptions } from '../src/backoff.js';
+import type { BackoffOptions } from '../src/backoff.js';
 import { createHttpClient } from '../src/http.js';
 import { type EntityDraft, ref } from '../src/model.js';
 import { pollSnapshots } from '../src/poll.js';

@@ -228,6 +228,8 @@ async function openSession(
   const connection = await amqp.connect(connectOptions(endpoint, options.heartbeatSeconds ?? 30), {
     clientProperties: { connection_name: options.connectionName ?? 'synchronizer' },
     timeout: 10_000,
+    // Nagle would hold small frames (acks, deliveries) for tens of ms; py-amqp (oslo) sets it too.
+    noDelay: true,
   });
   let resolveEnd: (e: Error) => void = () => undefined;
   const ended = new Promise<Error>((resolve) => (resolveEnd = resolve));

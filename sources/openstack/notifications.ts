@@ -1,4 +1,4 @@
-import { EMPTY, type Observable, mergeMap, of } from 'rxjs';
+import { Observable } from 'rxjs';
 import { P, match } from 'ts-pattern';
 import { type AmqpDelivery, type AmqpEndpoint, amqpConsume$, parseTransportUrl, redactUrl } from '../../src/amqp.js';
 import type { Logger } from '../../src/log.js';
@@ -94,12 +94,19 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+const OSLO_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$/;
+
 /**
  * oslo's timestamps are naive UTC with a space (`2026-11-25 11:43:02.120020`); some services
  * send `T` or a zone. Returns the ISO time, or undefined when it is not a time.
  */
 export function parseOsloTimestamp(value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined;
+  // oslo's own form, the one on every message: rewritten without a Date round trip.
+  if (value.length === 26 && OSLO_TIME.test(value)) {
+    const iso = `${value.slice(0, 10)}T${value.slice(11, 23)}Z`;
+    if (!Number.isNaN(Date.parse(iso))) return iso;
+  }
   const m = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$/.exec(value.trim());
   if (!m) return undefined;
   const fraction = m[3] ? m[3].slice(0, 4).padEnd(4, '0') : '';
@@ -151,8 +158,21 @@ export function decodeNotification(body: Buffer | string): OsloNotification {
   };
 }
 
+type Route = { family: Family; action: Action } | undefined;
+
+// Event types are few, and routing one costs more than decoding it: remember them (bounded, so a
+// stream of garbage event types cannot grow it).
+const routeCache = new Map<string, Route>();
+
 /** What an event type means here: its family and action, or undefined for a type of no family. */
-export function routeEvent(eventType: string): { family: Family; action: Action } | undefined {
+export function routeEvent(eventType: string): Route {
+  if (routeCache.has(eventType)) return routeCache.get(eventType);
+  const route = computeRoute(eventType);
+  if (routeCache.size < 1_000) routeCache.set(eventType, route);
+  return route;
+}
+
+function computeRoute(eventType: string): Route {
   const family = match(eventType)
     .returnType<Family | undefined>()
     .with(P.string.startsWith('compute.instance.'), () => 'nova.legacy')
@@ -367,14 +387,15 @@ export function createNotificationSource(options: NotificationOptions, context: 
     hooks.onSettled?.({ messageId: n.messageId, eventType: n.eventType, outcome, redelivered: delivery.redelivered });
   };
 
-  const toSignals = (delivery: AmqpDelivery): Observable<SourceSignal<NotificationRecord>> => {
+  /** The observation of one delivery, or undefined when it was settled here (refused, unknown, ignored). */
+  const observe = (delivery: AmqpDelivery): SourceSignal<NotificationRecord> | undefined => {
     stats.received += 1;
     let notification: OsloNotification;
     try {
       notification = decodeNotification(delivery.body);
     } catch (e) {
       settle(delivery, {}, { ok: false, reason: e instanceof Error ? e.message : String(e) });
-      return EMPTY;
+      return undefined;
     }
     const route = routeEvent(notification.eventType);
     if (route === undefined) {
@@ -382,25 +403,25 @@ export function createNotificationSource(options: NotificationOptions, context: 
       stats.unknown[notification.eventType] = (stats.unknown[notification.eventType] ?? 0) + 1;
       if (first) log.info('unknown event type: acked without an event', { event_type: notification.eventType, exchange: delivery.exchange });
       settle(delivery, notification, { ok: true });
-      return EMPTY;
+      return undefined;
     }
     if (route.action === 'ignore') {
       stats.ignored += 1;
       settle(delivery, notification, { ok: true });
-      return EMPTY;
+      return undefined;
     }
     stats.mapped += 1;
-    return of({
+    return {
       kind: 'change',
       source: name,
       action: route.action,
       at: notification.timestamp,
       record: { family: route.family, action: route.action, notification },
       settle: (outcome: Settlement) => settle(delivery, notification, outcome),
-    });
+    };
   };
 
-  const signal$ = amqpConsume$({
+  const amqp$ = amqpConsume$({
     endpoints: options.endpoints,
     queue: options.queue,
     durableQueue: options.durableQueue,
@@ -413,20 +434,39 @@ export function createNotificationSource(options: NotificationOptions, context: 
     heartbeatSeconds: options.heartbeatSeconds,
     connectionName: `synchronizer ${name}`,
     scheduler,
-  }).pipe(
-    mergeMap((signal) =>
-      match(signal)
-        .with({ kind: 'delivery' }, ({ delivery }) => toSignals(delivery))
-        .with({ kind: 'up' }, ({ endpoint }) => {
-          log.info('consuming notifications', { endpoint, queue: options.queue, bindings: bindings.length });
-          return of<SourceSignal<NotificationRecord>>({ kind: 'health', status: 'up' });
-        })
-        .with({ kind: 'down' }, ({ error, retryInMs }) => of<SourceSignal<NotificationRecord>>({ kind: 'health', status: 'down', error, retryInMs }))
-        .exhaustive(),
-    ),
+  });
+  // A plain subscriber rather than mergeMap(of(…)): this runs once per message, on the hot path.
+  const signal$ = new Observable<SourceSignal<NotificationRecord>>((subscriber) =>
+    amqp$.subscribe({
+      next(signal) {
+        switch (signal.kind) {
+          case 'delivery': {
+            const observation = observe(signal.delivery);
+            if (observation) subscriber.next(observation);
+            return;
+          }
+          case 'up':
+            log.info('consuming notifications', { endpoint: signal.endpoint, queue: options.queue, bindings: bindings.length });
+            subscriber.next({ kind: 'health', status: 'up' });
+            return;
+          case 'down':
+            subscriber.next({ kind: 'health', status: 'down', error: signal.error, retryInMs: signal.retryInMs });
+            return;
+          default:
+            return assertNever(signal);
+        }
+      },
+      error: (e: unknown) => subscriber.error(e),
+      complete: () => subscriber.complete(),
+    }),
   );
 
   return { name, types: NOTIFICATION_TYPES, signal$, map: notificationDraft, stats };
+}
+
+/** Compile-time exhaustiveness for a switch over a union. */
+function assertNever(value: never): never {
+  throw new Error(`unhandled signal ${JSON.stringify(value)}`);
 }
 
 /** Sets a message aside: dead-lettered with the reason when configured, logged either way. */

@@ -17,6 +17,7 @@ export interface Bench {
 const BENCHES: Record<string, () => Promise<{ default: Bench }>> = {
   diff: () => import('./diff.js'),
   poll: () => import('./poll.js'),
+  amqp: () => import('./amqp.js'),
 };
 
 function table(rows: BenchRow[]): string {

@@ -16,7 +16,8 @@ export class OsloPublisher {
   ) {}
 
   static async connect(url: string): Promise<OsloPublisher> {
-    const connection = await amqp.connect(url);
+    // py-amqp, which oslo's rabbit driver uses, sets TCP_NODELAY.
+    const connection = await amqp.connect(url, { noDelay: true });
     connection.on('error', () => undefined);
     const channel = await connection.createConfirmChannel();
     channel.on('error', () => undefined);

@@ -1,0 +1,194 @@
+/**
+ * `amqp` benchmark, against a private RabbitMQ node it starts itself:
+ * 1. Throughput: N versioned `instance.update` notifications (the resolved upstream Nova sample,
+ *    as oslo's messagingv2 driver sends it) pre-published once to exchange `nova`, routed to two
+ *    queues. The synchronizer's pipeline (notification source → normalizeEntity → baseline →
+ *    entity$, acks after emission) drains one; a bare amqplib consumer (consume + ack, nothing
+ *    else) drains the other, with the same prefetch, in the same run.
+ * 2. Latency: the pipeline consuming live while notifications are published at a paced
+ *    1,000 msg/s; publish-to-emit time of each, p50 and p99.
+ *
+ * AMQP_BENCH_N overrides N (default 100,000); AMQP_BENCH_PREFETCH the prefetch (default 1,000).
+ */
+import { performance } from 'node:perf_hooks';
+import amqp from 'amqplib';
+import { asyncScheduler } from 'rxjs';
+import { createLogger } from '../../src/log.js';
+import { OptionReader } from '../../src/options.js';
+import type { Source } from '../../src/source.js';
+import { createSynchronizer } from '../../src/synchronizer.js';
+import { createNotificationSource, readNotificationOptions } from '../../sources/openstack/notifications.js';
+import { novaSample, osloBody, osloTimestamp } from '../support/nova-samples.js';
+import { OsloPublisher } from '../support/oslo-publisher.js';
+import { RabbitNode } from '../support/rabbitmq.js';
+import type { Bench, BenchRow } from './run.js';
+
+const N = Number(process.env.AMQP_BENCH_N ?? 100_000);
+const PREFETCH = Number(process.env.AMQP_BENCH_PREFETCH ?? 1_000);
+const INSTANCES = 10_000;
+const LATENCY_RATE = 1_000;
+const LATENCY_SECONDS = 10;
+const EXCHANGE = 'nova';
+const ROUTING_KEY = 'versioned_notifications.info';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`amqp bench: timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+const template = novaSample('instance-update.json');
+
+/** Message i: instance i mod 10,000; the name and task state change, so every message is an event. */
+function body(i: number, stamp: string, name = `vm-${i}`): Buffer {
+  const payload = structuredClone(template.payload) as { 'nova_object.data': Record<string, unknown> };
+  const data = payload['nova_object.data'];
+  data.uuid = `178b0921-8f85-4257-88b6-${(i % INSTANCES).toString(16).padStart(12, '0')}`;
+  data.display_name = name;
+  data.task_state = i % 2 === 0 ? null : 'powering-off';
+  return osloBody({ ...template, payload }, { messageId: `m-${i}`, timestamp: stamp });
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** A synchronizer with one notification source on `queue` of `node`. */
+function pipeline(node: RabbitNode, queue: string) {
+  const options = readNotificationOptions(
+    new OptionReader({ transportUrl: node.transportUrl, exchanges: [EXCHANGE], topics: ['versioned_notifications'], queue, prefetch: PREFETCH }, 'bench'),
+  );
+  const source = createNotificationSource(options, { name: 'bus', log: createLogger('warn'), scheduler: asyncScheduler });
+  const sync = createSynchronizer({ sources: [source as Source<unknown>], tombstoneMs: 60_000 });
+  return { source, sync };
+}
+
+/** Declares `queue` as the source declares its own (durable), bound like it. */
+async function declareQueue(channel: amqp.Channel, queue: string): Promise<void> {
+  await channel.assertQueue(queue, { durable: true, autoDelete: false, exclusive: false });
+  await channel.bindQueue(queue, EXCHANGE, ROUTING_KEY);
+}
+
+async function prepublish(publisher: OsloPublisher): Promise<void> {
+  const stamp = osloTimestamp(new Date(Date.now() - 60_000));
+  for (let i = 0; i < N; i++) {
+    if (!publisher.publishNoWait(EXCHANGE, ROUTING_KEY, body(i, stamp))) await new Promise((r) => publisher.raw.once('drain', r));
+    if (i % 5_000 === 4_999) await publisher.flush();
+  }
+  await publisher.flush();
+}
+
+async function drainPipeline(node: RabbitNode, queue: string): Promise<number> {
+  const { source, sync } = pipeline(node, queue);
+  let events = 0;
+  sync.entity$.subscribe(() => (events += 1));
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  sync.start();
+  await until('the pipeline to drain', () => source.stats.acked >= N, 600_000);
+  const elapsed = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  if (process.env.AMQP_BENCH_DEBUG) process.stderr.write(`pipeline: ${elapsed.toFixed(0)} ms, node cpu ${((cpu.user + cpu.system) / N).toFixed(1)} µs/msg\n`);
+  if (events !== N) throw new Error(`amqp bench: expected ${N} events, got ${events}`);
+  await sleep(50); // the last ack batch
+  sync.stop();
+  return (N / elapsed) * 1000;
+}
+
+async function drainBare(url: string, queue: string): Promise<number> {
+  const connection = await amqp.connect(url);
+  const channel = await connection.createChannel();
+  await channel.prefetch(PREFETCH);
+  let count = 0;
+  let done: () => void = () => undefined;
+  const finished = new Promise<void>((r) => (done = r));
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  await channel.consume(queue, (message) => {
+    if (message === null) return;
+    channel.ack(message);
+    if (++count === N) done();
+  });
+  await finished;
+  const elapsed = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  if (process.env.AMQP_BENCH_DEBUG) process.stderr.write(`bare: ${elapsed.toFixed(0)} ms, node cpu ${((cpu.user + cpu.system) / N).toFixed(1)} µs/msg\n`);
+  await connection.close();
+  return (N / elapsed) * 1000;
+}
+
+async function latency(node: RabbitNode, publisher: OsloPublisher): Promise<{ p50: number; p99: number; count: number }> {
+  const queue = 'bench-latency';
+  const { sync } = pipeline(node, queue);
+  const total = LATENCY_RATE * LATENCY_SECONDS;
+  const sentAt = new Float64Array(total);
+  const latencies: number[] = [];
+  sync.entity$.subscribe((e) => {
+    const i = Number(e.entity.name?.slice(4));
+    if (e.entity.name?.startsWith('lat-') && sentAt[i]! > 0) latencies.push(performance.now() - sentAt[i]!);
+  });
+  sync.start();
+  await until('the latency source to be up', () => sync.health().bus?.status === 'up', 30_000);
+  const t0 = performance.now();
+  let i = 0;
+  while (i < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * LATENCY_RATE) + 1);
+    for (; i < due; i++) {
+      const b = body(i, osloTimestamp(new Date()), `lat-${i}`);
+      sentAt[i] = performance.now();
+      publisher.publishNoWait(EXCHANGE, ROUTING_KEY, b);
+    }
+    await sleep(1);
+  }
+  await until('every paced message to be emitted', () => latencies.length >= total, 60_000);
+  sync.stop();
+  latencies.sort((a, b) => a - b);
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), count: latencies.length };
+}
+
+const bench: Bench = {
+  name: 'amqp',
+  title: `${N} versioned instance.update notifications drained through the pipeline (acks after emission) vs a bare amqplib consumer, prefetch ${PREFETCH}; publish-to-emit latency at ${LATENCY_RATE} msg/s`,
+  async run(): Promise<BenchRow[]> {
+    const node = await RabbitNode.start({ name: 'bench' });
+    try {
+      const publisher = await OsloPublisher.connect(node.url);
+      await publisher.raw.assertExchange(EXCHANGE, 'topic', { durable: false, autoDelete: false });
+      await declareQueue(publisher.raw, 'bench-pipeline');
+      await declareQueue(publisher.raw, 'bench-bare');
+      await prepublish(publisher);
+      // Pipeline first, while the bare queue still holds its copies: any cost of that is ours.
+      let msgsPerSec: number;
+      let bareMsgsPerSec: number;
+      if (process.env.AMQP_BENCH_BARE_FIRST) {
+        bareMsgsPerSec = await drainBare(node.url, 'bench-bare');
+        msgsPerSec = await drainPipeline(node, 'bench-pipeline');
+      } else {
+        msgsPerSec = await drainPipeline(node, 'bench-pipeline');
+        bareMsgsPerSec = await drainBare(node.url, 'bench-bare');
+      }
+      await publisher.raw.deleteQueue('bench-pipeline');
+      await publisher.raw.deleteQueue('bench-bare');
+      const { p50, p99 } = await latency(node, publisher);
+      await publisher.close();
+      return [
+        {
+          bench: 'amqp',
+          n: N,
+          msgsPerSec: Math.round(msgsPerSec),
+          bareMsgsPerSec: Math.round(bareMsgsPerSec),
+          p50Ms: Number(p50.toFixed(2)),
+          p99Ms: Number(p99.toFixed(2)),
+        },
+      ];
+    } finally {
+      await node.dispose();
+    }
+  },
+};
+
+export default bench;

@@ -225,12 +225,17 @@ async function openSession(
   onDelivery: (d: AmqpDelivery) => void,
 ): Promise<{ connection: ChannelModel; ended: Promise<Error>; end: () => void }> {
   const where = describeEndpoint(endpoint);
-  const connection = await amqp.connect(connectOptions(endpoint, options.heartbeatSeconds ?? 30), {
-    clientProperties: { connection_name: options.connectionName ?? 'synchronizer' },
-    timeout: 10_000,
-    // Nagle would hold small frames (acks, deliveries) for tens of ms; py-amqp (oslo) sets it too.
-    noDelay: true,
-  });
+  let connection: ChannelModel;
+  try {
+    connection = await amqp.connect(connectOptions(endpoint, options.heartbeatSeconds ?? 30), {
+      clientProperties: { connection_name: options.connectionName ?? 'synchronizer' },
+      timeout: 10_000,
+      // Nagle would hold small frames (acks, deliveries) for tens of ms; py-amqp (oslo) sets it too.
+      noDelay: true,
+    });
+  } catch (e) {
+    throw new Error(`connecting to ${where}: ${errorMessage(e)}`);
+  }
   let resolveEnd: (e: Error) => void = () => undefined;
   const ended = new Promise<Error>((resolve) => (resolveEnd = resolve));
   // 'error' is always followed by 'close'; without a listener it would crash the process.

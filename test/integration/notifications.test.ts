@@ -212,6 +212,28 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     await sleep(100);
     expect(h.sync.metrics().observations.nova).toBe(1);
     expect(h.events.map((e) => [e.action, e.origin])).toEqual([['create', 'notification']]);
+    // A poll whose request started before the notification holds older news: no revert (rule 4).
+    const stale = { ...server, status: 'BUILD', 'OS-EXT-STS:vm_state': 'building', 'OS-EXT-STS:task_state': 'spawning' };
+    poll$.next({ kind: 'snapshot', source: 'nova', types: ['nova.instance'], at: '2026-11-25T12:28:57.000Z', records: [stale] });
+    await sleep(100);
+    expect(h.sync.metrics().observations.nova).toBe(2);
+    expect(h.events).toHaveLength(1);
+    expect(h.sync.snapshot(['nova.instance'])[0]!.state).toBe('ACTIVE');
+  });
+
+  it('fails over to the next host of the transport URL', async () => {
+    const server = await import('node:net').then(({ createServer }) => createServer((socket) => socket.destroy()));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const deadPort = (server.address() as { port: number }).port;
+    const live = new URL(url);
+    const h = harness({ transportUrl: `rabbit://guest:guest@127.0.0.1:${deadPort},guest:guest@127.0.0.1:${live.port}/` });
+    await publisher.declare(h.exchange, 'notifications.info');
+    await started(h);
+    const down = h.logs.find((l) => l.msg === 'source is down');
+    expect(String(down?.error)).toContain(`127.0.0.1:${deadPort}`);
+    server.close();
+    await publisher.publish(h.exchange, 'notifications.info', real('nova--notifications.info--compute.instance.create.end.body.json'));
+    await until('the event through the second host', () => h.events.length === 1);
   });
 
   it('delete.end of an unknown entity → no event; create.end of an unknown entity → create', async () => {

@@ -5,6 +5,7 @@ import { toEntity } from '../../operators/normalizeEntity.js';
 import { parseTransportUrl, redactUrl } from '../../src/amqp.js';
 import { entityHash } from '../../src/hash.js';
 import type { EntityDraft } from '../../src/model.js';
+import { parseConfig } from '../../src/config.js';
 import { OptionReader } from '../../src/options.js';
 import {
   NotificationFormatError,
@@ -325,6 +326,14 @@ describe('options and transport URLs', () => {
     expect(() => readNotificationOptions(new OptionReader({ transportUrl: 'http://x' }, 'sources[3]'))).toThrow(/^sources\[3\]\.transportUrl: unsupported scheme/);
     expect(() => readNotificationOptions(new OptionReader({ transportUrl: 'rabbit://h/', priorities: ['loud'] }, 'sources[0]'))).toThrow(
       /sources\[0\]\.priorities: unknown priority "loud"/,
+    );
+  });
+
+  it('is a built-in source: use openstack.notifications in a config', async () => {
+    const config = await parseConfig({ sources: [{ name: 'bus', use: 'openstack.notifications', transportUrl: 'rabbit://u:p@127.0.0.1:5672/', exchanges: ['nova'] }] }, '/tmp');
+    expect(config.sources[0]).toMatchObject({ name: 'bus', use: 'openstack.notifications', options: { exchanges: ['nova'], queue: 'synchronizer' } });
+    await expect(parseConfig({ sources: [{ name: 'bus', use: 'openstack.notifications', transportUrl: 'rabbit://h/', exchange: 'nova' }] }, '/tmp')).rejects.toThrow(
+      'sources[0].exchange: is not a known option here',
     );
   });
 });

@@ -11,7 +11,8 @@ import { OptionReader } from '../../src/options.js';
 import type { Source, SourceSignal } from '../../src/source.js';
 import { type Synchronizer, createSynchronizer } from '../../src/synchronizer.js';
 import { type NotificationHooks, type NotificationSource, createNotificationSource, readNotificationOptions } from '../../sources/openstack/notifications.js';
-import { type ApiServer, FIXTURES, apiServerDraft, novaSample, osloBody, osloTimestamp } from '../support/nova-samples.js';
+import { type ApiServer, serverDraft } from '../../sources/openstack/nova.js';
+import { FIXTURES, novaSample, osloBody, osloTimestamp } from '../support/nova-samples.js';
 import { OsloPublisher } from '../support/oslo-publisher.js';
 
 const REAL = join(FIXTURES, 'wire/real-openstack');
@@ -199,7 +200,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
 
   it('a notification, then a snapshot holding the same server as the API shows it → exactly one event', async () => {
     const poll$ = new Subject<SourceSignal<ApiServer>>();
-    const poll: Source<ApiServer> = { name: 'nova', types: ['nova.instance'], signal$: poll$, map: apiServerDraft };
+    const poll: Source<ApiServer> = { name: 'nova', types: ['nova.instance'], signal$: poll$, map: serverDraft };
     const h = harness({ topics: ['versioned_notifications'] }, [poll as Source<unknown>]);
     await publisher.declare(h.exchange, 'versioned_notifications.info');
     await started(h);

@@ -7,8 +7,6 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { EntityDraft } from '../../src/model.js';
-import { instanceDraft } from '../../sources/openstack/instance.js';
 
 /** The repository root: the nearest folder up with a package.json (works from test/ and dist/test/). */
 function repoRoot(): string {
@@ -79,35 +77,3 @@ export function osloTimestamp(date: Date): string {
   return date.toISOString().replace('T', ' ').replace('Z', '000');
 }
 
-/** The fields of a server of GET /servers/detail (microversion ≥ 2.47) the poll side reads. */
-export interface ApiServer {
-  id: string;
-  name?: string | null;
-  status?: string | null;
-  tenant_id?: string | null;
-  user_id?: string | null;
-  'OS-EXT-STS:vm_state'?: string | null;
-  'OS-EXT-STS:task_state'?: string | null;
-  'OS-EXT-SRV-ATTR:host'?: string | null;
-  'OS-EXT-AZ:availability_zone'?: string | null;
-  flavor?: { original_name?: string | null } | null;
-  image?: { id?: string | null } | string | null;
-}
-
-/** A server as the poll side reduces it (status from the API; host, flavor, image … as the brief says). */
-export function apiServerDraft(s: ApiServer): EntityDraft {
-  return instanceDraft({
-    id: s.id,
-    name: s.name,
-    status: s.status,
-    vmState: s['OS-EXT-STS:vm_state'],
-    taskState: s['OS-EXT-STS:task_state'],
-    project: s.tenant_id,
-    host: s['OS-EXT-SRV-ATTR:host'],
-    availabilityZone: s['OS-EXT-AZ:availability_zone'],
-    flavor: s.flavor?.original_name,
-    // A server booted from a volume has image "" in the API.
-    image: typeof s.image === 'object' && s.image !== null ? s.image.id : undefined,
-    user: s.user_id,
-  });
-}

@@ -17,7 +17,8 @@ import {
   readNotificationOptions,
   routeEvent,
 } from '../../sources/openstack/notifications.js';
-import { type ApiServer, FIXTURES, apiServerDraft, novaSample, novaSampleFiles, osloBody } from '../support/nova-samples.js';
+import { type ApiServer, serverDraft } from '../../sources/openstack/nova.js';
+import { FIXTURES, novaSample, novaSampleFiles, osloBody } from '../support/nova-samples.js';
 
 const WIRE = join(FIXTURES, 'wire');
 const REAL = join(WIRE, 'real-openstack');
@@ -128,13 +129,13 @@ describe('nova.instance from notifications: poll and push agree (real OpenStack 
         vm_state: 'active',
       },
     });
-    expect(hashOf(draft)).toBe(hashOf(apiServerDraft(byId.get(draft.id)!)));
+    expect(hashOf(draft)).toBe(hashOf(serverDraft(byId.get(draft.id)!)));
   });
 
   it('versioned instance.create.end gives the API entity, field by field', () => {
     const n = decodeNotification(real('nova--versioned_notifications.info--instance.create.end.body.json'));
     const { draft } = draftOf(n);
-    const api = apiServerDraft(byId.get(draft.id)!);
+    const api = serverDraft(byId.get(draft.id)!);
     expect(draft.id).toBe(api.id);
     expect(draft.name).toBe(api.name);
     expect(draft.state).toBe('ACTIVE');
@@ -162,7 +163,7 @@ describe('nova.instance from notifications: poll and push agree (real OpenStack 
     let compared = 0;
     for (const server of servers) {
       const entry = last.get(server.id)!;
-      const api = hashOf(apiServerDraft(server));
+      const api = hashOf(serverDraft(server));
       expect(hashOf(entry.legacy!)).toBe(api);
       expect(hashOf(entry.versioned!)).toBe(api);
       compared += 1;

@@ -136,23 +136,24 @@ export type AmqpSignal =
 /** Header that carries why the synchronizer dead-lettered a message. */
 export const REASON_HEADER = 'x-synchronizer-reason';
 
-interface Tracked {
+/** A delivery the batcher follows until it is settled. */
+export interface Tracked {
   readonly message: ConsumeMessage;
   done: boolean;
   ok: boolean;
 }
 
 /**
- * Acks of one channel. Deliveries arrive in tag order; an ack with `multiple` covers every
+ * Acks of one channel (exported for its property test). Deliveries arrive in tag order; an ack with `multiple` covers every
  * earlier tag, so it is only sent for the longest settled prefix. Settled deliveries behind an
  * unsettled one are acked one by one, so one slow message never holds the others' acks.
  */
-class AckBatcher {
+export class AckBatcher {
   private pending: Tracked[] = [];
   private scheduled = false;
   dead = false;
 
-  constructor(private readonly channel: Channel) {}
+  constructor(private readonly channel: Pick<Channel, 'ack' | 'reject'>) {}
 
   track(message: ConsumeMessage): Tracked {
     const t: Tracked = { message, done: false, ok: false };

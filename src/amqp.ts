@@ -144,9 +144,10 @@ export interface Tracked {
 }
 
 /**
- * Acks of one channel (exported for its property test). Deliveries arrive in tag order; an ack with `multiple` covers every
- * earlier tag, so it is only sent for the longest settled prefix. Settled deliveries behind an
- * unsettled one are acked one by one, so one slow message never holds the others' acks.
+ * Acks of one channel (exported for its property test). Deliveries arrive in tag order; an ack
+ * with `multiple` covers every earlier tag, so it is only sent for the longest settled prefix.
+ * Settled deliveries behind an unsettled one are acked one by one, so one slow message never
+ * holds the others' acks.
  */
 export class AckBatcher {
   private pending: Tracked[] = [];

@@ -223,6 +223,8 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
         onHealth(source.name, signal);
         return false;
       }),
+      // The source's name is what entities carry, whatever the plugin wrote.
+      map((o) => (o.source === source.name ? o : { ...o, source: source.name })),
       normalizeEntity(source.map, {
         keepRaw,
         onInvalid: (record) => {

@@ -237,7 +237,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     await until('the event through the second host', () => h.events.length === 1);
   });
 
-  it('delete.end of an unknown entity → no event; create.end of an unknown entity → create', async () => {
+  it('delete.end of an unknown entity → no event; create.end of an unknown entity (2.0 and 1.0 bodies) → create', async () => {
     const h = harness({ topics: ['notifications', 'versioned_notifications'] });
     await publisher.declare(h.exchange, 'notifications.info');
     await publisher.declare(h.exchange, 'versioned_notifications.info');
@@ -245,9 +245,14 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     await publisher.publish(h.exchange, 'notifications.info', real('nova--notifications.info--compute.instance.delete.end.body.json'));
     await publisher.publish(h.exchange, 'notifications.info', real('neutron--notifications.info--port.delete.end.body.json'));
     await publisher.publish(h.exchange, 'versioned_notifications.info', real('nova--versioned_notifications.info--instance.create.end.body.json'));
-    await until('three settlements', () => h.settled.length === 3);
+    // The 1.0 format (driver `messaging`): the bare message as the body.
+    await publisher.publish(h.exchange, 'notifications.info', readFileSync(join(FIXTURES, 'wire/oslo-v1-compute.instance.create.end.body.json')));
+    await until('four settlements', () => h.settled.length === 4);
     expect(h.settled.every((s) => s.outcome.ok)).toBe(true);
-    expect(h.events.map((e) => [e.action, e.entity.key])).toEqual([['create', 'nova.instance:17596566-91a9-4b73-b5da-3920e588854f']]);
+    expect(h.events.map((e) => [e.action, e.entity.key])).toEqual([
+      ['create', 'nova.instance:17596566-91a9-4b73-b5da-3920e588854f'],
+      ['create', 'nova.instance:3f0a8c2e-1b4d-4e5f-9a6b-7c8d9e0f1a2b'],
+    ]);
   });
 
   it('declaring with other flags than oslo (durable) is refused by the broker: reported down, oslo unharmed', async () => {

@@ -16,9 +16,18 @@ function repoRoot(): string {
 /** The shared fixtures folder: $SYNCHRONIZER_FIXTURES, or ../shared/fixtures beside the repository. */
 export const FIXTURES = process.env.SYNCHRONIZER_FIXTURES ?? resolve(repoRoot(), '../shared/fixtures');
 
-/** Path of a fixture file, e.g. fixturePath('wire', 'alertmanager-v2-get-alerts.json'). */
+/** Fixtures this project recorded itself (test/fixtures), beside the shared ones. */
+export const LOCAL_FIXTURES = join(repoRoot(), 'test', 'fixtures');
+
+/**
+ * Path of a fixture file, e.g. fixturePath('wire', 'alertmanager-v2-get-alerts.json'): in the
+ * shared fixtures, or else in the project's own recordings under test/fixtures.
+ */
 export function fixturePath(...parts: string[]): string {
-  return join(FIXTURES, ...parts);
+  const shared = join(FIXTURES, ...parts);
+  if (existsSync(shared)) return shared;
+  const local = join(LOCAL_FIXTURES, ...parts);
+  return existsSync(local) ? local : shared;
 }
 
 /** A fixture file parsed as JSON. */

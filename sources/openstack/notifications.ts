@@ -21,7 +21,7 @@ import { type ApiNetwork, type ApiPort, networkDraft, portDraft } from './neutro
  * | `instance.*` (versioned Nova, nova_object)   | `nova.instance`   | `*.end`, `.update`, `.exists` | `.delete.end`     | `nova_object.data.uuid`          |
  * | `port.*`                                     | `neutron.port`    | `*.end`                  | `.delete.end`          | `port.id` / `port_id`            |
  * | `network.*`                                  | `neutron.network` | `*.end`                  | `.delete.end`          | `network.id` / `network_id`      |
- * | `volume.*` (legacy Cinder)                   | `cinder.volume`   | `*.end`                  | `.delete.end`          | `volume_id`                      |
+ * | `volume.*` (Cinder)                          | `cinder.volume`   | `*.end`                  | `.delete.end`          | `volume_id`                      |
  * | `orchestration.stack.*`                      | `heat.stack`      | `*.end`, `*.error`       | `.delete.end`          | `stack_identity`                 |
  *
  * Other events of these families (`*.start`, …) are acked without an event; event types of no
@@ -265,9 +265,13 @@ function neutronRecord(n: OsloNotification, kind: 'port' | 'network'): Record<st
   return { ...record, id };
 }
 
-/** Legacy Cinder `volume.*` payloads. */
+/**
+ * Cinder `volume.*` payloads: the legacy flat form; an oslo.versionedobjects-wrapped one
+ * (`cinder_object.data` / `versioned_object.data`) is unwrapped first, should a release send it.
+ */
 export function volumeFacts(n: OsloNotification): VolumeFacts {
-  const p = n.payload;
+  const wrapped = n.payload['cinder_object.data'] ?? n.payload['versioned_object.data'];
+  const p = isObject(wrapped) ? wrapped : n.payload;
   const attachments = Array.isArray(p.volume_attachment) ? p.volume_attachment : [];
   const attachedTo = attachments
     .map((a: unknown) => (isObject(a) ? optString(a.server_id) ?? optString(a.instance_uuid) : undefined))

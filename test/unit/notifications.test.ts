@@ -279,6 +279,15 @@ describe('Neutron, Cinder, Heat notifications reuse the poll sources’ mappings
     expect(draft.attributes).toMatchObject({ size: 40, host: 'host_0@backend_0#pool_0' });
   });
 
+  it('a versioned-object-wrapped volume payload is unwrapped', () => {
+    const n: OsloNotification = {
+      eventType: 'volume.create.end',
+      timestamp: '2026-01-01T00:00:00.000Z',
+      payload: { 'cinder_object.name': 'VolumePayload', 'cinder_object.data': { volume_id: 'v-1', status: 'available', size: 1, tenant_id: 'p' } },
+    };
+    expect(draftOf(n).draft).toMatchObject({ type: 'cinder.volume', id: 'v-1', state: 'available', project: 'p', attributes: { size: 1 } });
+  });
+
   it('orchestration.stack.create.end → heat.stack with its ACTION_STATUS', () => {
     const n: OsloNotification = {
       eventType: 'orchestration.stack.create.end',

@@ -1,0 +1,142 @@
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { EntityEvent } from '../../src/model.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const bin = join(root, 'bin', 'synchronizer.js');
+
+/** The real CLI as a child process, with its stdout read line by line as events. */
+class Cli {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly events: EntityEvent[] = [];
+  stderr = '';
+  private waiters: Array<() => void> = [];
+  readonly exited: Promise<number | null>;
+
+  constructor(args: string[]) {
+    this.child = spawn(process.execPath, [bin, ...args], { cwd: root });
+    createInterface({ input: this.child.stdout }).on('line', (line) => {
+      this.events.push(JSON.parse(line) as EntityEvent);
+      this.waiters.forEach((w) => w());
+    });
+    this.child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+  }
+
+  /** Waits until `count` events have arrived (or fails with what arrived). */
+  async waitFor(count: number, timeoutMs = 15_000): Promise<EntityEvent[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.events.length < count) {
+      if (Date.now() > deadline) throw new Error(`expected ${count} events, got ${this.events.length}; stderr:\n${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 100);
+      });
+    }
+    return this.events.slice(0, count);
+  }
+}
+
+const running: Cli[] = [];
+const dirs: string[] = [];
+afterEach(() => {
+  running.splice(0).forEach((c) => c.child.kill('SIGKILL'));
+  dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true }));
+});
+
+function workdir(): string {
+  mkdirSync(join(root, '.tmp'), { recursive: true });
+  const dir = mkdtempSync(join(root, '.tmp', 'cli-'));
+  dirs.push(dir);
+  return dir;
+}
+
+function cli(...args: string[]): Cli {
+  const c = new Cli(args);
+  running.push(c);
+  return c;
+}
+
+const brief = (e: EntityEvent): string => `${e.action} ${e.entity.key} ${e.entity.state}`;
+
+describe('synchronizer CLI', () => {
+  it('prints create, update and delete lines as the static file is edited, and stops cleanly on SIGTERM', async () => {
+    const dir = workdir();
+    const topology = join(dir, 'topology.yaml');
+    writeFileSync(
+      topology,
+      'entities:\n  - { type: nova.host, id: compute-1, state: up }\n  - { type: nova.instance, id: vm-1, state: active, parents: [{ type: nova.host, id: compute-1 }] }\n',
+    );
+    writeFileSync(join(dir, 'synchronizer.yaml'), 'log: warn\nsources:\n  - name: topology\n    use: static\n    file: ./topology.yaml\n    debounce: 50ms\n');
+    const c = cli('--config', join(dir, 'synchronizer.yaml'));
+    expect((await c.waitFor(2)).map(brief)).toEqual(['create nova.host:compute-1 UP', 'create nova.instance:vm-1 ACTIVE']);
+    const first = c.events[1]!;
+    expect(first).toMatchObject({
+      origin: 'snapshot',
+      entity: { type: 'nova.instance', id: 'vm-1', parents: [{ type: 'nova.host', id: 'compute-1' }], children: [], source: 'topology', attributes: {} },
+    });
+    expect(Object.keys(first)).toEqual(['action', 'origin', 'entity', 'hash']);
+    expect(Object.keys(first.entity)).toEqual(['key', 'type', 'id', 'state', 'parents', 'children', 'observedAt', 'source', 'attributes']);
+
+    // An editor's save: write a new file and rename it over the old one.
+    writeFileSync(join(dir, 'topology.yaml.new'), 'entities:\n  - { type: nova.instance, id: vm-1, state: shutoff, parents: [{ type: nova.host, id: compute-1 }] }\n');
+    renameSync(join(dir, 'topology.yaml.new'), topology);
+    const after = await c.waitFor(4);
+    expect(after.slice(2).map(brief).sort()).toEqual(['delete nova.host:compute-1 UP', 'update nova.instance:vm-1 SHUTOFF']);
+    expect(after.find((e) => e.action === 'update')!.changed).toEqual(['state']);
+
+    // A broken edit is reported and deletes nothing.
+    writeFileSync(topology, 'entities: [ {{ nope');
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(c.events).toHaveLength(4);
+    expect(c.stderr).toContain('not valid YAML');
+
+    c.child.kill('SIGTERM');
+    expect(await c.exited).toBe(0);
+  });
+
+  it('refuses an invalid config at start with the path of the bad field', async () => {
+    const dir = workdir();
+    const cases: Array<[string, RegExp]> = [
+      ['sources:\n  - name: t\n    use: static\n    file: ./x.yaml\n    debounce: soon\n', /sources\[0\]\.debounce: expected a duration such as 30s, 500ms or 5m, got "soon"/],
+      ['sources:\n  - name: t\n    use: static\n    file: ./x.yaml\n    intervall: 5s\n', /sources\[0\]\.intervall: is not a known option here/],
+      ['sources:\n  - name: t\n    use: statik\n', /sources\[0\]\.use: unknown source "statik"/],
+      ['sources:\n  - name: a\n    use: static\n    file: x\n  - name: a\n    use: static\n    file: y\n', /sources\[1\]\.name: "a" is already the name of another source/],
+      ['log: loud\nsources: []\n', /log: expected one of debug, info, warn, error, silent, got "loud"/],
+      ['sources:\n  - name: p\n    use: ./not-a-plugin.js\n', /sources\[0\]\.use: .*not-a-plugin\.js does not implement the source contract/],
+    ];
+    writeFileSync(join(dir, 'not-a-plugin.js'), 'export default { hello: "world" };\n');
+    for (const [config, expected] of cases) {
+      writeFileSync(join(dir, 'bad.yaml'), config);
+      const c = cli('--config', join(dir, 'bad.yaml'));
+      expect(await c.exited).toBe(2);
+      expect(c.stderr).toMatch(expected);
+      expect(c.stderr).toMatch(/^synchronizer: invalid config /);
+      expect(c.events).toEqual([]);
+    }
+  });
+
+  it('loads a plugin by module path (the documented example) and runs it like a built-in source', async () => {
+    const c = cli('--config', join(root, 'docs', 'examples', 'plugin.yaml'), '--log', 'warn');
+    const events = await c.waitFor(4);
+    expect(events.map(brief)).toEqual([
+      'create hosts.entry:localhost PRESENT',
+      'create hosts.entry:controller-1 PRESENT',
+      'create hosts.entry:keystone PRESENT',
+      'create hosts.entry:compute-1 PRESENT',
+    ]);
+    expect(events[3]!.entity).toMatchObject({ source: 'hosts', attributes: { ip: '10.0.0.21' } });
+  });
+
+  it('runs the bundled demo when given no config', async () => {
+    const c = cli('--log', 'warn');
+    const events = await c.waitFor(8);
+    expect(events.every((e) => e.action === 'create' && e.entity.source === 'topology')).toBe(true);
+    c.child.kill('SIGINT');
+    expect(await c.exited).toBe(0);
+  });
+});

@@ -317,6 +317,10 @@ export function notificationDraft(record: NotificationRecord): EntityDraft {
     .exhaustive();
 }
 
+const MAX_UNKNOWN_TYPES = 200;
+/** The `stats.unknown` key that counts unknown types beyond the first {@link MAX_UNKNOWN_TYPES}. */
+export const OTHER_TYPES = '(other)';
+
 /** Counters of what the source consumed. */
 export interface NotificationStats {
   received: number;
@@ -324,7 +328,7 @@ export interface NotificationStats {
   mapped: number;
   /** Known families, but events that carry no state change (`*.start`, …). */
   ignored: number;
-  /** Event types of no family, by type. */
+  /** Event types of no family, by type (the first 200 types; the rest under `(other)`). */
   unknown: Record<string, number>;
   /** Refused (bad body or unmappable payload), dead-lettered when configured. */
   rejected: number;
@@ -403,9 +407,11 @@ export function createNotificationSource(options: NotificationOptions, context: 
     }
     const route = routeEvent(notification.eventType);
     if (route === undefined) {
-      const first = stats.unknown[notification.eventType] === undefined;
-      stats.unknown[notification.eventType] = (stats.unknown[notification.eventType] ?? 0) + 1;
-      if (first) log.info('unknown event type: acked without an event', { event_type: notification.eventType, exchange: delivery.exchange });
+      // Counted by type, up to a bound: a stream of made-up event types must not grow memory.
+      const known = stats.unknown[notification.eventType] !== undefined;
+      const key = known || Object.keys(stats.unknown).length < MAX_UNKNOWN_TYPES ? notification.eventType : OTHER_TYPES;
+      stats.unknown[key] = (stats.unknown[key] ?? 0) + 1;
+      if (!known && key !== OTHER_TYPES) log.info('unknown event type: acked without an event', { event_type: notification.eventType, exchange: delivery.exchange });
       settle(delivery, notification, { ok: true });
       return undefined;
     }

@@ -38,7 +38,7 @@ describe('poll', () => {
       let attempt = 0;
       const fetch = ({ signal }: { signal: AbortSignal }) => {
         signals.push(signal);
-        return ++attempt < 4 ? NEVER : m.cold('(r|)', { r: 'r' });
+        return ++attempt < 4 ? (NEVER as Observable<string>) : m.cold('(r|)', { r: 'r' });
       };
       const result = poll(fetch, { intervalMs: 50, timeoutMs: 4, backoff: { initialMs: 10, factor: 2, ...exact }, scheduler: m.scheduler });
       // attempts at 0, 14, 38 time out after 4 (retry in 10, 20, 40); the one at 82 succeeds.

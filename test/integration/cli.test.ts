@@ -132,6 +132,37 @@ describe('synchronizer CLI', () => {
     expect(events[3]!.entity).toMatchObject({ source: 'hosts', attributes: { ip: '10.0.0.21' } });
   });
 
+  it('serves health and Prometheus metrics when `listen` is set', async () => {
+    const dir = workdir();
+    writeFileSync(join(dir, 'topology.yaml'), 'entities:\n  - { type: nova.host, id: compute-1, state: up }\n');
+    writeFileSync(join(dir, 'synchronizer.yaml'), 'listen: 127.0.0.1:0\nsources:\n  - name: topology\n    use: static\n    file: ./topology.yaml\n  - name: missing\n    use: static\n    file: ./nowhere/x.yaml\n');
+    const c = cli('--config', join(dir, 'synchronizer.yaml'));
+    await c.waitFor(1);
+    const listen = /"msg":"serving health and metrics","listen":"([^"]+)"/.exec(c.stderr)?.[1];
+    expect(listen).toMatch(/^127\.0\.0\.1:\d+$/);
+    const metrics = await (await fetch(`http://${listen}/metrics`)).text();
+    expect(metrics).toContain('synchronizer_events_total{action="create"} 1');
+    expect(metrics).toContain('synchronizer_entities 1');
+    expect(metrics).toContain('synchronizer_source_up{source="topology"} 1');
+    expect(metrics).toContain('synchronizer_source_up{source="missing"} 0');
+    const health = await fetch(`http://${listen}/health`);
+    expect(health.status).toBe(503);
+    const body = (await health.json()) as { ok: boolean; sources: Record<string, { status: string; error?: string }> };
+    expect(body.ok).toBe(false);
+    expect(body.sources.topology!.status).toBe('up');
+    expect(body.sources.missing!.status).toBe('down');
+  });
+
+  it('runs the documented library example as written', async () => {
+    const { execFile } = await import('node:child_process');
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, [join(root, 'docs', 'examples', 'library.mjs')], { cwd: root }, (error, stdout) => (error ? reject(error) : resolve(stdout))),
+    );
+    expect(out).toContain('instance web-1 ACTIVE');
+    expect(out).toContain('hosts synced: 0');
+    expect(out).toContain("volumes: [ 'db-data → 9b3e6c0d-2f41-4a8b-b7f5-0e6a9d8c7b22' ]");
+  });
+
   it('runs the bundled demo when given no config', async () => {
     const c = cli('--log', 'warn');
     const events = await c.waitFor(8);

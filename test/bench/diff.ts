@@ -10,8 +10,10 @@ import { baselineSteps, type BaselineState } from '../../operators/diffAgainstBa
 import { normalizeEntity } from '../../operators/normalizeEntity.js';
 import type { Observation, SnapshotObservation } from '../../src/model.js';
 import { readFixture } from '../support/fixtures.js';
-import { serverDraft, type Server } from './servers.js';
+import { type ApiServer, serverDraft } from '../../sources/openstack/nova.js';
 import type { Bench, BenchRow } from './run.js';
+
+type Server = ApiServer & Record<string, unknown>;
 
 const SIZES = [1_000, 10_000, 100_000];
 

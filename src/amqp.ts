@@ -225,7 +225,7 @@ async function openSession(
   endpoint: AmqpEndpoint,
   options: AmqpConsumerOptions,
   onDelivery: (d: AmqpDelivery) => void,
-): Promise<{ connection: ChannelModel; ended: Promise<Error>; end: () => void }> {
+): Promise<{ connection: ChannelModel; ended: Promise<Error>; close: () => Promise<void> }> {
   const where = describeEndpoint(endpoint);
   let connection: ChannelModel;
   try {
@@ -320,7 +320,15 @@ async function openSession(
     return {
       connection,
       ended,
-      end: () => resolveEnd(new Error('consumer stopped')),
+      close: async () => {
+        // A graceful stop: the acks of what was already settled, then the channel's close on the
+        // same channel (frames of one channel stay in order; a connection close could overtake
+        // them and the broker would requeue messages whose events were already emitted).
+        acks.flush();
+        await channel.close().catch(() => undefined);
+        resolveEnd(new Error('consumer stopped'));
+        await connection.close().catch(() => undefined);
+      },
     };
   } catch (e) {
     connection.close().catch(() => undefined);
@@ -356,7 +364,7 @@ export function amqpConsume$(options: AmqpConsumerOptions): Observable<AmqpSigna
   const scheduler = options.scheduler ?? asyncScheduler;
   return new Observable<AmqpSignal>((subscriber) => {
     let stopped = false;
-    let current: { connection: ChannelModel; end: () => void } | undefined;
+    let current: { close: () => Promise<void> } | undefined;
     let wake: (() => void) | undefined;
     let timer: { unsubscribe(): void } | undefined;
     const loop = async (): Promise<void> => {
@@ -368,7 +376,7 @@ export function amqpConsume$(options: AmqpConsumerOptions): Observable<AmqpSigna
         try {
           const session = await openSession(endpoint, options, (delivery) => subscriber.next({ kind: 'delivery', delivery }));
           if (stopped) {
-            await session.connection.close().catch(() => undefined);
+            await session.close();
             return;
           }
           current = session;
@@ -376,6 +384,8 @@ export function amqpConsume$(options: AmqpConsumerOptions): Observable<AmqpSigna
           subscriber.next({ kind: 'up', endpoint: describeEndpoint(endpoint) });
           error = await session.ended;
           current = undefined;
+          // Unsubscribed: the teardown closes the session gracefully.
+          if (stopped) return;
           session.connection.close().catch(() => undefined);
         } catch (e) {
           error = e instanceof Error ? e : new Error(String(e));
@@ -396,8 +406,7 @@ export function amqpConsume$(options: AmqpConsumerOptions): Observable<AmqpSigna
       stopped = true;
       timer?.unsubscribe();
       wake?.();
-      current?.end();
-      current?.connection.close().catch(() => undefined);
+      void current?.close();
     };
   });
 }

@@ -193,8 +193,9 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     expect(got).toBeTruthy();
     publisher.raw.nack(got as amqp.GetMessage, false, true);
     await started(h);
-    await until('the second settlement', () => h.settled.length === 2);
-    expect(h.settled[1]).toMatchObject({ messageId: 'power-off-1', redelivered: true, outcome: { ok: true } });
+    await until('the second settlement', () => h.settled.length >= 2);
+    await sleep(200);
+    expect(h.settled.slice(1)).toEqual([{ messageId: 'power-off-1', eventType: 'instance.power_off.end', redelivered: true, outcome: { ok: true } }]);
     expect(h.events).toHaveLength(1);
   });
 

@@ -9,7 +9,8 @@
  *    1,000 msg/s; publish-to-emit time of each, p50 and p99.
  *
  * AMQP_BENCH_N overrides N (default 100,000); AMQP_BENCH_PREFETCH the prefetch (default 1,000);
- * AMQP_BENCH_DEBUG=1 prints each drain's time and Node CPU per message to stderr.
+ * AMQP_BENCH_DEBUG=1 prints each drain's time and Node CPU per message to stderr, and adds a
+ * third drain (bare consumer + the source's decodeNotification) to show what the format costs.
  */
 import { performance } from 'node:perf_hooks';
 import amqp from 'amqplib';
@@ -18,7 +19,7 @@ import { createLogger } from '../../src/log.js';
 import { OptionReader } from '../../src/options.js';
 import type { Source } from '../../src/source.js';
 import { createSynchronizer } from '../../src/synchronizer.js';
-import { createNotificationSource, readNotificationOptions } from '../../sources/openstack/notifications.js';
+import { createNotificationSource, decodeNotification, readNotificationOptions } from '../../sources/openstack/notifications.js';
 import { novaSample, osloBody, osloTimestamp } from '../support/nova-samples.js';
 import { OsloPublisher } from '../support/oslo-publisher.js';
 import { RabbitNode } from '../support/rabbitmq.js';
@@ -93,14 +94,15 @@ async function drainPipeline(node: RabbitNode, queue: string): Promise<number> {
   await until('the pipeline to drain', () => source.stats.acked >= N, 600_000);
   const elapsed = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
-  if (process.env.AMQP_BENCH_DEBUG) process.stderr.write(`pipeline: ${elapsed.toFixed(0)} ms, node cpu ${((cpu.user + cpu.system) / N).toFixed(1)} µs/msg\n`);
+  if (process.env.AMQP_BENCH_DEBUG) process.stderr.write(`pipeline: ${elapsed.toFixed(0)} ms, ${Math.round((N / elapsed) * 1000)} msg/s, node cpu ${((cpu.user + cpu.system) / N).toFixed(1)} µs/msg\n`);
   if (events !== N) throw new Error(`amqp bench: expected ${N} events, got ${events}`);
   await sleep(50); // the last ack batch
   sync.stop();
   return (N / elapsed) * 1000;
 }
 
-async function drainBare(url: string, queue: string): Promise<number> {
+/** The bare consumer; with `decode`, it also decodes each body as the source does (debug figure). */
+async function drainBare(url: string, queue: string, decode = false): Promise<number> {
   const connection = await amqp.connect(url);
   const channel = await connection.createChannel();
   await channel.prefetch(PREFETCH);
@@ -111,13 +113,14 @@ async function drainBare(url: string, queue: string): Promise<number> {
   const cpu0 = process.cpuUsage();
   await channel.consume(queue, (message) => {
     if (message === null) return;
+    if (decode) decodeNotification(message.content);
     channel.ack(message);
     if (++count === N) done();
   });
   await finished;
   const elapsed = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
-  if (process.env.AMQP_BENCH_DEBUG) process.stderr.write(`bare: ${elapsed.toFixed(0)} ms, node cpu ${((cpu.user + cpu.system) / N).toFixed(1)} µs/msg\n`);
+  if (process.env.AMQP_BENCH_DEBUG) process.stderr.write(`bare${decode ? '+decode' : ''}: ${elapsed.toFixed(0)} ms, ${Math.round((N / elapsed) * 1000)} msg/s, node cpu ${((cpu.user + cpu.system) / N).toFixed(1)} µs/msg\n`);
   await connection.close();
   return (N / elapsed) * 1000;
 }
@@ -161,12 +164,17 @@ const bench: Bench = {
       await publisher.raw.assertExchange(EXCHANGE, 'topic', { durable: false, autoDelete: false });
       await declareQueue(publisher.raw, 'bench-pipeline');
       await declareQueue(publisher.raw, 'bench-bare');
+      const debug = Boolean(process.env.AMQP_BENCH_DEBUG);
+      // Debug only: how much of the gap is the oslo format's double JSON decode alone.
+      if (debug) await declareQueue(publisher.raw, 'bench-bare-decode');
       await prepublish(publisher);
       // Pipeline first, while the bare queue still holds its copies: any cost of that is ours.
       const msgsPerSec = await drainPipeline(node, 'bench-pipeline');
       const bareMsgsPerSec = await drainBare(node.url, 'bench-bare');
+      if (debug) await drainBare(node.url, 'bench-bare-decode', true);
       await publisher.raw.deleteQueue('bench-pipeline');
       await publisher.raw.deleteQueue('bench-bare');
+      if (debug) await publisher.raw.deleteQueue('bench-bare-decode');
       const { p50, p99 } = await latency(node, publisher);
       await publisher.close();
       return [

@@ -71,31 +71,28 @@ function upsertEvent(prev: BaselineEntry | undefined, entity: Entity, hash: stri
     : { action: 'update', origin, entity, changed: changedFields(prev.entity, entity), hash };
 }
 
+/** Marks, in a snapshot's working map, an entry the snapshot holds (or keeps). */
+const SEEN: BaselineEntry = Object.freeze({ entity: undefined as unknown as Entity, hash: '', at: 0, bySnapshot: false, misses: 0 });
+
 function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: number): BaselineStep {
   const events: EntityEvent[] = [];
   const types = new Set<EntityType>(snapshot.types);
   const missesBeforeDelete = Math.max(1, snapshot.missesBeforeDelete ?? 1);
   // The baseline's entries of the snapshot's types, in a plain Map: one pass over the baseline
-  // instead of a persistent-map lookup per record (the hot path of every poll). Whatever is
-  // left in it after the records is what the snapshot lacks.
+  // instead of a persistent-map lookup per record (the hot path of every poll). Entries the
+  // snapshot holds are marked SEEN; the others are what it lacks.
   const previous = new Map<string, BaselineEntry>();
   state.entities.forEach((entry, key) => {
     if (types.has(entry.entity.type)) previous.set(key, entry);
   });
-  for (const key of snapshot.keep ?? []) previous.delete(key);
-  const seen = new Set<string>();
+  for (const key of snapshot.keep ?? []) previous.set(key, SEEN);
   let tombstones = state.tombstones;
   const entities = state.entities.withMutations((map) => {
     for (const entity of snapshot.records) {
       const key = entity.key;
-      let prev: BaselineEntry | undefined;
-      if (seen.has(key)) {
-        prev = map.get(key); // the same key twice in one snapshot: the last one wins
-      } else {
-        seen.add(key);
-        prev = previous.get(key);
-        previous.delete(key);
-      }
+      let prev = previous.get(key);
+      if (prev === SEEN) prev = map.get(key); // the same key twice in one snapshot: the last one wins
+      else if (prev !== undefined) previous.set(key, SEEN);
       if (prev === undefined && tombstones.size > 0) {
         const deletedAt = tombstones.get(key);
         if (deletedAt !== undefined) {
@@ -114,12 +111,19 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
         }
       }
       const hash = entityHash(entity);
+      const size = map.size;
       map.set(key, { entity, hash, at, bySnapshot: true, misses: 0 });
+      if (prev === undefined && map.size === size) {
+        // Created earlier in this same snapshot (a page repeated a record): one create, the last state.
+        const i = events.findLastIndex((e) => e.entity.key === key);
+        events[i] = { action: 'create', origin: 'snapshot', entity, hash };
+        continue;
+      }
       events.push(upsertEvent(prev, entity, hash, 'snapshot'));
     }
     // Complete for its types (rules 2 and 5): whatever of those types it lacks is gone.
     for (const [key, entry] of previous) {
-      if (effectiveAt(state, entry) > at) continue;
+      if (entry === SEEN || effectiveAt(state, entry) > at) continue;
       const misses = entry.misses + 1;
       if (misses < missesBeforeDelete) {
         map.set(key, { ...entry, misses });

@@ -174,3 +174,15 @@ describe('diffAgainstBaseline', () => {
     }),
   );
 });
+
+describe('diffAgainstBaseline with a record repeated in one snapshot (a page that shifted)', () => {
+  it('makes one create with the last state, and keeps the entity', async () => {
+    expect(await eventsOf([snapshot(t(0), [entity('a'), entity('b'), entity('a', 'ERROR')]), snapshot(t(30), [entity('a', 'ERROR'), entity('b')])])).toEqual([
+      'create nova.instance:a ERROR',
+      'create nova.instance:b ACTIVE',
+    ]);
+    expect(await eventsOf([snapshot(t(0), [entity('a')]), snapshot(t(30), [entity('a'), entity('a')]), snapshot(t(60), [entity('a')])])).toEqual([
+      'create nova.instance:a ACTIVE',
+    ]);
+  });
+});

@@ -67,7 +67,9 @@ function checkRefs(refs: unknown, field: 'parents' | 'children', key: string): E
       throw new InvalidEntity(`${field} must be a list of {type, id} with non-empty strings, got ${JSON.stringify(r)}`, key);
     }
     if (i > 0 && compareRefs(refs[i - 1] as EntityRef, r as EntityRef) >= 0) canonical = false;
-    if (Object.keys(r).length !== 2) canonical = false;
+    let fields = 0;
+    for (const _ in r) fields++;
+    if (fields !== 2) canonical = false;
   }
   // Refs are a set: canonical order (and {type, id} only) makes the hash and the output
   // independent of API order. The usual case — already canonical — is kept as it is.
@@ -166,24 +168,31 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
             const records: Entity[] = [];
             const keep: string[] = observation.keep ? [...observation.keep] : [];
             const types = new Set(observation.types);
-            for (const record of observation.records) {
+            const add = (draft: EntityDraft, record: R): void => {
               try {
-                for (const d of drafts(map, record)) {
-                  try {
-                    const entity = toEntity(d, observation.source, observation.at, true, keepRaw);
-                    if (!types.has(entity.type)) {
-                      throw new InvalidEntity(`type ${entity.type} is not among the snapshot's types (${observation.types.join(', ')})`);
-                    }
-                    records.push(entity);
-                  } catch (e) {
-                    const key = e instanceof InvalidEntity ? e.key : undefined;
-                    if (key !== undefined) keep.push(key);
-                    report(e instanceof Error ? e.message : String(e), record, key);
-                  }
+                const entity = toEntity(draft, observation.source, observation.at, true, keepRaw);
+                if (!types.has(entity.type)) {
+                  throw new InvalidEntity(`type ${entity.type} is not among the snapshot's types (${observation.types.join(', ')})`);
                 }
+                records.push(entity);
+              } catch (e) {
+                const key = e instanceof InvalidEntity ? e.key : undefined;
+                if (key !== undefined) keep.push(key);
+                report(e instanceof Error ? e.message : String(e), record, key);
+              }
+            };
+            for (const record of observation.records) {
+              let out: ReturnType<EntityMapping<R>>;
+              try {
+                out = map(record);
               } catch (e) {
                 report(`mapping failed: ${e instanceof Error ? e.message : String(e)}`, record);
+                continue;
               }
+              // The common case, one draft per record, allocates no array.
+              if (out === undefined) continue;
+              if (Array.isArray(out)) for (const d of out as readonly EntityDraft[]) add(d, record);
+              else add(out as EntityDraft, record);
             }
             const { records: _raw, keep: _keep, ...rest } = observation;
             subscriber.next({ ...rest, records, ...(keep.length > 0 ? { keep } : {}) });

@@ -75,19 +75,20 @@ export function instanceDraft(f: InstanceFacts): EntityDraft {
   const host = present(f.host);
   const vmState = present(f.vmState);
   const status = present(f.status) ?? (vmState ? novaStatus(vmState, f.taskState) : undefined);
-  const attributes: Record<string, string> = {};
-  const put = (key: string, value: string | null | undefined): void => {
-    const v = present(value);
-    if (v !== undefined) attributes[key] = v;
-  };
   // Sorted key order: normalizeEntity then keeps the object as it is (no canonical copy).
-  put('availability_zone', f.availabilityZone);
-  put('flavor', f.flavor);
-  put('host', host);
-  put('image', f.image);
-  put('task_state', f.taskState);
-  put('user', f.user);
-  put('vm_state', vmState);
+  const attributes: Record<string, string> = {};
+  const zone = present(f.availabilityZone);
+  if (zone !== undefined) attributes.availability_zone = zone;
+  const flavor = present(f.flavor);
+  if (flavor !== undefined) attributes.flavor = flavor;
+  if (host !== undefined) attributes.host = host;
+  const image = present(f.image);
+  if (image !== undefined) attributes.image = image;
+  const task = present(f.taskState);
+  if (task !== undefined) attributes.task_state = task;
+  const user = present(f.user);
+  if (user !== undefined) attributes.user = user;
+  if (vmState !== undefined) attributes.vm_state = vmState;
   return {
     type: 'nova.instance',
     id: f.id,

@@ -165,9 +165,6 @@ export function sameMeaning(a: Entity, b: Entity): boolean {
   );
 }
 
-function refsJson(refs: readonly EntityRef[]): string {
-  return JSON.stringify(refs.map((r) => [r.type, r.id]));
-}
 
 /**
  * The entity fields whose value differs between two versions of one entity; attributes are
@@ -178,13 +175,13 @@ export function changedFields(before: Entity, after: Entity): string[] {
   if (before.name !== after.name) changed.push('name');
   if (before.state !== after.state) changed.push('state');
   if (before.project !== after.project) changed.push('project');
-  if (refsJson(before.parents) !== refsJson(after.parents)) changed.push('parents');
-  if (refsJson(before.children) !== refsJson(after.children)) changed.push('children');
-  const names = new Set([...Object.keys(before.attributes), ...Object.keys(after.attributes)]);
-  for (const name of [...names].sort()) {
-    if (canonicalJson(before.attributes[name]) !== canonicalJson(after.attributes[name])) {
-      changed.push(`attributes.${name}`);
-    }
-  }
+  if (!sameRefs(before.parents, after.parents)) changed.push('parents');
+  if (!sameRefs(before.children, after.children)) changed.push('children');
+  const a = before.attributes;
+  const b = after.attributes;
+  const names: string[] = [];
+  for (const name in a) if (!sameJson(a[name] ?? null, b[name] ?? null) || (a[name] === undefined) !== (b[name] === undefined)) names.push(name);
+  for (const name in b) if (!(name in a) && b[name] !== undefined) names.push(name);
+  for (const name of names.sort()) changed.push(`attributes.${name}`);
   return changed;
 }

@@ -1,6 +1,5 @@
 import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
-import type { BackoffOptions } from '../src/backoff.js';
-import { createHttpClient } from '../src/http.js';
+import { type RestPollOptions, readRestPollOptions, restPollClient } from '../src/http.js';
 import type { EntityDraft } from '../src/model.js';
 import { pollSnapshots } from '../src/poll.js';
 import { defineSource } from '../src/source.js';
@@ -16,11 +15,7 @@ import { defineSource } from '../src/source.js';
  * (`CRITICAL`, `WARNING`, …), `FIRING` without one. A resolved alert leaves the list, so it is
  * missing from the next snapshot: a delete.
  */
-export interface AlertmanagerOptions {
-  /** Alertmanager's base URL, e.g. `http://127.0.0.1:9093`. */
-  url: string;
-  username?: string;
-  password?: string;
+export interface AlertmanagerOptions extends RestPollOptions {
   /** Label matchers (`severity=~"critical|warning"`) sent as `filter=`: the snapshot is complete for them. */
   filter: string[];
   severityLabel: string;
@@ -29,10 +24,6 @@ export interface AlertmanagerOptions {
   /** Annotations kept as attributes. */
   annotations: string[];
   attach: AttachRule[];
-  intervalMs: number;
-  timeoutMs: number;
-  missesBeforeDelete: number;
-  backoff: BackoffOptions;
 }
 
 export const ALERTMANAGER_TYPES = ['alertmanager.alert'] as const;
@@ -125,39 +116,20 @@ export function alertDraft(alert: Alert, options: AlertMappingOptions = {}): Ent
 
 export default defineSource({
   options: (read): AlertmanagerOptions => {
-    const url = read.string('url');
-    if (!/^https?:\/\//.test(url)) read.fail('url', `expected an http(s) URL such as http://127.0.0.1:9093, got ${JSON.stringify(url)}`);
-    const username = read.optionalString('username');
-    const password = read.optionalString('password');
-    if ((username === undefined) !== (password === undefined)) read.fail(username === undefined ? 'username' : 'password', 'username and password go together');
+    const rest = readRestPollOptions(read, 'http://127.0.0.1:9093');
     const projectLabel = read.optionalString('projectLabel');
     return {
-      url: url.endsWith('/') ? url : `${url}/`,
-      ...(username !== undefined ? { username } : {}),
-      ...(password !== undefined ? { password } : {}),
+      ...rest,
       filter: read.stringList('filter', []),
       severityLabel: read.string('severityLabel', 'severity'),
       ...(projectLabel !== undefined ? { projectLabel } : {}),
       annotations: read.stringList('annotations', ['summary', 'description']),
       attach: readAttachRules(read, 'attach', { label: 'required' }),
-      intervalMs: read.duration('interval', 30_000),
-      timeoutMs: read.duration('timeout', 20_000),
-      missesBeforeDelete: read.number('missesBeforeDelete', 1, { min: 1, integer: true }),
-      backoff: { initialMs: read.duration('backoff', 1000), maxMs: read.duration('maxBackoff', 60_000) },
     };
   },
 
   create(options, { name, scheduler, log }) {
-    const http = createHttpClient({
-      baseUrl: options.url,
-      ...(options.username !== undefined && options.password !== undefined ? { basicAuth: { username: options.username, password: options.password } } : {}),
-      timeoutMs: Math.max(1, Math.floor(options.timeoutMs / 2)),
-      retries: 1,
-      backoff: options.backoff,
-      scheduler,
-      log,
-      name,
-    });
+    const http = restPollClient(options, { name, scheduler, log }, 1);
     // filter= repeats, which QueryParams can't say: build the query by hand.
     const path = `api/v2/alerts${options.filter.length > 0 ? `?${options.filter.map((f) => `filter=${encodeURIComponent(f)}`).join('&')}` : ''}`;
     const mapping: AlertMappingOptions = { ...options };

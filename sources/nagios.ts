@@ -1,7 +1,6 @@
 import { defer } from 'rxjs';
 import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
-import type { BackoffOptions } from '../src/backoff.js';
-import { createHttpClient } from '../src/http.js';
+import { type RestPollOptions, readRestPollOptions, restPollClient } from '../src/http.js';
 import { type EntityDraft, ref } from '../src/model.js';
 import { pollSnapshots } from '../src/poll.js';
 import { defineSource } from '../src/source.js';
@@ -22,19 +21,12 @@ import { type NagiosStatus, parseStatusJson, parseStatusPage } from './nagios/st
  *
  * Hashed attributes are the ones that change only when the check's state does (docs/sources/nagios.md).
  */
-export interface NagiosOptions {
-  /** The cgi-bin folder, e.g. `http://nagios.example/cgi-bin/nagios4`. */
-  url: string;
-  username?: string;
-  password?: string;
+export interface NagiosOptions extends RestPollOptions {
+  /** `url`: the cgi-bin folder, e.g. `http://nagios.example/cgi-bin/nagios4`. */
   cgi: 'statusjson' | 'status';
-  intervalMs: number;
-  timeoutMs: number;
   /** `stable`: the output as of the last state change; `latest`: every new text is an update; `none`. */
   output: 'stable' | 'latest' | 'none';
   attach: AttachRule[];
-  missesBeforeDelete: number;
-  backoff: BackoffOptions;
 }
 
 export const NAGIOS_TYPES = ['nagios.host', 'nagios.service'] as const;
@@ -108,37 +100,16 @@ function stableOutput(): (records: NagiosStatus[]) => NagiosStatus[] {
 
 export default defineSource({
   options: (read): NagiosOptions => {
-    const url = read.string('url');
-    if (!/^https?:\/\//.test(url)) read.fail('url', `expected an http(s) URL of the cgi-bin folder, got ${JSON.stringify(url)}`);
-    const username = read.optionalString('username');
-    const password = read.optionalString('password');
-    if ((username === undefined) !== (password === undefined)) read.fail(username === undefined ? 'username' : 'password', 'username and password go together');
     return {
-      url: url.endsWith('/') ? url : `${url}/`,
-      ...(username !== undefined ? { username } : {}),
-      ...(password !== undefined ? { password } : {}),
+      ...readRestPollOptions(read, 'the cgi-bin folder, http://nagios.example/cgi-bin/nagios4'),
       cgi: read.oneOf('cgi', ['statusjson', 'status'] as const, 'statusjson'),
-      intervalMs: read.duration('interval', 30_000),
-      timeoutMs: read.duration('timeout', 20_000),
       output: read.oneOf('output', ['stable', 'latest', 'none'] as const, 'stable'),
       attach: readAttachRules(read, 'attach', { label: 'forbidden' }),
-      missesBeforeDelete: read.number('missesBeforeDelete', 1, { min: 1, integer: true }),
-      backoff: { initialMs: read.duration('backoff', 1000), maxMs: read.duration('maxBackoff', 60_000) },
     };
   },
 
   create(options, { name, scheduler, log }) {
-    const http = createHttpClient({
-      baseUrl: options.url,
-      ...(options.username !== undefined && options.password !== undefined ? { basicAuth: { username: options.username, password: options.password } } : {}),
-      // One request may not use the whole poll budget: both requests and a retry must fit.
-      timeoutMs: Math.max(1, Math.floor(options.timeoutMs / 3)),
-      retries: 1,
-      backoff: options.backoff,
-      scheduler,
-      log,
-      name,
-    });
+    const http = restPollClient(options, { name, scheduler, log }, ENDPOINTS[options.cgi].length);
     const signal$ = defer(() => {
       const settle = options.output === 'stable' ? stableOutput() : (records: NagiosStatus[]) => records;
       return pollSnapshots<NagiosStatus>(

@@ -24,6 +24,7 @@ import {
 } from 'rxjs';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { type Logger, errorMessage, silentLogger } from './log.js';
+import type { OptionReader } from './options.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -465,4 +466,59 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
     }
     if (pageNo >= maxPages) throw new Error(`GET ${where}: more than ${maxPages} pages, giving up`);
   }
+}
+
+/** What every REST poll source of a monitoring system is configured with. */
+export interface RestPollOptions {
+  /** Base URL, with a trailing slash so relative paths resolve below it. */
+  url: string;
+  username?: string;
+  password?: string;
+  intervalMs: number;
+  timeoutMs: number;
+  missesBeforeDelete: number;
+  backoff: BackoffOptions;
+}
+
+/**
+ * Reads the shared keys of a REST poll source: `url` (http or https), `username` and `password`
+ * (basic auth, together or not at all), `interval`, `timeout`, `missesBeforeDelete`, `backoff`,
+ * `maxBackoff`. `example` completes the message for a bad URL.
+ */
+export function readRestPollOptions(read: OptionReader, example: string): RestPollOptions {
+  const url = read.string('url');
+  if (!/^https?:\/\//.test(url)) read.fail('url', `expected an http(s) URL such as ${example}, got ${JSON.stringify(url)}`);
+  const username = read.optionalString('username');
+  const password = read.optionalString('password');
+  if ((username === undefined) !== (password === undefined)) read.fail(username === undefined ? 'username' : 'password', 'username and password go together');
+  return {
+    url: url.endsWith('/') ? url : `${url}/`,
+    ...(username !== undefined ? { username } : {}),
+    ...(password !== undefined ? { password } : {}),
+    intervalMs: read.duration('interval', 30_000),
+    timeoutMs: read.duration('timeout', 20_000),
+    missesBeforeDelete: read.number('missesBeforeDelete', 1, { min: 1, integer: true }),
+    backoff: { initialMs: read.duration('backoff', 1000), maxMs: read.duration('maxBackoff', 60_000) },
+  };
+}
+
+/**
+ * The HTTP client of a REST poll source. One request may not use the whole poll budget: the
+ * poll's `requestsPerPoll` requests and one retry must fit in its timeout.
+ */
+export function restPollClient(
+  options: RestPollOptions,
+  context: { name: string; scheduler: SchedulerLike; log: Logger },
+  requestsPerPoll: number,
+): HttpClient {
+  return createHttpClient({
+    baseUrl: options.url,
+    ...(options.username !== undefined && options.password !== undefined ? { basicAuth: { username: options.username, password: options.password } } : {}),
+    timeoutMs: Math.max(1, Math.floor(options.timeoutMs / (requestsPerPoll + 1))),
+    retries: 1,
+    backoff: options.backoff,
+    scheduler: context.scheduler,
+    log: context.log,
+    name: context.name,
+  });
 }

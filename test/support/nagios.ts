@@ -2,9 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, closeSync, constants, existsSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './ports.js';
 
 /** Debian's nagios4 + nagios4-cgi + apache2. */
 export const NAGIOS_BIN = '/usr/sbin/nagios4';
@@ -24,17 +24,6 @@ export interface RunningNagios {
   /** ms from spawning Nagios and Apache to statusjson.cgi listing the hosts. */
   startMs: number;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** The objects of the test Nagios: passive-only checks, so only the test moves their states. */

@@ -5,25 +5,15 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect as tcpConnect } from 'node:net';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './ports.js';
+
+export { freePort };
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server';
-
-/** A free TCP port on 127.0.0.1 (the OS picks it; closed again before returning). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** True when something accepts TCP connections on 127.0.0.1:port. */
 export function portOpen(port: number, timeoutMs = 500): Promise<boolean> {

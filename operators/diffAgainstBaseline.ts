@@ -90,7 +90,7 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
   const entities = state.entities.withMutations((map) => {
     for (const entity of snapshot.records) {
       const key = entity.key;
-      let prev = previous.get(key);
+      let prev = previous.size > 0 ? previous.get(key) : undefined;
       if (prev === SEEN) prev = map.get(key); // the same key twice in one snapshot: the last one wins
       else if (prev !== undefined) previous.set(key, SEEN);
       if (prev === undefined && tombstones.size > 0) {

@@ -71,50 +71,147 @@ export function canonicalize<T>(value: T): T {
   return isCanonical(value) ? value : (JSON.parse(canonicalJson(value)) as T);
 }
 
-/** A string, self-delimiting: `<length>:<text>` (`~` for none). */
-function field(s: string | undefined): string {
-  return s === undefined ? '~' : s.length + ':' + s;
+/**
+ * Where an entity's meaning is written, token by token: as text (entityMeaning: tests, debugging)
+ * or as bytes for the hash (entityHash, the hot path: no intermediate strings).
+ */
+interface MeaningSink {
+  /** One string, self-delimiting (its length goes first); `undefined` is written as absent. */
+  str(s: string | undefined): void;
+  /** One structural mark: `r` refs, `a` attributes, `s`/`n`/`T`/`F`/`z`/`j` value kinds. */
+  mark(c: number): void;
 }
 
-function refsText(refs: readonly EntityRef[]): string {
-  let out = 'r' + refs.length;
-  for (let i = 0; i < refs.length; i++) out += field(refs[i]!.type) + field(refs[i]!.id);
-  return out;
+const R = 0x72; // r
+const A = 0x61; // a
+const S = 0x73; // s
+const N = 0x6e; // n
+const T = 0x54; // T
+const F = 0x46; // F
+const Z = 0x7a; // z
+const J = 0x6a; // j
+
+function writeRefs(refs: readonly EntityRef[], sink: MeaningSink): void {
+  sink.mark(R);
+  sink.str(String(refs.length));
+  for (let i = 0; i < refs.length; i++) {
+    sink.str(refs[i]!.type);
+    sink.str(refs[i]!.id);
+  }
 }
 
-function valueText(v: unknown): string {
+function writeValue(v: unknown, sink: MeaningSink): void {
   switch (typeof v) {
     case 'string':
-      return 's' + field(v);
+      sink.mark(S);
+      return sink.str(v);
     case 'number':
-      return Number.isFinite(v) ? 'n' + v + ';' : 'z';
+      if (!Number.isFinite(v)) return sink.mark(Z);
+      sink.mark(N);
+      return sink.str(String(v));
     case 'boolean':
-      return v ? 'T' : 'F';
+      return sink.mark(v ? T : F);
     default:
-      return v === null ? 'z' : 'j' + field(canonicalJson(v));
+      if (v === null) return sink.mark(Z);
+      sink.mark(J);
+      return sink.str(canonicalJson(v));
   }
 }
 
 /**
- * The text an entity's hash is taken over: its meaning (type, id, name, state, project, parents,
- * children, attributes), not observedAt, source or raw (DESIGN rule 1). Every part is
- * self-delimiting, so different meanings give different texts; it is built by concatenation,
- * about three times faster than JSON.stringify of the same parts. Expects what normalizeEntity
- * makes: refs in canonical order, attributes canonicalized (sorted keys).
+ * Writes an entity's meaning (type, id, name, state, project, parents, children, attributes),
+ * not observedAt, source or raw (DESIGN rule 1). Every token is self-delimiting, so different
+ * meanings write different token streams. Expects what normalizeEntity makes: refs in canonical
+ * order, attributes canonicalized (sorted keys).
  */
-export function entityMeaning(e: Entity): string {
-  let attributes = 'a';
+function writeMeaning(e: Entity, sink: MeaningSink): void {
+  sink.str(e.type);
+  sink.str(e.id);
+  sink.str(e.name);
+  sink.str(e.state);
+  sink.str(e.project);
+  writeRefs(e.parents, sink);
+  writeRefs(e.children, sink);
+  sink.mark(A);
   const attrs = e.attributes;
   for (const key in attrs) {
     const v = attrs[key];
-    if (v !== undefined && typeof v !== 'function') attributes += field(key) + valueText(v);
+    if (v === undefined || typeof v === 'function') continue;
+    sink.str(key);
+    writeValue(v, sink);
   }
-  return field(e.type) + field(e.id) + field(e.name) + field(e.state) + field(e.project) + refsText(e.parents) + refsText(e.children) + attributes;
 }
 
-/** Semantic hash of an entity: equal meaning ⇒ equal hash (base64 SHA-1 of entityMeaning). */
+class TextSink implements MeaningSink {
+  text = '';
+  str(s: string | undefined): void {
+    this.text += s === undefined ? '~' : s.length + ':' + s;
+  }
+  mark(c: number): void {
+    this.text += String.fromCharCode(c);
+  }
+}
+
+/**
+ * Writes the tokens as bytes into one reused buffer: a string is 0x01, its length in UTF-16
+ * units (4 bytes), then each unit — one byte below 0x80, else 0xFF and two bytes — so the encoding
+ * stays injective; marks are single ASCII bytes; absent is `~`.
+ */
+class ByteSink implements MeaningSink {
+  buf = Buffer.allocUnsafe(8192);
+  off = 0;
+  private room(n: number): void {
+    if (this.off + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.off + n));
+    this.buf.copy(bigger, 0, 0, this.off);
+    this.buf = bigger;
+  }
+  str(s: string | undefined): void {
+    if (s === undefined) return this.mark(0x7e);
+    const n = s.length;
+    this.room(5 + 3 * n);
+    const buf = this.buf;
+    let off = this.off;
+    buf[off++] = 0x01;
+    buf[off++] = n >>> 24;
+    buf[off++] = (n >>> 16) & 0xff;
+    buf[off++] = (n >>> 8) & 0xff;
+    buf[off++] = n & 0xff;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 0x80) buf[off++] = c;
+      else {
+        buf[off++] = 0xff;
+        buf[off++] = c >>> 8;
+        buf[off++] = c & 0xff;
+      }
+    }
+    this.off = off;
+  }
+  mark(c: number): void {
+    this.room(1);
+    this.buf[this.off++] = c;
+  }
+}
+
+const bytes = new ByteSink();
+
+/** The text of an entity's meaning: the tokens entityHash hashes, written out (tests, debugging). */
+export function entityMeaning(e: Entity): string {
+  const sink = new TextSink();
+  writeMeaning(e, sink);
+  return sink.text;
+}
+
+/**
+ * Semantic hash of an entity (base64 SHA-1 of its meaning's tokens): equal meaning ⇒ equal hash,
+ * whatever the key order of its attributes or the order of its refs — object-hash's semantics
+ * at a fraction of its cost (the tokens go to one reused buffer, no intermediate strings).
+ */
 export function entityHash(e: Entity): string {
-  return digest('sha1', entityMeaning(e), 'base64');
+  bytes.off = 0;
+  writeMeaning(e, bytes);
+  return digest('sha1', bytes.buf.subarray(0, bytes.off), 'base64');
 }
 
 function sameRefs(a: readonly EntityRef[], b: readonly EntityRef[]): boolean {

@@ -91,12 +91,31 @@ describe('diffAgainstBaseline (properties)', () => {
     );
   });
 
-  it('sameMeaning agrees with the hash text', () => {
+  it('sameMeaning and entityHash agree with the meaning text', () => {
     fc.assert(
       fc.property(arbEntity, arbEntity, (x, y) => {
-        expect(sameMeaning(x, y)).toBe(entityMeaning(x) === entityMeaning(y));
+        const same = entityMeaning(x) === entityMeaning(y);
+        expect(sameMeaning(x, y)).toBe(same);
+        expect(entityHash(x) === entityHash(y)).toBe(same);
       }),
       { numRuns: 2000 },
+    );
+  });
+
+  it('entityHash tells apart values that only an injective encoding separates', () => {
+    const attrs = fc.dictionary(
+      fc.string({ unit: 'binary', maxLength: 6 }),
+      fc.oneof(fc.string({ unit: 'binary', maxLength: 6 }), fc.integer(), fc.boolean(), fc.constant(null), fc.array(fc.integer(), { maxLength: 2 })),
+      { maxKeys: 3 },
+    );
+    const arb = fc.record({ id: fc.string({ unit: 'binary', minLength: 1, maxLength: 6 }), name: fc.option(fc.string({ unit: 'binary', maxLength: 4 }), { nil: undefined }), attributes: attrs });
+    fc.assert(
+      fc.property(arb, arb, (a, b) => {
+        const x = entity(a.id, 'UP', { name: a.name, attributes: a.attributes });
+        const y = entity(b.id, 'UP', { name: b.name, attributes: b.attributes });
+        expect(entityHash(x) === entityHash(y)).toBe(entityMeaning(x) === entityMeaning(y));
+      }),
+      { numRuns: 3000 },
     );
   });
 });

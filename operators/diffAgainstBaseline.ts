@@ -1,8 +1,7 @@
 import { Map as ImmutableMap } from 'immutable';
 import { type OperatorFunction, mergeMap, scan } from 'rxjs';
-import { match } from 'ts-pattern';
 import { changedFields, entityHash, sameMeaning } from '../src/hash.js';
-import type { ChangeObservation, Entity, EntityEvent, EntityType, Observation, SnapshotObservation } from '../src/model.js';
+import { type ChangeObservation, type Entity, type EntityEvent, type EntityType, type Observation, type SnapshotObservation, unreachable } from '../src/model.js';
 
 /** What the baseline knows of one entity. */
 export interface BaselineEntry {
@@ -140,35 +139,44 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
   return { state: { entities, tombstones, syncedAt, clock: state.clock }, events, observation: snapshot };
 }
 
-function applyChange(state: BaselineState, change: ChangeObservation, at: number): BaselineStep {
+function applyUpsert(state: BaselineState, change: ChangeObservation, at: number, prev: BaselineEntry | undefined): BaselineStep {
   const entity = change.record;
   const key = entity.key;
-  const prev = state.entities.get(key);
-  const unchanged: BaselineStep = { state, events: [], observation: change };
-  // Older than what the baseline already holds: never overrides it (rule 4).
-  if (prev !== undefined && effectiveAt(state, prev) > at) return unchanged;
   const deletedAt = state.tombstones.get(key);
-  return match(change.action)
-    .with('upsert', (): BaselineStep => {
-      // Deleted at or after this notification was stamped: a late or redelivered message.
-      if (deletedAt !== undefined && deletedAt >= at) return unchanged;
-      const tombstones = deletedAt === undefined ? state.tombstones : state.tombstones.delete(key);
-      if (prev !== undefined && sameMeaning(prev.entity, entity)) {
-        const entities = state.entities.set(key, { ...prev, at, bySnapshot: false, misses: 0 });
-        return { ...unchanged, state: { ...state, entities, tombstones } };
-      }
-      const hash = entityHash(entity);
-      const entities = state.entities.set(key, { entity, hash, at, bySnapshot: false, misses: 0 });
-      return { state: { ...state, entities, tombstones }, events: [upsertEvent(prev, entity, hash, 'notification')], observation: change };
-    })
-    .with('delete', (): BaselineStep => {
-      // Remember the deletion even for an unknown entity: a create that arrives late stays out.
-      const tombstones = state.tombstones.set(key, Math.max(at, deletedAt ?? 0));
-      if (prev === undefined) return { ...unchanged, state: { ...state, tombstones } };
-      const events: EntityEvent[] = [{ action: 'delete', origin: 'notification', entity: prev.entity, hash: prev.hash }];
-      return { state: { ...state, entities: state.entities.delete(key), tombstones }, events, observation: change };
-    })
-    .exhaustive();
+  // Deleted at or after this notification was stamped: a late or redelivered message.
+  if (deletedAt !== undefined && deletedAt >= at) return { state, events: [], observation: change };
+  const tombstones = deletedAt === undefined ? state.tombstones : state.tombstones.delete(key);
+  if (prev !== undefined && sameMeaning(prev.entity, entity)) {
+    const entities = state.entities.set(key, { entity: prev.entity, hash: prev.hash, at, bySnapshot: false, misses: 0 });
+    return { state: { entities, tombstones, syncedAt: state.syncedAt, clock: state.clock }, events: [], observation: change };
+  }
+  const hash = entityHash(entity);
+  const entities = state.entities.set(key, { entity, hash, at, bySnapshot: false, misses: 0 });
+  return { state: { entities, tombstones, syncedAt: state.syncedAt, clock: state.clock }, events: [upsertEvent(prev, entity, hash, 'notification')], observation: change };
+}
+
+function applyDelete(state: BaselineState, change: ChangeObservation, at: number, prev: BaselineEntry | undefined): BaselineStep {
+  const key = change.record.key;
+  // Remember the deletion even for an unknown entity: a create that arrives late stays out.
+  const tombstones = state.tombstones.set(key, Math.max(at, state.tombstones.get(key) ?? 0));
+  if (prev === undefined) return { state: { ...state, tombstones }, events: [], observation: change };
+  const events: EntityEvent[] = [{ action: 'delete', origin: 'notification', entity: prev.entity, hash: prev.hash }];
+  return { state: { ...state, entities: state.entities.delete(key), tombstones }, events, observation: change };
+}
+
+function applyChange(state: BaselineState, change: ChangeObservation, at: number): BaselineStep {
+  const prev = state.entities.get(change.record.key);
+  // Older than what the baseline already holds: never overrides it (rule 4).
+  if (prev !== undefined && effectiveAt(state, prev) > at) return { state, events: [], observation: change };
+  // A switch, not ts-pattern, on this per-message path: it costs nothing and `never` keeps it exhaustive.
+  switch (change.action) {
+    case 'upsert':
+      return applyUpsert(state, change, at, prev);
+    case 'delete':
+      return applyDelete(state, change, at, prev);
+    default:
+      return unreachable(change.action, 'change action');
+  }
 }
 
 /** Drops tombstones older than the window, at most about ten times per window. */
@@ -188,10 +196,14 @@ function expireTombstones(state: BaselineState, at: number, tombstoneMs: number)
 export function applyObservation(state: BaselineState, observation: Observation, options: DiffOptions = {}): BaselineStep {
   const at = timeOf(observation);
   const current = expireTombstones(state, at, options.tombstoneMs ?? DEFAULT_TOMBSTONE_MS);
-  return match(observation)
-    .with({ kind: 'snapshot' }, (s) => applySnapshot(current, s, at))
-    .with({ kind: 'change' }, (c) => applyChange(current, c, at))
-    .exhaustive();
+  switch (observation.kind) {
+    case 'snapshot':
+      return applySnapshot(current, observation, at);
+    case 'change':
+      return applyChange(current, observation, at);
+    default:
+      return unreachable(observation, 'observation');
+  }
 }
 
 /**

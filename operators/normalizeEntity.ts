@@ -214,10 +214,12 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
             return;
           }
           // One record may describe several entities; the last one carries the settle hook.
-          entities.forEach((record, i) => {
-            const { record: _raw, settle, ...rest } = observation;
-            subscriber.next({ ...rest, record, ...(i === entities.length - 1 && settle ? { settle } : {}) });
-          });
+          const { source, action, at, settle } = observation;
+          for (let i = 0; i < entities.length; i++) {
+            const change: Observation<Entity> = { kind: 'change', source, action, at, record: entities[i]! };
+            if (settle && i === entities.length - 1) change.settle = settle;
+            subscriber.next(change);
+          }
         },
         error: (e: unknown) => subscriber.error(e),
         complete: () => subscriber.complete(),

@@ -121,3 +121,11 @@ export function entityKey(type: EntityType, id: string): string {
 export function ref(type: EntityType, id: string): EntityRef {
   return { type, id };
 }
+
+/**
+ * For the `default:` of a switch over a union: the call only compiles when every member was
+ * handled (the value is `never`), so a new variant that is not handled fails to compile.
+ */
+export function unreachable(value: never, what: string): never {
+  throw new Error(`unhandled ${what}: ${JSON.stringify(value)}`);
+}

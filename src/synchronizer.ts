@@ -18,7 +18,7 @@ import { type InvalidRecord, normalizeEntity } from '../operators/normalizeEntit
 import { typeMatcher } from '../operators/ofType.js';
 import { type BackoffOptions, retryWithBackoff } from './backoff.js';
 import { type Logger, errorMessage, silentLogger } from './log.js';
-import type { Entity, EntityAction, EntityEvent, EntityType, Observation } from './model.js';
+import { type Entity, type EntityAction, type EntityEvent, type EntityType, type Observation, unreachable } from './model.js';
 import type { HealthSignal, Source, SourceSignal } from './source.js';
 
 /** What `entities$` and `register` deliver: the current state, a marker, then the changes. */
@@ -189,23 +189,25 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
       .exhaustive();
 
   /** Drops what is not active; an observation with nothing left is settled at once. */
-  const onlyActive = (o: Observation): Observation | undefined =>
-    match(o)
-      .with({ kind: 'snapshot' }, (s) => {
-        const types = s.types.filter(active);
-        if (types.length === s.types.length) return s;
+  const onlyActive = (o: Observation): Observation | undefined => {
+    switch (o.kind) {
+      case 'snapshot': {
+        const types = o.types.filter(active);
+        if (types.length === o.types.length) return o;
         if (types.length === 0) {
-          s.settle?.({ ok: true });
+          o.settle?.({ ok: true });
           return undefined;
         }
-        return { ...s, types, records: s.records.filter((r) => active(r.type)) };
-      })
-      .with({ kind: 'change' }, (c) => {
-        if (active(c.record.type)) return c;
-        c.settle?.({ ok: true });
+        return { ...o, types, records: o.records.filter((r) => active(r.type)) };
+      }
+      case 'change':
+        if (active(o.record.type)) return o;
+        o.settle?.({ ok: true });
         return undefined;
-      })
-      .exhaustive();
+      default:
+        return unreachable(o, 'observation');
+    }
+  };
 
   const observationsOf = (source: Source<unknown>): ObservableT<Observation> =>
     source.signal$.pipe(

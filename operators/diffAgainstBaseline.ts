@@ -6,7 +6,6 @@ import { type ChangeObservation, type Entity, type EntityEvent, type EntityType,
 /** What the baseline knows of one entity. */
 export interface BaselineEntry {
   readonly entity: Entity;
-  readonly hash: string;
   /** Time (epoch ms) of the observation that last wrote this entry. */
   readonly at: number;
   /**
@@ -64,14 +63,39 @@ function effectiveAt(state: BaselineState, entry: BaselineEntry): number {
   return Math.max(entry.at, state.syncedAt.get(entry.entity.type) ?? 0);
 }
 
-function upsertEvent(prev: BaselineEntry | undefined, entity: Entity, hash: string, origin: EntityEvent['origin']): EntityEvent {
-  return prev === undefined
-    ? { action: 'create', origin, entity, hash }
-    : { action: 'update', origin, entity, changed: changedFields(prev.entity, entity), hash };
+/**
+ * An event whose `hash` is computed the first time it is read, then kept: the baseline compares
+ * meanings, not hashes, so a consumer that never reads the hash never pays for it. It is an own
+ * enumerable property, so JSON, spread and structuredClone see it like any other field.
+ */
+function event(action: EntityEvent['action'], origin: EntityEvent['origin'], entity: Entity, changed?: string[]): EntityEvent {
+  let hash: string | undefined;
+  return changed === undefined
+    ? {
+        action,
+        origin,
+        entity,
+        get hash(): string {
+          return (hash ??= entityHash(entity));
+        },
+      }
+    : {
+        action,
+        origin,
+        entity,
+        changed,
+        get hash(): string {
+          return (hash ??= entityHash(entity));
+        },
+      };
+}
+
+function upsertEvent(prev: BaselineEntry | undefined, entity: Entity, origin: EntityEvent['origin']): EntityEvent {
+  return prev === undefined ? event('create', origin, entity) : event('update', origin, entity, changedFields(prev.entity, entity));
 }
 
 /** Marks, in a snapshot's working map, an entry the snapshot holds (or keeps). */
-const SEEN: BaselineEntry = Object.freeze({ entity: undefined as unknown as Entity, hash: '', at: 0, bySnapshot: false, misses: 0 });
+const SEEN: BaselineEntry = Object.freeze({ entity: undefined as unknown as Entity, at: 0, bySnapshot: false, misses: 0 });
 
 function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: number): BaselineStep {
   const events: EntityEvent[] = [];
@@ -109,16 +133,15 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
           continue;
         }
       }
-      const hash = entityHash(entity);
       const size = map.size;
-      map.set(key, { entity, hash, at, bySnapshot: true, misses: 0 });
+      map.set(key, { entity, at, bySnapshot: true, misses: 0 });
       if (prev === undefined && map.size === size) {
         // Created earlier in this same snapshot (a page repeated a record): one create, the last state.
         const i = events.findLastIndex((e) => e.entity.key === key);
-        events[i] = { action: 'create', origin: 'snapshot', entity, hash };
+        events[i] = event('create', 'snapshot', entity);
         continue;
       }
-      events.push(upsertEvent(prev, entity, hash, 'snapshot'));
+      events.push(upsertEvent(prev, entity, 'snapshot'));
     }
     // Complete for its types (rules 2 and 5): whatever of those types it lacks is gone.
     for (const [key, entry] of previous) {
@@ -130,7 +153,7 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
       }
       map.delete(key);
       tombstones = tombstones.set(key, at);
-      events.push({ action: 'delete', origin: 'snapshot', entity: entry.entity, hash: entry.hash });
+      events.push(event('delete', 'snapshot', entry.entity));
     }
   });
   const syncedAt = state.syncedAt.withMutations((m) => {
@@ -147,12 +170,11 @@ function applyUpsert(state: BaselineState, change: ChangeObservation, at: number
   if (deletedAt !== undefined && deletedAt >= at) return { state, events: [], observation: change };
   const tombstones = deletedAt === undefined ? state.tombstones : state.tombstones.delete(key);
   if (prev !== undefined && sameMeaning(prev.entity, entity)) {
-    const entities = state.entities.set(key, { entity: prev.entity, hash: prev.hash, at, bySnapshot: false, misses: 0 });
+    const entities = state.entities.set(key, { entity: prev.entity, at, bySnapshot: false, misses: 0 });
     return { state: { entities, tombstones, syncedAt: state.syncedAt, clock: state.clock }, events: [], observation: change };
   }
-  const hash = entityHash(entity);
-  const entities = state.entities.set(key, { entity, hash, at, bySnapshot: false, misses: 0 });
-  return { state: { entities, tombstones, syncedAt: state.syncedAt, clock: state.clock }, events: [upsertEvent(prev, entity, hash, 'notification')], observation: change };
+  const entities = state.entities.set(key, { entity, at, bySnapshot: false, misses: 0 });
+  return { state: { entities, tombstones, syncedAt: state.syncedAt, clock: state.clock }, events: [upsertEvent(prev, entity, 'notification')], observation: change };
 }
 
 function applyDelete(state: BaselineState, change: ChangeObservation, at: number, prev: BaselineEntry | undefined): BaselineStep {
@@ -160,7 +182,7 @@ function applyDelete(state: BaselineState, change: ChangeObservation, at: number
   // Remember the deletion even for an unknown entity: a create that arrives late stays out.
   const tombstones = state.tombstones.set(key, Math.max(at, state.tombstones.get(key) ?? 0));
   if (prev === undefined) return { state: { ...state, tombstones }, events: [], observation: change };
-  const events: EntityEvent[] = [{ action: 'delete', origin: 'notification', entity: prev.entity, hash: prev.hash }];
+  const events: EntityEvent[] = [event('delete', 'notification', prev.entity)];
   return { state: { ...state, entities: state.entities.delete(key), tombstones }, events, observation: change };
 }
 
@@ -237,7 +259,8 @@ export function baselineSteps(options: DiffOptions = {}, seed: BaselineState = e
  * 4. An older observation never overrides a newer one: a snapshot started before a notification
  *    that changed an entity leaves that entity alone, and a deleted entity keeps a tombstone for
  *    `tombstoneMs` so a late or redelivered older notification cannot bring it back.
- * 5. Update events list the `changed` fields; delete events carry the last known entity.
+ * 5. Update events list the `changed` fields; delete events carry the last known entity. Each
+ *    event's `hash` (entityHash of its entity) is computed when first read.
  * 6. Completes and errors with the source.
  *
  * @example

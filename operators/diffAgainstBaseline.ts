@@ -26,6 +26,8 @@ export interface BaselineState {
   readonly syncedAt: ImmutableMap<EntityType, number>;
   /** Newest observation time seen, epoch ms; drives tombstone expiry. */
   readonly clock: number;
+  /** @internal A plain-Map index of `entities` (see {@link indexOf}); absent or stale means "build one". */
+  readonly index: BaselineIndex | undefined;
 }
 
 /** One observation applied: the baseline after it, and the events it caused. */
@@ -48,7 +50,18 @@ export const DEFAULT_TOMBSTONE_MS = 10 * 60_000;
 
 /** The baseline before any observation. */
 export function emptyBaseline(): BaselineState {
-  return { entities: ImmutableMap(), tombstones: ImmutableMap(), syncedAt: ImmutableMap(), clock: 0 };
+  return baseline(ImmutableMap(), ImmutableMap(), ImmutableMap(), 0, undefined);
+}
+
+/** Every state is built here, so all have one shape (property access stays monomorphic). */
+function baseline(
+  entities: BaselineState['entities'],
+  tombstones: BaselineState['tombstones'],
+  syncedAt: BaselineState['syncedAt'],
+  clock: number,
+  index: BaselineIndex | undefined,
+): BaselineState {
+  return { entities, tombstones, syncedAt, clock, index };
 }
 
 function timeOf(observation: Observation): number {
@@ -94,29 +107,72 @@ function upsertEvent(prev: BaselineEntry | undefined, entity: Entity, origin: En
   return prev === undefined ? event('create', origin, entity) : event('update', origin, entity, changedFields(prev.entity, entity));
 }
 
-/** Marks, in a snapshot's working map, an entry the snapshot holds (or keeps). */
-const SEEN: BaselineEntry = Object.freeze({ entity: undefined as unknown as Entity, at: 0, bySnapshot: false, misses: 0 });
+/** An entry in the plain-Map index of a baseline, with this index's bookkeeping. */
+interface Slot {
+  entry: BaselineEntry;
+  /** Generation of the last snapshot that held it. */
+  seen: number;
+  /** Generation of the snapshot that created it. */
+  created: number;
+}
+
+/**
+ * A plain-Map index of a baseline's entries: lookups without Immutable's string hashing, and no
+ * rebuild per poll. It is valid for the state whose `entities` it names. The reducer takes it
+ * from the state it reduces and hands it, updated, to the state it returns; reducing an older
+ * state again finds it naming another map and builds a fresh one, so the reducer stays pure.
+ */
+interface BaselineIndex {
+  entities: ImmutableMap<string, BaselineEntry> | undefined;
+  readonly byKey: Map<string, Slot>;
+}
+
+let generation = 0;
+
+function indexOf(state: BaselineState): BaselineIndex {
+  let index = state.index;
+  if (index === undefined || index.entities !== state.entities) {
+    const byKey = new Map<string, Slot>();
+    state.entities.forEach((entry, key) => void byKey.set(key, { entry, seen: 0, created: 0 }));
+    index = { entities: undefined, byKey };
+  }
+  // Taken: until the caller hands it on, it describes no state.
+  index.entities = undefined;
+  return index;
+}
+
+/** The state with the index handed on to it. */
+function withIndex(state: BaselineState, index: BaselineIndex): BaselineState {
+  index.entities = state.entities;
+  return state.index === index ? state : baseline(state.entities, state.tombstones, state.syncedAt, state.clock, index);
+}
 
 function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: number): BaselineStep {
   const events: EntityEvent[] = [];
   const types = new Set<EntityType>(snapshot.types);
   const missesBeforeDelete = Math.max(1, snapshot.missesBeforeDelete ?? 1);
-  // The baseline's entries of the snapshot's types, in a plain Map: one pass over the baseline
-  // instead of a persistent-map lookup per record (the hot path of every poll). Entries the
-  // snapshot holds are marked SEEN; the others are what it lacks.
-  const previous = new Map<string, BaselineEntry>();
-  state.entities.forEach((entry, key) => {
-    if (types.has(entry.entity.type)) previous.set(key, entry);
-  });
-  for (const key of snapshot.keep ?? []) previous.set(key, SEEN);
+  const baselineIndex = indexOf(state);
+  const index = baselineIndex.byKey;
+  const gen = ++generation;
+  for (const key of snapshot.keep ?? []) {
+    const slot = index.get(key);
+    if (slot !== undefined) slot.seen = gen;
+  }
   let tombstones = state.tombstones;
   const entities = state.entities.withMutations((map) => {
     for (const entity of snapshot.records) {
       const key = entity.key;
-      let prev = previous.size > 0 ? previous.get(key) : undefined;
-      if (prev === SEEN) prev = map.get(key); // the same key twice in one snapshot: the last one wins
-      else if (prev !== undefined) previous.set(key, SEEN);
-      if (prev === undefined && tombstones.size > 0) {
+      const slot = index.get(key);
+      if (slot !== undefined && slot.created === gen) {
+        // Created earlier in this same snapshot (a page repeated a record): one create, the last state.
+        slot.entry = { entity, at, bySnapshot: true, misses: 0 };
+        map.set(key, slot.entry);
+        events[events.findLastIndex((e) => e.entity.key === key)] = event('create', 'snapshot', entity);
+        continue;
+      }
+      const prev = slot?.entry;
+      if (slot !== undefined) slot.seen = gen;
+      else if (tombstones.size > 0) {
         const deletedAt = tombstones.get(key);
         if (deletedAt !== undefined) {
           // Deleted after this snapshot's request started: the snapshot is older news (rule 4).
@@ -129,29 +185,27 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
         if (effectiveAt(state, prev) > at) continue;
         if (sameMeaning(prev.entity, entity)) {
           // Unchanged: syncedAt confirms it, unless a notification or a miss wrote it last.
-          if (!prev.bySnapshot || prev.misses > 0) map.set(key, { ...prev, at, bySnapshot: true, misses: 0 });
+          if (!prev.bySnapshot || prev.misses > 0) map.set(key, (slot!.entry = { ...prev, at, bySnapshot: true, misses: 0 }));
           continue;
         }
       }
-      const size = map.size;
-      map.set(key, { entity, at, bySnapshot: true, misses: 0 });
-      if (prev === undefined && map.size === size) {
-        // Created earlier in this same snapshot (a page repeated a record): one create, the last state.
-        const i = events.findLastIndex((e) => e.entity.key === key);
-        events[i] = event('create', 'snapshot', entity);
-        continue;
-      }
+      const entry: BaselineEntry = { entity, at, bySnapshot: true, misses: 0 };
+      map.set(key, entry);
+      if (slot !== undefined) slot.entry = entry;
+      else index.set(key, { entry, seen: gen, created: gen });
       events.push(upsertEvent(prev, entity, 'snapshot'));
     }
-    // Complete for its types (rules 2 and 5): whatever of those types it lacks is gone.
-    for (const [key, entry] of previous) {
-      if (entry === SEEN || effectiveAt(state, entry) > at) continue;
+    // Complete for its types (rules 2 and 5): whatever of those types it did not hold is gone.
+    for (const [key, slot] of index) {
+      const entry = slot.entry;
+      if (slot.seen === gen || !types.has(entry.entity.type) || effectiveAt(state, entry) > at) continue;
       const misses = entry.misses + 1;
       if (misses < missesBeforeDelete) {
-        map.set(key, { ...entry, misses });
+        map.set(key, (slot.entry = { ...entry, misses }));
         continue;
       }
       map.delete(key);
+      index.delete(key);
       tombstones = tombstones.set(key, at);
       events.push(event('delete', 'snapshot', entry.entity));
     }
@@ -159,46 +213,59 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
   const syncedAt = state.syncedAt.withMutations((m) => {
     for (const type of types) m.set(type, Math.max(at, m.get(type) ?? 0));
   });
-  return { state: { entities, tombstones, syncedAt, clock: state.clock }, events, observation: snapshot };
+  return { state: withIndex(baseline(entities, tombstones, syncedAt, state.clock, baselineIndex), baselineIndex), events, observation: snapshot };
 }
 
-function applyUpsert(state: BaselineState, change: ChangeObservation, at: number, prev: BaselineEntry | undefined): BaselineStep {
+function applyUpsert(state: BaselineState, change: ChangeObservation, at: number, index: Map<string, Slot>): BaselineStep {
   const entity = change.record;
   const key = entity.key;
+  const slot = index.get(key);
+  const prev = slot?.entry;
   const deletedAt = state.tombstones.get(key);
   // Deleted at or after this notification was stamped: a late or redelivered message.
   if (deletedAt !== undefined && deletedAt >= at) return { state, events: [], observation: change };
   const tombstones = deletedAt === undefined ? state.tombstones : state.tombstones.delete(key);
-  if (prev !== undefined && sameMeaning(prev.entity, entity)) {
-    const entities = state.entities.set(key, { entity: prev.entity, at, bySnapshot: false, misses: 0 });
-    return { state: { entities, tombstones, syncedAt: state.syncedAt, clock: state.clock }, events: [], observation: change };
-  }
-  const entities = state.entities.set(key, { entity, at, bySnapshot: false, misses: 0 });
-  return { state: { entities, tombstones, syncedAt: state.syncedAt, clock: state.clock }, events: [upsertEvent(prev, entity, 'notification')], observation: change };
+  const same = prev !== undefined && sameMeaning(prev.entity, entity);
+  const entry: BaselineEntry = { entity: same ? prev.entity : entity, at, bySnapshot: false, misses: 0 };
+  if (slot !== undefined) slot.entry = entry;
+  else index.set(key, { entry, seen: 0, created: 0 });
+  const entities = state.entities.set(key, entry);
+  return {
+    state: baseline(entities, tombstones, state.syncedAt, state.clock, state.index),
+    events: same ? [] : [upsertEvent(prev, entity, 'notification')],
+    observation: change,
+  };
 }
 
-function applyDelete(state: BaselineState, change: ChangeObservation, at: number, prev: BaselineEntry | undefined): BaselineStep {
+function applyDelete(state: BaselineState, change: ChangeObservation, at: number, index: Map<string, Slot>): BaselineStep {
   const key = change.record.key;
+  const prev = index.get(key)?.entry;
   // Remember the deletion even for an unknown entity: a create that arrives late stays out.
   const tombstones = state.tombstones.set(key, Math.max(at, state.tombstones.get(key) ?? 0));
-  if (prev === undefined) return { state: { ...state, tombstones }, events: [], observation: change };
-  const events: EntityEvent[] = [event('delete', 'notification', prev.entity)];
-  return { state: { ...state, entities: state.entities.delete(key), tombstones }, events, observation: change };
+  if (prev === undefined) return { state: baseline(state.entities, tombstones, state.syncedAt, state.clock, state.index), events: [], observation: change };
+  index.delete(key);
+  const entities = state.entities.delete(key);
+  return { state: baseline(entities, tombstones, state.syncedAt, state.clock, state.index), events: [event('delete', 'notification', prev.entity)], observation: change };
 }
 
 function applyChange(state: BaselineState, change: ChangeObservation, at: number): BaselineStep {
-  const prev = state.entities.get(change.record.key);
-  // Older than what the baseline already holds: never overrides it (rule 4).
-  if (prev !== undefined && effectiveAt(state, prev) > at) return { state, events: [], observation: change };
-  // A switch, not ts-pattern, on this per-message path: it costs nothing and `never` keeps it exhaustive.
-  switch (change.action) {
-    case 'upsert':
-      return applyUpsert(state, change, at, prev);
-    case 'delete':
-      return applyDelete(state, change, at, prev);
-    default:
-      return unreachable(change.action, 'change action');
-  }
+  const baselineIndex = indexOf(state);
+  const index = baselineIndex.byKey;
+  const step = ((): BaselineStep => {
+    const prev = index.get(change.record.key)?.entry;
+    // Older than what the baseline already holds: never overrides it (rule 4).
+    if (prev !== undefined && effectiveAt(state, prev) > at) return { state, events: [], observation: change };
+    // A switch, not ts-pattern, on this per-message path: it costs nothing and `never` keeps it exhaustive.
+    switch (change.action) {
+      case 'upsert':
+        return applyUpsert(state, change, at, index);
+      case 'delete':
+        return applyDelete(state, change, at, index);
+      default:
+        return unreachable(change.action, 'change action');
+    }
+  })();
+  return { ...step, state: withIndex(step.state, baselineIndex) };
 }
 
 /** Drops tombstones older than the window, at most about ten times per window. */
@@ -206,9 +273,11 @@ function expireTombstones(state: BaselineState, at: number, tombstoneMs: number)
   const clock = Math.max(state.clock, at);
   if (clock === state.clock) return state;
   const step = Math.max(1, Math.floor(tombstoneMs / 10));
-  if (Math.floor(clock / step) === Math.floor(state.clock / step) || state.tombstones.size === 0) return { ...state, clock };
+  if (Math.floor(clock / step) === Math.floor(state.clock / step) || state.tombstones.size === 0) {
+    return baseline(state.entities, state.tombstones, state.syncedAt, clock, state.index);
+  }
   const horizon = clock - tombstoneMs;
-  return { ...state, clock, tombstones: state.tombstones.filter((deletedAt) => deletedAt >= horizon) };
+  return baseline(state.entities, state.tombstones.filter((deletedAt) => deletedAt >= horizon), state.syncedAt, clock, state.index);
 }
 
 /**

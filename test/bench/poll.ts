@@ -11,7 +11,7 @@ import { startOpenStackServer } from '../support/openstack-server.js';
 import type { Bench, BenchRow } from './run.js';
 
 const N = 10_000;
-const ROUNDS = 5;
+const ROUNDS = 11;
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

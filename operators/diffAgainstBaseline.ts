@@ -195,10 +195,16 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
       else index.set(key, { entry, seen: gen, created: gen });
       events.push(upsertEvent(prev, entity, 'snapshot'));
     }
-    // Complete for its types (rules 2 and 5): whatever of those types it did not hold is gone.
+    // Complete for its types (rules 2 and 5): whatever of those types it did not hold is gone —
+    // in key order, so the events do not depend on the index's history.
+    const missing: string[] = [];
     for (const [key, slot] of index) {
       const entry = slot.entry;
-      if (slot.seen === gen || !types.has(entry.entity.type) || effectiveAt(state, entry) > at) continue;
+      if (slot.seen !== gen && types.has(entry.entity.type) && effectiveAt(state, entry) <= at) missing.push(key);
+    }
+    for (const key of missing.sort()) {
+      const slot = index.get(key)!;
+      const entry = slot.entry;
       const misses = entry.misses + 1;
       if (misses < missesBeforeDelete) {
         map.set(key, (slot.entry = { ...entry, misses }));

@@ -2,6 +2,7 @@ import { fetchAllPages } from '../../src/http.js';
 import { type EntityDraft, ref } from '../../src/model.js';
 import { defineSource } from '../../src/source.js';
 import { type OpenStackPollOptions, openstackSource, readOpenStackPollOptions, withSuffix } from './poller.js';
+import { present } from './fields.js';
 
 /**
  * `use: openstack.cinder` — volumes from Cinder's API:
@@ -41,10 +42,6 @@ export interface ApiVolume {
   attachments?: { server_id?: string | null }[] | null;
 }
 
-function text(value: string | null | undefined): string | undefined {
-  return value === null || value === undefined || value === '' ? undefined : value;
-}
-
 /** The facts of an API volume record. */
 export function apiVolumeFacts(v: ApiVolume): VolumeFacts {
   return {
@@ -64,18 +61,18 @@ export function volumeDraft(f: VolumeFacts): EntityDraft {
   const attributes: Record<string, unknown> = {};
   // Notifications send the size as a string at times: one form, so poll and push hash alike.
   // Keys in sorted order: normalizeEntity then keeps the object as is.
-  const zone = text(f.availabilityZone);
+  const zone = present(f.availabilityZone);
   if (zone) attributes.availability_zone = zone;
-  const host = text(f.host);
+  const host = present(f.host);
   if (host) attributes.host = host;
   const size = f.size === null || f.size === undefined || f.size === '' ? undefined : Number(f.size);
   if (size !== undefined && Number.isFinite(size)) attributes.size = size;
   return {
     type: 'cinder.volume',
     id: f.id,
-    name: text(f.name),
-    state: text(f.status),
-    project: text(f.project),
+    name: present(f.name),
+    state: present(f.status),
+    project: present(f.project),
     parents: [...new Set(f.attachedTo ?? [])].sort().map((server) => ref('nova.instance', server)),
     attributes,
   };

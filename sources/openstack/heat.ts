@@ -2,6 +2,7 @@ import { HttpError, fetchAllPages } from '../../src/http.js';
 import { type EntityDraft, ref } from '../../src/model.js';
 import { defineSource } from '../../src/source.js';
 import { type OpenStackPollOptions, openstackSource, readOpenStackPollOptions, withSuffix } from './poller.js';
+import { present } from './fields.js';
 
 /**
  * `use: openstack.heat` — stacks from Heat's API:
@@ -37,10 +38,6 @@ export interface ApiStack {
   links?: { href?: string | null; rel?: string | null }[] | null;
 }
 
-function text(value: string | null | undefined): string | undefined {
-  return value === null || value === undefined || value === '' ? undefined : value;
-}
-
 /** The project in a stack's self link (`…/v1/{project}/stacks/{name}/{id}`), for lists without `project`. */
 function projectFromLinks(links: ApiStack['links']): string | undefined {
   for (const link of links ?? []) {
@@ -57,21 +54,21 @@ export function apiStackFacts(s: ApiStack): StackFacts {
     name: s.stack_name,
     status: s.stack_status,
     statusReason: s.stack_status_reason,
-    project: text(s.project) ?? projectFromLinks(s.links),
+    project: present(s.project) ?? projectFromLinks(s.links),
     parent: s.parent,
   };
 }
 
 /** The heat.stack entity of a stack's facts. */
 export function stackDraft(f: StackFacts): EntityDraft {
-  const parent = text(f.parent);
-  const reason = text(f.statusReason);
+  const parent = present(f.parent);
+  const reason = present(f.statusReason);
   return {
     type: 'heat.stack',
     id: f.id,
-    name: text(f.name),
-    state: text(f.status),
-    project: text(f.project),
+    name: present(f.name),
+    state: present(f.status),
+    project: present(f.project),
     parents: parent ? [ref('heat.stack', parent)] : [],
     attributes: reason ? { status_reason: reason } : {},
   };

@@ -1,4 +1,5 @@
 import { type EntityDraft, ref } from '../../src/model.js';
+import { present } from './fields.js';
 
 /**
  * The one definition of a `nova.instance` entity. The Nova poll source (GET /servers/detail) and
@@ -63,11 +64,6 @@ export function novaStatus(vmState: string, taskState?: string | null): string {
   const byTask = STATE_MAP[vmState.toLowerCase()];
   if (!byTask) return 'UNKNOWN';
   return (taskState ? byTask[taskState.toLowerCase()] : undefined) ?? byTask.default;
-}
-
-/** `null`, `''` and `undefined` all mean "not set" in Nova's records. */
-function present(value: string | null | undefined): string | undefined {
-  return value === null || value === undefined || value === '' ? undefined : value;
 }
 
 /** The nova.instance entity for a server's facts. */

@@ -3,6 +3,7 @@ import { fetchAllPages } from '../../src/http.js';
 import { type EntityDraft, type EntityRef, ref } from '../../src/model.js';
 import { defineSource } from '../../src/source.js';
 import { type OpenStackPollOptions, allParts, openstackSource, readOpenStackPollOptions, withSuffix } from './poller.js';
+import { present } from './fields.js';
 
 /**
  * `use: openstack.neutron` — networks and ports from Neutron's API:
@@ -46,10 +47,6 @@ export interface ApiPort {
   'binding:host_id'?: string | null;
 }
 
-function text(value: string | null | undefined): string | undefined {
-  return value === null || value === undefined || value === '' ? undefined : value;
-}
-
 /** Copies the fields that are set: absent, null and '' mean the same here. Callers list keys sorted (normalizeEntity then keeps the object as is). */
 function defined(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -62,9 +59,9 @@ export function networkDraft(n: ApiNetwork): EntityDraft {
   return {
     type: 'neutron.network',
     id: n.id,
-    name: text(n.name),
-    state: text(n.status),
-    project: text(n.project_id) ?? text(n.tenant_id),
+    name: present(n.name),
+    state: present(n.status),
+    project: present(n.project_id) ?? present(n.tenant_id),
     parents: [],
     attributes: defined({
       admin_state_up: n.admin_state_up,
@@ -78,14 +75,14 @@ export function networkDraft(n: ApiNetwork): EntityDraft {
 
 /** The instance a port is plugged into: Nova sets device_owner `compute:<zone>` and device_id = server id. */
 export function portInstance(p: Pick<ApiPort, 'device_id' | 'device_owner'>): string | undefined {
-  const owner = text(p.device_owner);
-  return owner?.startsWith('compute:') ? text(p.device_id) : undefined;
+  const owner = present(p.device_owner);
+  return owner?.startsWith('compute:') ? present(p.device_id) : undefined;
 }
 
 /** The neutron.port entity of a port record. */
 export function portDraft(p: ApiPort): EntityDraft {
   const parents: EntityRef[] = [];
-  const network = text(p.network_id);
+  const network = present(p.network_id);
   if (network) parents.push(ref('neutron.network', network));
   const instance = portInstance(p);
   if (instance) parents.push(ref('nova.instance', instance));
@@ -93,9 +90,9 @@ export function portDraft(p: ApiPort): EntityDraft {
   return {
     type: 'neutron.port',
     id: p.id,
-    name: text(p.name),
-    state: text(p.status),
-    project: text(p.project_id) ?? text(p.tenant_id),
+    name: present(p.name),
+    state: present(p.status),
+    project: present(p.project_id) ?? present(p.tenant_id),
     parents,
     attributes: defined({
       admin_state_up: p.admin_state_up,

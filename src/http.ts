@@ -25,6 +25,7 @@ import {
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { type Logger, errorMessage, silentLogger } from './log.js';
 import type { OptionReader } from './options.js';
+import { type PollTiming, readPollTiming } from './poll.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -469,14 +470,11 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
 }
 
 /** What every REST poll source of a monitoring system is configured with. */
-export interface RestPollOptions {
+export interface RestPollOptions extends PollTiming {
   /** Base URL, with a trailing slash so relative paths resolve below it. */
   url: string;
   username?: string;
   password?: string;
-  intervalMs: number;
-  timeoutMs: number;
-  missesBeforeDelete: number;
   backoff: BackoffOptions;
 }
 
@@ -495,9 +493,7 @@ export function readRestPollOptions(read: OptionReader, example: string): RestPo
     url: url.endsWith('/') ? url : `${url}/`,
     ...(username !== undefined ? { username } : {}),
     ...(password !== undefined ? { password } : {}),
-    intervalMs: read.duration('interval', 30_000),
-    timeoutMs: read.duration('timeout', 20_000),
-    missesBeforeDelete: read.number('missesBeforeDelete', 1, { min: 1, integer: true }),
+    ...readPollTiming(read, 20_000),
     backoff: { initialMs: read.duration('backoff', 1000), maxMs: read.duration('maxBackoff', 60_000) },
   };
 }

@@ -18,6 +18,7 @@ import {
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { errorMessage } from './log.js';
 import type { EntityType, SnapshotObservation } from './model.js';
+import type { OptionReader } from './options.js';
 import type { HealthSignal, SourceSignal } from './source.js';
 
 /** One poll attempt, as the fetch function sees it. */
@@ -150,4 +151,26 @@ export function pollSnapshots<R>(
       mergeMap((signals) => signals),
     );
   });
+}
+
+/** The keys every poll source is timed with. */
+export interface PollTiming {
+  intervalMs: number;
+  timeoutMs: number;
+  missesBeforeDelete: number;
+}
+
+/**
+ * Reads `interval` (default 30s), `timeout` (default `timeoutMs`) and `missesBeforeDelete`
+ * (default 1) — the same keys, with the same checks, for every poll source.
+ */
+export function readPollTiming(read: OptionReader, timeoutMs: number): PollTiming {
+  const timing = {
+    intervalMs: read.duration('interval', 30_000),
+    timeoutMs: read.duration('timeout', timeoutMs),
+    missesBeforeDelete: read.number('missesBeforeDelete', 1, { min: 1, integer: true }),
+  };
+  if (timing.intervalMs <= 0) read.fail('interval', 'must be more than 0');
+  if (timing.timeoutMs <= 0) read.fail('timeout', 'must be more than 0');
+  return timing;
 }

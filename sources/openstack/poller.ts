@@ -6,7 +6,7 @@
 import { type HttpClient, createHttpClient } from '../../src/http.js';
 import type { EntityType } from '../../src/model.js';
 import type { OptionReader } from '../../src/options.js';
-import { type PollAttempt, pollSnapshots } from '../../src/poll.js';
+import { type PollAttempt, pollSnapshots, readPollTiming } from '../../src/poll.js';
 import type { EntityMapping, Source, SourceContext } from '../../src/source.js';
 import { type CloudConfig, type KeystoneSession, type KeystoneToken, readCloudOptions, sharedSession } from './keystone.js';
 
@@ -24,17 +24,11 @@ export interface OpenStackPollOptions {
 
 /** Reads the options every OpenStack poll source has. */
 export function readOpenStackPollOptions(read: OptionReader): OpenStackPollOptions {
-  const intervalMs = read.duration('interval', 30_000);
-  const timeoutMs = read.duration('timeout', 120_000);
-  const requestTimeoutMs = read.duration('requestTimeout', Math.min(30_000, timeoutMs));
-  if (intervalMs <= 0) read.fail('interval', 'must be more than 0');
-  if (timeoutMs <= 0) read.fail('timeout', 'must be more than 0');
+  const timing = readPollTiming(read, 120_000);
   return {
     cloud: readCloudOptions(read),
-    intervalMs,
-    timeoutMs,
-    requestTimeoutMs,
-    missesBeforeDelete: read.number('missesBeforeDelete', 1, { min: 1, integer: true }),
+    ...timing,
+    requestTimeoutMs: read.duration('requestTimeout', Math.min(30_000, timing.timeoutMs)),
   };
 }
 

@@ -106,6 +106,7 @@ describe('synchronizer CLI', () => {
       ['sources:\n  - name: t\n    use: static\n    file: ./x.yaml\n    intervall: 5s\n', /sources\[0\]\.intervall: is not a known option here/],
       ['sources:\n  - name: t\n    use: statik\n', /sources\[0\]\.use: unknown source "statik"/],
       ['sources:\n  - name: a\n    use: static\n    file: x\n  - name: a\n    use: static\n    file: y\n', /sources\[1\]\.name: "a" is already the name of another source/],
+      ['sources:\n  - name: am\n    use: alertmanager\n    url: http://127.0.0.1:9093\n    interval: 0\n', /sources\[0\]\.interval: must be more than 0/],
       ['log: loud\nsources: []\n', /log: expected one of debug, info, warn, error, silent, got "loud"/],
       ['sources:\n  - name: p\n    use: ./not-a-plugin.js\n', /sources\[0\]\.use: .*not-a-plugin\.js does not implement the source contract/],
     ];

@@ -16,7 +16,7 @@ import type { Bench, BenchRow } from './run.js';
 type Server = ApiServer & Record<string, unknown>;
 
 const SIZES = [1_000, 10_000, 100_000];
-const ROUNDS = 3;
+const ROUNDS = 5;
 
 function gc(): void {
   const collect = (globalThis as { gc?: () => void }).gc;

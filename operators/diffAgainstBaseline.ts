@@ -76,31 +76,30 @@ function effectiveAt(state: BaselineState, entry: BaselineEntry): number {
   return Math.max(entry.at, state.syncedAt.get(entry.entity.type) ?? 0);
 }
 
+/** Hashes computed so far, per event (see {@link event}). */
+const hashes = new WeakMap<EntityEvent, string>();
+
+/**
+ * The `hash` of every event: one shared getter, so defining it costs no closure per event and
+ * every event keeps one object shape (V8 reuses the property transition of the same accessor).
+ */
+const hashProperty: PropertyDescriptor = {
+  enumerable: true,
+  get(this: EntityEvent): string {
+    let hash = hashes.get(this);
+    if (hash === undefined) hashes.set(this, (hash = entityHash(this.entity)));
+    return hash;
+  },
+};
+
 /**
  * An event whose `hash` is computed the first time it is read, then kept: the baseline compares
  * meanings, not hashes, so a consumer that never reads the hash never pays for it. It is an own
  * enumerable property, so JSON, spread and structuredClone see it like any other field.
  */
 function event(action: EntityEvent['action'], origin: EntityEvent['origin'], entity: Entity, changed?: string[]): EntityEvent {
-  let hash: string | undefined;
-  return changed === undefined
-    ? {
-        action,
-        origin,
-        entity,
-        get hash(): string {
-          return (hash ??= entityHash(entity));
-        },
-      }
-    : {
-        action,
-        origin,
-        entity,
-        changed,
-        get hash(): string {
-          return (hash ??= entityHash(entity));
-        },
-      };
+  const e = changed === undefined ? { action, origin, entity } : { action, origin, entity, changed };
+  return Object.defineProperty(e, 'hash', hashProperty) as EntityEvent;
 }
 
 function upsertEvent(prev: BaselineEntry | undefined, entity: Entity, origin: EntityEvent['origin']): EntityEvent {

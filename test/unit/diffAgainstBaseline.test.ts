@@ -166,6 +166,20 @@ describe('diffAgainstBaseline', () => {
     expect(steps[2]!.hash).toBe(steps[1]!.hash);
   });
 
+  it('computes an event hash only when read, as an own enumerable field that JSON, spread and structuredClone carry', () => {
+    const [created, updated] = [
+      ...applyObservation(emptyBaseline(), snapshot(t(0), [entity('a')])).events,
+      ...applyObservation(applyObservation(emptyBaseline(), snapshot(t(0), [entity('a')])).state, upsert(t(1), entity('a', 'ERROR'))).events,
+    ];
+    const hash = entityHash(entity('a'));
+    expect(Object.keys(created!)).toEqual(['action', 'origin', 'entity', 'hash']);
+    expect(Object.keys(updated!)).toEqual(['action', 'origin', 'entity', 'changed', 'hash']);
+    expect(JSON.parse(JSON.stringify(created))).toMatchObject({ action: 'create', hash });
+    expect({ ...created }.hash).toBe(hash);
+    expect(structuredClone(created).hash).toBe(hash);
+    expect(updated!.hash).toBe(entityHash(entity('a', 'ERROR')));
+  });
+
   it(
     'completes and errors with its source',
     marbles((m) => {

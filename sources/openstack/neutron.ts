@@ -1,6 +1,5 @@
-import { match } from 'ts-pattern';
 import { fetchAllPages } from '../../src/http.js';
-import { type EntityDraft, type EntityRef, ref } from '../../src/model.js';
+import { type EntityDraft, type EntityRef, ref, unreachable } from '../../src/model.js';
 import { defineSource } from '../../src/source.js';
 import { type OpenStackPollOptions, allParts, openstackSource, readOpenStackPollOptions, withSuffix } from './poller.js';
 import { present } from './fields.js';
@@ -108,6 +107,18 @@ export function portDraft(p: ApiPort): EntityDraft {
 /** What one Neutron poll yields, tagged by collection. */
 export type NeutronRecord = { kind: 'network'; network: ApiNetwork } | { kind: 'port'; port: ApiPort };
 
+/** The neutron.* entity of a poll record (per record, so a `switch`: see novaRecordDraft). */
+function neutronRecordDraft(r: NeutronRecord): EntityDraft {
+  switch (r.kind) {
+    case 'network':
+      return networkDraft(r.network);
+    case 'port':
+      return portDraft(r.port);
+    default:
+      return unreachable(r, 'Neutron record kind');
+  }
+}
+
 export default defineSource<OpenStackPollOptions, NeutronRecord>({
   options: readOpenStackPollOptions,
   create: (options, context) =>
@@ -124,11 +135,7 @@ export default defineSource<OpenStackPollOptions, NeutronRecord>({
           ]);
           return [...networks.map((network): NeutronRecord => ({ kind: 'network', network })), ...ports.map((port): NeutronRecord => ({ kind: 'port', port }))];
         },
-        map: (r) =>
-          match(r)
-            .with({ kind: 'network' }, ({ network }) => networkDraft(network))
-            .with({ kind: 'port' }, ({ port }) => portDraft(port))
-            .exhaustive(),
+        map: neutronRecordDraft,
       },
       options,
       context,

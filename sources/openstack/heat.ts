@@ -1,5 +1,5 @@
 import { HttpError, fetchAllPages } from '../../src/http.js';
-import { type EntityDraft, ref } from '../../src/model.js';
+import type { EntityDraft } from '../../src/model.js';
 import { defineSource } from '../../src/source.js';
 import { type OpenStackPollOptions, openstackSource, readOpenStackPollOptions, withSuffix } from './poller.js';
 import { present } from './fields.js';
@@ -7,13 +7,18 @@ import { present } from './fields.js';
 /**
  * `use: openstack.heat` — stacks from Heat's API:
  *
- * | entity       | request                                        | id   | state          | parents          |
- * | ------------ | ---------------------------------------------- | ---- | -------------- | ---------------- |
- * | `heat.stack` | GET /v1/{project}/stacks?global_tenant=true    | `id` | `stack_status` | its parent stack |
+ * | entity       | request                                                       | id   | state          | parents |
+ * | ------------ | ------------------------------------------------------------- | ---- | -------------- | ------- |
+ * | `heat.stack` | GET /v1/{project}/stacks?global_tenant=true&show_nested=true  | `id` | `stack_status` | —       |
  *
  * {@link stackDraft} is the one definition of a heat.stack: the API record goes through
  * {@link apiStackFacts}, an `orchestration.stack.*` notification payload through its own reduction
  * to {@link StackFacts}.
+ *
+ * Nested stacks are listed too (`show_nested`): Heat sends notifications for them, so a poll that
+ * left them out would delete what every notification creates. Their nesting is not part of the
+ * entity: notifications do not carry it, and a field only one path knows would make every
+ * notification and the next poll each send an update that undoes the other's.
  */
 export interface StackFacts {
   id: string;
@@ -22,8 +27,6 @@ export interface StackFacts {
   status?: string | null | undefined;
   statusReason?: string | null | undefined;
   project?: string | null | undefined;
-  /** The id of the stack this one is nested in. */
-  parent?: string | null | undefined;
 }
 
 /** The fields of a Heat stack record (GET /v1/{project}/stacks) this source reads. */
@@ -34,7 +37,6 @@ export interface ApiStack {
   stack_status_reason?: string | null;
   /** Present when listed with global_tenant. */
   project?: string | null;
-  parent?: string | null;
   links?: { href?: string | null; rel?: string | null }[] | null;
 }
 
@@ -55,13 +57,11 @@ export function apiStackFacts(s: ApiStack): StackFacts {
     status: s.stack_status,
     statusReason: s.stack_status_reason,
     project: present(s.project) ?? projectFromLinks(s.links),
-    parent: s.parent,
   };
 }
 
 /** The heat.stack entity of a stack's facts. */
 export function stackDraft(f: StackFacts): EntityDraft {
-  const parent = present(f.parent);
   const reason = present(f.statusReason);
   return {
     type: 'heat.stack',
@@ -69,7 +69,7 @@ export function stackDraft(f: StackFacts): EntityDraft {
     name: present(f.name),
     state: present(f.status),
     project: present(f.project),
-    parents: parent ? [ref('heat.stack', parent)] : [],
+    parents: [],
     attributes: reason ? { status_reason: reason } : {},
   };
 }
@@ -93,7 +93,7 @@ export default defineSource<HeatOptions, ApiStack>({
         endpoint: (url, token) => (token.projectId ? withSuffix(url, `/${token.projectId}`) : url),
         fetch: async ({ http, signal }) => {
           const list = (global: boolean): Promise<ApiStack[]> =>
-            fetchAllPages<ApiStack>(http, '/stacks', { key: 'stacks', limit: HEAT_PAGE, params: global ? { global_tenant: true } : {}, signal });
+            fetchAllPages<ApiStack>(http, '/stacks', { key: 'stacks', limit: HEAT_PAGE, params: global ? { global_tenant: true, show_nested: true } : { show_nested: true }, signal });
           if (!globalTenant) return list(false);
           try {
             return await list(true);

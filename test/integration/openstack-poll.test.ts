@@ -59,7 +59,12 @@ describe('OpenStack poll sources against a local OpenStack', () => {
     const port = sync.snapshot(['neutron.port']).find((p) => p.attributes.device_id === serverId(7))!;
     expect(port.parents).toEqual([{ type: 'neutron.network', id: 'f2bcf0ff-839f-4a2d-8502-e36e3f34acad' }, { type: 'nova.instance', id: serverId(7) }]);
     expect(sync.snapshot(['cinder.volume']).find((v) => v.name === 'attached-vol')!.parents).toEqual([{ type: 'nova.instance', id: serverId(0) }]);
-    expect(sync.snapshot(['heat.stack'])).toMatchObject([{ id: '3095aefc-09fb-4bc7-b1f0-f21a304e864c', state: 'CREATE_COMPLETE', project: 'eb1c63a4f77141548385f113a28f0f52' }]);
+    // Nested stacks too (show_nested), without their nesting, which notifications cannot carry.
+    expect(os.requestsTo('/stacks')[0]!.query).toContain('show_nested=true');
+    expect(sync.snapshot(['heat.stack']).sort((a, b) => a.id.localeCompare(b.id))).toMatchObject([
+      { id: '3095aefc-09fb-4bc7-b1f0-f21a304e864c', state: 'CREATE_COMPLETE', project: 'eb1c63a4f77141548385f113a28f0f52', parents: [] },
+      { id: '5e7e5ed0-0000-4000-8000-000000000001', name: 'simple_stack-server_group-x7k2mq', state: 'CREATE_COMPLETE', parents: [] },
+    ]);
     expect(events.filter((e) => e.action !== 'create')).toEqual([]);
 
     // A change on the server → one update.

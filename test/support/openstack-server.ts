@@ -198,7 +198,11 @@ export class OpenStackServer {
       '/network/v2.0/networks': () => send(res, 200, JSON.stringify(this.linkedPage('networks', this.state.networks, q, '/network/v2.0/networks'))),
       '/network/v2.0/ports': () => send(res, 200, JSON.stringify(this.linkedPage('ports', this.state.ports, q, '/network/v2.0/ports'))),
       [`/volume/v3/${p}/volumes/detail`]: () => send(res, 200, JSON.stringify(this.linkedPage('volumes', this.state.volumes, q, `/volume/v3/${p}/volumes/detail`))),
-      [`/heat/v1/${p}/stacks`]: () => send(res, 200, JSON.stringify({ stacks: page(this.state.stacks, q, this.options.pageSize).items })),
+      // Like Heat: nested stacks (those with a parent) only with show_nested.
+      [`/heat/v1/${p}/stacks`]: () => {
+        const stacks = /^(true|1)$/i.test(q.get('show_nested') ?? '') ? this.state.stacks : this.state.stacks.filter((s) => !s.parent);
+        send(res, 200, JSON.stringify({ stacks: page(stacks, q, this.options.pageSize).items }));
+      },
     };
     const handler = method === 'GET' ? routes[path] : undefined;
     if (!handler) return send(res, 404, JSON.stringify({ itemNotFound: { code: 404, message: `no route for ${method} ${path}` } }));
@@ -366,6 +370,9 @@ function buildState(serverCount?: number): OpenStackState {
   };
   const volumes = [...realVolumes, attached, ...clone(fixture<{ volumes: Json[] }>('openstack/cinder/api-ref/source/v3/samples/volumes/volumes-list-detailed-response.json').volumes)];
   const stacks = clone(fixture<{ stacks: Json[] }>('openstack/heat/api-ref/source/v1/samples/stacks-list-response.json').stacks);
+  // A stack nested in the upstream one, as Heat lists it with show_nested.
+  const top = stacks[0]!;
+  stacks.push({ ...clone(top), id: '5e7e5ed0-0000-4000-8000-000000000001', stack_name: `${String(top.stack_name)}-server_group-x7k2mq`, parent: top.id });
   return { servers, hypervisors, zones, networks, ports: [...upstreamPorts, ...serverPorts], volumes, stacks };
 }
 

@@ -18,6 +18,7 @@ import {
   routeEvent,
 } from '../../sources/openstack/notifications.js';
 import { type ApiServer, serverDraft } from '../../sources/openstack/nova.js';
+import { apiStackFacts, stackDraft } from '../../sources/openstack/heat.js';
 import { FIXTURES, novaSample, novaSampleFiles, osloBody } from '../support/nova-samples.js';
 
 const WIRE = join(FIXTURES, 'wire');
@@ -295,6 +296,17 @@ describe('Neutron, Cinder, Heat notifications reuse the poll sources’ mappings
       payload: { stack_identity: 'd2df0a2a-765c-44ef-b117-32d599bc9c3b', stack_name: 'newstack', tenant_id: 'a077', state: 'CREATE_COMPLETE', state_reason: 'Stack CREATE completed successfully' },
     };
     expect(draftOf(n).draft).toMatchObject({ type: 'heat.stack', id: 'd2df0a2a-765c-44ef-b117-32d599bc9c3b', name: 'newstack', state: 'CREATE_COMPLETE', project: 'a077' });
+  });
+
+  it('a nested stack: its notification and its poll record (show_nested, with parent) give one hash', () => {
+    const n: OsloNotification = {
+      eventType: 'orchestration.stack.update.end',
+      timestamp: '2026-01-01T00:00:00.000Z',
+      // Heat's stack_identity is the stack's ARN.
+      payload: { stack_identity: 'arn:openstack:heat::a077:stacks/web-group-x7k2/5e7e5ed0', stack_name: 'web-group-x7k2', tenant_id: 'a077', state: 'UPDATE_COMPLETE', state_reason: 'Stack UPDATE completed successfully' },
+    };
+    const polled = { id: '5e7e5ed0', stack_name: 'web-group-x7k2', stack_status: 'UPDATE_COMPLETE', stack_status_reason: 'Stack UPDATE completed successfully', project: 'a077', parent: '3095aefc' };
+    expect(hashOf(draftOf(n).draft)).toBe(hashOf(stackDraft(apiStackFacts(polled))));
   });
 });
 

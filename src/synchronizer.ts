@@ -209,6 +209,27 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     }
   };
 
+  /**
+   * Entity type → the one source whose snapshots are complete for it: the first to send one. A
+   * second source's snapshots of that type are refused (and it is reported down), since each would
+   * delete every entity the other one wrote — two clouds polled into one hub, for instance.
+   */
+  const snapshotOwners = new Map<EntityType, string>();
+  const fromOwner = (o: Observation): boolean => {
+    if (o.kind !== 'snapshot') return true;
+    const clash = o.types.find((type) => (snapshotOwners.get(type) ?? o.source) !== o.source);
+    if (clash === undefined) {
+      for (const type of o.types) snapshotOwners.set(type, o.source);
+      return true;
+    }
+    const error =
+      `${o.source} and ${snapshotOwners.get(clash)} both send complete snapshots of ${clash}, so each would delete the other's entities: ` +
+      `${o.source}'s snapshots are refused. Give each entity type to one poll source (its types option).`;
+    onHealth(o.source, { kind: 'health', status: 'down', error });
+    o.settle?.({ ok: false, reason: error });
+    return false;
+  };
+
   const observationsOf = (source: Source<unknown>): ObservableT<Observation> =>
     source.signal$.pipe(
       tap({
@@ -236,7 +257,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
         },
       }),
       map(onlyActive),
-      filter((o): o is Observation => o !== undefined),
+      filter((o): o is Observation => o !== undefined && fromOwner(o)),
     );
 
   const deliver = (next: BaselineStep): void => {

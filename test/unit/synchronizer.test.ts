@@ -160,6 +160,29 @@ describe('createSynchronizer', () => {
     expect(() => createSynchronizer({ sources: [s, s], scheduler: asyncScheduler })).toThrow(/two sources are named "nova"/);
   });
 
+  it('refuses the snapshots of a second source of the same type, instead of letting the two delete each other\'s entities', () => {
+    const one$ = new Subject<SourceSignal<Entity>>();
+    const two$ = new Subject<SourceSignal<Entity>>();
+    const sync = createSynchronizer({ sources: [sourceOf('region-one', one$), sourceOf('region-two', two$)] });
+    const seen: string[] = [];
+    sync.entity$.subscribe((e) => seen.push(`${e.action}:${e.entity.id}`));
+    sync.start();
+    one$.next({ kind: 'health', status: 'up' });
+    one$.next(snapshot(t(0), [entity('a')]));
+    two$.next({ kind: 'health', status: 'up' });
+    two$.next(snapshot(t(1), [entity('b')]));
+    one$.next(snapshot(t(2), [entity('a'), entity('c')]));
+    expect(seen).toEqual(['create:a', 'create:c']);
+    expect(sync.health()['region-one']!.status).toBe('up');
+    expect(sync.health()['region-two']).toMatchObject({
+      status: 'down',
+      error: expect.stringMatching(/region-two and region-one both send complete snapshots of nova\.instance.*refused/),
+    });
+    // Changes of that type from any source still apply: notifications go with a poll source.
+    two$.next(upsert(t(3), entity('d')));
+    expect(seen.at(-1)).toBe('create:d');
+  });
+
   it('composes with ofType on entity$', () => {
     const source$ = new Subject<SourceSignal<Entity>>();
     const sync = createSynchronizer({ sources: [sourceOf('nova', source$)] });

@@ -35,6 +35,27 @@ export interface ApiServer {
   image?: { id?: string | null } | string | null;
 }
 
+/**
+ * What {@link serverDraft} reads of a server record, and nothing else (fetchAllPages' `pick`): a
+ * 100,000-server poll then holds a few hundred bytes per server until its last page, not ~2 KB.
+ */
+export function pickServer(s: ApiServer): ApiServer {
+  const { flavor, image } = s;
+  return {
+    id: s.id,
+    name: s.name,
+    status: s.status,
+    tenant_id: s.tenant_id,
+    user_id: s.user_id,
+    'OS-EXT-STS:vm_state': s['OS-EXT-STS:vm_state'],
+    'OS-EXT-STS:task_state': s['OS-EXT-STS:task_state'],
+    'OS-EXT-SRV-ATTR:host': s['OS-EXT-SRV-ATTR:host'],
+    'OS-EXT-AZ:availability_zone': s['OS-EXT-AZ:availability_zone'],
+    flavor: flavor !== null && typeof flavor === 'object' ? { original_name: flavor.original_name } : flavor,
+    image: image !== null && typeof image === 'object' ? { id: image.id } : image,
+  };
+}
+
 /** The fields of a hypervisor record (GET /os-hypervisors/detail, microversion ≥ 2.53) this source reads. */
 export interface ApiHypervisor {
   id: string | number;
@@ -172,7 +193,7 @@ export default defineSource<NovaOptions, NovaRecord>({
         headers: { 'OpenStack-API-Version': `compute ${NOVA_MICROVERSION}`, 'X-OpenStack-Nova-API-Version': NOVA_MICROVERSION },
         fetch: async ({ http, signal }) => {
           const [servers, hypervisors, zones] = await allParts<[ApiServer[], ApiHypervisor[], ApiZone[]]>(signal, [
-            (s) => (want.has('nova.instance') ? fetchAllPages<ApiServer>(http, '/servers/detail', { key: 'servers', params: { all_tenants: 1 }, signal: s }) : Promise.resolve([])),
+            (s) => (want.has('nova.instance') ? fetchAllPages<ApiServer>(http, '/servers/detail', { key: 'servers', params: { all_tenants: 1 }, pick: pickServer, signal: s }) : Promise.resolve([])),
             (s) => (want.has('nova.host') ? fetchAllPages<ApiHypervisor>(http, '/os-hypervisors/detail', { key: 'hypervisors', signal: s }) : Promise.resolve([])),
             async (s) =>
               want.has('nova.zone') || want.has('nova.host')

@@ -156,6 +156,26 @@ describe('fetchAllPages', () => {
     expect(records.map((r) => r.id)).toEqual(['1', '2', '3', '4', '5']);
   });
 
+  it('keeps what pick returns for each object record, as its page arrives, and other values as they are', async () => {
+    handler = (_req, res, url) => {
+      const m = Number(url.searchParams.get('marker') ?? 0);
+      res.end(JSON.stringify({ items: m === 0 ? [{ id: '1', big: 'x'.repeat(100) }, null, 'odd'] : [{ id: '2', big: 'y' }] }));
+    };
+    const picked: string[] = [];
+    const records = await fetchAllPages<{ id: string } | null | string>(client(), '/items', {
+      key: 'items',
+      limit: 3,
+      markerOf: () => '1',
+      pick: (r) => {
+        const { id } = r as { id: string };
+        picked.push(id);
+        return { id };
+      },
+    });
+    expect(records).toEqual([{ id: '1' }, null, 'odd', { id: '2' }]);
+    expect(picked).toEqual(['1', '2']);
+  });
+
   it('fails as a whole when one page fails', async () => {
     handler = (_req, res, url) => {
       if (url.searchParams.get('marker') === '2') {

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,7 +7,8 @@ import { type ApiVolume, apiVolumeFacts, volumeDraft } from '../../sources/opens
 import { type ApiStack, apiStackFacts, stackDraft } from '../../sources/openstack/heat.js';
 import { authRequestBody, findEndpoint, parseTokenResponse, readCloudOptions } from '../../sources/openstack/keystone.js';
 import { type ApiNetwork, type ApiPort, networkDraft, portDraft } from '../../sources/openstack/neutron.js';
-import { type ApiHypervisor, type ApiServer, type ApiZone, hypervisorDraft, serverDraft, zoneDraft, zoneOfHosts } from '../../sources/openstack/nova.js';
+import { type ApiHypervisor, type ApiServer, type ApiZone, hypervisorDraft, pickServer, serverDraft, zoneDraft, zoneOfHosts } from '../../sources/openstack/nova.js';
+import { fixturePath } from '../support/fixtures.js';
 import { fixture } from '../support/openstack-server.js';
 
 const REAL = ['wire', 'real-openstack', 'api'];
@@ -24,6 +25,19 @@ describe('Nova mappings (real Zed responses)', () => {
       parents: [{ type: 'nova.host', id: 'fake-compute-0' }],
       attributes: { availability_zone: 'nova', flavor: 'm1.tiny', host: 'fake-compute-0', image: '8b0d1614-49e6-4a3b-bbce-2b4070cbda58', user: '027f778d42cd4566a7c971f0304f7c0a', vm_state: 'active' },
     });
+  });
+
+  it('pickServer keeps every field serverDraft reads (real servers and every upstream microversion sample)', () => {
+    const samples = readdirSync(fixturePath('openstack', 'nova', 'doc', 'api_samples', 'servers'), { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('servers-details-resp.json'))
+      .flatMap((f) => fixture<{ servers: ApiServer[] }>('openstack', 'nova', 'doc', 'api_samples', 'servers', f).servers);
+    const servers = [...fixture<{ servers: ApiServer[] }>(...REAL, 'api-servers-detail-all-tenants.json').servers, ...samples];
+    expect(samples.length).toBeGreaterThan(10);
+    for (const server of servers) {
+      const picked = pickServer(server);
+      expect(serverDraft(picked)).toEqual(serverDraft(server));
+      expect(JSON.stringify(picked).length).toBeLessThan(JSON.stringify(server).length / 2);
+    }
   });
 
   it('maps a hypervisor to nova.host named by its service host, in its zone', () => {

@@ -47,6 +47,25 @@ export interface ApiPort {
 }
 
 /** Copies the fields that are set: absent, null and '' mean the same here. Callers list keys sorted (normalizeEntity then keeps the object as is). */
+/** What {@link portDraft} reads of a port record, and nothing else (fetchAllPages' `pick`; see pickServer). */
+export function pickPort(p: ApiPort): ApiPort {
+  const ips = p.fixed_ips;
+  return {
+    id: p.id,
+    name: p.name,
+    status: p.status,
+    project_id: p.project_id,
+    tenant_id: p.tenant_id,
+    network_id: p.network_id,
+    device_id: p.device_id,
+    device_owner: p.device_owner,
+    mac_address: p.mac_address,
+    admin_state_up: p.admin_state_up,
+    fixed_ips: Array.isArray(ips) ? ips.map((ip) => (ip !== null && typeof ip === 'object' ? { ip_address: ip.ip_address } : ip)) : ips,
+    'binding:host_id': p['binding:host_id'],
+  };
+}
+
 function defined(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields)) if (v !== undefined && v !== null && v !== '') out[k] = v;
@@ -131,7 +150,7 @@ export default defineSource<OpenStackPollOptions, NeutronRecord>({
         fetch: async ({ http, signal }) => {
           const [networks, ports] = await allParts<[ApiNetwork[], ApiPort[]]>(signal, [
             (s) => fetchAllPages<ApiNetwork>(http, '/networks', { key: 'networks', signal: s }),
-            (s) => fetchAllPages<ApiPort>(http, '/ports', { key: 'ports', signal: s }),
+            (s) => fetchAllPages<ApiPort>(http, '/ports', { key: 'ports', pick: pickPort, signal: s }),
           ]);
           return [...networks.map((network): NeutronRecord => ({ kind: 'network', network })), ...ports.map((port): NeutronRecord => ({ kind: 'port', port }))];
         },

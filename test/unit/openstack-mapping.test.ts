@@ -6,7 +6,7 @@ import { OptionReader } from '../../src/options.js';
 import { type ApiVolume, apiVolumeFacts, volumeDraft } from '../../sources/openstack/cinder.js';
 import { type ApiStack, apiStackFacts, stackDraft } from '../../sources/openstack/heat.js';
 import { authRequestBody, findEndpoint, parseTokenResponse, readCloudOptions } from '../../sources/openstack/keystone.js';
-import { type ApiNetwork, type ApiPort, networkDraft, portDraft } from '../../sources/openstack/neutron.js';
+import { type ApiNetwork, type ApiPort, networkDraft, pickPort, portDraft } from '../../sources/openstack/neutron.js';
 import { type ApiHypervisor, type ApiServer, type ApiZone, hypervisorDraft, pickServer, serverDraft, zoneDraft, zoneOfHosts } from '../../sources/openstack/nova.js';
 import { fixturePath } from '../support/fixtures.js';
 import { fixture } from '../support/openstack-server.js';
@@ -88,6 +88,16 @@ describe('Neutron mappings', () => {
       parents: [{ type: 'neutron.network', id: '70c1db1f-b701-45bd-96e0-a313ee3430b3' }],
       attributes: { admin_state_up: true, device_id: '9ae135f4-b6e0-4dad-9e91-3c223e385824', device_owner: 'network:router_gateway', fixed_ips: ['172.24.4.2'], mac_address: 'fa:16:3e:58:42:ed' },
     });
+  });
+
+  it('pickPort keeps every field portDraft reads (real and upstream ports)', () => {
+    const ports = [
+      ...fixture<{ ports: ApiPort[] }>(...REAL, 'api-neutron-ports.json').ports,
+      ...fixture<{ ports: ApiPort[] }>('openstack/neutron-lib/api-ref/source/v2/samples/ports/ports-list-response.json').ports,
+    ];
+    // With every field a port draft reads, set.
+    ports.push({ id: 'p', name: 'eth0', status: 'DOWN', project_id: 'pr', tenant_id: 'pr', network_id: 'n', device_id: 'vm', device_owner: 'compute:nova', mac_address: 'fa:16:3e:00:00:01', admin_state_up: false, fixed_ips: [{ ip_address: '10.0.0.5', subnet_id: 's' }], 'binding:host_id': 'compute-1' });
+    for (const port of ports) expect(portDraft(pickPort(port))).toEqual(portDraft(port));
   });
 
   it('a compute:* port is a child of its instance', () => {

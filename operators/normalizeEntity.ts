@@ -57,8 +57,11 @@ function compareRefs(a: EntityRef, b: EntityRef): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
+/** The refs of every entity that has none: one shared, frozen empty list (most have no children). */
+const NO_REFS: EntityRef[] = Object.freeze([]) as unknown as EntityRef[];
+
 function checkRefs(refs: unknown, field: 'parents' | 'children', key: string): EntityRef[] {
-  if (refs === undefined || refs === null) return [];
+  if (refs === undefined || refs === null) return NO_REFS;
   if (!Array.isArray(refs)) throw new InvalidEntity(`${field} must be a list of {type, id}`, key);
   let canonical = true;
   for (let i = 0; i < refs.length; i++) {
@@ -73,6 +76,7 @@ function checkRefs(refs: unknown, field: 'parents' | 'children', key: string): E
   }
   // Refs are a set: canonical order (and {type, id} only) makes the hash and the output
   // independent of API order. The usual case — already canonical — is kept as it is.
+  if (refs.length === 0) return NO_REFS;
   if (canonical) return refs as EntityRef[];
   const sorted = (refs as EntityRef[]).map((r) => ({ type: intern(r.type), id: r.id })).sort(compareRefs);
   return sorted.filter((r, i) => i === 0 || compareRefs(sorted[i - 1]!, r) !== 0);

@@ -22,7 +22,10 @@ export interface Entity {
   state: string;
   /** Owning project / tenant. */
   project?: string;
-  /** instance → host, port → network, volume → instance … */
+  /**
+   * instance → host, port → network, volume → instance … An entity is a value the baseline shares
+   * with every consumer: read it, never change it (an empty list is one shared, frozen array).
+   */
   parents: EntityRef[];
   children: EntityRef[];
   /** ISO time of the observation this state comes from. */

@@ -42,6 +42,21 @@ export interface ApiVolume {
   attachments?: { server_id?: string | null }[] | null;
 }
 
+/** What {@link apiVolumeFacts} reads of a volume record, and nothing else (fetchAllPages' `pick`; see pickServer). */
+export function pickVolume(v: ApiVolume): ApiVolume {
+  const { attachments } = v;
+  return {
+    id: v.id,
+    name: v.name,
+    status: v.status,
+    size: v.size,
+    availability_zone: v.availability_zone,
+    'os-vol-tenant-attr:tenant_id': v['os-vol-tenant-attr:tenant_id'],
+    'os-vol-host-attr:host': v['os-vol-host-attr:host'],
+    attachments: Array.isArray(attachments) ? attachments.map((a) => (a !== null && typeof a === 'object' ? { server_id: a.server_id } : a)) : attachments,
+  };
+}
+
 /** The facts of an API volume record. */
 export function apiVolumeFacts(v: ApiVolume): VolumeFacts {
   return {
@@ -87,7 +102,7 @@ export default defineSource<OpenStackPollOptions, ApiVolume>({
         types: ['cinder.volume'],
         // Older catalogs carry the project in the URL (…/v3/{project}); newer ones leave it out.
         endpoint: (url, token) => (token.projectId ? withSuffix(url, `/${token.projectId}`) : url),
-        fetch: ({ http, signal }) => fetchAllPages<ApiVolume>(http, '/volumes/detail', { key: 'volumes', params: { all_tenants: 1 }, signal }),
+        fetch: ({ http, signal }) => fetchAllPages<ApiVolume>(http, '/volumes/detail', { key: 'volumes', params: { all_tenants: 1 }, pick: pickVolume, signal }),
         map: (v) => volumeDraft(apiVolumeFacts(v)),
       },
       options,

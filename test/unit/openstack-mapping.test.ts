@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OptionReader } from '../../src/options.js';
-import { type ApiVolume, apiVolumeFacts, volumeDraft } from '../../sources/openstack/cinder.js';
+import { type ApiVolume, apiVolumeFacts, pickVolume, volumeDraft } from '../../sources/openstack/cinder.js';
 import { type ApiStack, apiStackFacts, stackDraft } from '../../sources/openstack/heat.js';
 import { authRequestBody, findEndpoint, parseTokenResponse, readCloudOptions } from '../../sources/openstack/keystone.js';
 import { type ApiNetwork, type ApiPort, networkDraft, pickPort, portDraft } from '../../sources/openstack/neutron.js';
@@ -124,6 +124,17 @@ describe('Cinder and Heat mappings', () => {
       { type: 'nova.instance', id: 'a' },
       { type: 'nova.instance', id: 'b' },
     ]);
+  });
+
+  it('pickVolume keeps every field a volume draft reads (real volumes and every upstream sample)', () => {
+    const samples = readdirSync(fixturePath('openstack', 'cinder', 'api-ref', 'source', 'v3', 'samples', 'volumes'), { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('volumes-list-detailed-response.json'))
+      .flatMap((f) => fixture<{ volumes: ApiVolume[] }>('openstack', 'cinder', 'api-ref', 'source', 'v3', 'samples', 'volumes', f).volumes);
+    const volumes = [...fixture<{ volumes: ApiVolume[] }>(...REAL, 'api-cinder-volumes-detail.json').volumes, ...samples];
+    expect(samples.length).toBeGreaterThan(2);
+    // With every field a volume draft reads, set.
+    volumes.push({ id: 'v', name: 'data', status: 'in-use', size: 10, availability_zone: 'az1', 'os-vol-tenant-attr:tenant_id': 'p', 'os-vol-host-attr:host': 'cinder@lvm#pool', attachments: [{ server_id: 'b' }, { server_id: 'a' }] });
+    for (const volume of volumes) expect(volumeDraft(apiVolumeFacts(pickVolume(volume)))).toEqual(volumeDraft(apiVolumeFacts(volume)));
   });
 
   it('maps the upstream stack; project from its self link', () => {

@@ -1,7 +1,7 @@
 /**
  * `use: amqp` — publishes every item of `register()` to a durable topic exchange, at least once
- * and in order: a confirm channel, a bounded window of unconfirmed messages, and a republish of
- * every unconfirmed message, in order, after a reconnect or a nack.
+ * and in order: a confirm channel, a bounded window of unconfirmed messages, and, after a reconnect
+ * or a nack, a republish of the oldest unconfirmed message and every later one, in order.
  */
 import type { ConfirmChannel } from 'amqplib';
 import { match } from 'ts-pattern';
@@ -112,15 +112,14 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
   const changed = (): Promise<void> => new Promise<void>((resolve) => waiters.push(resolve));
 
   const confirm = (s: PublishSession, message: Outgoing, error: unknown): void => {
-    if (s !== session) return; // a callback of a channel already given up: its messages are republished
+    // A callback of a channel given up: its unconfirmed messages, and all after them, are republished.
+    if (s !== session || s.failed) return;
     if (error) {
       // A nack, or the channel closed with it unconfirmed. Ending the session republishes from the
-      // oldest unconfirmed message, so order is kept; one log line per session, not per message.
-      if (!s.failed) {
-        s.failed = true;
-        log.warn('amqp sink: a message was not confirmed, republishing every unconfirmed one', { ...where, routingKey: message.routingKey, error: errorMessage(error), unconfirmed: pending.length });
-        s.link.end(new Error(`a message was not confirmed on ${s.link.where}: ${errorMessage(error)}`));
-      }
+      // oldest unconfirmed message, so order is kept; one log line per session (`failed` above).
+      s.failed = true;
+      log.warn('amqp sink: a message was not confirmed, republishing it and every later one', { ...where, routingKey: message.routingKey, error: errorMessage(error), unconfirmed: pending.length });
+      s.link.end(new Error(`a message was not confirmed on ${s.link.where}: ${errorMessage(error)}`));
       return;
     }
     message.confirmed = true;
@@ -137,7 +136,6 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
     const s = session;
     while (s && s === session && !draining && written < pending.length) {
       const message = pending[written++]!;
-      if (message.confirmed) continue;
       let ok: boolean;
       try {
         ok = s.channel.publish(
@@ -203,6 +201,9 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
       up: (s, endpoint) => {
         session = s;
         written = 0;
+        // Everything from the oldest unconfirmed message goes out again, in order, even what the
+        // old channel confirmed after it: the stream's tail is then whole and ordered.
+        for (const m of pending) m.confirmed = false;
         draining = false;
         void s.link.ended.then(() => {
           if (session !== s) return;
@@ -231,14 +232,11 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
       return sync.register(options.types, publish);
     },
     async close() {
-      const deadline = Date.now() + (options.closeTimeoutMs ?? 5000);
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))));
       let timedOut = false;
-      void timeout.then(() => {
+      const timer = setTimeout(() => {
         timedOut = true;
         wake();
-      });
+      }, options.closeTimeoutMs ?? 5000);
       while (pending.length > 0 && !timedOut) await changed();
       clearTimeout(timer);
       closing = true;

@@ -100,4 +100,34 @@ describe('use: amqp sink against a real RabbitMQ', () => {
     expect(bodies.slice(3)).toEqual(instanceEvents.map((e) => eventLine(e).slice(0, -1)));
     expect(replayed.map((e) => e.id).sort()).toEqual(['x', 'z']);
   });
+
+  it('republishes nacked messages, and everything after them, in order', async () => {
+    const exchange = `sink-${randomUUID()}`;
+    await channel.assertExchange(exchange, 'topic', { durable: true, autoDelete: false });
+    // A full queue with overflow reject-publish makes the broker nack what is routed to it.
+    const { queue } = await channel.assertQueue('', { exclusive: true, arguments: { 'x-max-length': 5, 'x-overflow': 'reject-publish' } });
+    await channel.bindQueue(queue, exchange, 'nova.instance.*');
+
+    const source$ = new Subject<SourceSignal<Entity>>();
+    const sync = createSynchronizer({ sources: [sourceOf('nova', source$)] });
+    sync.start();
+    const logs: string[] = [];
+    const sink = createAmqpSink(
+      { url, endpoints: parseTransportUrl(url), exchange, reconnectMs: 50, maxReconnectMs: 100 },
+      createLogger('info', (line) => logs.push(line)),
+    );
+    const handle = sink.attach(sync);
+    for (let i = 0; i < 12; i++) source$.next(upsert(t(i), entity(`vm-${i}`)));
+    await until('a nack', () => logs.some((l) => l.includes('message nacked')));
+    const ids: string[] = [];
+    await channel.consume(queue, (m) => m && ids.push(JSON.parse(m.content.toString()).entity.id), { noAck: true });
+    await until('every message', () => new Set(ids).size === 12);
+    handle.unsubscribe();
+    await sink.close?.();
+    sync.stop();
+    // Last occurrence wins, as for a consumer that applies each message in turn.
+    const last = ids.filter((id, i) => ids.lastIndexOf(id) === i);
+    expect(last).toEqual(Array.from({ length: 12 }, (_, i) => `vm-${i}`));
+    expect(ids.slice(0, 5)).toEqual(['vm-0', 'vm-1', 'vm-2', 'vm-3', 'vm-4']);
+  });
 });

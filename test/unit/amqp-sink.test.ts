@@ -1,5 +1,14 @@
+import { Subject } from 'rxjs';
 import { describe, expect, it } from 'vitest';
+import { parseTransportUrl } from '../../src/amqp.js';
 import { parseConfig } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+import type { Entity, EntityDraft } from '../../src/model.js';
+import { createAmqpSink } from '../../src/sinks/amqp.js';
+import type { Source, SourceSignal } from '../../src/source.js';
+import { createSynchronizer } from '../../src/synchronizer.js';
+import { entity, t, upsert } from '../support/entities.js';
+import { freePort } from '../support/ports.js';
 
 const withSink = (sink: Record<string, unknown>) => parseConfig({ sources: [{ name: 'topology', use: 'static', file: './topology.yaml' }], sinks: [{ use: 'stdout' }, { use: 'amqp', ...sink }] }, '/tmp');
 
@@ -29,5 +38,27 @@ describe('use: amqp sink options', () => {
     await expect(withSink({ url: 'amqp://h/', exchange: ['x'] })).rejects.toThrow(/^sinks\[1\]\.exchange: expected a non-empty string/);
     await expect(withSink({ url: 'amqp://h/', exchnage: 'x' })).rejects.toThrow('sinks[1].exchnage: is not a known option here');
     await expect(withSink({ url: 'amqp://h/', types: 'nova.*', reconnectDelay: '5s', maxReconnectDelay: '1s' })).rejects.toThrow(/^sinks\[1\]\.maxReconnectDelay/);
+  });
+
+  it('close() with no broker waits its timeout, then says how many messages were left unconfirmed', async () => {
+    const url = `amqp://guest:secret@127.0.0.1:${await freePort()}/`; // nothing listens there
+    const source$ = new Subject<SourceSignal<Entity>>();
+    const source = { name: 'nova', types: ['nova.instance'], signal$: source$, map: (r: unknown) => r as EntityDraft } as Source<unknown>;
+    const sync = createSynchronizer({ sources: [source] });
+    sync.start();
+    const logs: string[] = [];
+    const sink = createAmqpSink({ url, endpoints: parseTransportUrl(url), exchange: 'x', reconnectMs: 20, maxReconnectMs: 50, closeTimeoutMs: 300 }, createLogger('info', (l) => logs.push(l)));
+    const handle = sink.attach(sync);
+    for (let i = 0; i < 3; i++) source$.next(upsert(t(i), entity(`vm-${i}`)));
+    await new Promise((resolve) => setImmediate(resolve));
+    handle.unsubscribe();
+    const started = Date.now();
+    await sink.close?.();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    sync.stop();
+    const closed = logs.find((l) => l.includes('closed with unconfirmed'));
+    expect(closed && JSON.parse(closed)).toMatchObject({ level: 'warn', unconfirmed: 4 }); // synced + 3 events
+    expect(logs.some((l) => l.includes('broker unavailable') && l.includes('ECONNREFUSED'))).toBe(true);
+    expect(logs.join('')).not.toContain('secret');
   });
 });

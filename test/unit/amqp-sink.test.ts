@@ -61,4 +61,25 @@ describe('use: amqp sink options', () => {
     expect(logs.some((l) => l.includes('broker unavailable') && l.includes('ECONNREFUSED'))).toBe(true);
     expect(logs.join('')).not.toContain('secret');
   });
+
+  it('never holds up the pipeline while the broker is down: a full window makes the hub resynchronise the sink', async () => {
+    const url = `amqp://guest:guest@127.0.0.1:${await freePort()}/`;
+    const source$ = new Subject<SourceSignal<Entity>>();
+    const source = { name: 'nova', types: ['nova.instance'], signal$: source$, map: (r: unknown) => r as EntityDraft } as Source<unknown>;
+    const sync = createSynchronizer({ sources: [source], bufferSize: 5 });
+    const events: string[] = [];
+    sync.entity$.subscribe((e) => events.push(e.entity.id));
+    sync.start();
+    const sink = createAmqpSink({ url, endpoints: parseTransportUrl(url), exchange: 'x', reconnectMs: 20, maxReconnectMs: 50, window: 3, closeTimeoutMs: 0 }, createLogger('silent'));
+    const handle = sink.attach(sync);
+    for (let i = 0; i < 20; i++) {
+      source$.next(upsert(t(i), entity(`vm-${i}`)));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(events).toHaveLength(20);
+    expect(sync.metrics().resyncs).toBeGreaterThan(0);
+    handle.unsubscribe();
+    await sink.close?.();
+    sync.stop();
+  });
 });

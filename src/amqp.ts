@@ -220,12 +220,17 @@ function connectOptions(e: AmqpEndpoint, heartbeat: number): Options.Connect {
   return { protocol: e.tls ? 'amqps' : 'amqp', hostname: e.hostname, port: e.port, username: e.username, password: e.password, vhost: e.vhost, heartbeat };
 }
 
-/** Opens one connection, declares the topology and starts consuming; resolves with a promise of its end. */
-async function openSession(
-  endpoint: AmqpEndpoint,
-  options: AmqpConsumerOptions,
-  onDelivery: (d: AmqpDelivery) => void,
-): Promise<{ connection: ChannelModel; ended: Promise<Error>; close: () => Promise<void> }> {
+/** One open connection; `ended` resolves (once) with why it ended, or with what `end` was given. */
+export interface AmqpLink {
+  readonly connection: ChannelModel;
+  /** The endpoint, without password (`describeEndpoint`). */
+  readonly where: string;
+  readonly ended: Promise<Error>;
+  end(error: Error): void;
+}
+
+/** Connects to one endpoint; errors say which endpoint (never with its password). */
+export async function openConnection(endpoint: AmqpEndpoint, options: { heartbeatSeconds?: number; connectionName?: string } = {}): Promise<AmqpLink> {
   const where = describeEndpoint(endpoint);
   let connection: ChannelModel;
   try {
@@ -238,11 +243,24 @@ async function openSession(
   } catch (e) {
     throw new Error(`connecting to ${where}: ${errorMessage(e)}`);
   }
-  let resolveEnd: (e: Error) => void = () => undefined;
-  const ended = new Promise<Error>((resolve) => (resolveEnd = resolve));
+  let end: (e: Error) => void = () => undefined;
+  const ended = new Promise<Error>((resolve) => (end = resolve));
   // 'error' is always followed by 'close'; without a listener it would crash the process.
-  connection.on('error', (e: Error) => resolveEnd(new Error(`connection to ${where} failed: ${e.message}`)));
-  connection.on('close', (e?: Error) => resolveEnd(new Error(`connection to ${where} closed${e ? `: ${e.message}` : ''}`)));
+  connection.on('error', (e: Error) => end(new Error(`connection to ${where} failed: ${e.message}`)));
+  connection.on('close', (e?: Error) => end(new Error(`connection to ${where} closed${e ? `: ${e.message}` : ''}`)));
+  return { connection, where, ended, end };
+}
+
+/** A link with its channels and topology set up; `close` ends it gracefully. */
+export interface AmqpSession {
+  readonly link: AmqpLink;
+  close(): Promise<void>;
+}
+
+/** Opens one connection, declares the topology and starts consuming. */
+async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions, onDelivery: (d: AmqpDelivery) => void): Promise<AmqpSession> {
+  const link = await openConnection(endpoint, options);
+  const { connection, where, end: resolveEnd } = link;
   try {
     const channel = await connection.createChannel();
     channel.on('error', (e: Error) => resolveEnd(new Error(`channel on ${where} failed: ${e.message}`)));
@@ -270,7 +288,7 @@ async function openSession(
       await step(`binding queue ${options.queue} to ${b.exchange} with ${b.routingKey}`, () => channel.bindQueue(options.queue, b.exchange, b.routingKey));
     }
     const acks = new AckBatcher(channel);
-    void ended.then(() => acks.close());
+    void link.ended.then(() => acks.close());
     await step(`consuming from queue ${options.queue}`, () =>
       channel.consume(
         options.queue,
@@ -318,8 +336,7 @@ async function openSession(
       ),
     );
     return {
-      connection,
-      ended,
+      link,
       close: async () => {
         // A graceful stop: the acks of what was already settled, then the channel's close on the
         // same channel (frames of one channel stay in order; a connection close could overtake
@@ -361,52 +378,83 @@ async function openSession(
  */
 export function amqpConsume$(options: AmqpConsumerOptions): Observable<AmqpSignal> {
   if (options.endpoints.length === 0) throw new Error('amqpConsume$: no broker endpoint given');
+  return new Observable<AmqpSignal>((subscriber) =>
+    keepConnected({
+      endpoints: options.endpoints,
+      ...(options.backoff ? { backoff: options.backoff } : {}),
+      ...(options.scheduler ? { scheduler: options.scheduler } : {}),
+      open: (endpoint) => openSession(endpoint, options, (delivery) => subscriber.next({ kind: 'delivery', delivery })),
+      up: (_session, endpoint) => subscriber.next({ kind: 'up', endpoint }),
+      down: (error, retryInMs) => subscriber.next({ kind: 'down', error, retryInMs }),
+    }),
+  );
+}
+
+export interface KeepConnectedOptions<S extends AmqpSession> {
+  /** Brokers, tried in turn on each (re)connect. */
+  endpoints: readonly AmqpEndpoint[];
+  backoff?: BackoffOptions;
+  scheduler?: SchedulerLike;
+  /** Connects to one endpoint and sets the session up; a rejection counts as a failed attempt. */
+  open(endpoint: AmqpEndpoint): Promise<S>;
+  /** A session is open (`endpoint` as describeEndpoint gives it). */
+  up(session: S, endpoint: string): void;
+  /** An attempt failed or the session ended; the next attempt follows in `retryInMs`. */
+  down(error: string, retryInMs: number): void;
+}
+
+/**
+ * The reconnect loop shared by the consumer and the publisher: opens a session on the first
+ * endpoint, and whenever it ends or an attempt fails waits `backoffDelay(attempt)` and tries the
+ * next endpoint (failover); the attempt count starts over after a successful open. Returns the
+ * stop function, which closes the current session gracefully.
+ */
+export function keepConnected<S extends AmqpSession>(options: KeepConnectedOptions<S>): () => void {
+  if (options.endpoints.length === 0) throw new Error('keepConnected: no broker endpoint given');
   const scheduler = options.scheduler ?? asyncScheduler;
-  return new Observable<AmqpSignal>((subscriber) => {
-    let stopped = false;
-    let current: { close: () => Promise<void> } | undefined;
-    let wake: (() => void) | undefined;
-    let timer: { unsubscribe(): void } | undefined;
-    const loop = async (): Promise<void> => {
-      let attempt = 0;
-      let index = 0;
-      while (!stopped) {
-        const endpoint = options.endpoints[index % options.endpoints.length]!;
-        let error: Error;
-        try {
-          const session = await openSession(endpoint, options, (delivery) => subscriber.next({ kind: 'delivery', delivery }));
-          if (stopped) {
-            await session.close();
-            return;
-          }
-          current = session;
-          attempt = 0;
-          subscriber.next({ kind: 'up', endpoint: describeEndpoint(endpoint) });
-          error = await session.ended;
-          current = undefined;
-          // Unsubscribed: the teardown closes the session gracefully.
-          if (stopped) return;
-          session.connection.close().catch(() => undefined);
-        } catch (e) {
-          error = e instanceof Error ? e : new Error(String(e));
+  let stopped = false;
+  let current: S | undefined;
+  let wake: (() => void) | undefined;
+  let timer: { unsubscribe(): void } | undefined;
+  const loop = async (): Promise<void> => {
+    let attempt = 0;
+    let index = 0;
+    while (!stopped) {
+      const endpoint = options.endpoints[index % options.endpoints.length]!;
+      let error: Error;
+      try {
+        const session = await options.open(endpoint);
+        if (stopped) {
+          await session.close();
+          return;
         }
+        current = session;
+        attempt = 0;
+        options.up(session, describeEndpoint(endpoint));
+        error = await session.link.ended;
+        current = undefined;
+        // Stopped: the stop function closes the session gracefully.
         if (stopped) return;
-        attempt += 1;
-        index += 1;
-        const delay = backoffDelay(attempt, options.backoff);
-        subscriber.next({ kind: 'down', error: error.message, retryInMs: delay });
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          timer = scheduler.schedule(() => resolve(), delay);
-        });
+        session.link.connection.close().catch(() => undefined);
+      } catch (e) {
+        error = e instanceof Error ? e : new Error(String(e));
       }
-    };
-    void loop();
-    return () => {
-      stopped = true;
-      timer?.unsubscribe();
-      wake?.();
-      void current?.close();
-    };
-  });
+      if (stopped) return;
+      attempt += 1;
+      index += 1;
+      const delay = backoffDelay(attempt, options.backoff);
+      options.down(error.message, delay);
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        timer = scheduler.schedule(() => resolve(), delay);
+      });
+    }
+  };
+  void loop();
+  return () => {
+    stopped = true;
+    timer?.unsubscribe();
+    wake?.();
+    void current?.close();
+  };
 }

@@ -9,6 +9,7 @@ export { createLogger, silentLogger, type Logger, type LogLevel } from './log.js
 export { entityHash, entityMeaning, canonicalJson, changedFields } from './hash.js';
 export { startService, prometheusText, type Service } from './service.js';
 export { eventLine, writeEvents } from './sinks/stdout.js';
+export { createAmqpSink, readAmqpSinkOptions, sinkMessage, ENTITY_KEY_HEADER, type AmqpSinkOptions, type SinkMessage } from './sinks/amqp.js';
 export type { Sink, SinkPlugin, SinkContext } from './sinks/index.js';
 export * from '../operators/index.js';
 export { HttpClient, HttpError, createHttpClient, fetchAllPages, retryHttp, safeUrl, parseRetryAfter, type HttpAuth, type HttpClientOptions, type HttpRequest, type HttpResponse, type HttpMethod, type QueryParams, type PagesOptions, type RetryHttpOptions } from './http.js';

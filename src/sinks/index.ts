@@ -2,6 +2,7 @@ import type { Subscription } from 'rxjs';
 import type { Logger } from '../log.js';
 import type { OptionReader } from '../options.js';
 import type { Synchronizer } from '../synchronizer.js';
+import amqpSink from './amqp.js';
 import stdoutSink from './stdout.js';
 
 /** Where the service sends events: attached to a synchronizer before it starts. */
@@ -23,4 +24,5 @@ export interface SinkPlugin<O> {
 
 export const builtinSinks: Readonly<Record<string, SinkPlugin<unknown>>> = {
   stdout: stdoutSink as SinkPlugin<unknown>,
+  amqp: amqpSink as SinkPlugin<unknown>,
 };

@@ -126,6 +126,29 @@ export function cloudsYamlPaths(env: Env = process.env, cwd = process.cwd()): st
   return paths;
 }
 
+/**
+ * secure.yaml locations, searched as the OpenStack tools do: the first that exists holds the
+ * secrets (passwords, application credential secrets) kept out of clouds.yaml.
+ */
+export function secureYamlPaths(env: Env = process.env, cwd = process.cwd()): string[] {
+  const paths: string[] = [];
+  if (env.OS_CLIENT_SECURE_FILE) paths.push(env.OS_CLIENT_SECURE_FILE);
+  paths.push(join(cwd, 'secure.yaml'), join(env.HOME ?? homedir(), '.config', 'openstack', 'secure.yaml'), '/etc/openstack/secure.yaml');
+  return paths;
+}
+
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** `over` laid onto `base`, mappings merged key by key (secure.yaml onto clouds.yaml). */
+function overlay(base: unknown, over: unknown): unknown {
+  if (!isMapping(base) || !isMapping(over)) return over === undefined ? base : over;
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) out[key] = overlay(base[key], value);
+  return out;
+}
+
 function readClouds(file: string, path: string): Record<string, unknown> {
   let doc: unknown;
   try {
@@ -183,11 +206,13 @@ export function readCloudOptions(read: OptionReader, env: Env = process.env, cwd
   if (name) {
     const at = cloudName ? read.at('cloud') : read.path;
     const files = cloudsYamlPaths(env, cwd).filter((f) => existsSync(f));
+    const secureFile = secureYamlPaths(env, cwd).find((f) => existsSync(f));
+    const secure = secureFile === undefined ? undefined : readClouds(secureFile, at)[name];
     for (const file of files) {
       const cloud = readClouds(file, at)[name];
       if (cloud === undefined) continue;
-      const entry = (cloud ?? {}) as Record<string, unknown>;
-      const where = `clouds.yaml cloud ${JSON.stringify(name)} (${file})`;
+      const entry = (overlay(cloud ?? {}, secure) ?? {}) as Record<string, unknown>;
+      const where = `clouds.yaml cloud ${JSON.stringify(name)} (${file}${secure !== undefined ? `, secrets from ${secureFile}` : ''})`;
       const cloudAuth = (entry.auth ?? {}) as Record<string, unknown>;
       const cloudRegion = typeof entry.region_name === 'string' ? entry.region_name : undefined;
       return {

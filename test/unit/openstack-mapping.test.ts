@@ -182,6 +182,16 @@ describe('Keystone', () => {
     expect(fromCloud).toMatchObject({ credentials: { authType: 'application_credential', applicationCredentialId: 'ac' }, region: 'R1', interface: 'internal' });
     expect(() => readCloudOptions(new OptionReader({ cloud: 'other' }, 'sources[0]'), { OS_CLIENT_CONFIG_FILE: file, HOME: dir }, dir)).toThrow(/sources\[0\]\.cloud: no cloud "other" in clouds.yaml/);
 
+    // Secrets kept in secure.yaml are laid onto the clouds.yaml entry, as the OpenStack tools do.
+    const split = mkdtempSync(join(tmpdir(), 'clouds-'));
+    writeFileSync(join(split, 'clouds.yaml'), 'clouds:\n  split:\n    region_name: R3\n    auth:\n      auth_url: http://127.0.0.1:5000/v3\n      username: u\n      project_name: p\n');
+    writeFileSync(join(split, 'secure.yaml'), 'clouds:\n  split:\n    auth:\n      password: from-secure\n');
+    const fromSecure = readCloudOptions(new OptionReader({ cloud: 'split' }, 'sources[0]'), { HOME: split }, split);
+    expect(fromSecure).toMatchObject({ credentials: { authType: 'password', username: 'u', password: 'from-secure', projectName: 'p' }, region: 'R3' });
+    expect(fromSecure.origin).toContain(`secrets from ${join(split, 'secure.yaml')}`);
+    // Without it, the missing password is named.
+    expect(() => readCloudOptions(new OptionReader({ cloud: 'split' }, 'sources[0]'), { HOME: split, OS_CLIENT_CONFIG_FILE: join(split, 'clouds.yaml') }, join(split, 'elsewhere'))).toThrow(/password/);
+
     const env = { OS_AUTH_URL: 'http://127.0.0.1:5000/v3', OS_USERNAME: 'u', OS_PASSWORD: 'p', OS_PROJECT_NAME: 'p', OS_DOMAIN_NAME: 'D', OS_REGION_NAME: 'R2', HOME: dir };
     expect(readCloudOptions(new OptionReader({}, 'sources[0]'), env, dir)).toMatchObject({ credentials: { userDomainName: 'D', projectDomainName: 'D' }, region: 'R2', origin: 'OS_* environment' });
     expect(() => readCloudOptions(new OptionReader({}, 'sources[0]'), { HOME: dir }, dir)).toThrow(/sources\[0\]: no OpenStack credentials/);

@@ -24,6 +24,7 @@ import { novaSample, osloBody, osloTimestamp } from '../support/nova-samples.js'
 import { OsloPublisher } from '../support/oslo-publisher.js';
 import { RabbitNode } from '../support/rabbitmq.js';
 import type { Bench, BenchRow } from './run.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 const N = Number(process.env.AMQP_BENCH_N ?? 100_000);
 const PREFETCH = Number(process.env.AMQP_BENCH_PREFETCH ?? 1_000);
@@ -32,16 +33,6 @@ const LATENCY_RATE = 1_000;
 const LATENCY_SECONDS = 10;
 const EXCHANGE = 'nova';
 const ROUTING_KEY = 'versioned_notifications.info';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`amqp bench: timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 const template = novaSample('instance-update.json');
 
@@ -91,7 +82,7 @@ async function drainPipeline(node: RabbitNode, queue: string): Promise<number> {
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
   sync.start();
-  await until('the pipeline to drain', () => source.stats.acked >= N, 600_000);
+  await waitFor('the pipeline to drain', () => source.stats.acked >= N, { timeoutMs: 600_000, everyMs: 5 });
   const elapsed = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   if (process.env.AMQP_BENCH_DEBUG) process.stderr.write(`pipeline: ${elapsed.toFixed(0)} ms, ${Math.round((N / elapsed) * 1000)} msg/s, node cpu ${((cpu.user + cpu.system) / N).toFixed(1)} µs/msg\n`);
@@ -142,7 +133,7 @@ async function latency(node: RabbitNode, publisher: OsloPublisher): Promise<{ p5
     if (e.entity.name?.startsWith('lat-') && sentAt[i]! > 0) latencies.push(performance.now() - sentAt[i]!);
   });
   sync.start();
-  await until('the latency source to be up', () => sync.health().bus?.status === 'up', 30_000);
+  await waitFor('the latency source to be up', () => sync.health().bus?.status === 'up', { timeoutMs: 30_000, everyMs: 5 });
   const t0 = performance.now();
   let i = 0;
   while (i < total) {
@@ -154,7 +145,7 @@ async function latency(node: RabbitNode, publisher: OsloPublisher): Promise<{ p5
     }
     await sleep(1);
   }
-  await until('every paced message to be emitted', () => latencies.length >= total, 60_000);
+  await waitFor('every paced message to be emitted', () => latencies.length >= total, { timeoutMs: 60_000, everyMs: 5 });
   sync.stop();
   latencies.sort((a, b) => a - b);
   return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), count: latencies.length };

@@ -1,20 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EntityEvent, type Synchronizer, createSource, createSynchronizer } from '../../src/index.js';
 import { type RunningAlertmanager, startAlertmanager } from '../support/alertmanager.js';
+import { waitFor } from '../support/wait.js';
 
 let am: RunningAlertmanager;
 let sync: Synchronizer;
 const events: EntityEvent[] = [];
 
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 10_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; events: ${events.map((e) => `${e.action} ${e.entity.key} ${e.entity.state}`).join(', ')}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** What the test saw, for a timeout's message. */
+const seen = (): string => `events: ${events.map((e) => `${e.action} ${e.entity.key} ${e.entity.state}`).join(', ')}`;
 
 const startsAt = new Date(Date.now() - 60_000).toISOString();
 const alert = (severity: string, extra: Record<string, unknown> = {}) => ({
@@ -52,7 +46,7 @@ describe('alertmanager source against a real Alertmanager 0.25', () => {
 
   it('an alert posted to Alertmanager becomes an alarm entity attached to its instance and host', async () => {
     await am.post([alert('warning')]);
-    const created = await waitFor('create', () => events.find((e) => e.action === 'create'));
+    const created = await waitFor('create', () => events.find((e) => e.action === 'create'), { context: seen });
     fingerprint = created.entity.id;
     expect(fingerprint).toMatch(/^[0-9a-f]{16}$/);
     expect(created.entity).toMatchObject({
@@ -74,7 +68,7 @@ describe('alertmanager source against a real Alertmanager 0.25', () => {
     await new Promise((r) => setTimeout(r, 400)); // several polls
     expect(events).toHaveLength(polled);
     await am.post([alert('warning', { annotations: { summary: 'compute-1 is down since 10:00' } })]);
-    const update = await waitFor('update', () => events.find((e) => e.action === 'update' && e.entity.id === fingerprint));
+    const update = await waitFor('update', () => events.find((e) => e.action === 'update' && e.entity.id === fingerprint), { context: seen });
     expect(update.changed).toEqual(['attributes.annotations']);
     expect(update.entity.attributes.annotations).toEqual({ summary: 'compute-1 is down since 10:00' });
   });
@@ -83,16 +77,16 @@ describe('alertmanager source against a real Alertmanager 0.25', () => {
     // Another severity is another label set, so Alertmanager gives it another fingerprint:
     // the old alert is resolved, the new one created.
     await am.post([alert('warning', { endsAt: new Date(Date.now() - 1000).toISOString() }), alert('critical')]);
-    const critical = await waitFor('critical alert', () => events.find((e) => e.entity.state === 'CRITICAL'));
+    const critical = await waitFor('critical alert', () => events.find((e) => e.entity.state === 'CRITICAL'), { context: seen });
     expect(critical.action).toBe('create');
-    const gone = await waitFor('old alert deleted', () => events.find((e) => e.action === 'delete' && e.entity.id === fingerprint));
+    const gone = await waitFor('old alert deleted', () => events.find((e) => e.action === 'delete' && e.entity.id === fingerprint), { context: seen });
     expect(gone.entity.state).toBe('WARNING');
     fingerprint = critical.entity.id;
   });
 
   it('a silence turns the alarm SUPPRESSED (an update naming state and silencedBy)', async () => {
     const id = await am.silence([{ name: 'alertname', value: 'InstanceDown' }]);
-    const update = await waitFor('update', () => events.find((e) => e.action === 'update' && e.entity.id === fingerprint));
+    const update = await waitFor('update', () => events.find((e) => e.action === 'update' && e.entity.id === fingerprint), { context: seen });
     expect(update.entity.state).toBe('SUPPRESSED');
     expect(update.entity.attributes).toMatchObject({ status: 'suppressed', severity: 'critical', silencedBy: [id] });
     expect(update.changed).toEqual(expect.arrayContaining(['state', 'attributes.status', 'attributes.silencedBy']));
@@ -100,7 +94,7 @@ describe('alertmanager source against a real Alertmanager 0.25', () => {
 
   it('a resolved alert (endsAt in the past) is deleted', async () => {
     await am.post([alert('critical', { endsAt: new Date(Date.now() - 1000).toISOString() })]);
-    const deleted = await waitFor('delete', () => events.find((e) => e.action === 'delete' && e.entity.id === fingerprint));
+    const deleted = await waitFor('delete', () => events.find((e) => e.action === 'delete' && e.entity.id === fingerprint), { context: seen });
     expect(deleted.entity.type).toBe('alertmanager.alert');
     expect(sync.snapshot(['alertmanager.alert'])).toEqual([]);
   });

@@ -9,16 +9,7 @@ import type { Source, SourceSignal } from '../../src/source.js';
 import { createSynchronizer } from '../../src/synchronizer.js';
 import { entity, t, upsert } from '../support/entities.js';
 import { RabbitNode } from '../support/rabbitmq.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+import { sleep, waitFor } from '../support/wait.js';
 
 /** Its own node: restarting the run's shared broker would disturb the other suites. */
 let node: RabbitNode;
@@ -54,7 +45,7 @@ describe('use: amqp sink across a broker restart', () => {
       createLogger('info', (line) => logs.push(line)),
     );
     const handle = sink.attach(sync);
-    await until('the sink to be connected', () => logs.some((l) => l.includes('amqp sink: publishing')));
+    await waitFor('the sink to be connected', () => logs.some((l) => l.includes('amqp sink: publishing')), 30_000);
 
     let n = 0;
     const emit = (): void => {
@@ -78,7 +69,7 @@ describe('use: amqp sink across a broker restart', () => {
     const consumer = await amqp.connect(node.url);
     const cch = await consumer.createChannel();
     await cch.consume(queue, (m) => m && ids.push(JSON.parse(m.content.toString()).entity.id), { noAck: true });
-    await until(`all ${n} events`, () => new Set(ids).size === n);
+    await waitFor(`all ${n} events`, () => new Set(ids).size === n, 30_000);
     handle.unsubscribe();
     await sink.close?.();
     sync.stop();

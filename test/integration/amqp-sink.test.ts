@@ -10,20 +10,13 @@ import { eventLine } from '../../src/sinks/stdout.js';
 import type { Source, SourceSignal } from '../../src/source.js';
 import { createSynchronizer } from '../../src/synchronizer.js';
 import { entity, snapshot, t, upsert } from '../support/entities.js';
+import { waitFor } from '../support/wait.js';
 
 const url = inject('rabbitUrl');
 
 /** A source whose records are already entities (the mapping passes them through). */
 function sourceOf(name: string, signal$: Observable<SourceSignal<Entity>>): Source<unknown> {
   return { name, types: ['nova.instance', 'nova.host'], signal$, map: (r) => r as EntityDraft } as Source<unknown>;
-}
-
-async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 let connection: ChannelModel;
@@ -61,12 +54,12 @@ describe('use: amqp sink against a real RabbitMQ', () => {
       createLogger('silent'),
     );
     const handle = sink.attach(sync);
-    await until('the replay and synced', () => received.length >= 3);
+    await waitFor('the replay and synced', () => received.length >= 3);
     source$.next(upsert(t(1), entity('z')));
     source$.next(upsert(t(2), entity('x', 'SHUTOFF')));
     source$.next(upsert(t(2), entity('h1', 'DOWN', { type: 'nova.host' }))); // filtered out by types
     source$.next(snapshot(t(3), [entity('x', 'SHUTOFF'), entity('z')], ['nova.instance']));
-    await until('every message', () => received.length >= 6);
+    await waitFor('every message', () => received.length >= 6);
     handle.unsubscribe();
     await sink.close?.();
     sync.stop();
@@ -118,10 +111,10 @@ describe('use: amqp sink against a real RabbitMQ', () => {
     );
     const handle = sink.attach(sync);
     for (let i = 0; i < 12; i++) source$.next(upsert(t(i), entity(`vm-${i}`)));
-    await until('a nack', () => logs.some((l) => l.includes('message nacked')));
+    await waitFor('a nack', () => logs.some((l) => l.includes('message nacked')));
     const ids: string[] = [];
     await channel.consume(queue, (m) => m && ids.push(JSON.parse(m.content.toString()).entity.id), { noAck: true });
-    await until('every message', () => new Set(ids).size === 12);
+    await waitFor('every message', () => new Set(ids).size === 12);
     handle.unsubscribe();
     await sink.close?.();
     sync.stop();

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { EntityEvent } from '../../src/model.js';
+import { waitFor } from '../support/wait.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const bin = join(root, 'bin', 'synchronizer.js');
@@ -176,8 +177,7 @@ describe('synchronizer CLI', () => {
       writeFileSync(join(dir, 'synchronizer.yaml'), config);
       const c = cli('--config', join(dir, 'synchronizer.yaml'));
       expect((await c.waitFor(2)).map(brief)).toEqual(['create nova.host:compute-1 UP', 'create nova.instance:vm-1 ACTIVE']);
-      const deadline = Date.now() + 10_000;
-      while (keys.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      await waitFor('two messages on the exchange', () => keys.length >= 2, 10_000);
       // Attached before the first snapshot: an empty replay, then the change.
       expect(keys).toEqual(['synced', 'nova.instance.create']);
       c.child.kill('SIGTERM');

@@ -1,20 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EntityEvent, type Synchronizer, createSource, createSynchronizer } from '../../src/index.js';
 import { type RunningNagios, startNagios } from '../support/nagios.js';
+import { waitFor } from '../support/wait.js';
 
 let nagios: RunningNagios;
 let sync: Synchronizer;
 const events: EntityEvent[] = [];
 
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; events: ${events.map((e) => `${e.action} ${e.entity.key} ${e.entity.state}`).join(', ')}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** What the test saw, for a timeout's message. */
+const seen = (): string => `events: ${events.map((e) => `${e.action} ${e.entity.key} ${e.entity.state}`).join(', ')}`;
 
 const event = (action: string, key: string, state: string) => () => events.find((e) => e.action === action && e.entity.key === key && e.entity.state === state);
 
@@ -37,17 +31,17 @@ afterAll(async () => {
 
 describe('nagios source against a real Nagios Core 4.4 (statusjson.cgi under Apache)', () => {
   it('creates the host and its service, PENDING until checked', async () => {
-    const host = await waitFor('host', event('create', 'nagios.host:compute-1.example', 'PENDING'));
+    const host = await waitFor('host', event('create', 'nagios.host:compute-1.example', 'PENDING'), { context: seen });
     expect(host.entity.parents).toEqual([{ type: 'nova.host', id: 'compute-1' }]);
-    const service = await waitFor('service', event('create', 'nagios.service:compute-1.example/nova-compute', 'PENDING'));
+    const service = await waitFor('service', event('create', 'nagios.service:compute-1.example/nova-compute', 'PENDING'), { context: seen });
     expect(service.entity.parents).toEqual([{ type: 'nagios.host', id: 'compute-1.example' }]);
   });
 
   it('a check result that changes the state is an update', async () => {
     nagios.command('PROCESS_HOST_CHECK_RESULT;compute-1.example;1;CRITICAL - Host Unreachable (10.0.0.5)', 'PROCESS_SERVICE_CHECK_RESULT;compute-1.example;nova-compute;2;PROCS CRITICAL: 0 processes');
-    const host = await waitFor('host DOWN', event('update', 'nagios.host:compute-1.example', 'DOWN'));
+    const host = await waitFor('host DOWN', event('update', 'nagios.host:compute-1.example', 'DOWN'), { context: seen });
     expect(host.entity.attributes).toMatchObject({ output: 'CRITICAL - Host Unreachable (10.0.0.5)', stateType: 'HARD' });
-    const service = await waitFor('service CRITICAL', event('update', 'nagios.service:compute-1.example/nova-compute', 'CRITICAL'));
+    const service = await waitFor('service CRITICAL', event('update', 'nagios.service:compute-1.example/nova-compute', 'CRITICAL'), { context: seen });
     expect(service.entity.attributes).toMatchObject({ output: 'PROCS CRITICAL: 0 processes', stateType: 'HARD' });
   });
 
@@ -66,13 +60,13 @@ describe('nagios source against a real Nagios Core 4.4 (statusjson.cgi under Apa
     await new Promise((r) => setTimeout(r, 700));
     expect(events.slice(before)).toEqual([]);
     nagios.command('PROCESS_SERVICE_CHECK_RESULT;compute-1.example;nova-compute;0;PROCS OK: 1 process');
-    await waitFor('service OK', event('update', 'nagios.service:compute-1.example/nova-compute', 'OK'));
+    await waitFor('service OK', event('update', 'nagios.service:compute-1.example/nova-compute', 'OK'), { context: seen });
     // Only the OK result changed anything.
     expect(events.slice(before).map((e) => `${e.action} ${e.entity.key} ${e.entity.state}`)).toEqual(['update nagios.service:compute-1.example/nova-compute OK']);
   });
 
   it('the unauthorized user is reported down, not empty', async () => {
-    const blind = await waitFor('blind down', () => sync.health().blind?.status === 'down' && sync.health().blind);
+    const blind = await waitFor('blind down', () => sync.health().blind?.status === 'down' && sync.health().blind, { context: seen });
     expect(blind.error).toMatch(/no hosts visible to user "viewer"/);
     expect(events.filter((e) => e.entity.source === 'blind')).toEqual([]);
   });

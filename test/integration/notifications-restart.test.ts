@@ -10,16 +10,7 @@ import { createNotificationSource, readNotificationOptions } from '../../sources
 import { novaSample, osloBody, osloTimestamp } from '../support/nova-samples.js';
 import { OsloPublisher } from '../support/oslo-publisher.js';
 import { RabbitNode } from '../support/rabbitmq.js';
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+import { sleep, waitFor } from '../support/wait.js';
 
 /** Its own node: restarting the run's shared broker would disturb the other suites. */
 let node: RabbitNode;
@@ -75,7 +66,7 @@ describe('openstack.notifications across a broker restart', () => {
       while (Date.now() < until);
     });
     sync.start();
-    await until('the source to be up', () => sync.health().bus?.status === 'up');
+    await waitFor('the source to be up', () => sync.health().bus?.status === 'up', 30_000);
 
     // First half at once (a backlog the slow consumer is still working through), then the
     // broker restarts, then the second half as a paced stream.
@@ -83,7 +74,7 @@ describe('openstack.notifications across a broker restart', () => {
     await publisher.declare(exchange, 'versioned_notifications.info');
     for (let i = 0; i < N / 2; i++) publisher.publishNoWait(exchange, 'versioned_notifications.info', body(i));
     await publisher.flush();
-    await until('the consumer to be under way', () => events.length >= 20);
+    await waitFor('the consumer to be under way', () => events.length >= 20, 30_000);
     const eventsAtRestart = events.length;
     await publisher.close();
     publisher = undefined;
@@ -91,7 +82,7 @@ describe('openstack.notifications across a broker restart', () => {
     await node.restart();
     // The non-durable exchange (oslo's default) and its bindings died with the broker: our
     // durable queue kept its persistent messages, and receives again once the source rebound it.
-    await until('the source to be up again', () => ups > upsBefore && sync.health().bus?.status === 'up');
+    await waitFor('the source to be up again', () => ups > upsBefore && sync.health().bus?.status === 'up', 30_000);
     for (let i = N / 2; i < N; i++) {
       for (;;) {
         try {
@@ -106,7 +97,7 @@ describe('openstack.notifications across a broker restart', () => {
       }
       await sleep(2);
     }
-    await until(`all ${N} entities`, () => emitted.size === N, 60_000);
+    await waitFor(`all ${N} entities`, () => emitted.size === N, 60_000);
     await sleep(300);
     sync.stop();
     await publisher?.close();

@@ -14,21 +14,11 @@ import { type NotificationHooks, type NotificationSource, createNotificationSour
 import { type ApiServer, serverDraft } from '../../sources/openstack/nova.js';
 import { FIXTURES, novaSample, osloBody, osloTimestamp } from '../support/nova-samples.js';
 import { OsloPublisher } from '../support/oslo-publisher.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 const REAL = join(FIXTURES, 'wire/real-openstack');
 const real = (file: string): Buffer => readFileSync(join(REAL, file));
 const url = inject('rabbitUrl');
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Waits until `check` holds (polling), or fails with `what`. */
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 interface Harness {
   sync: Synchronizer;
@@ -72,7 +62,7 @@ function harness(extra: Record<string, unknown> = {}, others: Source<unknown>[] 
 
 async function started(h: Harness): Promise<void> {
   h.sync.start();
-  await until('the source to be up', () => h.sync.health().bus?.status === 'up');
+  await waitFor('the source to be up', () => h.sync.health().bus?.status === 'up');
 }
 
 let publisher: OsloPublisher;
@@ -100,7 +90,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     await publisher.publish(h.exchange, 'versioned_notifications.info', real('nova--versioned_notifications.info--instance.create.end.body.json'));
     await publisher.publish(h.exchange, 'notifications.info', real('nova--notifications.info--compute.instance.create.end.body.json'));
     await publisher.publish(h.exchange, 'notifications.info', real('nova--notifications.info--scheduler.select_destinations.end.body.json'));
-    await until('three settlements', () => h.settled.length === 3);
+    await waitFor('three settlements', () => h.settled.length === 3);
     // Legacy and versioned create.end describe the same server: one create, no update.
     expect(h.events.map((e) => [e.action, e.origin, e.entity.key, e.entity.state])).toEqual([
       ['create', 'notification', 'nova.instance:17596566-91a9-4b73-b5da-3920e588854f', 'ACTIVE'],
@@ -134,7 +124,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     await publisher.publish(h.exchange, 'notifications.info', osloBody(missingId, { messageId: 'no-id-1', timestamp: stamp }));
     await publisher.publish(h.exchange, 'notifications.info', osloBody({ event_type: 'identity.project.created', payload: { resource_info: 'p' } }, { messageId: 'unk-1', timestamp: stamp }));
     await publisher.publish(h.exchange, 'notifications.info', osloBody(novaSample('instance-create-end.json'), { messageId: 'good-1', timestamp: stamp }));
-    await until('six settlements', () => h.settled.length === 6);
+    await waitFor('six settlements', () => h.settled.length === 6);
     expect(h.settled.map((s) => s.outcome.ok)).toEqual([false, false, false, false, true, true]);
     expect(h.events.map((e) => e.entity.key)).toEqual(['nova.instance:178b0921-8f85-4257-88b6-2e743b5a975c']);
     expect(h.source.stats).toMatchObject({ received: 6, rejected: 4, unknown: { 'identity.project.created': 1 }, mapped: 2 });
@@ -165,7 +155,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     await started(h);
     const missingId = { event_type: 'compute.instance.update', payload: { state: 'active' } };
     await publisher.publish(h.exchange, 'notifications.info', osloBody(missingId, { messageId: 'legacy-no-id', timestamp: osloTimestamp(new Date()) }));
-    await until('one settlement', () => h.settled.length === 1);
+    await waitFor('one settlement', () => h.settled.length === 1);
     const line = h.logs.find((l) => l.msg === 'notification refused: rejected without requeue');
     expect(line).toMatchObject({ message_id: 'legacy-no-id', event_type: 'compute.instance.update' });
     expect(String(line!.reason)).toMatch(/payload has no instance_id/);
@@ -180,7 +170,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     await started(h);
     const body = osloBody(novaSample('instance-power_off-end.json'), { messageId: 'power-off-1', timestamp: osloTimestamp(new Date()) });
     await publisher.publish(h.exchange, 'notifications.info', body);
-    await until('the first settlement', () => h.settled.length === 1);
+    await waitFor('the first settlement', () => h.settled.length === 1);
     expect(h.events.map((e) => e.action)).toEqual(['create']);
     h.sync.stop();
     // The same message again, handed back by another consumer without an ack: redelivered=true.
@@ -193,7 +183,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     expect(got).toBeTruthy();
     publisher.raw.nack(got as amqp.GetMessage, false, true);
     await started(h);
-    await until('the second settlement', () => h.settled.length >= 2);
+    await waitFor('the second settlement', () => h.settled.length >= 2);
     await sleep(200);
     expect(h.settled.slice(1)).toEqual([{ messageId: 'power-off-1', eventType: 'instance.power_off.end', redelivered: true, outcome: { ok: true } }]);
     expect(h.events).toHaveLength(1);
@@ -206,7 +196,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     await publisher.declare(h.exchange, 'versioned_notifications.info');
     await started(h);
     await publisher.publish(h.exchange, 'versioned_notifications.info', real('nova--versioned_notifications.info--instance.create.end.body.json'));
-    await until('the notification event', () => h.events.length === 1);
+    await waitFor('the notification event', () => h.events.length === 1);
     const servers = (JSON.parse(real('api/api-servers-detail-all-tenants.json').toString()) as { servers: ApiServer[] }).servers;
     const server = servers.find((s) => s.id === '17596566-91a9-4b73-b5da-3920e588854f')!;
     // A poll that started after the notification: it is compared, and agrees.
@@ -235,7 +225,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     expect(String(down?.error)).toContain(`127.0.0.1:${deadPort}`);
     server.close();
     await publisher.publish(h.exchange, 'notifications.info', real('nova--notifications.info--compute.instance.create.end.body.json'));
-    await until('the event through the second host', () => h.events.length === 1);
+    await waitFor('the event through the second host', () => h.events.length === 1);
   });
 
   it('delete.end of an unknown entity → no event; create.end of an unknown entity (2.0 and 1.0 bodies) → create', async () => {
@@ -248,7 +238,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     await publisher.publish(h.exchange, 'versioned_notifications.info', real('nova--versioned_notifications.info--instance.create.end.body.json'));
     // The 1.0 format (driver `messaging`): the bare message as the body.
     await publisher.publish(h.exchange, 'notifications.info', readFileSync(join(FIXTURES, 'wire/oslo-v1-compute.instance.create.end.body.json')));
-    await until('four settlements', () => h.settled.length === 4);
+    await waitFor('four settlements', () => h.settled.length === 4);
     expect(h.settled.every((s) => s.outcome.ok)).toBe(true);
     expect(h.events.map((e) => [e.action, e.entity.key])).toEqual([
       ['create', 'nova.instance:17596566-91a9-4b73-b5da-3920e588854f'],
@@ -260,7 +250,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     const h = harness({ durableExchanges: true });
     await publisher.declare(h.exchange, 'notifications.info');
     h.sync.start();
-    await until('the source to be down', () => h.sync.health().bus?.status === 'down');
+    await waitFor('the source to be down', () => h.sync.health().bus?.status === 'down');
     expect(h.sync.health().bus?.error).toMatch(new RegExp(`declaring exchange ${h.exchange} .*inequivalent arg 'durable'`));
     h.sync.stop();
     // oslo's publishes still go through to its own queue.
@@ -272,9 +262,9 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     await publisher.declare(h.exchange, 'notifications.info');
     await started(h);
     await publisher.raw.deleteQueue(h.queue);
-    await until('the source to report the cancel', () => h.logs.some((l) => l.msg === 'source is down' && /cancelled the consumer/.test(String(l.error))));
-    await until('the source to be up again', () => h.sync.health().bus?.status === 'up');
+    await waitFor('the source to report the cancel', () => h.logs.some((l) => l.msg === 'source is down' && /cancelled the consumer/.test(String(l.error))));
+    await waitFor('the source to be up again', () => h.sync.health().bus?.status === 'up');
     await publisher.publish(h.exchange, 'notifications.info', real('nova--notifications.info--compute.instance.create.end.body.json'));
-    await until('the event after reconnect', () => h.events.length === 1);
+    await waitFor('the event after reconnect', () => h.events.length === 1);
   });
 });

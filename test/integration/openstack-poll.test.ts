@@ -3,14 +3,7 @@ import { createSources, parseConfig } from '../../src/config.js';
 import type { EntityEvent } from '../../src/model.js';
 import { type Synchronizer, createSynchronizer } from '../../src/synchronizer.js';
 import { type OpenStackServer, serverId, startOpenStackServer } from '../support/openstack-server.js';
-
-async function waitFor(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { waitFor } from '../support/wait.js';
 
 let os: OpenStackServer;
 let sync: Synchronizer;

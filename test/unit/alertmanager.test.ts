@@ -4,6 +4,7 @@ import { attachRefs, readAttachRules } from '../../src/attach.js';
 import { type EntityEvent, type Synchronizer, OptionReader, createSource, createSynchronizer } from '../../src/index.js';
 import { readFixture } from '../support/fixtures.js';
 import { type MonitoringServer, type Reply, startMonitoringServer, wire } from '../support/monitoring-server.js';
+import { waitFor } from '../support/wait.js';
 
 const W = 'test: GET api/v2/alerts';
 const recorded = (): Alert[] => parseAlerts(readFixture('wire', 'alertmanager-v2-get-alerts.json'), W);
@@ -108,16 +109,6 @@ describe('alertmanager source over HTTP', () => {
     sync.entity$.subscribe((e) => events.push(e));
     sync.start();
     return sync;
-  }
-
-  async function waitFor<T>(what: string, probe: () => T | undefined | false): Promise<T> {
-    const end = Date.now() + 5000;
-    for (;;) {
-      const v = probe();
-      if (v !== undefined && v !== false) return v;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
   }
 
   it('polls /api/v2/alerts with the filter matchers and creates one entity per fingerprint', async () => {

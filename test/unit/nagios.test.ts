@@ -2,22 +2,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, type EntityEvent, type Synchronizer, createSource, createSynchronizer } from '../../src/index.js';
 import { readFixture } from '../support/fixtures.js';
 import { type MonitoringServer, type Reply, startMonitoringServer, wire } from '../support/monitoring-server.js';
+import { waitFor } from '../support/wait.js';
 
 const CGI = '/cgi-bin/nagios4';
 const auth = { username: 'nagiosadmin', password: 's3cret-pw' };
 
 type StatusDoc = { result: Record<string, unknown>; data: { hostlist?: Record<string, Record<string, unknown>>; servicelist?: Record<string, Record<string, Record<string, unknown>>> } };
 const json = (doc: unknown): Reply => ({ body: JSON.stringify(doc) });
-
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 5000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 let server: MonitoringServer;
 let sync: Synchronizer | undefined;

@@ -7,6 +7,7 @@ import amqp, { type Channel, type ChannelModel, type ConsumeMessage, type Option
 import { Observable, type SchedulerLike, asyncScheduler } from 'rxjs';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { errorMessage } from './log.js';
+import type { OptionReader } from './options.js';
 
 /** One broker of a transport URL. */
 export interface AmqpEndpoint {
@@ -56,6 +57,33 @@ export function parseTransportUrl(url: string): AmqpEndpoint[] {
     if (!(port > 0 && port < 65536)) throw new Error(`port of host ${i + 1} of the transport URL is out of range: ${hm[2]}`);
     return { hostname: hm[1]!.replace(/^\[|\]$/g, ''), port, username, password, vhost, tls };
   });
+}
+
+/** A broker as a config entry gives it: its URL (redacted, for logs), endpoints and reconnect backoff. */
+export interface BrokerOptions {
+  url: string;
+  endpoints: AmqpEndpoint[];
+  reconnectMs: number;
+  maxReconnectMs: number;
+}
+
+/**
+ * Reads a broker: the URL at `key` (a transport_url: amqp, amqps or rabbit, failover lists),
+ * `reconnectDelay` (default 1 s) and `maxReconnectDelay` (default 30 s); a bad one is refused with
+ * its path. The same keys, with the same checks, for the notifications source and the amqp sink.
+ */
+export function readBrokerOptions(read: OptionReader, key: string): BrokerOptions {
+  const url = read.string(key);
+  let endpoints: AmqpEndpoint[];
+  try {
+    endpoints = parseTransportUrl(url);
+  } catch (e) {
+    read.fail(key, errorMessage(e));
+  }
+  const reconnectMs = read.duration('reconnectDelay', 1000);
+  const maxReconnectMs = read.duration('maxReconnectDelay', 30_000);
+  if (maxReconnectMs < reconnectMs) read.fail('maxReconnectDelay', `must not be shorter than reconnectDelay (${reconnectMs} ms)`);
+  return { url: redactUrl(url), endpoints, reconnectMs, maxReconnectMs };
 }
 
 /** A transport URL with its passwords replaced by `***`, fit for logs and errors. */

@@ -1,6 +1,6 @@
 import { Observable } from 'rxjs';
 import { P, match } from 'ts-pattern';
-import { type AmqpDelivery, type AmqpEndpoint, amqpConsume$, parseTransportUrl, redactUrl } from '../../src/amqp.js';
+import { type AmqpDelivery, type AmqpEndpoint, amqpConsume$, readBrokerOptions } from '../../src/amqp.js';
 import type { Logger } from '../../src/log.js';
 import type { EntityDraft, EntityType, Settlement } from '../../src/model.js';
 import type { OptionReader } from '../../src/options.js';
@@ -347,16 +347,10 @@ export interface NotificationSource extends Source<NotificationRecord> {
 
 /** Reads the `use: openstack.notifications` options. */
 export function readNotificationOptions(read: OptionReader): NotificationOptions {
-  const transportUrl = read.string('transportUrl');
-  let endpoints: AmqpEndpoint[];
-  try {
-    endpoints = parseTransportUrl(transportUrl);
-  } catch (e) {
-    read.fail('transportUrl', e instanceof Error ? e.message : String(e));
-  }
+  const { url: transportUrl, endpoints, reconnectMs, maxReconnectMs } = readBrokerOptions(read, 'transportUrl');
   const lower = (key: string, fallback: string[]): string[] => read.stringList(key, fallback).map((s) => s.toLowerCase());
   const options: NotificationOptions = {
-    transportUrl: redactUrl(transportUrl),
+    transportUrl,
     endpoints,
     exchanges: read.stringList('exchanges', ['nova', 'neutron', 'cinder', 'heat', 'openstack']),
     topics: read.stringList('topics', ['notifications', 'versioned_notifications']),
@@ -366,13 +360,12 @@ export function readNotificationOptions(read: OptionReader): NotificationOptions
     deadLetterExchange: read.optionalString('deadLetterExchange'),
     durableExchanges: read.boolean('durableExchanges', false),
     durableQueue: read.boolean('durableQueue', true),
-    reconnectMs: read.duration('reconnectDelay', 1000),
-    maxReconnectMs: read.duration('maxReconnectDelay', 30_000),
+    reconnectMs,
+    maxReconnectMs,
     heartbeatSeconds: Math.round(read.duration('heartbeat', 30_000) / 1000),
   };
   const allowed = ['audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample'];
   for (const p of options.priorities) if (!allowed.includes(p)) read.fail('priorities', `unknown priority ${JSON.stringify(p)}: use ${allowed.join(', ')}`);
-  if (options.maxReconnectMs < options.reconnectMs) read.fail('maxReconnectDelay', `must not be shorter than reconnectDelay (${options.reconnectMs} ms)`);
   return options;
 }
 

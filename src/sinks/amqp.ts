@@ -5,7 +5,7 @@
  */
 import type { ConfirmChannel } from 'amqplib';
 import { match } from 'ts-pattern';
-import { type AmqpEndpoint, type AmqpSession, keepConnected, openConnection, parseTransportUrl, redactUrl } from '../amqp.js';
+import { type AmqpEndpoint, type AmqpSession, type BrokerOptions, keepConnected, openConnection, readBrokerOptions, redactUrl } from '../amqp.js';
 import { type Logger, errorMessage } from '../log.js';
 import type { EntityType } from '../model.js';
 import type { OptionReader } from '../options.js';
@@ -13,14 +13,9 @@ import type { SyncItem } from '../synchronizer.js';
 import { eventLine } from './stdout.js';
 import type { Sink, SinkPlugin } from './index.js';
 
-export interface AmqpSinkOptions {
-  /** For logs (redacted before use). */
-  url: string;
-  endpoints: AmqpEndpoint[];
+export interface AmqpSinkOptions extends BrokerOptions {
   exchange: string;
   types?: EntityType[];
-  reconnectMs: number;
-  maxReconnectMs: number;
   /** Unconfirmed messages held before the callback waits (default 1000). */
   window?: number;
   /** How long close() waits for outstanding confirms, ms (default 5000). */
@@ -59,22 +54,13 @@ const EXCHANGE = /^[A-Za-z0-9_.:-]{1,255}$/;
 
 /** Reads the `use: amqp` options. */
 export function readAmqpSinkOptions(read: OptionReader): AmqpSinkOptions {
-  const url = read.string('url');
-  let endpoints: AmqpEndpoint[];
-  try {
-    endpoints = parseTransportUrl(url);
-  } catch (e) {
-    read.fail('url', errorMessage(e));
-  }
+  const broker = readBrokerOptions(read, 'url');
   const exchange = read.string('exchange', 'synchronizer');
   if (!EXCHANGE.test(exchange) || exchange.startsWith('amq.')) {
     read.fail('exchange', `expected an exchange name of letters, digits, - _ . : (not starting with amq.), got ${JSON.stringify(exchange)}`);
   }
   const types = read.optionalStringList('types');
-  const reconnectMs = read.duration('reconnectDelay', 1000);
-  const maxReconnectMs = read.duration('maxReconnectDelay', 30_000);
-  if (maxReconnectMs < reconnectMs) read.fail('maxReconnectDelay', `must not be shorter than reconnectDelay (${reconnectMs} ms)`);
-  return { url: redactUrl(url), endpoints, exchange, ...(types ? { types } : {}), reconnectMs, maxReconnectMs };
+  return { ...broker, exchange, ...(types ? { types } : {}) };
 }
 
 interface Outgoing extends SinkMessage {

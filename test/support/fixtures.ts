@@ -13,11 +13,17 @@ function repoRoot(): string {
   return dir;
 }
 
-/** The shared fixtures folder: $SYNCHRONIZER_FIXTURES, or ../shared/fixtures beside the repository. */
-export const FIXTURES = process.env.SYNCHRONIZER_FIXTURES ?? resolve(repoRoot(), '../shared/fixtures');
-
-/** Fixtures this project recorded itself (test/fixtures), beside the shared ones. */
+/** Fixtures this project keeps: its own recordings, and `shared/`, a copy of ../shared/fixtures. */
 export const LOCAL_FIXTURES = join(repoRoot(), 'test', 'fixtures');
+
+const BESIDE = resolve(repoRoot(), '../shared/fixtures');
+
+/**
+ * The shared fixtures folder: $SYNCHRONIZER_FIXTURES; else ../shared/fixtures beside the
+ * repository, when it is there; else the repository's copy of it (test/fixtures/shared), so a
+ * clone anywhere runs its tests.
+ */
+export const FIXTURES = process.env.SYNCHRONIZER_FIXTURES ?? (existsSync(BESIDE) ? BESIDE : join(LOCAL_FIXTURES, 'shared'));
 
 /**
  * Path of a fixture file, e.g. fixturePath('wire', 'alertmanager-v2-get-alerts.json'): in the

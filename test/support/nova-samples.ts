@@ -4,18 +4,11 @@
  * the file holding the `$ref`, and sibling keys are overrides deep-merged into the resolved
  * object (mappings merged recursively, lists and scalars replaced).
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { FIXTURES } from './fixtures.js';
 
-/** The repository root: the nearest folder up with a package.json (works from test/ and dist/test/). */
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-  return dir;
-}
-
-export const FIXTURES = resolve(repoRoot(), '../shared/fixtures');
+export { FIXTURES };
 export const NOVA_SAMPLES = join(FIXTURES, 'openstack/nova/doc/notification_samples');
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };

@@ -5,26 +5,17 @@
  * split into pages with real `*_links`, like the services do. Its state is plain data a test may
  * change between polls; fault switches make it fail the way real services fail.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { FIXTURES, readFixture } from './fixtures.js';
 
 type Json = Record<string, unknown>;
 
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir);
-  return dir;
-}
+export { FIXTURES };
 
-/** The shared fixtures folder: $SYNCHRONIZER_FIXTURES, or ../shared/fixtures beside the repository. */
-export const FIXTURES = process.env.SYNCHRONIZER_FIXTURES ?? resolve(repoRoot(), '../shared/fixtures');
-
-/** A fixture file parsed as JSON. */
+/** A fixture file parsed as JSON (see readFixture). */
 export function fixture<T = Json>(...parts: string[]): T {
-  return JSON.parse(readFileSync(join(FIXTURES, ...parts), 'utf8')) as T;
+  return readFixture<T>(...parts);
 }
 
 const REAL = ['wire', 'real-openstack', 'api'];

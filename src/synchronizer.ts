@@ -1,10 +1,11 @@
-import { type Observable, Subject, type Subscription, asyncScheduler, merge, scan } from 'rxjs';
+import { type Observable, Subject, type Subscription, asyncScheduler, filter, merge, scan } from 'rxjs';
 import { type BaselineStep, applyObservation } from '../operators/diffAgainstBaseline.js';
 import type { InvalidRecord } from '../operators/normalizeEntity.js';
 import { typeMatcher } from '../operators/ofType.js';
 import { errorMessage, silentLogger } from './log.js';
 import type { Observation } from './model.js';
 import { createHubBaseline } from './hub/baseline.js';
+import { STATE_HEALTH, createCommitLine } from './hub/commit.js';
 import { createHealthBoard } from './hub/health.js';
 import { observationsOf } from './hub/intake.js';
 import { createCounters, metricsOf } from './hub/metrics.js';
@@ -12,15 +13,17 @@ import { createOwnership } from './hub/ownership.js';
 import { registerWith } from './hub/register.js';
 import { replayOf } from './hub/replay.js';
 import type { Synchronizer, SynchronizerOptions } from './hub/types.js';
+import { type StoredBaseline, openBaselineStore } from './store/lmdb.js';
 
 export type { RegisterOptions, SourceHealth, SyncItem, Synchronizer, SynchronizerMetrics, SynchronizerOptions } from './hub/types.js';
+export type { Gate } from './hub/commit.js';
 
 /**
  * The hub: merges every source through normalizeEntity into one baseline (diffAgainstBaseline's
  * reducer) and hands the events to consumers. Its parts, in the order data flows through them:
  * intake (one source's observations: retry, normalize, active types, ownership), the baseline
- * (reducer steps and the hot event stream), replay (`entities$`), register (queued consumers);
- * health and metrics on the side.
+ * (reducer steps and the hot event stream), replay (`entities$`), register (queued consumers),
+ * the commit line (sinks' gates, the state store, then settle); health and metrics on the side.
  *
  * @example
  * ```ts
@@ -36,15 +39,30 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     if (names.has(s.name)) throw new Error(`two sources are named ${JSON.stringify(s.name)}: names must be unique`);
     names.add(s.name);
   }
+  if (options.state && names.has(STATE_HEALTH)) throw new Error(`a source is named ${JSON.stringify(STATE_HEALTH)}: with a state store that name is the store's health entry`);
+  // Loaded before any source runs: the first snapshot of each type then emits only what changed.
+  const store = options.state ? openBaselineStore(options.state.dir) : undefined;
+  let stored: StoredBaseline | undefined;
+  if (store) {
+    const started = Date.now();
+    stored = store.load();
+    log.info('state loaded', { dir: store.dir, entities: stored.state.entities.size, tombstones: stored.state.tombstones.size, ms: Date.now() - started });
+  }
   const now = (): string => new Date(scheduler.now()).toISOString();
   const health = createHealthBoard([...names], now, log);
+  if (store) health.set(STATE_HEALTH, { status: 'up' });
   const counters = createCounters();
   const invalid = new Subject<InvalidRecord>();
-  const baseline = createHubBaseline();
-  const ownership = createOwnership((o, error) => {
-    health.signal(o.source, { kind: 'health', status: 'down', error });
-    o.settle?.({ ok: false, reason: error });
-  });
+  const baseline = createHubBaseline(stored?.state);
+  const ownership = createOwnership(
+    (o, error) => {
+      health.signal(o.source, { kind: 'health', status: 'down', error });
+      o.settle?.({ ok: false, reason: error });
+    },
+    // A type owned by a source no longer configured is free again.
+    [...(stored?.owners ?? [])].filter(([, source]) => names.has(source)),
+  );
+  const commits = createCommitLine({ store, persisted: baseline.state(), owners: ownership.owners, health, log });
   const intake = {
     health,
     ownership,
@@ -60,14 +78,26 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     log,
   };
   const diffOptions = tombstoneMs === undefined ? {} : { tombstoneMs };
-  const entities$ = replayOf(baseline);
+  const entities$ = replayOf(baseline, (item, seq) => commits.tag(item, seq));
   let running: Subscription | undefined;
+  /** False once draining: observations that arrive then are left unsettled (a push message is redelivered). */
+  let taking = true;
 
   const deliver = (step: BaselineStep): void => {
     const observation = step.observation;
     if (observation) counters.observations[observation.source] = (counters.observations[observation.source] ?? 0) + 1;
-    baseline.apply(step, (event) => (counters.events[event.action] += 1));
-    observation?.settle?.({ ok: true });
+    const firstSeq = baseline.emittedSeq() + 1;
+    baseline.apply(step, (event, seq) => {
+      counters.events[event.action] += 1;
+      commits.tag(event, seq);
+    });
+    commits.push(step, firstSeq);
+  };
+
+  const stop = (): void => {
+    running?.unsubscribe();
+    running = undefined;
+    for (const s of sources) health.set(s.name, { status: 'stopped' });
   };
 
   return {
@@ -76,23 +106,36 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     invalid$: invalid.asObservable() as Observable<InvalidRecord>,
     start() {
       if (running) return;
+      taking = true;
       running = merge(...sources.map((s) => observationsOf(s, intake)))
-        .pipe(scan((step: BaselineStep, o: Observation) => applyObservation(step.state, o, diffOptions), { state: baseline.state(), events: [] }))
+        .pipe(
+          filter(() => taking),
+          scan((step: BaselineStep, o: Observation) => applyObservation(step.state, o, diffOptions), { state: baseline.state(), events: [] }),
+        )
         .subscribe({
           next: deliver,
           // Unreachable in practice (every source is retried); logged rather than lost.
           error: (error: unknown) => log.error('pipeline failed', { error: errorMessage(error) }),
         });
     },
-    stop() {
-      running?.unsubscribe();
-      running = undefined;
-      for (const s of sources) health.set(s.name, { status: 'stopped' });
-    },
+    stop,
     snapshot: (types) => baseline.snapshot(types),
     entities$,
     register: registerWith({ entities$, bufferSize, counters, log }),
     health: () => health.value(),
     metrics: () => metricsOf(counters, baseline.state()),
+    gate: (types) => commits.gate(types),
+    async drain() {
+      taking = false;
+      await commits.idle();
+      // Settled acks go out in one macrotask (the AMQP ack batcher); stopping flushes them too.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      stop();
+    },
+    unsettled: () => commits.pending(),
+    async close() {
+      stop();
+      await commits.close();
+    },
   };
 }

@@ -15,7 +15,7 @@ export interface HubBaseline {
   /** Sequence number of the last event contained in `state()`. */
   stateSeq(): number;
   /** Takes a reducer step as the current state and emits its events, in order. */
-  apply(step: BaselineStep, onEvent: (event: EntityEvent) => void): void;
+  apply(step: BaselineStep, onEvent: (event: EntityEvent, seq: number) => void): void;
   /** Every current entity of `types` (default all). */
   snapshot(types?: readonly EntityType[]): Entity[];
 }
@@ -36,7 +36,7 @@ export function createHubBaseline(initial: BaselineState = emptyBaseline()): Hub
       stateSeq = emittedSeq + step.events.length;
       for (const event of step.events) {
         emittedSeq += 1;
-        onEvent(event);
+        onEvent(event, emittedSeq);
         events.next(event);
       }
     },

@@ -5,6 +5,7 @@ import type { BackoffOptions } from '../backoff.js';
 import type { Logger } from '../log.js';
 import type { Entity, EntityAction, EntityEvent, EntityType } from '../model.js';
 import type { Source } from '../source.js';
+import type { Gate } from './commit.js';
 
 /** What `entities$` and `register` deliver: the current state, a marker, then the changes. */
 export type SyncItem =
@@ -62,6 +63,12 @@ export interface SynchronizerOptions {
   retry?: BackoffOptions;
   /** Keep raw records on entities (memory!). */
   keepRaw?: boolean;
+  /**
+   * Keep the baseline in an embedded database in this folder (created if missing): loaded before
+   * any source runs, written as observations are accepted by every sink (docs/operations.md).
+   * Without it the baseline lives in memory only.
+   */
+  state?: { dir: string };
   scheduler?: SchedulerLike;
   log?: Logger;
 }
@@ -94,4 +101,20 @@ export interface Synchronizer {
   register(types: readonly EntityType[] | undefined, callback: (item: SyncItem) => void | Promise<void>, options?: RegisterOptions): Subscription;
   health(): Readonly<Record<string, SourceHealth>>;
   metrics(): SynchronizerMetrics;
+  /**
+   * For a sink: a gate through which it says what it has taken over (written, confirmed). With a
+   * `state` store an observation is persisted, then settled (its message acked), only once every
+   * open gate passed its events. `types` as the sink's own filter.
+   */
+  gate(types?: readonly EntityType[]): Gate;
+  /**
+   * A graceful stop: takes no more observations, waits until every one already taken is accepted
+   * by the sinks, persisted and settled (its message acked), then stops the sources. It waits as
+   * long as that takes; give it a deadline with Promise.race.
+   */
+  drain(): Promise<void>;
+  /** Observations taken but not yet settled: their events wait for a sink or for the store. */
+  unsettled(): number;
+  /** Stops the sources and closes the state store (after its last write). */
+  close(): Promise<void>;
 }

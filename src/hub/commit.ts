@@ -50,9 +50,9 @@ export interface CommitLine {
   /** Numbers an event or a `synced` item, so gates can tell how far a sink got. */
   tag(item: object, seq: number): void;
   gate(types?: readonly EntityType[]): Gate;
-  /** Observations emitted but not yet settled. */
+  /** Observations emitted but not yet settled (with a store), or whose events a sink still holds (without). */
   pending(): number;
-  /** Resolves once every step pushed so far is persisted and settled. */
+  /** Resolves once every step pushed so far passed every gate, and was persisted and settled. */
   idle(): Promise<void>;
   /** Writes nothing more; resolves once the write in flight (if any) is done, then closes the store. */
   close(): Promise<void>;
@@ -114,7 +114,12 @@ export function createCommitLine(options: CommitOptions): CommitLine {
   };
 
   const commit = (): void => {
-    if (writing || closed || ready.length === 0 || !store) return;
+    if (!store) {
+      ready = [];
+      wakeIdlers();
+      return;
+    }
+    if (writing || closed || ready.length === 0) return;
     writing = true;
     const batch = ready;
     inFlight = batch.length;
@@ -164,8 +169,10 @@ export function createCommitLine(options: CommitOptions): CommitLine {
   return {
     push(step, firstSeq) {
       if (!store) {
+        // Settled at once, as without a store it always was; still followed through the gates, so a
+        // drain can wait until every sink took over what was emitted.
         step.observation?.settle?.({ ok: true });
-        return;
+        if (step.events.length === 0) return;
       }
       waiting.push({ step, firstSeq });
       advance();

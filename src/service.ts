@@ -1,4 +1,5 @@
 import { type Server, createServer } from 'node:http';
+import { amqpClosed } from './amqp.js';
 import { type Logger, createLogger } from './log.js';
 import { type ServiceConfig, createSources } from './config.js';
 import type { Sink } from './sinks/index.js';
@@ -101,6 +102,7 @@ export async function startService(config: ServiceConfig, log: Logger = createLo
       attached.forEach((a) => a.unsubscribe());
       await Promise.all(sinks.map((s) => s.close?.()));
       await sync.close();
+      await amqpClosed();
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
       log.info('synchronizer stopped');
     },

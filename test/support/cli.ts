@@ -13,6 +13,8 @@ export const bin = join(root, 'bin', 'synchronizer.js');
 export class Cli {
   readonly child: ChildProcessWithoutNullStreams;
   readonly events: EntityEvent[] = [];
+  /** Lines that were not whole JSON (the process was killed while writing one). */
+  readonly torn: string[] = [];
   stderr = '';
   private waiters: Array<() => void> = [];
   readonly exited: Promise<number | null>;
@@ -20,7 +22,12 @@ export class Cli {
   constructor(args: string[]) {
     this.child = spawn(process.execPath, [bin, ...args], { cwd: root });
     createInterface({ input: this.child.stdout }).on('line', (line) => {
-      this.events.push(JSON.parse(line) as EntityEvent);
+      try {
+        this.events.push(JSON.parse(line) as EntityEvent);
+      } catch {
+        // A line cut off by kill -9: the crash test counts them.
+        this.torn.push(line);
+      }
       this.waiters.forEach((w) => w());
     });
     this.child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));

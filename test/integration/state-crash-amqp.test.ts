@@ -117,6 +117,7 @@ describe('kill -9 with state.dir, polls and notifications', () => {
     let reemitted = 0;
     let torn = 0;
     let runsWithEvents = 0;
+    let runsStarted = 0;
     const consume = (cli: Cli, from: number): number => {
       for (const e of cli.events.slice(from)) {
         lines += 1;
@@ -135,8 +136,16 @@ describe('kill -9 with state.dir, polls and notifications', () => {
     const started = Date.now();
     for (let k = 0; k < KILLS; k++) {
       const cli = run.cli('--config', config);
-      // Kill at a random moment: often before the first poll or notification is through, often mid-flow.
-      const killAt = Date.now() + 300 + random() * 2700;
+      // Kill at a random moment: a few while it starts, most once it runs (its sources started),
+      // while polls and notifications are going through.
+      if (random() < 0.8) {
+        while (!cli.stderr.includes('"synchronizer started"')) {
+          change();
+          await sleep(20 + random() * 120);
+          if ((await Promise.race([cli.exited, sleep(0).then(() => 'running')])) !== 'running') throw new Error(`the CLI exited: ${cli.stderr}`);
+        }
+      }
+      const killAt = Date.now() + random() * 2000;
       while (Date.now() < killAt) {
         change();
         await sleep(20 + random() * 120);
@@ -145,6 +154,7 @@ describe('kill -9 with state.dir, polls and notifications', () => {
       await cli.exited;
       torn += cli.torn.length;
       if (cli.events.length > 0) runsWithEvents += 1;
+      if (cli.stderr.includes('"synchronizer started"')) runsStarted += 1;
       consume(cli, 0);
       expect(cli.stderr).not.toMatch(/"level":"error"/);
     }
@@ -181,7 +191,9 @@ describe('kill -9 with state.dir, polls and notifications', () => {
     consume(last, seen);
     expect(problems).toEqual([]);
     expect(held.size).toBeGreaterThan(30);
+    // Most kills must hit a running process, or this test proves little.
+    expect(runsWithEvents).toBeGreaterThanOrEqual(KILLS / 2);
     // The figure the issue asks for: events a restart emitted again (allowed: at least once).
-    console.log(`crash test: seed ${SEED}, ${KILLS} kills (${runsWithEvents} after some output) in ${Math.round((Date.now() - started) / 1000)} s, ${lines} lines, ${reemitted} re-emitted, ${torn} torn lines, ${held.size} entities, ${volumes.size} volumes`);
+    console.log(`crash test: seed ${SEED}, ${KILLS} kills (${runsStarted} once started, ${runsWithEvents} after some output) in ${Math.round((Date.now() - started) / 1000)} s, ${lines} lines, ${reemitted} re-emitted, ${torn} torn lines, ${held.size} entities, ${volumes.size} volumes`);
   }, 300_000);
 });

@@ -53,6 +53,13 @@ export function emptyBaseline(): BaselineState {
   return baseline(ImmutableMap(), ImmutableMap(), ImmutableMap(), 0, undefined);
 }
 
+/**
+ * A baseline rebuilt from stored parts (the state store's load): its index is built on first use.
+ */
+export function restoreBaseline(parts: Pick<BaselineState, 'entities' | 'tombstones' | 'syncedAt' | 'clock'>): BaselineState {
+  return baseline(parts.entities, parts.tombstones, parts.syncedAt, parts.clock, undefined);
+}
+
 /** Every state is built here, so all have one shape (property access stays monomorphic). */
 function baseline(
   entities: BaselineState['entities'],

@@ -483,6 +483,23 @@ export function keepConnected<S extends AmqpSession>(options: KeepConnectedOptio
     stopped = true;
     timer?.unsubscribe();
     wake?.();
-    void current?.close();
+    if (current) track(current.close());
   };
+}
+
+/** Graceful closes under way (last acks, channel and connection close frames). */
+const closing = new Set<Promise<void>>();
+
+function track(close: Promise<void>): void {
+  const p = close.catch(() => undefined).finally(() => closing.delete(p));
+  closing.add(p);
+}
+
+/**
+ * Resolves once every AMQP session stopped so far has closed: a process that exits right after
+ * stopping its sources would otherwise cut off their last acks (the broker would redeliver
+ * messages whose events were already emitted).
+ */
+export async function amqpClosed(): Promise<void> {
+  while (closing.size > 0) await Promise.all([...closing]);
 }

@@ -5,6 +5,7 @@ import { loadConfig } from './config.js';
 import { LOG_LEVELS, type LogLevel, createLogger, errorMessage } from './log.js';
 import { ConfigError } from './options.js';
 import { startService } from './service.js';
+import { StateError } from './store/lmdb.js';
 
 const USAGE = `usage: synchronizer [--config FILE] [--log LEVEL] [--check]
 
@@ -51,20 +52,44 @@ async function main(argv: string[]): Promise<number> {
   // A subscriber that throws must not take the service down.
   rxConfig.onUnhandledError = (error) => log.error('unhandled error in a subscriber', { error: errorMessage(error) });
   log.info('config loaded', { file });
-  const service = await startService(config, log);
+  let service;
+  try {
+    service = await startService(config, log);
+  } catch (e) {
+    if (!(e instanceof StateError)) throw e;
+    process.stderr.write(`synchronizer: ${errorMessage(e)}\n`);
+    return 2;
+  }
+  const deadlineMs = config.shutdownDeadlineMs;
   return new Promise<number>((resolve) => {
+    let stopping = false;
     const shutdown = (signal: string): void => {
-      log.info('stopping', { signal });
+      if (stopping) {
+        // A second signal: the operator will not wait.
+        log.warn('second signal, exiting at once', { signal, ...service.leftover() });
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      log.info('stopping', { signal, deadlineMs });
+      const timer = setTimeout(() => {
+        log.error('shutdown deadline passed, exiting with work left', { deadlineMs, ...service.leftover() });
+        resolve(1);
+      }, deadlineMs);
       service.stop().then(
-        () => resolve(0),
+        () => {
+          clearTimeout(timer);
+          resolve(0);
+        },
         (e: unknown) => {
+          clearTimeout(timer);
           log.error('stop failed', { error: errorMessage(e) });
           resolve(1);
         },
       );
     };
-    process.once('SIGINT', () => shutdown('SIGINT'));
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.on('SIGINT', () => shutdown('SIGINT'));
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
   });
 }
 

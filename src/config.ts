@@ -37,6 +37,10 @@ export interface ServiceConfig {
   sinks: SinkEntry[];
   /** Where health and Prometheus metrics are served (`host:port`), if anywhere. */
   listen?: string;
+  /** The state folder (resolved against the config's folder), when the baseline is kept across restarts. */
+  state?: { dir: string };
+  /** How long a SIGTERM/SIGINT may take to drain, ms (default 10 s); past it the process exits 1. */
+  shutdownDeadlineMs: number;
 }
 
 function isPlugin(value: unknown): value is SourcePlugin<unknown> {
@@ -75,6 +79,13 @@ export async function parseConfig(doc: unknown, configDir: string): Promise<Serv
   const tombstoneMs = read.duration('tombstone', DEFAULT_TOMBSTONE_MS);
   const bufferSize = read.number('bufferSize', 10_000, { min: 1, integer: true });
   const listen = read.optionalString('listen');
+  const stateReader = read.optionalObject('state');
+  let state: { dir: string } | undefined;
+  if (stateReader) {
+    state = { dir: resolve(configDir, stateReader.string('dir')) };
+    stateReader.done();
+  }
+  const shutdownDeadlineMs = read.duration('shutdownDeadline', 10_000);
   if (listen !== undefined && !/^[^\s:]*:\d+$/.test(listen)) throw new ConfigError('listen', `expected host:port such as 127.0.0.1:9464, got ${JSON.stringify(listen)}`);
   const sourceReaders = read.objectList('sources');
   if (sourceReaders.length === 0) throw new ConfigError('sources', 'at least one source is required');
@@ -103,7 +114,7 @@ export async function parseConfig(doc: unknown, configDir: string): Promise<Serv
     sinks.push({ use, plugin, options });
   }
   read.done();
-  return { configDir, ...(types ? { types } : {}), log, tombstoneMs, bufferSize, sources, sinks, ...(listen ? { listen } : {}) };
+  return { configDir, ...(types ? { types } : {}), log, tombstoneMs, bufferSize, sources, sinks, ...(listen ? { listen } : {}), ...(state ? { state } : {}), shutdownDeadlineMs };
 }
 
 /** Reads and checks a config file. */

@@ -1,5 +1,5 @@
 export * from './model.js';
-export { createSynchronizer, type Synchronizer, type SynchronizerOptions, type SyncItem, type SourceHealth, type SynchronizerMetrics, type RegisterOptions } from './synchronizer.js';
+export { createSynchronizer, type Gate, type Synchronizer, type SynchronizerOptions, type SyncItem, type SourceHealth, type SynchronizerMetrics, type RegisterOptions } from './synchronizer.js';
 export { type Source, type SourceContext, type SourcePlugin, type SourceSignal, type HealthSignal, type EntityMapping, defineSource } from './source.js';
 export { poll, pollSnapshots, PollTimeoutError, type PollAttempt, type PollOptions, type PollOutcome, type PollSnapshotsOptions } from './poll.js';
 export { backoffDelay, retryWithBackoff, type BackoffOptions, type RetryInfo } from './backoff.js';
@@ -15,3 +15,4 @@ export * from '../operators/index.js';
 export { HttpClient, HttpError, createHttpClient, fetchAllPages, retryHttp, safeUrl, parseRetryAfter, type HttpAuth, type HttpClientOptions, type HttpRequest, type HttpResponse, type HttpMethod, type QueryParams, type PagesOptions, type RetryHttpOptions } from './http.js';
 export { attachRefs, readAttachRules, type AttachRule, type ReadAttachOptions } from './attach.js';
 export { amqpConsume$, parseTransportUrl, redactUrl, describeEndpoint, REASON_HEADER, type AmqpEndpoint, type AmqpBinding, type AmqpConsumerOptions, type AmqpDelivery, type AmqpSignal } from './amqp.js';
+export { openBaselineStore, StateError, STATE_FORMAT, STATE_VERSION, type BaselineStore, type StoredBaseline } from './store/lmdb.js';

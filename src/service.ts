@@ -1,4 +1,5 @@
 import { type Server, createServer } from 'node:http';
+import { amqpClosed } from './amqp.js';
 import { type Logger, createLogger } from './log.js';
 import { type ServiceConfig, createSources } from './config.js';
 import type { Sink } from './sinks/index.js';
@@ -9,7 +10,13 @@ export interface Service {
   sync: Synchronizer;
   /** The address health and metrics are served on, when `listen` is set. */
   address?: string;
+  /**
+   * A draining stop: no more observations are taken; what was taken reaches every sink, is
+   * confirmed, persisted and acked; then sources, sinks, the store and the endpoint close.
+   */
   stop(): Promise<void>;
+  /** What a stop cut short would leave behind (for the log when the deadline passes). */
+  leftover(): Record<string, number>;
 }
 
 /** Prometheus text exposition of the synchronizer's metrics and health. */
@@ -77,6 +84,7 @@ export async function startService(config: ServiceConfig, log: Logger = createLo
     ...(config.types ? { types: config.types } : {}),
     tombstoneMs: config.tombstoneMs,
     bufferSize: config.bufferSize,
+    ...(config.state ? { state: config.state } : {}),
     log,
   });
   const sinks: Sink[] = config.sinks.map((s) => s.plugin.create(s.options, { log, configDir: config.configDir }));
@@ -89,11 +97,15 @@ export async function startService(config: ServiceConfig, log: Logger = createLo
     sync,
     ...(address ? { address } : {}),
     async stop() {
-      sync.stop();
+      log.info('draining', { unsettled: sync.unsettled() });
+      await sync.drain();
       attached.forEach((a) => a.unsubscribe());
       await Promise.all(sinks.map((s) => s.close?.()));
+      await sync.close();
+      await amqpClosed();
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
       log.info('synchronizer stopped');
     },
+    leftover: () => ({ unsettledObservations: sync.unsettled() }),
   };
 }

@@ -1,123 +1,29 @@
-import {
-  type Observable as ObservableT,
-  type SchedulerLike,
-  BehaviorSubject,
-  Observable,
-  Subject,
-  Subscription,
-  asyncScheduler,
-  filter,
-  map,
-  merge,
-  scan,
-  tap,
-} from 'rxjs';
-import { match } from 'ts-pattern';
-import { type BaselineState, type BaselineStep, applyObservation, emptyBaseline } from '../operators/diffAgainstBaseline.js';
-import { type InvalidRecord, normalizeEntity } from '../operators/normalizeEntity.js';
+import { type Observable, Subject, type Subscription, asyncScheduler, filter, merge, scan } from 'rxjs';
+import { type BaselineStep, applyObservation } from '../operators/diffAgainstBaseline.js';
+import type { InvalidRecord } from '../operators/normalizeEntity.js';
 import { typeMatcher } from '../operators/ofType.js';
-import { type BackoffOptions, retryWithBackoff } from './backoff.js';
-import { type Logger, errorMessage, silentLogger } from './log.js';
-import { type Entity, type EntityAction, type EntityEvent, type EntityType, type Observation, unreachable } from './model.js';
-import type { HealthSignal, Source, SourceSignal } from './source.js';
+import { errorMessage, silentLogger } from './log.js';
+import type { Observation } from './model.js';
+import { createHubBaseline } from './hub/baseline.js';
+import { STATE_HEALTH, createCommitLine } from './hub/commit.js';
+import { createHealthBoard } from './hub/health.js';
+import { observationsOf } from './hub/intake.js';
+import { createCounters, metricsOf } from './hub/metrics.js';
+import { createOwnership } from './hub/ownership.js';
+import { registerWith } from './hub/register.js';
+import { replayOf } from './hub/replay.js';
+import type { Synchronizer, SynchronizerOptions } from './hub/types.js';
+import { type StoredBaseline, openBaselineStore } from './store/lmdb.js';
 
-/** What `entities$` and `register` deliver: the current state, a marker, then the changes. */
-export type SyncItem =
-  /** One current entity, replayed at (re)subscription. */
-  | { kind: 'replay'; entity: Entity }
-  /** The replay is complete: `count` entities; changes follow. */
-  | { kind: 'synced'; count: number }
-  /** A change after the marker. */
-  | { kind: 'event'; event: EntityEvent }
-  /**
-   * The consumer fell more than its buffer behind: queued events were dropped, forget what you
-   * hold; a fresh replay and `synced` follow. Only `register` sends it.
-   */
-  | { kind: 'resync'; dropped: number };
-
-export interface SourceHealth {
-  source: string;
-  status: 'starting' | 'up' | 'down' | 'stopped';
-  /** ISO time of the last status change. */
-  since: string;
-  /** Failures in a row (polls, connections, subscriptions). */
-  failures: number;
-  /** For down: what failed. */
-  error?: string;
-  /** For down: ms until the next attempt. */
-  retryInMs?: number;
-}
-
-export interface SynchronizerMetrics {
-  /** Events emitted on entity$, by action. */
-  events: Record<EntityAction, number>;
-  /** Observations that went through the baseline, by source. */
-  observations: Record<string, number>;
-  /** Records left out as invalid, by source. */
-  invalidRecords: Record<string, number>;
-  /** Consumers resynchronised after falling behind. */
-  resyncs: number;
-  /** Consumer callbacks that threw or rejected. */
-  callbackErrors: number;
-  /** Entities in the baseline now. */
-  entities: number;
-  /** Tombstones held now. */
-  tombstones: number;
-}
-
-export interface SynchronizerOptions {
-  sources: readonly Source<unknown>[];
-  /** Active entity types (exact, or `family.*`); default: all. Others are dropped at the door. */
-  types?: readonly EntityType[];
-  /** How long a deleted entity's tombstone holds, ms (default 10 min). */
-  tombstoneMs?: number;
-  /** Events a `register` consumer may have queued before it is resynchronised (default 10,000). */
-  bufferSize?: number;
-  /** Backoff for a source whose stream errors (default 1 s doubling to 60 s, 20 % jitter). */
-  retry?: BackoffOptions;
-  /** Keep raw records on entities (memory!). */
-  keepRaw?: boolean;
-  scheduler?: SchedulerLike;
-  log?: Logger;
-}
-
-export interface RegisterOptions {
-  /** Overrides the synchronizer's bufferSize for this consumer. */
-  bufferSize?: number;
-}
-
-export interface Synchronizer {
-  /** Hot: every event once, in order. Subscribers are called synchronously; prefer register() for slow work. */
-  readonly entity$: ObservableT<EntityEvent>;
-  /** Per-source health, replayed to new subscribers. */
-  readonly health$: ObservableT<Readonly<Record<string, SourceHealth>>>;
-  /** Records left out by normalizeEntity, with the reason. */
-  readonly invalid$: ObservableT<InvalidRecord>;
-  /** Subscribes to every source. Idempotent. */
-  start(): void;
-  /** Unsubscribes from every source (pollers stop, consumers close). The baseline is kept. */
-  stop(): void;
-  /** Every current entity of `types` (default all). */
-  snapshot(types?: readonly EntityType[]): Entity[];
-  /** Current state, `synced`, then the changes — no gap, no duplicate. Cold: each subscriber gets its own replay. */
-  entities$(types?: readonly EntityType[]): ObservableT<SyncItem>;
-  /**
-   * Calls `callback` for every item of `entities$(types)`, asynchronously and one at a time (an
-   * async callback is awaited), with a bounded queue: a slow or throwing callback never blocks
-   * the pipeline or other consumers. Unsubscribe the returned handle to stop.
-   */
-  register(types: readonly EntityType[] | undefined, callback: (item: SyncItem) => void | Promise<void>, options?: RegisterOptions): Subscription;
-  health(): Readonly<Record<string, SourceHealth>>;
-  metrics(): SynchronizerMetrics;
-}
-
-function isHealth<R>(signal: SourceSignal<R>): signal is HealthSignal {
-  return signal.kind === 'health';
-}
+export type { RegisterOptions, SourceHealth, SyncItem, Synchronizer, SynchronizerMetrics, SynchronizerOptions } from './hub/types.js';
+export type { Gate } from './hub/commit.js';
 
 /**
  * The hub: merges every source through normalizeEntity into one baseline (diffAgainstBaseline's
- * reducer) and hands the events to consumers.
+ * reducer) and hands the events to consumers. Its parts, in the order data flows through them:
+ * intake (one source's observations: retry, normalize, active types, ownership), the baseline
+ * (reducer steps and the hot event stream), replay (`entities$`), register (queued consumers),
+ * the commit line (sinks' gates, the state store, then settle); health and metrics on the side.
  *
  * @example
  * ```ts
@@ -133,263 +39,103 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     if (names.has(s.name)) throw new Error(`two sources are named ${JSON.stringify(s.name)}: names must be unique`);
     names.add(s.name);
   }
-  const active = typeMatcher(options.types);
-  const events = new Subject<EntityEvent>();
-  const invalid = new Subject<InvalidRecord>();
+  if (options.state && names.has(STATE_HEALTH)) throw new Error(`a source is named ${JSON.stringify(STATE_HEALTH)}: with a state store that name is the store's health entry`);
+  // Loaded before any source runs: the first snapshot of each type then emits only what changed.
+  const store = options.state ? openBaselineStore(options.state.dir) : undefined;
+  let stored: StoredBaseline | undefined;
+  if (store) {
+    const started = Date.now();
+    stored = store.load();
+    log.info('state loaded', { dir: store.dir, entities: stored.state.entities.size, tombstones: stored.state.tombstones.size, ms: Date.now() - started });
+  }
   const now = (): string => new Date(scheduler.now()).toISOString();
-  const health = new BehaviorSubject<Readonly<Record<string, SourceHealth>>>(
-    Object.fromEntries(sources.map((s) => [s.name, { source: s.name, status: 'starting', since: now(), failures: 0 } satisfies SourceHealth])),
+  const health = createHealthBoard([...names], now, log);
+  if (store) health.set(STATE_HEALTH, { status: 'up' });
+  const counters = createCounters();
+  const invalid = new Subject<InvalidRecord>();
+  const baseline = createHubBaseline(stored?.state);
+  const ownership = createOwnership(
+    (o, error) => {
+      health.signal(o.source, { kind: 'health', status: 'down', error });
+      o.settle?.({ ok: false, reason: error });
+    },
+    // A type owned by a source no longer configured is free again.
+    [...(stored?.owners ?? [])].filter(([, source]) => names.has(source)),
   );
-  const metrics = {
-    events: { create: 0, update: 0, delete: 0 } as Record<EntityAction, number>,
-    observations: {} as Record<string, number>,
-    invalidRecords: {} as Record<string, number>,
-    resyncs: 0,
-    callbackErrors: 0,
+  const commits = createCommitLine({ store, persisted: baseline.state(), owners: ownership.owners, health, log });
+  const intake = {
+    health,
+    ownership,
+    active: typeMatcher(options.types),
+    onInvalid: (record: InvalidRecord) => {
+      counters.invalidRecords[record.source] = (counters.invalidRecords[record.source] ?? 0) + 1;
+      log.warn('invalid record left out', { source: record.source, reason: record.reason, ...(record.key ? { key: record.key } : {}) });
+      invalid.next(record);
+    },
+    retry,
+    keepRaw,
+    scheduler,
+    log,
   };
-  let state: BaselineState = emptyBaseline();
   const diffOptions = tombstoneMs === undefined ? {} : { tombstoneMs };
-  /** Sequence number of the last event emitted, and of the last event contained in `state`. */
-  let emittedSeq = 0;
-  let stateSeq = 0;
+  const entities$ = replayOf(baseline, (item, seq) => commits.tag(item, seq));
   let running: Subscription | undefined;
+  /** False once draining: observations that arrive then are left unsettled (a push message is redelivered). */
+  let taking = true;
 
-  const setHealth = (source: string, update: Partial<SourceHealth>): void => {
-    const prev = health.value[source]!;
-    const status = update.status ?? prev.status;
-    const next: SourceHealth = {
-      source,
-      status,
-      since: status === prev.status ? prev.since : now(),
-      failures: status === 'up' ? 0 : (update.failures ?? prev.failures),
-      ...(status === 'down' && update.error !== undefined ? { error: update.error } : {}),
-      ...(status === 'down' && update.retryInMs !== undefined ? { retryInMs: update.retryInMs } : {}),
-    };
-    if (status !== prev.status) {
-      const fields = { source, status, ...(next.error ? { error: next.error } : {}), ...(next.retryInMs !== undefined ? { retryInMs: next.retryInMs } : {}) };
-      if (status === 'down') log.warn('source is down', fields);
-      else log.info(`source is ${status}`, fields);
-    } else if (status === 'down') {
-      log.warn('source still down', { source, error: next.error, failures: next.failures, retryInMs: next.retryInMs });
-    }
-    health.next({ ...health.value, [source]: next });
-  };
-
-  const onHealth = (source: string, signal: HealthSignal): void =>
-    match(signal.status)
-      .with('up', () => setHealth(source, { status: 'up' }))
-      .with('down', () =>
-        setHealth(source, {
-          status: 'down',
-          failures: (health.value[source]?.failures ?? 0) + 1,
-          error: signal.error ?? 'unknown error',
-          ...(signal.retryInMs !== undefined ? { retryInMs: signal.retryInMs } : {}),
-        }),
-      )
-      .exhaustive();
-
-  /** Drops what is not active; an observation with nothing left is settled at once. */
-  const onlyActive = (o: Observation): Observation | undefined => {
-    switch (o.kind) {
-      case 'snapshot': {
-        const types = o.types.filter(active);
-        if (types.length === o.types.length) return o;
-        if (types.length === 0) {
-          o.settle?.({ ok: true });
-          return undefined;
-        }
-        return { ...o, types, records: o.records.filter((r) => active(r.type)) };
-      }
-      case 'change':
-        if (active(o.record.type)) return o;
-        o.settle?.({ ok: true });
-        return undefined;
-      default:
-        return unreachable(o, 'observation');
-    }
-  };
-
-  /**
-   * Entity type → the one source whose snapshots are complete for it: the first to send one. A
-   * second source's snapshots of that type are refused (and it is reported down), since each would
-   * delete every entity the other one wrote — two clouds polled into one hub, for instance.
-   */
-  const snapshotOwners = new Map<EntityType, string>();
-  const fromOwner = (o: Observation): boolean => {
-    if (o.kind !== 'snapshot') return true;
-    const clash = o.types.find((type) => (snapshotOwners.get(type) ?? o.source) !== o.source);
-    if (clash === undefined) {
-      for (const type of o.types) snapshotOwners.set(type, o.source);
-      return true;
-    }
-    const error =
-      `${o.source} and ${snapshotOwners.get(clash)} both send complete snapshots of ${clash}, so each would delete the other's entities: ` +
-      `${o.source}'s snapshots are refused. Give each entity type to one poll source (its types option).`;
-    onHealth(o.source, { kind: 'health', status: 'down', error });
-    o.settle?.({ ok: false, reason: error });
-    return false;
-  };
-
-  const observationsOf = (source: Source<unknown>): ObservableT<Observation> =>
-    source.signal$.pipe(
-      tap({
-        complete: () => log.info('source completed', { source: source.name }),
-      }),
-      retryWithBackoff<SourceSignal<unknown>>({
-        ...retry,
-        scheduler,
-        onRetry: ({ error, delayMs }) =>
-          onHealth(source.name, { kind: 'health', status: 'down', error: errorMessage(error), retryInMs: delayMs }),
-      }),
-      filter((signal): signal is Observation<unknown> => {
-        if (!isHealth(signal)) return true;
-        onHealth(source.name, signal);
-        return false;
-      }),
-      // The source's name is what entities carry, whatever the plugin wrote.
-      map((o) => (o.source === source.name ? o : { ...o, source: source.name })),
-      normalizeEntity(source.map, {
-        keepRaw,
-        onInvalid: (record) => {
-          metrics.invalidRecords[record.source] = (metrics.invalidRecords[record.source] ?? 0) + 1;
-          log.warn('invalid record left out', { source: record.source, reason: record.reason, ...(record.key ? { key: record.key } : {}) });
-          invalid.next(record);
-        },
-      }),
-      map(onlyActive),
-      filter((o): o is Observation => o !== undefined && fromOwner(o)),
-    );
-
-  const deliver = (next: BaselineStep): void => {
-    state = next.state;
-    stateSeq = emittedSeq + next.events.length;
-    const observation = next.observation;
-    if (observation) metrics.observations[observation.source] = (metrics.observations[observation.source] ?? 0) + 1;
-    for (const event of next.events) {
-      emittedSeq += 1;
-      metrics.events[event.action] += 1;
-      events.next(event);
-    }
-    observation?.settle?.({ ok: true });
-  };
-
-  const entities$ = (types?: readonly EntityType[]): ObservableT<SyncItem> => {
-    const matches = typeMatcher(types);
-    return new Observable<SyncItem>((subscriber) => {
-      const current = state;
-      const currentSeq = stateSeq;
-      // Events that arrive while the replay is being delivered wait here, so none is lost.
-      let pending: EntityEvent[] | undefined = [];
-      const subscription = events.subscribe((event) => {
-        if (emittedSeq <= currentSeq || !matches(event.entity.type)) return; // already in the replay
-        if (pending) pending.push(event);
-        else subscriber.next({ kind: 'event', event });
-      });
-      let count = 0;
-      for (const entry of current.entities.values()) {
-        if (subscriber.closed) break;
-        if (!matches(entry.entity.type)) continue;
-        count += 1;
-        subscriber.next({ kind: 'replay', entity: entry.entity });
-      }
-      subscriber.next({ kind: 'synced', count });
-      for (let i = 0; i < pending.length && !subscriber.closed; i++) subscriber.next({ kind: 'event', event: pending[i]! });
-      pending = undefined;
-      return subscription;
+  const deliver = (step: BaselineStep): void => {
+    const observation = step.observation;
+    if (observation) counters.observations[observation.source] = (counters.observations[observation.source] ?? 0) + 1;
+    const firstSeq = baseline.emittedSeq() + 1;
+    baseline.apply(step, (event, seq) => {
+      counters.events[event.action] += 1;
+      commits.tag(event, seq);
     });
+    commits.push(step, firstSeq);
   };
 
-  const register: Synchronizer['register'] = (types, callback, registerOptions = {}) => {
-    const limit = registerOptions.bufferSize ?? bufferSize;
-    const queue: SyncItem[] = [];
-    let head = 0;
-    let queuedEvents = 0;
-    let draining = false;
-    let resyncDropped: number | undefined;
-    let upstream: Subscription | undefined;
-    const handle = new Subscription(() => upstream?.unsubscribe());
-
-    const connect = (): void => {
-      upstream = entities$(types).subscribe((item) => {
-        queue.push(item);
-        if (item.kind === 'event' && ++queuedEvents > limit) {
-          // Too far behind: drop the backlog, and replay fresh state once the callback is free.
-          upstream?.unsubscribe();
-          resyncDropped = queuedEvents;
-          queue.length = head = queuedEvents = 0;
-          metrics.resyncs += 1;
-          log.warn('consumer fell behind and is resynchronised', { types, dropped: resyncDropped, bufferSize: limit });
-        }
-        schedule();
-      });
-    };
-    const schedule = (): void => {
-      if (!draining && !handle.closed) {
-        draining = true;
-        setImmediate(() => void drain());
-      }
-    };
-    const drain = async (): Promise<void> => {
-      while (!handle.closed) {
-        if (head >= queue.length) {
-          queue.length = head = 0;
-          if (resyncDropped === undefined) break;
-          const dropped = resyncDropped;
-          resyncDropped = undefined;
-          queue.push({ kind: 'resync', dropped });
-          connect();
-        }
-        const item = queue[head]!;
-        queue[head++] = undefined as unknown as SyncItem; // let it be collected
-        if (item.kind === 'event') queuedEvents -= 1;
-        try {
-          await callback(item);
-        } catch (error) {
-          metrics.callbackErrors += 1;
-          log.error('consumer callback failed', { types, error: errorMessage(error) });
-        }
-      }
-      draining = false;
-    };
-    connect();
-    return handle;
+  const stop = (): void => {
+    running?.unsubscribe();
+    running = undefined;
+    for (const s of sources) health.set(s.name, { status: 'stopped' });
   };
 
   return {
-    entity$: events.asObservable(),
-    health$: health.asObservable(),
-    invalid$: invalid.asObservable(),
+    entity$: baseline.event$,
+    health$: health.health$,
+    invalid$: invalid.asObservable() as Observable<InvalidRecord>,
     start() {
       if (running) return;
-      running = merge(...sources.map(observationsOf))
-        .pipe(scan((step: BaselineStep, o: Observation) => applyObservation(step.state, o, diffOptions), { state, events: [] }))
+      taking = true;
+      running = merge(...sources.map((s) => observationsOf(s, intake)))
+        .pipe(
+          filter(() => taking),
+          scan((step: BaselineStep, o: Observation) => applyObservation(step.state, o, diffOptions), { state: baseline.state(), events: [] }),
+        )
         .subscribe({
           next: deliver,
           // Unreachable in practice (every source is retried); logged rather than lost.
           error: (error: unknown) => log.error('pipeline failed', { error: errorMessage(error) }),
         });
     },
-    stop() {
-      running?.unsubscribe();
-      running = undefined;
-      for (const s of sources) setHealth(s.name, { status: 'stopped' });
-    },
-    snapshot(types) {
-      const matches = typeMatcher(types);
-      const out: Entity[] = [];
-      for (const entry of state.entities.values()) if (matches(entry.entity.type)) out.push(entry.entity);
-      return out;
-    },
+    stop,
+    snapshot: (types) => baseline.snapshot(types),
     entities$,
-    register,
-    health: () => health.value,
-    metrics: () => ({
-      ...metrics,
-      events: { ...metrics.events },
-      observations: { ...metrics.observations },
-      invalidRecords: { ...metrics.invalidRecords },
-      entities: state.entities.size,
-      tombstones: state.tombstones.size,
-    }),
+    register: registerWith({ entities$, bufferSize, counters, log }),
+    health: () => health.value(),
+    metrics: () => metricsOf(counters, baseline.state()),
+    gate: (types) => commits.gate(types),
+    async drain() {
+      taking = false;
+      await commits.idle();
+      // Settled acks go out in one macrotask (the AMQP ack batcher); stopping flushes them too.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      stop();
+    },
+    unsettled: () => commits.pending(),
+    async close() {
+      stop();
+      await commits.close();
+    },
   };
 }

@@ -9,7 +9,7 @@ import { type AmqpEndpoint, type AmqpSession, type BrokerOptions, keepConnected,
 import { type Logger, errorMessage } from '../log.js';
 import type { EntityType } from '../model.js';
 import type { OptionReader } from '../options.js';
-import type { SyncItem } from '../synchronizer.js';
+import type { Gate, SyncItem } from '../synchronizer.js';
 import { eventLine } from './stdout.js';
 import type { Sink, SinkPlugin } from './index.js';
 
@@ -60,11 +60,13 @@ export function readAmqpSinkOptions(read: OptionReader): AmqpSinkOptions {
     read.fail('exchange', `expected an exchange name of letters, digits, - _ . : (not starting with amq.), got ${JSON.stringify(exchange)}`);
   }
   const types = read.optionalStringList('types');
-  return { ...broker, exchange, ...(types ? { types } : {}) };
+  const window = read.optionalNumber('window', { min: 1, integer: true });
+  return { ...broker, exchange, ...(types ? { types } : {}), ...(window !== undefined ? { window } : {}) };
 }
 
 interface Outgoing extends SinkMessage {
   confirmed: boolean;
+  item: SyncItem;
 }
 
 interface PublishSession extends AmqpSession {
@@ -89,6 +91,8 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
   let closing = false;
   let stop: (() => void) | undefined;
   let waiters: (() => void)[] = [];
+  /** Told of every confirmed prefix: the hub may then persist and ack what it came from. */
+  let gate: Gate | undefined;
 
   const wake = (): void => {
     const w = waiters;
@@ -112,8 +116,10 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
     let n = 0;
     while (n < pending.length && pending[n]!.confirmed) n += 1;
     if (n > 0) {
+      const last = pending[n - 1]!.item;
       pending.splice(0, n);
       written -= n;
+      gate?.accept(last);
     }
     wake();
   };
@@ -207,7 +213,7 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
 
   const publish = async (item: SyncItem): Promise<void> => {
     if (closing) return;
-    pending.push({ ...sinkMessage(item), confirmed: false });
+    pending.push({ ...sinkMessage(item), confirmed: false, item });
     pump();
     while (!closing && (pending.length >= window || draining)) await changed();
   };
@@ -215,7 +221,11 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
   return {
     attach(sync) {
       if (!stop) start();
-      return sync.register(options.types, publish);
+      const g = sync.gate(options.types);
+      gate = g;
+      const subscription = sync.register(options.types, publish);
+      subscription.add(() => g.close());
+      return subscription;
     },
     async close() {
       let timedOut = false;

@@ -11,7 +11,13 @@ export function eventLine(event: EntityEvent): string {
 /** Writes every event as one JSON line. */
 export function writeEvents(out: Writable): Sink {
   return {
-    attach: (sync) => sync.entity$.subscribe((event) => out.write(eventLine(event))),
+    attach(sync) {
+      // A line is taken over once written: only then may its observation be persisted and acked.
+      const gate = sync.gate();
+      const subscription = sync.entity$.subscribe((event) => out.write(eventLine(event), (error) => error || gate.accept(event)));
+      subscription.add(() => gate.close());
+      return subscription;
+    },
     close: () => new Promise<void>((resolve) => (out.writableNeedDrain ? out.once('drain', () => resolve()) : resolve())),
   };
 }

@@ -13,7 +13,7 @@ import { readFixture } from '../support/fixtures.js';
 import { type ApiServer, serverDraft } from '../../sources/openstack/nova.js';
 import type { Bench, BenchRow } from './run.js';
 
-type Server = ApiServer & Record<string, unknown>;
+export type Server = ApiServer & Record<string, unknown>;
 
 const SIZES = [1_000, 10_000, 100_000];
 const ROUNDS = 5;
@@ -32,7 +32,7 @@ function gc(): void {
 const template: Server = readFixture<{ servers: Server[] }>('wire', 'real-openstack', 'api', 'api-servers-detail-all-tenants.json').servers[0]!;
 
 /** N distinct servers shaped like the real API's, spread over 200 hosts and 50 projects. */
-function makeServers(n: number, changedEvery = 0): Server[] {
+export function makeServers(n: number, changedEvery = 0): Server[] {
   const servers: Server[] = new Array<Server>(n);
   for (let i = 0; i < n; i++) {
     const hex = i.toString(16).padStart(12, '0');

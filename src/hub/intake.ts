@@ -1,0 +1,73 @@
+import { type Observable, type SchedulerLike, filter, map, tap } from 'rxjs';
+import { type InvalidRecord, normalizeEntity } from '../../operators/normalizeEntity.js';
+import { type BackoffOptions, retryWithBackoff } from '../backoff.js';
+import { type Logger, errorMessage } from '../log.js';
+import { type EntityType, type Observation, unreachable } from '../model.js';
+import type { HealthSignal, Source, SourceSignal } from '../source.js';
+import type { HealthBoard } from './health.js';
+import type { Ownership } from './ownership.js';
+
+export interface IntakeOptions {
+  health: HealthBoard;
+  ownership: Ownership;
+  /** Is this entity type active? */
+  active: (type: EntityType) => boolean;
+  onInvalid: (record: InvalidRecord) => void;
+  retry: BackoffOptions;
+  keepRaw: boolean;
+  scheduler: SchedulerLike;
+  log: Logger;
+}
+
+function isHealth<R>(signal: SourceSignal<R>): signal is HealthSignal {
+  return signal.kind === 'health';
+}
+
+/** Drops what is not active; an observation with nothing left is settled at once. */
+function onlyActive(o: Observation, active: (type: EntityType) => boolean): Observation | undefined {
+  switch (o.kind) {
+    case 'snapshot': {
+      const types = o.types.filter(active);
+      if (types.length === o.types.length) return o;
+      if (types.length === 0) {
+        o.settle?.({ ok: true });
+        return undefined;
+      }
+      return { ...o, types, records: o.records.filter((r) => active(r.type)) };
+    }
+    case 'change':
+      if (active(o.record.type)) return o;
+      o.settle?.({ ok: true });
+      return undefined;
+    default:
+      return unreachable(o, 'observation');
+  }
+}
+
+/**
+ * One source's way into the baseline: retried with backoff for ever (its health reported), its
+ * records normalized, inactive types dropped, and snapshots of types another source owns refused.
+ */
+export function observationsOf(source: Source<unknown>, options: IntakeOptions): Observable<Observation> {
+  const { health, ownership, active, log } = options;
+  return source.signal$.pipe(
+    tap({
+      complete: () => log.info('source completed', { source: source.name }),
+    }),
+    retryWithBackoff<SourceSignal<unknown>>({
+      ...options.retry,
+      scheduler: options.scheduler,
+      onRetry: ({ error, delayMs }) => health.signal(source.name, { kind: 'health', status: 'down', error: errorMessage(error), retryInMs: delayMs }),
+    }),
+    filter((signal): signal is Observation<unknown> => {
+      if (!isHealth(signal)) return true;
+      health.signal(source.name, signal);
+      return false;
+    }),
+    // The source's name is what entities carry, whatever the plugin wrote.
+    map((o) => (o.source === source.name ? o : { ...o, source: source.name })),
+    normalizeEntity(source.map, { keepRaw: options.keepRaw, onInvalid: options.onInvalid }),
+    map((o) => onlyActive(o, active)),
+    filter((o): o is Observation => o !== undefined && ownership.admits(o)),
+  );
+}

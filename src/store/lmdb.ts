@@ -1,0 +1,227 @@
+/**
+ * The state store: the baseline kept in LMDB (lmdb-js) in a folder, so a restart is not amnesia.
+ * Chosen by measurement among stores that install from the npm registry alone (docs/store.md):
+ * LMDB's copy-on-write B-tree survives kill -9 at any point with the last committed transaction,
+ * reads are synchronous and fast (the load at start), and one transaction takes a whole snapshot.
+ *
+ * Layout (one environment, `baseline.mdb`, with named databases):
+ *   meta        format → {format, version}; syncedAt → {type: ms}; clock → ms; owners → {type: source}
+ *   entities    entity key → {entity (without raw), at, bySnapshot, misses}
+ *   tombstones  entity key → deletion time, ms
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Map as ImmutableMap } from 'immutable';
+import { type Database, type RootDatabase, open } from 'lmdb';
+import { type BaselineEntry, type BaselineState, restoreBaseline } from '../../operators/diffAgainstBaseline.js';
+import { errorMessage } from '../log.js';
+import type { Entity, EntityRef, EntityType } from '../model.js';
+
+export const STATE_FORMAT = 'synchronizer.state';
+/** Bump on an incompatible change of the layout, and add the step from the previous one to MIGRATIONS. */
+export const STATE_VERSION = 1;
+const FILE = 'baseline.mdb';
+/** What LMDB keeps in the folder: the data file and its lock file. */
+const OWN_FILES = new Set([FILE, `${FILE}-lock`]);
+
+/**
+ * Steps from an older format version to the next (index = the old version). A store of a version
+ * without a step here is refused.
+ */
+const MIGRATIONS: Record<number, (store: { meta: Database; entities: Database; tombstones: Database }) => void> = {};
+
+/** The state folder cannot be used: foreign, corrupt, or from another version. Nothing in it was changed. */
+export class StateError extends Error {
+  override name = 'StateError';
+}
+
+/** What the store holds, ready for the hub. */
+export interface StoredBaseline {
+  state: BaselineState;
+  /** Entity type → the source that owns its snapshots. */
+  owners: Map<EntityType, string>;
+}
+
+/** What one group commit writes: the changes from the last persisted state to `next`. */
+export interface BaselineDelta {
+  prev: BaselineState;
+  next: BaselineState;
+  /** Keys whose entries may have changed; undefined: compare every entry (a snapshot was applied). */
+  keys: ReadonlySet<string> | undefined;
+  owners: ReadonlyMap<EntityType, string>;
+}
+
+export interface BaselineStore {
+  readonly dir: string;
+  /** The stored baseline (synchronous: LMDB reads are memory-mapped). */
+  load(): StoredBaseline;
+  /** Writes one delta as one transaction; resolves once it is committed. */
+  write(delta: BaselineDelta): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A stored entry: the entity without `raw` (never persisted: memory and disk). */
+interface StoredEntry {
+  entity: Entity;
+  at: number;
+  bySnapshot: boolean;
+  misses: number;
+}
+
+const NO_REFS: EntityRef[] = Object.freeze([]) as unknown as EntityRef[];
+
+function stored(entry: BaselineEntry): StoredEntry {
+  const { raw: _raw, ...entity } = entry.entity;
+  return { entity: entity as Entity, at: entry.at, bySnapshot: entry.bySnapshot, misses: entry.misses };
+}
+
+/** Refuses a folder that holds anything but LMDB's two files: it is someone else's. */
+function checkFolder(dir: string): void {
+  if (!existsSync(dir)) {
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      throw new StateError(`cannot create the state folder ${dir}: ${errorMessage(e)}`);
+    }
+    return;
+  }
+  if (!statSync(dir).isDirectory()) throw new StateError(`state.dir ${dir} is not a folder`);
+  const foreign = readdirSync(dir).filter((f) => !OWN_FILES.has(f));
+  if (foreign.length > 0) {
+    throw new StateError(
+      `state.dir ${dir} holds files that are not the synchronizer's (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', …' : ''}): ` +
+        'give it an empty or new folder; nothing was changed',
+    );
+  }
+}
+
+/** LMDB's meta pages (the first two) start with this magic number, after the 16-byte page header. */
+const LMDB_MAGIC = 0xbeefc0de;
+
+/**
+ * LMDB trusts its file (a garbage one crashes the process in native code), so the data file's
+ * first meta page is checked before it is opened.
+ */
+function checkDataFile(file: string): void {
+  if (!existsSync(file)) return;
+  const { size } = statSync(file);
+  if (size === 0) return;
+  const header = Buffer.alloc(32);
+  const fd = openSync(file, 'r');
+  try {
+    readSync(fd, header, 0, 32, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (size < 2 * 4096 || header.readUInt32LE(24) !== LMDB_MAGIC) {
+    throw new StateError(`${file} is not an LMDB data file (corrupt, or someone else's): it is left as it is; move the folder away to start afresh`);
+  }
+}
+
+/**
+ * Opens (creating if needed) the store in `dir`. Throws a StateError for a foreign, corrupt or
+ * newer folder, and leaves it as it was.
+ */
+export function openBaselineStore(dirOption: string): BaselineStore {
+  const dir = resolve(dirOption);
+  checkFolder(dir);
+  checkDataFile(join(dir, FILE));
+  let root: RootDatabase;
+  let meta: Database;
+  let entities: Database<StoredEntry, string>;
+  let tombstones: Database<number, string>;
+  try {
+    root = open({ path: join(dir, FILE), maxDbs: 4 });
+    meta = root.openDB({ name: 'meta', encoding: 'json' });
+    entities = root.openDB<StoredEntry, string>({ name: 'entities', encoding: 'json' });
+    tombstones = root.openDB<number, string>({ name: 'tombstones', encoding: 'json' });
+  } catch (e) {
+    throw new StateError(`cannot open the state store in ${dir} (corrupt, or not a synchronizer state folder): ${errorMessage(e)}; nothing was changed`);
+  }
+  const refuse = (why: string): never => {
+    void root.close();
+    throw new StateError(`state.dir ${dir}: ${why}; nothing was changed`);
+  };
+  let format: { format?: unknown; version?: unknown } | undefined;
+  try {
+    format = meta.get('format') as typeof format;
+  } catch (e) {
+    refuse(`cannot read the store (corrupt?): ${errorMessage(e)}`);
+  }
+  if (format === undefined) {
+    // A new store, or an LMDB file of someone else's.
+    const names = [...root.getKeys({ limit: 10 })].map(String).filter((k) => !['meta', 'entities', 'tombstones'].includes(k));
+    if (names.length > 0) refuse(`${FILE} is an LMDB file but not a synchronizer state store (it holds ${names.join(', ')})`);
+    meta.putSync('format', { format: STATE_FORMAT, version: STATE_VERSION });
+  } else if (format.format !== STATE_FORMAT || typeof format.version !== 'number') {
+    refuse(`${FILE} is not a synchronizer state store (format ${JSON.stringify(format)})`);
+  } else if (format.version > STATE_VERSION) {
+    refuse(`the store was written by a newer synchronizer (format version ${format.version}; this one reads up to ${STATE_VERSION}): upgrade, or start afresh with a new folder`);
+  } else if (format.version < STATE_VERSION) {
+    for (let v = format.version; v < STATE_VERSION; v++) {
+      const step = MIGRATIONS[v];
+      if (!step) refuse(`the store has format version ${format.version}, which this synchronizer cannot migrate (it reads ${STATE_VERSION}): start afresh with a new folder`);
+      root.transactionSync(() => {
+        step!({ meta, entities, tombstones });
+        meta.putSync('format', { format: STATE_FORMAT, version: v + 1 });
+      });
+    }
+  }
+
+  return {
+    dir,
+    load() {
+      const entries = ImmutableMap<string, BaselineEntry>().withMutations((map) => {
+        for (const { key, value } of entities.getRange()) {
+          const entity = value.entity;
+          // Share one frozen empty list, as normalizeEntity does (memory per entity).
+          if (entity.parents.length === 0) entity.parents = NO_REFS;
+          if (entity.children.length === 0) entity.children = NO_REFS;
+          map.set(key, { entity, at: value.at, bySnapshot: value.bySnapshot, misses: value.misses });
+        }
+      });
+      const deleted = ImmutableMap<string, number>().withMutations((map) => {
+        for (const { key, value } of tombstones.getRange()) map.set(key, value);
+      });
+      const syncedAt = ImmutableMap<EntityType, number>(Object.entries((meta.get('syncedAt') as Record<string, number> | undefined) ?? {}));
+      const clock = (meta.get('clock') as number | undefined) ?? 0;
+      const owners = new Map(Object.entries((meta.get('owners') as Record<string, string> | undefined) ?? {}));
+      return { state: restoreBaseline({ entities: entries, tombstones: deleted, syncedAt, clock }), owners };
+    },
+    write({ prev, next, keys, owners }) {
+      return root.transaction(() => {
+        if (prev.entities !== next.entities) {
+          const check = (key: string): void => {
+            const entry = next.entities.get(key);
+            if (entry === undefined) {
+              if (prev.entities.has(key)) void entities.remove(key);
+            } else if (entry !== prev.entities.get(key)) {
+              void entities.put(key, stored(entry));
+            }
+          };
+          if (keys !== undefined) for (const key of keys) check(key);
+          else {
+            next.entities.forEach((entry, key) => {
+              if (entry !== prev.entities.get(key)) void entities.put(key, stored(entry));
+            });
+            prev.entities.forEach((_entry, key) => {
+              if (!next.entities.has(key)) void entities.remove(key);
+            });
+          }
+        }
+        if (prev.tombstones !== next.tombstones) {
+          next.tombstones.forEach((at, key) => {
+            if (prev.tombstones.get(key) !== at) void tombstones.put(key, at);
+          });
+          prev.tombstones.forEach((_at, key) => {
+            if (!next.tombstones.has(key)) void tombstones.remove(key);
+          });
+        }
+        if (prev.syncedAt !== next.syncedAt) void meta.put('syncedAt', next.syncedAt.toObject());
+        if (prev.clock !== next.clock) void meta.put('clock', next.clock);
+        void meta.put('owners', Object.fromEntries(owners));
+      });
+    },
+    close: () => root.close(),
+  };
+}

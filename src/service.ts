@@ -31,6 +31,9 @@ export function prometheusText(metrics: SynchronizerMetrics, health: Readonly<Re
     '# HELP synchronizer_callback_errors_total Consumer callbacks that threw.',
     '# TYPE synchronizer_callback_errors_total counter',
     `synchronizer_callback_errors_total ${metrics.callbackErrors}`,
+    '# HELP synchronizer_clock_skew_corrections_total Observations stamped too far in the future, taken at the local time.',
+    '# TYPE synchronizer_clock_skew_corrections_total counter',
+    `synchronizer_clock_skew_corrections_total ${metrics.clockSkewCorrections}`,
     '# HELP synchronizer_entities Entities in the baseline.',
     '# TYPE synchronizer_entities gauge',
     `synchronizer_entities ${metrics.entities}`,
@@ -76,6 +79,7 @@ export async function startService(config: ServiceConfig, log: Logger = createLo
     sources,
     ...(config.types ? { types: config.types } : {}),
     tombstoneMs: config.tombstoneMs,
+    maxClockSkewMs: config.maxClockSkewMs,
     bufferSize: config.bufferSize,
     log,
   });

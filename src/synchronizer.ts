@@ -13,7 +13,7 @@ import {
   tap,
 } from 'rxjs';
 import { match } from 'ts-pattern';
-import { type BaselineState, type BaselineStep, applyObservation, emptyBaseline } from '../operators/diffAgainstBaseline.js';
+import { type BaselineState, type BaselineStep, type DiffOptions, applyObservation, emptyBaseline } from '../operators/diffAgainstBaseline.js';
 import { type InvalidRecord, normalizeEntity } from '../operators/normalizeEntity.js';
 import { typeMatcher } from '../operators/ofType.js';
 import { type BackoffOptions, retryWithBackoff } from './backoff.js';
@@ -63,6 +63,8 @@ export interface SynchronizerMetrics {
   entities: number;
   /** Tombstones held now. */
   tombstones: number;
+  /** Observations stamped beyond `maxClockSkewMs` ahead, taken at the local time instead (DESIGN rule 8). */
+  clockSkewCorrections: number;
 }
 
 export interface SynchronizerOptions {
@@ -71,6 +73,11 @@ export interface SynchronizerOptions {
   types?: readonly EntityType[];
   /** How long a deleted entity's tombstone holds, ms (default 10 min). */
   tombstoneMs?: number;
+  /**
+   * How far ahead of the local wall clock an observation may be stamped, ms (default
+   * 5 min); one stamped further ahead is taken at the local time and counted in `clockSkewCorrections`.
+   */
+  maxClockSkewMs?: number;
   /** Events a `register` consumer may have queued before it is resynchronised (default 10,000). */
   bufferSize?: number;
   /** Backoff for a source whose stream errors (default 1 s doubling to 60 s, 20 % jitter). */
@@ -146,9 +153,13 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     invalidRecords: {} as Record<string, number>,
     resyncs: 0,
     callbackErrors: 0,
+    clockSkewCorrections: 0,
   };
   let state: BaselineState = emptyBaseline();
-  const diffOptions = tombstoneMs === undefined ? {} : { tombstoneMs };
+  const diffOptions: DiffOptions = {
+    ...(tombstoneMs === undefined ? {} : { tombstoneMs }),
+    ...(options.maxClockSkewMs === undefined ? {} : { maxClockSkewMs: options.maxClockSkewMs }),
+  };
   /** Sequence number of the last event emitted, and of the last event contained in `state`. */
   let emittedSeq = 0;
   let stateSeq = 0;
@@ -265,6 +276,11 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     stateSeq = emittedSeq + next.events.length;
     const observation = next.observation;
     if (observation) metrics.observations[observation.source] = (metrics.observations[observation.source] ?? 0) + 1;
+    if (next.skewedAt !== undefined) {
+      const n = ++metrics.clockSkewCorrections;
+      // A host whose clock is wrong stamps every message: log the 1st, 2nd, 4th, 8th… only.
+      if ((n & (n - 1)) === 0) log.warn('observation stamped too far in the future, taken at the local time', { source: observation?.source, stampedAt: next.skewedAt, corrections: n });
+    }
     for (const event of next.events) {
       emittedSeq += 1;
       metrics.events[event.action] += 1;

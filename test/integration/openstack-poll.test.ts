@@ -106,7 +106,8 @@ describe('OpenStack poll sources against a local OpenStack', () => {
   });
 
   it('honours 429 Retry-After, survives a hung request and reports malformed JSON', async () => {
-    await startSync({}, ['openstack.nova']);
+    // A 100 ms backoff of its own: only Retry-After can make the retry wait a second.
+    await startSync({ backoff: '100ms' }, ['openstack.nova']);
     await waitFor('first snapshot', () => sync.snapshot(['nova.instance']).length === 2500);
     os.inject({ when: (path) => path.endsWith('/os-hypervisors/detail'), status: 429, retryAfter: 1, times: 1 });
     os.inject({ when: (path) => path.endsWith('/os-availability-zone/detail'), hang: true, times: 1 });
@@ -115,6 +116,9 @@ describe('OpenStack poll sources against a local OpenStack', () => {
     const [limited, retried] = os.requestsTo('/os-hypervisors/detail').slice(before);
     expect(limited).toBeDefined();
     expect(retried).toBeDefined();
+    // Retry-After: 1 — the retry waited the second the server asked for (a lower bound only:
+    // later is fine on a busy machine; the client's own backoff, 100 ms, would be far shorter).
+    expect(retried!.at - limited!.at).toBeGreaterThanOrEqual(990);
     expect(sync.health().nova?.status).toBe('up');
 
     os.inject({ when: (path, url) => path.endsWith('/servers/detail') && url.searchParams.has('marker'), malformed: true });

@@ -34,7 +34,7 @@ export function portOpen(port: number, timeoutMs = 500): Promise<boolean> {
  * True when an AMQP 0-9-1 broker completes the handshake at `url` (connection.open-ok), within
  * `timeoutMs`: something else accepting on the port does not count.
  */
-export async function amqpAnswers(url: string, timeoutMs = 2000): Promise<boolean> {
+export async function amqpAnswers(url: string, timeoutMs = 5000): Promise<boolean> {
   const attempt = amqpConnect(url, { timeout: timeoutMs });
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
@@ -100,7 +100,7 @@ function reapStaleNodes(): void {
 export interface RabbitOptions {
   /** Node name prefix; a random suffix keeps parallel runs apart. */
   name?: string;
-  /** How long to wait for readiness, ms (default 60 s: the node takes 6–9 s on an idle box). */
+  /** How long to wait for readiness, ms (default 120 s: the node takes 6–9 s on an idle box, far more on a busy one). */
   startTimeoutMs?: number;
 }
 
@@ -138,7 +138,7 @@ export class RabbitNode {
     return onFreePort(async (port, distPort, epmdPort) => {
       const node = new RabbitNode(port!, distPort!, epmdPort!, options.name ?? 'synctest');
       try {
-        await node.boot(options.startTimeoutMs ?? 60_000);
+        await node.boot(options.startTimeoutMs ?? 120_000);
       } catch (e) {
         await node.dispose();
         throw e;

@@ -127,7 +127,8 @@ describe('synchronizer CLI', () => {
       expect(c.stderr).toMatch(/^synchronizer: invalid config /);
       expect(c.events).toEqual([]);
     }
-  });
+    // Nine CLI starts: a bound for a busy machine (each waits on its own exit, no fixed sleep).
+  }, 120_000);
 
   it('loads a plugin by module path (the documented example) and runs it like a built-in source', async () => {
     const c = cli('--config', join(root, 'docs', 'examples', 'plugin.yaml'), '--log', 'warn');

@@ -34,8 +34,13 @@ export interface BaselineState {
 export interface BaselineStep {
   readonly state: BaselineState;
   readonly events: readonly EntityEvent[];
-  /** The observation applied (undefined only for the seed). */
+  /** The observation applied (undefined only for the seed); its clock corrected if it had to be. */
   readonly observation?: Observation;
+  /**
+   * Set when the observation was stamped more than `maxClockSkewMs` ahead of the local clock: the
+   * time it was stamped with (it was taken at the local time instead, rule 8).
+   */
+  readonly skewedAt?: string;
 }
 
 export interface DiffOptions {
@@ -44,9 +49,19 @@ export interface DiffOptions {
    * bringing it back, ms (default 10 minutes).
    */
   tombstoneMs?: number;
+  /**
+   * How far ahead of the local clock an observation may be stamped, ms (default 5 minutes). One
+   * stamped further ahead is taken at the local time, its entities' `observedAt` with it, and the
+   * step says so (`skewedAt`): a clock gone wrong cannot pin an entity or stop tombstone
+   * expiry (DESIGN rule 8).
+   */
+  maxClockSkewMs?: number;
+  /** The local clock, epoch ms (default `Date.now`); the hub passes its scheduler's. */
+  now?: () => number;
 }
 
 export const DEFAULT_TOMBSTONE_MS = 10 * 60_000;
+export const DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60_000;
 
 /** The baseline before any observation. */
 export function emptyBaseline(): BaselineState {
@@ -75,6 +90,22 @@ function timeOf(observation: Observation): number {
   const t = Date.parse(observation.at);
   if (Number.isNaN(t)) throw new TypeError(`observation from ${observation.source} has an invalid time: ${JSON.stringify(observation.at)}`);
   return t;
+}
+
+/**
+ * The observation as the baseline takes it: one stamped beyond the allowed skew ahead of the local
+ * clock is taken at the local time, and so are its entities' `observedAt` that lie that far ahead
+ * (consumers compare them across instances). Undefined when the observation's time is fine.
+ */
+function correctClock(observation: Observation, at: number, options: DiffOptions): { observation: Observation; at: number } | undefined {
+  const local = (options.now ?? Date.now)();
+  const limit = local + (options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
+  if (at <= limit) return undefined;
+  const stamp = new Date(local).toISOString();
+  const fix = (entity: Entity): Entity => (Date.parse(entity.observedAt) > limit ? { ...entity, observedAt: stamp } : entity);
+  const corrected: Observation =
+    observation.kind === 'snapshot' ? { ...observation, at: stamp, records: observation.records.map(fix) } : { ...observation, at: stamp, record: fix(observation.record) };
+  return { observation: corrected, at: local };
 }
 
 /** The time of the newest observation that vouches for an entry's state. */
@@ -296,19 +327,26 @@ function expireTombstones(state: BaselineState, at: number, tombstoneMs: number)
 
 /**
  * The baseline's reducer: the state after `observation`, with the events it causes.
- * Pure: the previous state is left as it was.
+ * Pure: the previous state is left as it was (the local clock, `options.now`, is read only to
+ * bound an observation's time, rule 8).
  */
 export function applyObservation(state: BaselineState, observation: Observation, options: DiffOptions = {}): BaselineStep {
-  const at = timeOf(observation);
+  const stamped = timeOf(observation);
+  const corrected = correctClock(observation, stamped, options);
+  const at = corrected?.at ?? stamped;
+  const taken = corrected?.observation ?? observation;
   const current = expireTombstones(state, at, options.tombstoneMs ?? DEFAULT_TOMBSTONE_MS);
-  switch (observation.kind) {
-    case 'snapshot':
-      return applySnapshot(current, observation, at);
-    case 'change':
-      return applyChange(current, observation, at);
-    default:
-      return unreachable(observation, 'observation');
-  }
+  const step = ((): BaselineStep => {
+    switch (taken.kind) {
+      case 'snapshot':
+        return applySnapshot(current, taken, at);
+      case 'change':
+        return applyChange(current, taken, at);
+      default:
+        return unreachable(taken, 'observation');
+    }
+  })();
+  return corrected === undefined ? step : { ...step, skewedAt: observation.at };
 }
 
 /**
@@ -342,9 +380,11 @@ export function baselineSteps(options: DiffOptions = {}, seed: BaselineState = e
  * 4. An older observation never overrides a newer one: a snapshot started before a notification
  *    that changed an entity leaves that entity alone, and a deleted entity keeps a tombstone for
  *    `tombstoneMs` so a late or redelivered older notification cannot bring it back.
- * 5. Update events list the `changed` fields; delete events carry the last known entity. Each
+ * 5. An observation stamped more than `maxClockSkewMs` ahead of the local clock (`now`) is taken
+ *    at the local time (rule 8): nothing can pin an entity or stop tombstone expiry.
+ * 6. Update events list the `changed` fields; delete events carry the last known entity. Each
  *    event's `hash` (entityHash of its entity) is computed when first read.
- * 6. Completes and errors with the source.
+ * 7. Completes and errors with the source.
  *
  * @example
  * ```ts

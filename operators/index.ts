@@ -5,6 +5,7 @@ export {
   applyObservation,
   emptyBaseline,
   DEFAULT_TOMBSTONE_MS,
+  DEFAULT_MAX_CLOCK_SKEW_MS,
   type BaselineEntry,
   type BaselineState,
   type BaselineStep,

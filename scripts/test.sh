@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need (Debian packages for the real services,
-# npm packages), then runs every test. The tests start their own services on loopback.
+# npm packages), then runs every test in shuffled order with coverage (per-folder floors in
+# vitest.config.ts). With CI=true it runs the suite three times in a row, each with its own printed
+# seed, so CI shows that no test depends on another's order. Rerun one order with
+# `npx vitest run --sequence.shuffle --sequence.seed=SEED`. The tests start their own services on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,4 +20,20 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 npm ci --no-audit --no-fund
-npm test
+npm run typecheck
+# One build for every run below (the CLI tests run the built CLI).
+npm run build --silent
+export SYNC_TEST_BUILT=1
+
+runs=1
+[ "${CI:-}" = "true" ] && runs=3
+seeds=()
+for run in $(seq 1 "$runs"); do
+  seed=$(( (RANDOM << 15 | RANDOM) + run ))
+  seeds+=("$seed")
+  echo "test run $run of $runs: shuffled with seed $seed"
+  # Coverage once (its floors are checked then); the other runs only prove the order does not matter.
+  coverage=(); [ "$run" -eq 1 ] && coverage=(--coverage)
+  npx vitest run --sequence.shuffle --sequence.seed="$seed" "${coverage[@]}"
+done
+echo "all $runs run(s) passed; seeds: ${seeds[*]}"

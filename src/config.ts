@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { type SchedulerLike, asyncScheduler } from 'rxjs';
 import { parse } from 'yaml';
 import { builtinSources } from '../sources/index.js';
-import { DEFAULT_TOMBSTONE_MS } from '../operators/diffAgainstBaseline.js';
+import { DEFAULT_MAX_CLOCK_SKEW_MS, DEFAULT_TOMBSTONE_MS } from '../operators/diffAgainstBaseline.js';
 import { LOG_LEVELS, type LogLevel, type Logger, errorMessage, silentLogger } from './log.js';
 import type { EntityType } from './model.js';
 import { ConfigError, OptionReader } from './options.js';
@@ -32,6 +32,8 @@ export interface ServiceConfig {
   types?: EntityType[];
   log: LogLevel;
   tombstoneMs: number;
+  /** Observations stamped further ahead of the local clock are taken at the local time (DESIGN rule 8). */
+  maxClockSkewMs: number;
   bufferSize: number;
   sources: SourceEntry[];
   sinks: SinkEntry[];
@@ -77,6 +79,7 @@ export async function parseConfig(doc: unknown, configDir: string): Promise<Serv
   const types = read.optionalStringList('types');
   const log = read.oneOf('log', LOG_LEVELS, 'info');
   const tombstoneMs = read.duration('tombstone', DEFAULT_TOMBSTONE_MS);
+  const maxClockSkewMs = read.duration('maxClockSkew', DEFAULT_MAX_CLOCK_SKEW_MS);
   const bufferSize = read.number('bufferSize', 10_000, { min: 1, integer: true });
   const listen = read.optionalString('listen');
   const stateReader = read.optionalObject('state');
@@ -114,7 +117,7 @@ export async function parseConfig(doc: unknown, configDir: string): Promise<Serv
     sinks.push({ use, plugin, options });
   }
   read.done();
-  return { configDir, ...(types ? { types } : {}), log, tombstoneMs, bufferSize, sources, sinks, ...(listen ? { listen } : {}), ...(state ? { state } : {}), shutdownDeadlineMs };
+  return { configDir, ...(types ? { types } : {}), log, tombstoneMs, maxClockSkewMs, bufferSize, sources, sinks, ...(listen ? { listen } : {}), ...(state ? { state } : {}), shutdownDeadlineMs };
 }
 
 /** Reads and checks a config file. */

@@ -1,5 +1,5 @@
 import { type Observable, Subject, type Subscription, asyncScheduler, filter, merge, scan } from 'rxjs';
-import { type BaselineStep, applyObservation } from '../operators/diffAgainstBaseline.js';
+import { type BaselineStep, type DiffOptions, applyObservation } from '../operators/diffAgainstBaseline.js';
 import type { InvalidRecord } from '../operators/normalizeEntity.js';
 import { typeMatcher } from '../operators/ofType.js';
 import { errorMessage, silentLogger } from './log.js';
@@ -77,7 +77,10 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     scheduler,
     log,
   };
-  const diffOptions = tombstoneMs === undefined ? {} : { tombstoneMs };
+  const diffOptions: DiffOptions = {
+    ...(tombstoneMs === undefined ? {} : { tombstoneMs }),
+    ...(options.maxClockSkewMs === undefined ? {} : { maxClockSkewMs: options.maxClockSkewMs }),
+  };
   const entities$ = replayOf(baseline, (item, seq) => commits.tag(item, seq));
   let running: Subscription | undefined;
   /** False once draining: observations that arrive then are left unsettled (a push message is redelivered). */
@@ -86,6 +89,11 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
   const deliver = (step: BaselineStep): void => {
     const observation = step.observation;
     if (observation) counters.observations[observation.source] = (counters.observations[observation.source] ?? 0) + 1;
+    if (step.skewedAt !== undefined) {
+      const n = ++counters.clockSkewCorrections;
+      // A host whose clock is wrong stamps every message: log the 1st, 2nd, 4th, 8th… only.
+      if ((n & (n - 1)) === 0) log.warn('observation stamped too far in the future, taken at the local time', { source: observation?.source, stampedAt: step.skewedAt, corrections: n });
+    }
     const firstSeq = baseline.emittedSeq() + 1;
     baseline.apply(step, (event, seq) => {
       counters.events[event.action] += 1;

@@ -9,10 +9,11 @@ export interface HubCounters {
   invalidRecords: Record<string, number>;
   resyncs: number;
   callbackErrors: number;
+  clockSkewCorrections: number;
 }
 
 export function createCounters(): HubCounters {
-  return { events: { create: 0, update: 0, delete: 0 }, observations: {}, invalidRecords: {}, resyncs: 0, callbackErrors: 0 };
+  return { events: { create: 0, update: 0, delete: 0 }, observations: {}, invalidRecords: {}, resyncs: 0, callbackErrors: 0, clockSkewCorrections: 0 };
 }
 
 /** A copy of the counters with the baseline's gauges: callers may keep it, the hub goes on counting. */

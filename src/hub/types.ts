@@ -49,6 +49,8 @@ export interface SynchronizerMetrics {
   entities: number;
   /** Tombstones held now. */
   tombstones: number;
+  /** Observations stamped beyond `maxClockSkewMs` ahead, taken at the local time instead (DESIGN rule 8). */
+  clockSkewCorrections: number;
 }
 
 export interface SynchronizerOptions {
@@ -57,6 +59,11 @@ export interface SynchronizerOptions {
   types?: readonly EntityType[];
   /** How long a deleted entity's tombstone holds, ms (default 10 min). */
   tombstoneMs?: number;
+  /**
+   * How far ahead of the local wall clock an observation may be stamped, ms (default
+   * 5 min); one stamped further ahead is taken at the local time and counted in `clockSkewCorrections`.
+   */
+  maxClockSkewMs?: number;
   /** Events a `register` consumer may have queued before it is resynchronised (default 10,000). */
   bufferSize?: number;
   /** Backoff for a source whose stream errors (default 1 s doubling to 60 s, 20 % jitter). */

@@ -94,6 +94,42 @@ describe('use: amqp sink against a real RabbitMQ', () => {
     expect(replayed.map((e) => e.id).sort()).toEqual(['x', 'z']);
   });
 
+  it('a consumer that fell behind gets `resync` on the wire, then a fresh replay of the whole current state and `synced`', async () => {
+    const exchange = `sink-${randomUUID()}`;
+    await channel.assertExchange(exchange, 'topic', { durable: true, autoDelete: false });
+    const { queue } = await channel.assertQueue('', { exclusive: true });
+    await channel.bindQueue(queue, exchange, '#');
+    const received: ConsumeMessage[] = [];
+    await channel.consume(queue, (m) => m && received.push(m), { noAck: true });
+
+    const source$ = new Subject<SourceSignal<Entity>>();
+    // A queue of 5 events for the sink: a burst of 30 in one go is more than it may hold.
+    const sync = createSynchronizer({ sources: [sourceOf('nova', source$)], bufferSize: 5 });
+    sync.start();
+    source$.next(snapshot(t(0), [entity('a')], ['nova.instance']));
+    const sink = createAmqpSink({ url, endpoints: parseTransportUrl(url), exchange, reconnectMs: 100, maxReconnectMs: 500 }, createLogger('silent'));
+    const handle = sink.attach(sync);
+    await waitFor('the first replay and synced', () => received.length >= 2);
+    for (let i = 0; i < 30; i++) source$.next(upsert(t(1 + i), entity(`burst-${i}`)));
+    const kinds = () => received.map((m) => m.fields.routingKey);
+    await waitFor('resync, a replay of 31 and synced', () => kinds().lastIndexOf('synced') > kinds().indexOf('resync') && kinds().indexOf('resync') > 0, { context: () => kinds().join(' ') });
+    handle.unsubscribe();
+    await sink.close?.();
+    sync.stop();
+
+    expect(kinds().slice(0, 2)).toEqual(['nova.instance.replay', 'synced']);
+    const resyncAt = kinds().indexOf('resync');
+    expect(JSON.parse(received[resyncAt]!.content.toString())).toMatchObject({ kind: 'resync', dropped: expect.any(Number) });
+    const after = received.slice(resyncAt + 1);
+    const syncedAt = after.findIndex((m) => m.fields.routingKey === 'synced');
+    // The replay after the resync is the whole current state, whatever was dropped.
+    const replayed = after.slice(0, syncedAt).map((m) => JSON.parse(m.content.toString()) as { kind: string; entity: Entity });
+    expect(replayed.every((r) => r.kind === 'replay')).toBe(true);
+    expect(replayed.map((r) => r.entity.id).sort()).toEqual(sync.snapshot().map((e) => e.id).sort());
+    expect(replayed).toHaveLength(31);
+    expect(JSON.parse(after[syncedAt]!.content.toString())).toEqual({ kind: 'synced', count: 31 });
+  });
+
   it('republishes nacked messages, and everything after them, in order', async () => {
     const exchange = `sink-${randomUUID()}`;
     await channel.assertExchange(exchange, 'topic', { durable: true, autoDelete: false });

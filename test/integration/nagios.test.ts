@@ -38,31 +38,42 @@ describe('nagios source against a real Nagios Core 4.4 (statusjson.cgi under Apa
   });
 
   it('a check result that changes the state is an update', async () => {
-    nagios.command('PROCESS_HOST_CHECK_RESULT;compute-1.example;1;CRITICAL - Host Unreachable (10.0.0.5)', 'PROCESS_SERVICE_CHECK_RESULT;compute-1.example;nova-compute;2;PROCS CRITICAL: 0 processes');
-    const host = await waitFor('host DOWN', event('update', 'nagios.host:compute-1.example', 'DOWN'), { context: seen });
+    // compute-2 is this test's own host: PENDING until this test sends it a result.
+    await waitFor('host created', event('create', 'nagios.host:compute-2.example', 'PENDING'), { context: seen });
+    await waitFor('service created', event('create', 'nagios.service:compute-2.example/nova-compute', 'PENDING'), { context: seen });
+    nagios.command('PROCESS_HOST_CHECK_RESULT;compute-2.example;1;CRITICAL - Host Unreachable (10.0.0.5)', 'PROCESS_SERVICE_CHECK_RESULT;compute-2.example;nova-compute;2;PROCS CRITICAL: 0 processes');
+    const host = await waitFor('host DOWN', event('update', 'nagios.host:compute-2.example', 'DOWN'), { context: seen });
     expect(host.entity.attributes).toMatchObject({ output: 'CRITICAL - Host Unreachable (10.0.0.5)', stateType: 'HARD' });
-    const service = await waitFor('service CRITICAL', event('update', 'nagios.service:compute-1.example/nova-compute', 'CRITICAL'), { context: seen });
+    const service = await waitFor('service CRITICAL', event('update', 'nagios.service:compute-2.example/nova-compute', 'CRITICAL'), { context: seen });
     expect(service.entity.attributes).toMatchObject({ output: 'PROCS CRITICAL: 0 processes', stateType: 'HARD' });
   });
 
   it('a new check result in the same state makes no event', async () => {
+    // compute-3 is this test's own host: bring its service to CRITICAL first.
+    const key = 'nagios.service:compute-3.example/nova-compute';
+    await waitFor('service created', () => events.find((e) => e.action === 'create' && e.entity.key === key), { context: seen });
+    nagios.command('PROCESS_SERVICE_CHECK_RESULT;compute-3.example;nova-compute;2;PROCS CRITICAL: 0 processes');
+    await waitFor('service CRITICAL', () => events.find((e) => e.entity.key === key && e.entity.state === 'CRITICAL'), { context: seen });
     const before = events.length;
-    nagios.command('PROCESS_SERVICE_CHECK_RESULT;compute-1.example;nova-compute;2;PROCS CRITICAL: 0 processes (again)');
-    // Until the CGI itself shows the new result, then a few more polls of ours.
+    // Its host is left alone by the test and may change on its own (Nagios stamps it): only the service counts.
+    const serviceEvents = () => events.slice(before).filter((e) => e.entity.key === key);
+    nagios.command('PROCESS_SERVICE_CHECK_RESULT;compute-3.example;nova-compute;2;PROCS CRITICAL: 0 processes (again)');
+    // Until the CGI itself shows the new result, then three more complete polls of ours.
     const authorization = `Basic ${Buffer.from(`${nagios.admin.username}:${nagios.admin.password}`).toString('base64')}`;
     const end = Date.now() + 15_000;
     for (;;) {
-      const res = await fetch(`${nagios.url}/statusjson.cgi?query=service&hostname=compute-1.example&servicedescription=nova-compute`, { headers: { authorization } });
+      const res = await fetch(`${nagios.url}/statusjson.cgi?query=service&hostname=compute-3.example&servicedescription=nova-compute`, { headers: { authorization } });
       if ((await res.text()).includes('(again)')) break;
       if (Date.now() > end) throw new Error('Nagios never showed the second CRITICAL result');
       await new Promise((r) => setTimeout(r, 100));
     }
-    await new Promise((r) => setTimeout(r, 700));
-    expect(events.slice(before)).toEqual([]);
-    nagios.command('PROCESS_SERVICE_CHECK_RESULT;compute-1.example;nova-compute;0;PROCS OK: 1 process');
-    await waitFor('service OK', event('update', 'nagios.service:compute-1.example/nova-compute', 'OK'), { context: seen });
+    const polls = sync.metrics().observations.nagios ?? 0;
+    await waitFor('three more polls', () => (sync.metrics().observations.nagios ?? 0) >= polls + 3, { context: seen });
+    expect(serviceEvents()).toEqual([]);
+    nagios.command('PROCESS_SERVICE_CHECK_RESULT;compute-3.example;nova-compute;0;PROCS OK: 1 process');
+    await waitFor('service OK', event('update', key, 'OK'), { context: seen });
     // Only the OK result changed anything.
-    expect(events.slice(before).map((e) => `${e.action} ${e.entity.key} ${e.entity.state}`)).toEqual(['update nagios.service:compute-1.example/nova-compute OK']);
+    expect(serviceEvents().map((e) => `${e.action} ${e.entity.key} ${e.entity.state}`)).toEqual([`update ${key} OK`]);
   });
 
   it('the unauthorized user is reported down, not empty', async () => {

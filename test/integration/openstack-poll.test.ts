@@ -108,13 +108,16 @@ describe('OpenStack poll sources against a local OpenStack', () => {
   it('honours 429 Retry-After, survives a hung request and reports malformed JSON', async () => {
     await startSync({}, ['openstack.nova']);
     await waitFor('first snapshot', () => sync.snapshot(['nova.instance']).length === 2500);
-    os.inject({ when: (path) => path.endsWith('/os-hypervisors/detail'), status: 429, retryAfter: 1, times: 1 });
+    os.inject({ when: (path) => path.endsWith('/os-hypervisors/detail'), status: 429, retryAfter: 3, times: 1 });
     os.inject({ when: (path) => path.endsWith('/os-availability-zone/detail'), hang: true, times: 1 });
     const before = os.requestsTo('/os-hypervisors/detail').length;
     await waitFor('the retried requests', () => os.requestsTo('/os-hypervisors/detail').length >= before + 2 && os.requestsTo('/os-availability-zone/detail').length >= before + 2);
     const [limited, retried] = os.requestsTo('/os-hypervisors/detail').slice(before);
     expect(limited).toBeDefined();
     expect(retried).toBeDefined();
+    // Retry-After: 3 — the retry waited the 3 s the server asked for (a lower bound only: later is
+    // fine on a busy machine), not the client's own first backoff (1 s ± 20 %).
+    expect(retried!.at - limited!.at).toBeGreaterThanOrEqual(2990);
     expect(sync.health().nova?.status).toBe('up');
 
     os.inject({ when: (path, url) => path.endsWith('/servers/detail') && url.searchParams.has('marker'), malformed: true });
@@ -122,6 +125,19 @@ describe('OpenStack poll sources against a local OpenStack', () => {
     expect(sync.health().nova?.error).toMatch(/not valid JSON/);
     expect(events.filter((e) => e.action === 'delete')).toEqual([]);
   }, 40_000);
+
+  it('Heat without the global_index policy (403 on global_tenant): falls back to the token project\'s stacks, once', async () => {
+    os.inject({ when: (path, url) => path.endsWith('/stacks') && url.searchParams.has('global_tenant'), status: 403 });
+    await startSync({}, ['openstack.heat']);
+    await waitFor('stacks listed', () => sync.snapshot(['heat.stack']).length > 0);
+    await waitFor('two more polls', () => os.requestsTo('/stacks').length >= 4);
+    const queries = os.requestsTo('/stacks').map((r) => new URLSearchParams(r.query).has('global_tenant'));
+    // The first poll asks with global_tenant, is refused and asks again without; later polls never ask for it.
+    expect(queries.slice(0, 2)).toEqual([true, false]);
+    expect(queries.slice(2).every((global) => !global)).toBe(true);
+    expect(sync.health().heat?.status).toBe('up');
+    expect(events.filter((e) => e.action === 'delete')).toEqual([]);
+  });
 
   it('refuses bad credentials with a clear error, without the password', async () => {
     await startSync({ auth: { ...os.auth, password: 'wrong-secret' } }, ['openstack.nova']);

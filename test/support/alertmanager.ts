@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './ports.js';
+import { AddressInUse, onFreePort, saysAddressInUse } from './ports.js';
 
 /** The Debian package's binary (prometheus-alertmanager 0.25). */
 export const ALERTMANAGER_BIN = process.env.ALERTMANAGER_BIN ?? '/usr/bin/prometheus-alertmanager';
@@ -26,16 +26,23 @@ async function request(url: string, init?: RequestInit): Promise<Response> {
 
 /**
  * Starts a private Alertmanager on a loopback port: its own storage dir and config, gossip off
- * (`--cluster.listen-address=` empty, else it listens on 0.0.0.0:9094), ready when `/-/ready`
- * answers 200 (~0.3 s). `stop()` ends it and removes its folder.
+ * (`--cluster.listen-address=` empty, else it listens on 0.0.0.0:9094). Ready when this very
+ * Alertmanager answers (`/api/v2/status` shows the config with its own receiver name, ~0.3 s), not
+ * when something accepts on the port; a port taken before it binds it means a retry on another.
+ * `stop()` ends it and removes its folder.
  */
 export async function startAlertmanager(): Promise<RunningAlertmanager> {
   if (!existsSync(ALERTMANAGER_BIN)) throw new Error(`${ALERTMANAGER_BIN} is missing: install the Debian package prometheus-alertmanager (scripts/test.sh does)`);
+  return onFreePort((port) => startOn(port!));
+}
+
+async function startOn(port: number): Promise<RunningAlertmanager> {
   const dir = await mkdtemp(join(tmpdir(), 'alertmanager-'));
   const config = join(dir, 'alertmanager.yml');
-  // One receiver that sends nowhere: the test reads the API, not notifications.
-  await writeFile(config, 'route:\n  receiver: none\nreceivers:\n  - name: none\n');
-  const port = await freePort();
+  // One receiver that sends nowhere (the test reads the API, not notifications); its name is
+  // this instance's own, so readiness can tell it from another program on the port.
+  const receiver = `sync-test-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+  await writeFile(config, `route:\n  receiver: ${receiver}\nreceivers:\n  - name: ${receiver}\n`);
   const url = `http://127.0.0.1:${port}`;
   const child: ChildProcess = spawn(
     ALERTMANAGER_BIN,
@@ -64,11 +71,12 @@ export async function startAlertmanager(): Promise<RunningAlertmanager> {
   for (;;) {
     if (gone) {
       await stop();
+      if (saysAddressInUse(stderr)) throw new AddressInUse(ALERTMANAGER_BIN, port, stderr);
       throw new Error(`${ALERTMANAGER_BIN} exited before it was ready: ${stderr}`);
     }
     try {
-      const res = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(1000) });
-      if (res.ok) break;
+      const res = await fetch(`${url}/api/v2/status`, { signal: AbortSignal.timeout(1000) });
+      if (res.ok && (await res.text()).includes(receiver)) break;
     } catch {
       // not listening yet
     }

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
@@ -13,25 +13,33 @@ declare module 'vitest' {
   }
 }
 
-/**
- * Whether this run needs the broker: always for a full run or a folder; for a run limited to
- * named test files, only when one of them is a RabbitMQ test (a broker costs ~6 s of CPU to boot
- * on a shared box). SYNC_TEST_RABBITMQ=1/0 forces it on/off.
- */
-function wantsBroker(): boolean {
-  const forced = process.env.SYNC_TEST_RABBITMQ;
-  if (forced !== undefined) return forced !== '0';
-  const filters = process.argv.slice(2).filter((a) => !a.startsWith('-') && !['run', 'watch', 'dev', 'related'].includes(a));
-  return filters.length === 0 || filters.some((f) => /notification|amqp|rabbit/i.test(f) || (!f.includes('.test') && f.includes('/')));
+/** Builds dist/ (the CLI tests run the real built CLI), without blocking the event loop. */
+function build(): Promise<void> {
+  const tsc = fileURLToPath(new URL('../../node_modules/typescript/bin/tsc', import.meta.url));
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: root }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`tsc -p tsconfig.build.json failed:\n${stdout}${stderr}`));
+      else resolve();
+    });
+  });
 }
 
-/** Once per test run: build dist/ (the CLI tests run the real built CLI) and start one RabbitMQ node. */
+/**
+ * Once per test run: build dist/ and start one RabbitMQ node, at the same time. The broker starts
+ * for every run, whichever files it selects, so that every file passes alone (a guess from the
+ * file names went wrong for cli.test.ts); SYNC_TEST_RABBITMQ=0 leaves it off, and the tests that
+ * need it then fail saying so.
+ */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  execFileSync(process.execPath, [fileURLToPath(new URL('../../node_modules/typescript/bin/tsc', import.meta.url)), '-p', 'tsconfig.build.json'], {
-    cwd: root,
-    stdio: 'inherit',
-  });
-  const broker = wantsBroker() ? await RabbitNode.start({ name: 'vitest' }) : undefined;
+  const wanted = process.env.SYNC_TEST_RABBITMQ !== '0';
+  // scripts/test.sh builds once for its several runs.
+  const [built, started] = await Promise.allSettled([process.env.SYNC_TEST_BUILT === '1' ? undefined : build(), wanted ? RabbitNode.start({ name: 'vitest' }) : undefined]);
+  const broker = started.status === 'fulfilled' ? started.value : undefined;
+  if (built.status === 'rejected') {
+    await broker?.dispose();
+    throw built.reason;
+  }
+  if (started.status === 'rejected') throw started.reason;
   project.provide('rabbitUrl', broker?.url ?? '');
   return async () => {
     await broker?.dispose();

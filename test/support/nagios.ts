@@ -4,7 +4,7 @@ import { chmodSync, closeSync, constants, existsSync, openSync, writeSync } from
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './ports.js';
+import { AddressInUse, onFreePort, saysAddressInUse } from './ports.js';
 
 /** Debian's nagios4 + nagios4-cgi + apache2. */
 export const NAGIOS_BIN = '/usr/sbin/nagios4';
@@ -26,16 +26,21 @@ export interface RunningNagios {
   stop(): Promise<void>;
 }
 
-/** The objects of the test Nagios: passive-only checks, so only the test moves their states. */
+/**
+ * The objects of the test Nagios: passive-only checks, so only the test moves their states. One
+ * host (with its nova-compute service) per test that changes states, so tests run in any order.
+ */
 // The command is our own so the test needs no monitoring-plugins package (a Recommends only).
+export const NAGIOS_HOSTS = ['compute-1.example', 'compute-2.example', 'compute-3.example'] as const;
 const OBJECTS = `
 define command {
   command_name           synchronizer-test-noop
   command_line           /bin/true
 }
-define host {
+${NAGIOS_HOSTS.map(
+  (host) => `define host {
   use                    linux-server
-  host_name              compute-1.example
+  host_name              ${host}
   address                127.0.0.1
   check_command          synchronizer-test-noop
   active_checks_enabled  0
@@ -44,14 +49,15 @@ define host {
 }
 define service {
   use                    local-service
-  host_name              compute-1.example
+  host_name              ${host}
   service_description    nova-compute
   check_command          synchronizer-test-noop
   active_checks_enabled  0
   passive_checks_enabled 1
   max_check_attempts     1
 }
-`;
+`,
+).join('')}`;
 
 function stopChild(child: ChildProcess, exited: Promise<void>, isGone: () => boolean): Promise<void> {
   // The whole group: Nagios's check workers and Apache's CGI children go with their parent.
@@ -95,6 +101,11 @@ export async function startNagios(): Promise<RunningNagios> {
   for (const bin of [NAGIOS_BIN, APACHE_BIN, `${CGI_DIR}/statusjson.cgi`]) {
     if (!existsSync(bin)) throw new Error(`${bin} is missing: install the Debian packages nagios4 nagios4-cgi apache2 (scripts/test.sh does)`);
   }
+  // Apache cannot bind port 0 and say which it got: a port taken before it binds means another try.
+  return onFreePort((port) => startOn(port!));
+}
+
+async function startOn(port: number): Promise<RunningNagios> {
   const t0 = Date.now();
   const dir = await mkdtemp(join(tmpdir(), 'nagios-'));
   for (const d of ['var', 'var/rw', 'var/spool', 'log', 'run']) await mkdir(join(dir, d), { recursive: true });
@@ -134,7 +145,6 @@ export async function startNagios(): Promise<RunningNagios> {
   const viewer = { username: 'viewer', password: 'viewer-pw' };
   const htpasswd = [admin, viewer].map((u) => `${u.username}:${execFileSync('openssl', ['passwd', '-apr1', u.password], { encoding: 'utf8' }).trim()}`).join('\n');
   await writeFile(join(dir, 'htpasswd'), htpasswd + '\n');
-  const port = await freePort();
   await writeFile(
     join(dir, 'httpd.conf'),
     [
@@ -175,6 +185,7 @@ export async function startNagios(): Promise<RunningNagios> {
     if (nagios.gone() || apache.gone()) {
       const why = `nagios: ${nagios.output()} apache: ${apache.output()}`;
       await stop();
+      if (apache.gone() && saysAddressInUse(apache.output())) throw new AddressInUse(APACHE_BIN, port, why);
       throw new Error(`Nagios or Apache exited before ready: ${why}`);
     }
     try {

@@ -56,6 +56,8 @@ export interface RecordedRequest {
   query: string;
   token?: string;
   headers: IncomingMessage['headers'];
+  /** When it arrived (Date.now()). */
+  at: number;
 }
 
 /** The stable id of the n-th generated server. */
@@ -151,7 +153,7 @@ export class OpenStackServer {
     const url = new URL(req.url ?? '/', this.baseUrl);
     const method = req.method ?? 'GET';
     const token = typeof req.headers['x-auth-token'] === 'string' ? req.headers['x-auth-token'] : undefined;
-    this.requests.push({ method, path: url.pathname, query: url.search, headers: req.headers, ...(token ? { token } : {}) });
+    this.requests.push({ method, path: url.pathname, query: url.search, headers: req.headers, at: Date.now(), ...(token ? { token } : {}) });
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {

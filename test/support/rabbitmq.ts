@@ -8,10 +8,11 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './ports.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connect as amqpConnect } from 'amqplib';
+import { AddressInUse, freePort, onFreePort, saysAddressInUse } from './ports.js';
 
 export { freePort };
-import { setTimeout as sleep } from 'node:timers/promises';
 
 const SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server';
 
@@ -27,6 +28,30 @@ export function portOpen(port: number, timeoutMs = 500): Promise<boolean> {
     socket.once('connect', () => done(true));
     socket.once('error', () => done(false));
   });
+}
+
+/**
+ * True when an AMQP 0-9-1 broker completes the handshake at `url` (connection.open-ok), within
+ * `timeoutMs`: something else accepting on the port does not count.
+ */
+export async function amqpAnswers(url: string, timeoutMs = 5000): Promise<boolean> {
+  const attempt = amqpConnect(url, { timeout: timeoutMs });
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs)));
+  try {
+    const connection = await Promise.race([attempt, timedOut]);
+    if (connection === undefined) {
+      // Close it should it still open late.
+      attempt.then((c) => c.close()).catch(() => undefined);
+      return false;
+    }
+    await connection.close();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** A process is gone when /proc has no entry for it or it is a zombie (PID 1 here never reaps). */
@@ -75,7 +100,7 @@ function reapStaleNodes(): void {
 export interface RabbitOptions {
   /** Node name prefix; a random suffix keeps parallel runs apart. */
   name?: string;
-  /** How long to wait for readiness, ms (default 60 s: the node takes 6–9 s on an idle box). */
+  /** How long to wait for readiness, ms (default 120 s: the node takes 6–9 s on an idle box, far more on a busy one). */
   startTimeoutMs?: number;
 }
 
@@ -101,15 +126,25 @@ export class RabbitNode {
     writeFileSync(join(this.dir, 'rabbitmq-env.conf'), '');
   }
 
-  /** Starts a node on free ports and waits until it accepts AMQP connections. */
+  /**
+   * Starts a node on free ports and waits until it completes an AMQP handshake; when one of its
+   * ports was taken before the node bound it, starts again on others.
+   */
   static async start(options: RabbitOptions = {}): Promise<RabbitNode> {
     if (!existsSync(SERVER)) {
       throw new Error(`${SERVER} not found: install the Debian package rabbitmq-server (scripts/test.sh does)`);
     }
     reapStaleNodes();
-    const node = new RabbitNode(await freePort(), await freePort(), await freePort(), options.name ?? 'synctest');
-    await node.boot(options.startTimeoutMs ?? 60_000);
-    return node;
+    return onFreePort(async (port, distPort, epmdPort) => {
+      const node = new RabbitNode(port!, distPort!, epmdPort!, options.name ?? 'synctest');
+      try {
+        await node.boot(options.startTimeoutMs ?? 120_000);
+      } catch (e) {
+        await node.dispose();
+        throw e;
+      }
+      return node;
+    }, 3);
   }
 
   get url(): string {
@@ -153,9 +188,13 @@ export class RabbitNode {
     let exited: number | null | undefined;
     child.once('exit', (code) => (exited = code));
     const deadline = Date.now() + timeoutMs;
-    // The AMQP port opens at the very end of the boot, so it is the readiness signal.
-    while (!(await portOpen(this.port))) {
-      if (exited !== undefined) throw new Error(`rabbitmq-server exited with ${exited} before it was ready:\n${this.output}`);
+    // Ready when the broker itself answers an AMQP handshake (the port opens at the very end of
+    // the boot; another program on the port would not complete one).
+    while (!(await portOpen(this.port)) || !(await amqpAnswers(this.url))) {
+      if (exited !== undefined) {
+        if (saysAddressInUse(this.output + this.logs())) throw new AddressInUse('rabbitmq-server', this.port, this.output);
+        throw new Error(`rabbitmq-server exited with ${exited} before it was ready:\n${this.output}`);
+      }
       if (Date.now() > deadline) {
         await this.stop();
         throw new Error(`rabbitmq-server not ready on 127.0.0.1:${this.port} after ${timeoutMs} ms:\n${this.output}`);
@@ -165,6 +204,18 @@ export class RabbitNode {
     const pidFile = join(this.dir, 'rabbitmq.pid');
     const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').trim()) : child.pid;
     this.beamPid = Number.isInteger(pid) && pid! > 0 ? pid : child.pid;
+  }
+
+  /** The node's log files (the console log is off), for the reason of a failed boot. */
+  private logs(): string {
+    const dir = join(this.dir, 'log');
+    try {
+      return readdirSync(dir)
+        .map((f) => readFileSync(join(dir, f), 'utf8'))
+        .join('\n');
+    } catch {
+      return '';
+    }
   }
 
   /** SIGTERM to beam.smp, then waits until the process is gone and the port is closed. */

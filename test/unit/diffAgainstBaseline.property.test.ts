@@ -16,6 +16,8 @@ const arbEntity: fc.Arbitrary<Entity> = fc
     name: fc.option(fc.constantFrom('web', 'db'), { nil: undefined }),
     flavor: fc.option(fc.constantFrom('m1', 'm2'), { nil: undefined }),
     parent: fc.option(fc.constantFrom('h1', 'h2'), { nil: undefined }),
+    project: fc.option(fc.constantFrom('p1', 'p2'), { nil: undefined }),
+    child: fc.option(fc.constantFrom('port1', 'port2'), { nil: undefined }),
   })
   .map((r) =>
     entity(r.id, r.state, {
@@ -23,6 +25,8 @@ const arbEntity: fc.Arbitrary<Entity> = fc
       name: r.name,
       attributes: r.flavor ? { flavor: r.flavor } : {},
       parents: r.parent ? [{ type: 'nova.host', id: r.parent }] : [],
+      project: r.project,
+      children: r.child ? [{ type: 'neutron.port', id: r.child }] : [],
     }),
   );
 

@@ -83,6 +83,18 @@ describe('poll', () => {
       });
     }),
   );
+
+  it(
+    "pollSnapshots hands the source's deletion hysteresis (missesBeforeDelete) to every snapshot",
+    marbles((m) => {
+      const fetch = () => m.cold('-(r|)', { r: [1] });
+      const hysteresis = (signal$: ReturnType<typeof pollSnapshots<number>>) =>
+        signal$.pipe(mapAny((s) => (s.kind === 'snapshot' ? `m${s.missesBeforeDelete ?? '-'}` : s.kind)));
+      const options = { intervalMs: 10, timeoutMs: 5, scheduler: m.scheduler, types: ['x.y'], source: 'nova' };
+      m.expect(hysteresis(pollSnapshots<number>(fetch, { ...options, missesBeforeDelete: 3 })), '^ 15ms !').toBeObservable('-(hs) 7ms s', { h: 'health', s: 'm3' });
+      m.expect(hysteresis(pollSnapshots<number>(fetch, options)), '^ 15ms !').toBeObservable('-(hs) 7ms s', { h: 'health', s: 'm-' });
+    }),
+  );
 });
 
 const mapBrief = map(brief);

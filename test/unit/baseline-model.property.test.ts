@@ -1,0 +1,194 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type BaselineState, type DiffOptions, applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
+import { toEntity } from '../../operators/normalizeEntity.js';
+import { changedFields, entityHash, sameMeaning } from '../../src/hash.js';
+import type { Entity, EntityDraft, EntityEvent, EntityRef, Observation } from '../../src/model.js';
+import { BaselineModel, type ModelEvent, type ModelOptions, meaningOf } from '../support/baseline-model.js';
+import { t } from '../support/entities.js';
+
+// ——— Generators: every entity field varies, over small domains so that equal and near-equal
+// entities, repeated records, ties in time and late observations are all common. ———
+
+const TYPES = ['nova.instance', 'nova.host', 'neutron.port'] as const;
+const SOURCES = ['nova', 'bus', 'static'] as const;
+
+const arbRef: fc.Arbitrary<EntityRef> = fc.record({ type: fc.constantFrom('nova.host', 'neutron.network'), id: fc.constantFrom('h1', 'h2', 'n1') });
+/** Refs as a mapping writes them: any order, sometimes repeated (normalizeEntity sorts and dedupes). */
+const arbRefs = fc.array(arbRef, { maxLength: 3 });
+
+const arbValue: fc.Arbitrary<unknown> = fc.oneof(
+  fc.constantFrom('x', 'y', '', 0, 1, -1, 2.5, true, false, null, undefined),
+  fc.constantFrom([1, 2], [2, 1], [], [null], { a: 1 }, { a: 1, b: [1, { c: 'x' }] }, { b: [1, { c: 'x' }], a: 1 }, { a: undefined }, { a: null }),
+);
+/** Attributes in any key order, with undefined members, nesting, null, arrays. */
+const arbAttributes = fc
+  .uniqueArray(fc.tuple(fc.constantFrom('flavor', 'az', 'host', 'a', 'zz'), arbValue), { selector: ([k]) => k, maxLength: 4 })
+  .chain((pairs) => fc.shuffledSubarray(pairs, { minLength: pairs.length, maxLength: pairs.length }))
+  .map((pairs) => Object.fromEntries(pairs) as Record<string, unknown>);
+
+/** Mostly the plain value, sometimes another: two versions of an entity then often differ in one field only. */
+function usually<T>(plain: T, other: fc.Arbitrary<T>): fc.Arbitrary<T> {
+  return fc.oneof({ weight: 3, arbitrary: fc.constant(plain) }, { weight: 1, arbitrary: other });
+}
+
+const arbDraft: fc.Arbitrary<EntityDraft> = fc.record({
+  type: fc.constantFrom(...TYPES),
+  id: fc.constantFrom('a', 'b', 'c'),
+  name: usually<string | undefined>(undefined, fc.constantFrom('web', 'db', '')),
+  state: usually('ACTIVE', fc.constantFrom('active', 'SHUTOFF', 'ERROR')),
+  project: usually<string | undefined>(undefined, fc.constantFrom('p1', 'p2', '')),
+  parents: usually<EntityRef[] | undefined>(undefined, arbRefs),
+  children: usually<EntityRef[] | undefined>(undefined, arbRefs),
+  attributes: usually<Record<string, unknown> | undefined>(undefined, arbAttributes),
+  raw: usually<unknown>(undefined, fc.constantFrom({ id: 1 }, { id: 2 })),
+});
+
+/** The model's clock reads NOW; times run from 0 to 240 s, and a few are far in the future. */
+const NOW = Date.parse(t(200));
+const arbTime: fc.Arbitrary<string> = fc.oneof(
+  { weight: 12, arbitrary: fc.integer({ min: 0, max: 48 }).map((n) => t(n * 5)) },
+  { weight: 1, arbitrary: fc.constantFrom('2099-01-01T00:00:00.000Z', t(200 + 400), t(200 + 31)) },
+);
+
+const arbSource = fc.constantFrom(...SOURCES);
+
+const arbSnapshot: fc.Arbitrary<Observation> = fc
+  .record({
+    at: arbTime,
+    source: arbSource,
+    types: fc.subarray([...TYPES], { minLength: 1 }),
+    drafts: fc.array(arbDraft, { maxLength: 7 }),
+    repeat: fc.array(fc.nat(), { maxLength: 2 }),
+    missesBeforeDelete: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
+    keep: fc.option(fc.subarray(['nova.instance:a', 'nova.host:b', 'neutron.port:c', 'nova.instance:zz']), { nil: undefined, freq: 3 }),
+    keepRaw: fc.boolean(),
+  })
+  .map(({ at, source, types, drafts, repeat, missesBeforeDelete, keep, keepRaw }) => {
+    const records = drafts.filter((d) => types.includes(d.type as (typeof TYPES)[number])).map((d) => toEntity(d, source, at, true, keepRaw));
+    // A record repeated in one snapshot, as when a page shifts under a paginated poll.
+    for (const i of repeat) if (records.length > 0) records.push(records[i % records.length]!);
+    return {
+      kind: 'snapshot' as const,
+      source,
+      at,
+      types,
+      records,
+      ...(missesBeforeDelete !== undefined ? { missesBeforeDelete } : {}),
+      ...(keep !== undefined ? { keep } : {}),
+    };
+  });
+
+const arbChange: fc.Arbitrary<Observation> = fc
+  .record({ at: arbTime, source: arbSource, draft: arbDraft, del: fc.boolean() })
+  .map(({ at, source, draft, del }) => ({
+    kind: 'change' as const,
+    source,
+    at,
+    action: del ? ('delete' as const) : ('upsert' as const),
+    record: toEntity(del ? { type: draft.type, id: draft.id } : draft, source, at, !del),
+  }));
+
+const arbObservations = fc.array(fc.oneof(arbSnapshot, arbChange), { maxLength: 30 });
+
+/** Default options in a good share of runs: a changed default must show. */
+const arbOptions: fc.Arbitrary<ModelOptions> = fc.record({
+  tombstoneMs: fc.option(fc.constantFrom(1_000, 10_000, 30_000, 60_000, 120_000, 300_000), { nil: undefined, freq: 3 }),
+  maxClockSkewMs: fc.option(fc.constantFrom(0, 30_000, 600_000), { nil: undefined, freq: 3 }),
+  now: fc.constant(() => NOW),
+});
+
+// ——— Comparison ———
+
+/** An implementation event as the model states events: every field but the lazy hash. */
+function asModelEvent(e: EntityEvent): ModelEvent {
+  return { action: e.action, origin: e.origin, entity: e.entity, ...(e.changed !== undefined ? { changed: e.changed } : {}) };
+}
+
+const sorted = <V>(m: Iterable<[string, V]>): [string, V][] => [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+
+/** Hashes must be a function of meaning, and meaning of hashes, over everything a run shows. */
+class HashWitness {
+  private readonly hashOf = new Map<string, string>();
+  private readonly meaningOfHash = new Map<string, string>();
+  check(entity: Entity, hash: string): void {
+    const meaning = meaningOf(entity);
+    expect(this.hashOf.get(meaning) ?? hash, `one meaning, two hashes: ${meaning}`).toBe(hash);
+    expect(this.meaningOfHash.get(hash) ?? meaning, `one hash, two meanings`).toBe(meaning);
+    this.hashOf.set(meaning, hash);
+    this.meaningOfHash.set(hash, meaning);
+  }
+}
+
+function diffOptionsOf(o: ModelOptions): DiffOptions {
+  return { now: o.now, ...(o.tombstoneMs !== undefined ? { tombstoneMs: o.tombstoneMs } : {}), ...(o.maxClockSkewMs !== undefined ? { maxClockSkewMs: o.maxClockSkewMs } : {}) };
+}
+
+describe('the baseline against its reference model (test/support/baseline-model.ts)', () => {
+  it('emits the same events, step by step, and ends in the same entities and tombstones', () => {
+    fc.assert(
+      fc.property(arbObservations, arbOptions, (observations, options) => {
+        const model = new BaselineModel(options);
+        const diffOptions = diffOptionsOf(options);
+        const hashes = new HashWitness();
+        let state: BaselineState = emptyBaseline();
+        let skewed = 0;
+        observations.forEach((o, i) => {
+          const step = applyObservation(state, o, diffOptions);
+          const expected = model.apply(o);
+          expect(step.events.map(asModelEvent), `events of observation #${i}`).toEqual(expected);
+          for (const e of step.events) hashes.check(e.entity, e.hash);
+          if (step.skewedAt !== undefined) skewed++;
+          state = step.state;
+        });
+        expect(sorted([...state.entities].map(([k, v]) => [k, v.entity]))).toEqual(sorted(model.entityMap()));
+        expect(sorted(state.tombstones)).toEqual(sorted(model.tombstones));
+        expect(skewed).toBe(model.clockSkewCorrections);
+        for (const [, entry] of state.entities) hashes.check(entry.entity, entityHash(entry.entity));
+      }),
+      { numRuns: 1500 },
+    );
+  });
+
+  it('by default a tombstone holds ten minutes (the model and the implementation, with no options)', () => {
+    const a = toEntity({ type: 'nova.instance', id: 'a', state: 'ACTIVE' }, 'bus', t(0));
+    const at = (s: number, action: 'upsert' | 'delete', record = a): Observation => ({ kind: 'change', source: 'bus', action, at: t(s), record });
+    // Deleted at 0; the clock moves to 9.5 min; a notification stamped before the deletion arrives late.
+    const late = [at(0, 'upsert'), at(1, 'delete'), at(570, 'upsert', { ...a, key: 'nova.instance:b', id: 'b' }), at(0.5, 'upsert')];
+    const model = new BaselineModel({ now: () => Date.parse(t(600)) });
+    let state = emptyBaseline();
+    const events: string[] = [];
+    for (const o of late) {
+      model.apply(o);
+      const step = applyObservation(state, o);
+      events.push(...step.events.map((e) => `${e.action} ${e.entity.id}`));
+      state = step.state;
+    }
+    expect(events).toEqual(['create a', 'delete a', 'create b']);
+    expect([...state.tombstones.keys()]).toEqual(['nova.instance:a']);
+    expect([...model.tombstones.keys()]).toEqual(['nova.instance:a']);
+  });
+
+  it('sameMeaning, entityHash and changedFields agree with the model on any two entities', () => {
+    const pair = fc.tuple(arbDraft, arbDraft, fc.boolean()).map(([x, y, sameKey]) => {
+      const a = toEntity(x, 'nova', t(0));
+      const b = toEntity(sameKey ? { ...y, type: x.type, id: x.id } : y, 'bus', t(1));
+      return [a, b] as const;
+    });
+    fc.assert(
+      fc.property(pair, ([a, b]) => {
+        const same = meaningOf(a) === meaningOf(b);
+        expect(sameMeaning(a, b)).toBe(same);
+        expect(sameMeaning(b, a)).toBe(same);
+        expect(entityHash(a) === entityHash(b)).toBe(same);
+        if (a.key === b.key) {
+          const model = new BaselineModel({ now: () => NOW });
+          model.apply({ kind: 'change', source: 'nova', action: 'upsert', at: t(0), record: a });
+          const events = model.apply({ kind: 'change', source: 'bus', action: 'upsert', at: t(1), record: b });
+          expect(same ? [] : [changedFields(a, b)]).toEqual(events.map((e) => e.changed));
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+});

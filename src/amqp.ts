@@ -8,6 +8,7 @@ import { Observable, type SchedulerLike, asyncScheduler } from 'rxjs';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { errorMessage } from './log.js';
 import type { OptionReader } from './options.js';
+import { type TlsOptions, nodeTlsOptions, readTlsOptions } from './tls.js';
 
 /** One broker of a transport URL. */
 export interface AmqpEndpoint {
@@ -18,6 +19,32 @@ export interface AmqpEndpoint {
   /** `/` is RabbitMQ's default vhost. */
   vhost: string;
   tls: boolean;
+}
+
+/** The parts of a transport URL as Python's urlparse (hence oslo) splits them; undefined when it is not one. */
+const URL_SHAPE = /^([a-z][a-z0-9+.-]*:)\/\/([^/?#]*)(\/[^?#]*)?(\?[^#]*)?(#.*)?$/is;
+
+/** Percent-decoding as Python's unquote: a `%` not followed by two hex digits stays as it is. */
+export function unquote(text: string): string {
+  return text.replace(/(?:%[0-9a-f]{2})+/gi, (run) => {
+    try {
+      return decodeURIComponent(run);
+    } catch {
+      // Not UTF-8: keep the bytes' escapes, as unquote's errors='replace' would lose them anyway.
+      return run;
+    }
+  });
+}
+
+/** One netloc part: userinfo before the last `@` (a password may hold `@`), the user before the first `:`. */
+function splitHost(part: string): { username?: string; password?: string; hostport: string } {
+  const at = part.lastIndexOf('@');
+  if (at < 0) return { hostport: part };
+  const userinfo = part.slice(0, at);
+  const colon = userinfo.indexOf(':');
+  return colon >= 0
+    ? { username: userinfo.slice(0, colon), password: userinfo.slice(colon + 1), hostport: part.slice(at + 1) }
+    : { username: userinfo, hostport: part.slice(at + 1) };
 }
 
 const SCHEMES: Record<string, { tls: boolean; port: number }> = {
@@ -33,7 +60,7 @@ const SCHEMES: Record<string, { tls: boolean; port: number }> = {
  * Throws an Error that says what part is wrong.
  */
 export function parseTransportUrl(url: string): AmqpEndpoint[] {
-  const m = /^([a-z][a-z0-9+.-]*:)\/\/([^/?#]*)(\/[^?#]*)?(\?[^#]*)?$/i.exec(url.trim());
+  const m = URL_SHAPE.exec(url.trim());
   if (!m) throw new Error(`expected a transport URL such as rabbit://user:pass@host:5672/vhost, got ${JSON.stringify(redactUrl(url))}`);
   const scheme = SCHEMES[m[1]!.toLowerCase()];
   if (!scheme) throw new Error(`unsupported scheme ${JSON.stringify(m[1])} in transport URL: use rabbit://, amqp:// or amqps://`);
@@ -41,18 +68,17 @@ export function parseTransportUrl(url: string): AmqpEndpoint[] {
   const ssl = query.get('ssl');
   const tls = scheme.tls || ssl === '1' || ssl?.toLowerCase() === 'true';
   const path = (m[3] ?? '/').slice(1);
-  const vhost = path === '' ? '/' : decodeURIComponent(path);
+  const vhost = path === '' ? '/' : unquote(path);
   const netloc = m[2]!;
   if (netloc === '') throw new Error(`transport URL ${JSON.stringify(redactUrl(url))} names no host`);
+  // As oslo's TransportURL.parse: hosts split on `,` first, so a `,` `/` `?` `#` in a password
+  // must be percent-encoded (%2C %2F %3F %23); `@` and `:` may stay as they are.
   return netloc.split(',').map((part, i) => {
-    const at = part.lastIndexOf('@');
-    const userinfo = at >= 0 ? part.slice(0, at) : undefined;
-    const hostport = at >= 0 ? part.slice(at + 1) : part;
-    const colon = userinfo?.indexOf(':') ?? -1;
-    const username = userinfo === undefined ? 'guest' : decodeURIComponent(colon >= 0 ? userinfo.slice(0, colon) : userinfo);
-    const password = userinfo === undefined ? 'guest' : colon >= 0 ? decodeURIComponent(userinfo.slice(colon + 1)) : '';
+    const { username: user, password: pass, hostport } = splitHost(part);
+    const username = user === undefined ? 'guest' : unquote(user);
+    const password = user === undefined ? 'guest' : pass === undefined ? '' : unquote(pass);
     const hm = /^(\[[0-9a-f:.]+\]|[^:[\]]+)(?::(\d+))?$/i.exec(hostport);
-    if (!hm) throw new Error(`host ${i + 1} of the transport URL is not host[:port]: ${JSON.stringify(hostport)}`);
+    if (!hm) throw new Error(`host ${i + 1} of the transport URL is not host[:port]: ${JSON.stringify(hostport)} (a , / ? or # in a password must be percent-encoded)`);
     const port = hm[2] === undefined ? (tls ? 5671 : scheme.port) : Number(hm[2]);
     if (!(port > 0 && port < 65536)) throw new Error(`port of host ${i + 1} of the transport URL is out of range: ${hm[2]}`);
     return { hostname: hm[1]!.replace(/^\[|\]$/g, ''), port, username, password, vhost, tls };
@@ -65,12 +91,15 @@ export interface BrokerOptions {
   endpoints: AmqpEndpoint[];
   reconnectMs: number;
   maxReconnectMs: number;
+  /** Trust and client certificate of amqps:// brokers. */
+  tls?: TlsOptions;
 }
 
 /**
  * Reads a broker: the URL at `key` (a transport_url: amqp, amqps or rabbit, failover lists),
- * `reconnectDelay` (default 1 s) and `maxReconnectDelay` (default 30 s); a bad one is refused with
- * its path. The same keys, with the same checks, for the notifications source and the amqp sink.
+ * `reconnectDelay` (default 1 s), `maxReconnectDelay` (default 30 s) and `tls` ({ca, cert, key,
+ * servername, insecure}, for amqps:// or ?ssl=1); a bad one is refused with its path. The same
+ * keys, with the same checks, for the notifications source and the amqp sink.
  */
 export function readBrokerOptions(read: OptionReader, key: string): BrokerOptions {
   const url = read.string(key);
@@ -83,12 +112,30 @@ export function readBrokerOptions(read: OptionReader, key: string): BrokerOption
   const reconnectMs = read.duration('reconnectDelay', 1000);
   const maxReconnectMs = read.duration('maxReconnectDelay', 30_000);
   if (maxReconnectMs < reconnectMs) read.fail('maxReconnectDelay', `must not be shorter than reconnectDelay (${reconnectMs} ms)`);
-  return { url: redactUrl(url), endpoints, reconnectMs, maxReconnectMs };
+  const tls = readTlsOptions(read);
+  if (tls && endpoints.some((e) => !e.tls)) read.fail('tls', `is set but ${key} is not amqps:// (nor ?ssl=1): ${JSON.stringify(redactUrl(url))}`);
+  return { url: redactUrl(url), endpoints, reconnectMs, maxReconnectMs, ...(tls ? { tls } : {}) };
 }
 
-/** A transport URL with its passwords replaced by `***`, fit for logs and errors. */
+/**
+ * A transport URL with its passwords replaced by `***`, fit for logs and errors. It splits the URL
+ * as {@link parseTransportUrl} does, so what one reads as a password the other hides whole; a URL
+ * of no known shape with an `@` in it is hidden from `//` to its last `@`.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/([/,][^/,@:]*:)[^@/,]*@/g, '$1***@');
+  const m = URL_SHAPE.exec(url.trim());
+  const tail = m ? `${m[3] ?? ''}${m[4] ?? ''}${m[5] ?? ''}` : '';
+  if (!m || tail.includes('@')) {
+    const start = url.indexOf('//');
+    const at = url.lastIndexOf('@');
+    return start >= 0 && at > start ? `${url.slice(0, start + 2)}***@${url.slice(at + 1)}` : url.includes('@') ? '***' : url;
+  }
+  const hosts = m[2]!.split(',').map((part) => {
+    const { username, password, hostport } = splitHost(part);
+    if (username === undefined) return part;
+    return password === undefined ? `${username}@${hostport}` : `${username}:***@${hostport}`;
+  });
+  return `${m[1]}//${hosts.join(',')}${tail}`;
 }
 
 /** `amqp://user@host:port/vhost`, without the password. */
@@ -131,6 +178,8 @@ export interface AmqpConsumerOptions {
   heartbeatSeconds?: number;
   /** Shown as the connection name in RabbitMQ's management UI. */
   connectionName?: string;
+  /** TLS of amqps endpoints. */
+  tls?: TlsOptions | undefined;
   /** Time source for reconnect delays. */
   scheduler?: SchedulerLike;
 }
@@ -248,6 +297,13 @@ function connectOptions(e: AmqpEndpoint, heartbeat: number): Options.Connect {
   return { protocol: e.tls ? 'amqps' : 'amqp', hostname: e.hostname, port: e.port, username: e.username, password: e.password, vhost: e.vhost, heartbeat };
 }
 
+/** The socket options of one endpoint: TLS trust and client certificate for amqps. */
+function socketTlsOptions(e: AmqpEndpoint, tls: TlsOptions | undefined): Record<string, unknown> {
+  if (!e.tls) return {};
+  const options = nodeTlsOptions(tls);
+  return { ...options, servername: options.servername ?? e.hostname };
+}
+
 /** One open connection; `ended` resolves (once) with why it ended, or with what `end` was given. */
 export interface AmqpLink {
   readonly connection: ChannelModel;
@@ -258,7 +314,7 @@ export interface AmqpLink {
 }
 
 /** Connects to one endpoint; errors say which endpoint (never with its password). */
-export async function openConnection(endpoint: AmqpEndpoint, options: { heartbeatSeconds?: number; connectionName?: string } = {}): Promise<AmqpLink> {
+export async function openConnection(endpoint: AmqpEndpoint, options: { heartbeatSeconds?: number; connectionName?: string; tls?: TlsOptions | undefined } = {}): Promise<AmqpLink> {
   const where = describeEndpoint(endpoint);
   let connection: ChannelModel;
   try {
@@ -267,9 +323,12 @@ export async function openConnection(endpoint: AmqpEndpoint, options: { heartbea
       timeout: 10_000,
       // Nagle would hold small frames (acks, deliveries) for tens of ms; py-amqp (oslo) sets it too.
       noDelay: true,
+      ...socketTlsOptions(endpoint, options.tls),
     });
   } catch (e) {
-    throw new Error(`connecting to ${where}: ${errorMessage(e)}`);
+    const code = (e as { code?: unknown }).code;
+    const hint = typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code) ? ` (${code}: set tls.ca to the CA that signed the broker's certificate)` : '';
+    throw new Error(`connecting to ${where}: ${errorMessage(e)}${hint}`);
   }
   let end: (e: Error) => void = () => undefined;
   const ended = new Promise<Error>((resolve) => (end = resolve));

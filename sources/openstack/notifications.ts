@@ -4,6 +4,7 @@ import { type AmqpDelivery, type AmqpEndpoint, amqpConsume$, readBrokerOptions }
 import type { Logger } from '../../src/log.js';
 import type { EntityDraft, EntityType, Settlement } from '../../src/model.js';
 import type { OptionReader } from '../../src/options.js';
+import { INSECURE_WARNING, type TlsOptions } from '../../src/tls.js';
 import { type Source, type SourceContext, type SourceSignal, defineSource } from '../../src/source.js';
 import { type VolumeFacts, volumeDraft } from './cinder.js';
 import { type StackFacts, stackDraft } from './heat.js';
@@ -48,6 +49,7 @@ export interface NotificationOptions {
   reconnectMs: number;
   maxReconnectMs: number;
   heartbeatSeconds: number;
+  tls?: TlsOptions;
 }
 
 const FAMILIES = ['nova.legacy', 'nova.versioned', 'neutron.port', 'neutron.network', 'cinder.volume', 'heat.stack'] as const;
@@ -347,7 +349,7 @@ export interface NotificationSource extends Source<NotificationRecord> {
 
 /** Reads the `use: openstack.notifications` options. */
 export function readNotificationOptions(read: OptionReader): NotificationOptions {
-  const { url: transportUrl, endpoints, reconnectMs, maxReconnectMs } = readBrokerOptions(read, 'transportUrl');
+  const { url: transportUrl, endpoints, reconnectMs, maxReconnectMs, tls } = readBrokerOptions(read, 'transportUrl');
   const lower = (key: string, fallback: string[]): string[] => read.stringList(key, fallback).map((s) => s.toLowerCase());
   const options: NotificationOptions = {
     transportUrl,
@@ -363,6 +365,7 @@ export function readNotificationOptions(read: OptionReader): NotificationOptions
     reconnectMs,
     maxReconnectMs,
     heartbeatSeconds: Math.round(read.duration('heartbeat', 30_000) / 1000),
+    ...(tls ? { tls } : {}),
   };
   const allowed = ['audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample'];
   for (const p of options.priorities) if (!allowed.includes(p)) read.fail('priorities', `unknown priority ${JSON.stringify(p)}: use ${allowed.join(', ')}`);
@@ -436,8 +439,10 @@ export function createNotificationSource(options: NotificationOptions, context: 
     backoff: { initialMs: options.reconnectMs, maxMs: options.maxReconnectMs },
     heartbeatSeconds: options.heartbeatSeconds,
     connectionName: `synchronizer ${name}`,
+    tls: options.tls,
     scheduler,
   });
+  if (options.tls?.insecure) log.warn(`${name}: ${INSECURE_WARNING}`, { url: options.transportUrl });
   // A plain subscriber rather than mergeMap(of(…)): this runs once per message, on the hot path.
   const signal$ = new Observable<SourceSignal<NotificationRecord>>((subscriber) =>
     amqp$.subscribe({

@@ -7,6 +7,7 @@ import type { ConfirmChannel } from 'amqplib';
 import { match } from 'ts-pattern';
 import { type AmqpEndpoint, type AmqpSession, type BrokerOptions, keepConnected, openConnection, readBrokerOptions, redactUrl } from '../amqp.js';
 import { type Logger, errorMessage } from '../log.js';
+import { INSECURE_WARNING } from '../tls.js';
 import type { EntityType } from '../model.js';
 import type { OptionReader } from '../options.js';
 import type { SyncItem } from '../synchronizer.js';
@@ -153,7 +154,7 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
   };
 
   const open = async (endpoint: AmqpEndpoint): Promise<PublishSession> => {
-    const link = await openConnection(endpoint, { connectionName: 'synchronizer amqp sink' });
+    const link = await openConnection(endpoint, { connectionName: 'synchronizer amqp sink', tls: options.tls });
     try {
       const channel = await link.connection.createConfirmChannel();
       channel.on('error', (e: Error) => link.end(new Error(`channel on ${link.where} failed: ${e.message}`)));
@@ -180,6 +181,7 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
   };
 
   const start = (): void => {
+    if (options.tls?.insecure) log.warn(`amqp sink: ${INSECURE_WARNING}`, where);
     stop = keepConnected<PublishSession>({
       endpoints: options.endpoints,
       backoff: { initialMs: options.reconnectMs, maxMs: options.maxReconnectMs },

@@ -3,7 +3,7 @@
  * queue bound to the services' exchanges, reconnect with the shared backoff, and deliveries whose
  * ack is batched but never sent before the message's observation settled.
  */
-import amqp, { type Channel, type ChannelModel, type ConsumeMessage, type Options } from 'amqplib';
+import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from 'amqplib';
 import { Observable, type SchedulerLike, asyncScheduler } from 'rxjs';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { errorMessage } from './log.js';
@@ -199,9 +199,50 @@ export interface AmqpDelivery {
   ack(): void;
   /**
    * Refused for good (never requeued): copied to the dead-letter exchange with `reason` when one
-   * is configured, then rejected.
+   * is configured, then rejected. It is rejected whatever happens to the copy (refused by the
+   * broker, a missing exchange after one retry, a closed channel, no confirm within 5 s), so a
+   * refused message never holds a prefetch slot; the outcome says whether the copy was kept.
    */
-  reject(reason: string): void;
+  reject(reason: string): Promise<DeadLetterOutcome>;
+}
+
+/** What became of a refused message: copied to the dead-letter exchange or not (and why not). */
+export interface DeadLetterOutcome {
+  deadLettered: boolean;
+  /** Why the copy was not made, when a dead-letter exchange is configured. */
+  error?: string;
+}
+
+/** Longest header value taken from a message (the reason quotes payload fields). */
+export const MAX_HEADER_VALUE = 1024;
+/**
+ * The original headers travel with the dead letter only while this small: a message's header
+ * frame must fit the broker's frame_max (128 KiB by default), and ours adds to it.
+ */
+export const MAX_COPIED_HEADERS = 16 * 1024;
+const DEAD_LETTER_CONFIRM_MS = 5000;
+
+/** A header value cut to {@link MAX_HEADER_VALUE} characters. */
+export function capHeader(value: string, max = MAX_HEADER_VALUE): string {
+  return value.length > max ? `${value.slice(0, max - 1)}…` : value;
+}
+
+/** The headers of a dead letter: the original ones when small, the reason and where it came from. */
+export function deadLetterHeaders(original: Record<string, unknown> | undefined, reason: string, from: { exchange: string; routingKey: string; queue: string }): Record<string, unknown> {
+  let size = 0;
+  try {
+    size = JSON.stringify(original ?? {}).length;
+  } catch {
+    size = Infinity;
+  }
+  const kept = size <= MAX_COPIED_HEADERS ? (original ?? {}) : { 'x-synchronizer-headers-dropped': Number.isFinite(size) ? size : -1 };
+  return {
+    ...kept,
+    [REASON_HEADER]: capHeader(reason),
+    'x-original-exchange': from.exchange,
+    'x-original-routing-key': capHeader(from.routingKey),
+    'x-original-queue': from.queue,
+  };
 }
 
 /** What the consumer stream carries: deliveries, and connection health. */
@@ -304,6 +345,90 @@ function socketTlsOptions(e: AmqpEndpoint, tls: TlsOptions | undefined): Record<
   return { ...options, servername: options.servername ?? e.hostname };
 }
 
+/**
+ * Copies refused messages to the dead-letter exchange on a confirm channel of their own: a copy
+ * the broker refuses (a deleted exchange closes the channel with 404) never takes the consumer's
+ * channel down. A failed copy is retried once on a fresh channel that declares the exchange
+ * again; each attempt waits for the broker's confirm at most 5 s.
+ */
+class DeadLetterPublisher {
+  private channel: Promise<ConfirmChannel> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly connection: ChannelModel,
+    private readonly exchange: string,
+    private readonly queue: string,
+  ) {}
+
+  private open(): Promise<ConfirmChannel> {
+    const opened = (async () => {
+      const channel = await this.connection.createConfirmChannel();
+      // A refused copy closes this channel only; the next copy opens another.
+      channel.on('error', () => undefined);
+      channel.on('close', () => {
+        if (this.channel === opened) this.channel = undefined;
+      });
+      await channel.assertExchange(this.exchange, 'topic', { durable: true, autoDelete: false });
+      return channel;
+    })();
+    opened.catch(() => {
+      if (this.channel === opened) this.channel = undefined;
+    });
+    this.channel = opened;
+    return opened;
+  }
+
+  private async attempt(message: ConsumeMessage, reason: string): Promise<void> {
+    const channel = await (this.channel ?? this.open());
+    const p = message.properties;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no confirm from the broker within ${DEAD_LETTER_CONFIRM_MS} ms`)), DEAD_LETTER_CONFIRM_MS);
+      const done = (error?: unknown): void => {
+        clearTimeout(timer);
+        if (error) reject(error instanceof Error ? error : new Error(String(error)));
+        else resolve();
+      };
+      try {
+        channel.publish(
+          this.exchange,
+          message.fields.routingKey,
+          message.content,
+          {
+            persistent: true,
+            ...(p.contentType !== undefined ? { contentType: p.contentType as string } : {}),
+            ...(p.contentEncoding !== undefined ? { contentEncoding: p.contentEncoding as string } : {}),
+            ...(p.messageId !== undefined ? { messageId: capHeader(String(p.messageId), 255) } : {}),
+            headers: deadLetterHeaders(p.headers as Record<string, unknown> | undefined, reason, { exchange: message.fields.exchange, routingKey: message.fields.routingKey, queue: this.queue }),
+          },
+          (error: unknown) => done(error),
+        );
+      } catch (e) {
+        done(e);
+      }
+    });
+  }
+
+  async send(message: ConsumeMessage, reason: string): Promise<void> {
+    if (this.closed) throw new Error('the connection closed');
+    try {
+      await this.attempt(message, reason);
+    } catch (first) {
+      if (this.closed) throw first;
+      try {
+        await this.attempt(message, reason);
+      } catch (second) {
+        throw new Error(`dead-lettering to exchange ${this.exchange} failed twice: ${errorMessage(first)}; then ${errorMessage(second)}`);
+      }
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.channel = undefined;
+  }
+}
+
 /** One open connection; `ended` resolves (once) with why it ended, or with what `end` was given. */
 export interface AmqpLink {
   readonly connection: ChannelModel;
@@ -375,7 +500,12 @@ async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions,
       await step(`binding queue ${options.queue} to ${b.exchange} with ${b.routingKey}`, () => channel.bindQueue(options.queue, b.exchange, b.routingKey));
     }
     const acks = new AckBatcher(channel);
-    void link.ended.then(() => acks.close());
+    const refusing = new Set<Tracked>();
+    const deadLetters = dlx ? new DeadLetterPublisher(connection, dlx, options.queue) : undefined;
+    void link.ended.then(() => {
+      acks.close();
+      deadLetters?.close();
+    });
     await step(`consuming from queue ${options.queue}`, () =>
       channel.consume(
         options.queue,
@@ -393,29 +523,20 @@ async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions,
             properties: message.properties,
             ack: () => acks.ack(tracked),
             reject: (reason: string) => {
-              if (tracked.done) return;
-              if (dlx && !acks.dead) {
-                const p = message.properties;
-                try {
-                  channel.publish(dlx, message.fields.routingKey, message.content, {
-                    persistent: true,
-                    ...(p.contentType !== undefined ? { contentType: p.contentType as string } : {}),
-                    ...(p.contentEncoding !== undefined ? { contentEncoding: p.contentEncoding as string } : {}),
-                    ...(p.messageId !== undefined ? { messageId: p.messageId as string } : {}),
-                    headers: {
-                      ...(p.headers ?? {}),
-                      [REASON_HEADER]: reason,
-                      'x-original-exchange': message.fields.exchange,
-                      'x-original-routing-key': message.fields.routingKey,
-                      'x-original-queue': options.queue,
-                    },
-                  });
-                } catch {
-                  // Closed channel: not rejected either, so the broker redelivers it and we retry.
-                  return;
-                }
+              if (tracked.done || refusing.has(tracked)) return Promise.resolve({ deadLettered: false, error: 'already settled' });
+              if (!dlx) {
+                acks.reject(tracked);
+                return Promise.resolve({ deadLettered: false });
               }
-              acks.reject(tracked);
+              refusing.add(tracked);
+              return deadLetters!.send(message, reason).then(
+                () => ({ deadLettered: true }),
+                (e: unknown) => ({ deadLettered: false, error: errorMessage(e) }),
+              ).then((outcome: DeadLetterOutcome) => {
+                refusing.delete(tracked);
+                acks.reject(tracked);
+                return outcome;
+              });
             },
           });
         },

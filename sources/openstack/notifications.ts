@@ -487,7 +487,20 @@ function refuse(log: Logger, options: NotificationOptions, delivery: AmqpDeliver
     reason,
     ...(options.deadLetterExchange ? { dead_letter_exchange: options.deadLetterExchange } : {}),
   });
-  delivery.reject(reason);
+  void delivery.reject(reason).then((outcome) => {
+    if (options.deadLetterExchange && !outcome.deadLettered) {
+      // Settled all the same (rejected without requeue): a copy that cannot be made must not
+      // hold a prefetch slot or come back for ever. The log line is what is left of it.
+      log.error('notification refused and NOT dead-lettered: rejected without requeue', {
+        message_id: n.messageId ?? null,
+        event_type: n.eventType ?? null,
+        routing_key: delivery.routingKey,
+        reason,
+        error: outcome.error ?? null,
+        dead_letter_exchange: options.deadLetterExchange,
+      });
+    }
+  });
 }
 
 export default defineSource({

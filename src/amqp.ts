@@ -47,6 +47,8 @@ function splitHost(part: string): { username?: string; password?: string; hostpo
     : { username: userinfo, hostport: part.slice(at + 1) };
 }
 
+const HOST_PORT = /^(\[[0-9a-f:.]+\]|[^:[\]]+)(?::(\d+))?$/i;
+
 const SCHEMES: Record<string, { tls: boolean; port: number }> = {
   'rabbit:': { tls: false, port: 5672 },
   'amqp:': { tls: false, port: 5672 },
@@ -71,14 +73,18 @@ export function parseTransportUrl(url: string): AmqpEndpoint[] {
   const vhost = path === '' ? '/' : unquote(path);
   const netloc = m[2]!;
   if (netloc === '') throw new Error(`transport URL ${JSON.stringify(redactUrl(url))} names no host`);
+  if (`${m[3] ?? ''}${m[4] ?? ''}`.includes('@')) {
+    throw new Error(`transport URL ${JSON.stringify(redactUrl(url))} has an @ after its host part: a / ? or # in a password must be percent-encoded (%2F %3F %23)`);
+  }
   // As oslo's TransportURL.parse: hosts split on `,` first, so a `,` `/` `?` `#` in a password
   // must be percent-encoded (%2C %2F %3F %23); `@` and `:` may stay as they are.
   return netloc.split(',').map((part, i) => {
     const { username: user, password: pass, hostport } = splitHost(part);
     const username = user === undefined ? 'guest' : unquote(user);
     const password = user === undefined ? 'guest' : pass === undefined ? '' : unquote(pass);
-    const hm = /^(\[[0-9a-f:.]+\]|[^:[\]]+)(?::(\d+))?$/i.exec(hostport);
-    if (!hm) throw new Error(`host ${i + 1} of the transport URL is not host[:port]: ${JSON.stringify(hostport)} (a , / ? or # in a password must be percent-encoded)`);
+    const hm = HOST_PORT.exec(hostport);
+    // Not quoted: with a `,` left unencoded in a password, this "host" is part of the password.
+    if (!hm) throw new Error(`host ${i + 1} of the transport URL ${JSON.stringify(redactUrl(url))} is not host[:port] (a , / ? or # in a password must be percent-encoded: %2C %2F %3F %23)`);
     const port = hm[2] === undefined ? (tls ? 5671 : scheme.port) : Number(hm[2]);
     if (!(port > 0 && port < 65536)) throw new Error(`port of host ${i + 1} of the transport URL is out of range: ${hm[2]}`);
     return { hostname: hm[1]!.replace(/^\[|\]$/g, ''), port, username, password, vhost, tls };
@@ -130,7 +136,14 @@ export function redactUrl(url: string): string {
     const at = url.lastIndexOf('@');
     return start >= 0 && at > start ? `${url.slice(0, start + 2)}***@${url.slice(at + 1)}` : url.includes('@') ? '***' : url;
   }
-  const hosts = m[2]!.split(',').map((part) => {
+  const parts = m[2]!.split(',');
+  // A part that is neither host[:port] nor has userinfo may be a password cut at an unencoded `,`:
+  // then nothing before the last `@` is shown.
+  if (parts.some((part) => !part.includes('@') && !HOST_PORT.test(part))) {
+    const at = m[2]!.lastIndexOf('@');
+    return `${m[1]}//***${at >= 0 ? `@${m[2]!.slice(at + 1)}` : ''}${tail}`;
+  }
+  const hosts = parts.map((part) => {
     const { username, password, hostport } = splitHost(part);
     if (username === undefined) return part;
     return password === undefined ? `${username}@${hostport}` : `${username}:***@${hostport}`;

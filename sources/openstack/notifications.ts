@@ -330,8 +330,11 @@ export interface NotificationStats {
   mapped: number;
   /** Known families, but events that carry no state change (`*.start`, …). */
   ignored: number;
-  /** Event types of no family, by type (the first 200 types; the rest under `(other)`). */
-  unknown: Record<string, number>;
+  /**
+   * Event types of no family, by type (the first 200 types; the rest under `(other)`). A Map: the
+   * keys come from the messages, and `constructor` or `__proto__` must count like any other.
+   */
+  unknown: Map<string, number>;
   /** Refused (bad body or unmappable payload), dead-lettered when configured. */
   rejected: number;
   acked: number;
@@ -375,7 +378,7 @@ export function readNotificationOptions(read: OptionReader): NotificationOptions
 /** Creates the source; `hooks` let tests and embedders watch every settlement. */
 export function createNotificationSource(options: NotificationOptions, context: Pick<SourceContext, 'name' | 'log' | 'scheduler'>, hooks: NotificationHooks = {}): NotificationSource {
   const { name, log, scheduler } = context;
-  const stats: NotificationStats = { received: 0, mapped: 0, ignored: 0, unknown: {}, rejected: 0, acked: 0 };
+  const stats: NotificationStats = { received: 0, mapped: 0, ignored: 0, unknown: new Map(), rejected: 0, acked: 0 };
   const bindings = options.exchanges.flatMap((exchange) =>
     options.topics.flatMap((topic) => options.priorities.map((priority) => ({ exchange, routingKey: `${topic}.${priority}` }))),
   );
@@ -404,9 +407,9 @@ export function createNotificationSource(options: NotificationOptions, context: 
     const route = routeEvent(notification.eventType);
     if (route === undefined) {
       // Counted by type, up to a bound: a stream of made-up event types must not grow memory.
-      const known = stats.unknown[notification.eventType] !== undefined;
-      const key = known || Object.keys(stats.unknown).length < MAX_UNKNOWN_TYPES ? notification.eventType : OTHER_TYPES;
-      stats.unknown[key] = (stats.unknown[key] ?? 0) + 1;
+      const known = stats.unknown.has(notification.eventType);
+      const key = known || stats.unknown.size < MAX_UNKNOWN_TYPES ? notification.eventType : OTHER_TYPES;
+      stats.unknown.set(key, (stats.unknown.get(key) ?? 0) + 1);
       if (!known && key !== OTHER_TYPES) log.info('unknown event type: acked without an event', { event_type: notification.eventType, exchange: delivery.exchange });
       settle(delivery, notification, { ok: true });
       return undefined;

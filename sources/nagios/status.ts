@@ -82,7 +82,11 @@ class Fields {
   /** Epoch milliseconds → ISO; 0 (never) → undefined. */
   optionalTime(field: string): string | undefined {
     const ms = this.optionalNumber(field);
-    return ms === undefined || ms <= 0 ? undefined : new Date(ms).toISOString();
+    if (ms === undefined || ms <= 0) return undefined;
+    const date = new Date(ms);
+    // Beyond ±8.64e15 ms a Date is invalid, and toISOString would throw a RangeError.
+    if (Number.isNaN(date.getTime())) this.fail(field, 'a time in epoch milliseconds');
+    return date.toISOString();
   }
 
   /** A bit value (or enumerate name) looked up in `table`. */

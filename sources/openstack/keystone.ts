@@ -319,6 +319,25 @@ export function authRequestBody(c: KeystoneCredentials): unknown {
   return { auth: { identity: { methods: ['password'], password: { user } }, scope: { project } } };
 }
 
+/** The catalog's well-formed services and endpoints; anything else is left out, never read blindly. */
+function readCatalog(catalog: unknown[]): CatalogService[] {
+  const services: CatalogService[] = [];
+  for (const s of catalog) {
+    if (s === null || typeof s !== 'object' || typeof (s as { type?: unknown }).type !== 'string') continue;
+    const { type, name, endpoints } = s as { type: string; name?: unknown; endpoints?: unknown };
+    const usable = Array.isArray(endpoints)
+      ? endpoints.filter((e): e is CatalogEndpoint => e !== null && typeof e === 'object' && typeof (e as { url?: unknown }).url === 'string').map((e) => ({
+          url: e.url,
+          ...(typeof e.interface === 'string' ? { interface: e.interface } : {}),
+          ...(typeof e.region === 'string' ? { region: e.region } : {}),
+          ...(typeof e.region_id === 'string' ? { region_id: e.region_id } : {}),
+        }))
+      : [];
+    services.push({ type, ...(typeof name === 'string' ? { name } : {}), endpoints: usable });
+  }
+  return services;
+}
+
 /** Reads a token response (`X-Subject-Token` header + `token` body). */
 export function parseTokenResponse(subjectToken: string | undefined, body: unknown, where: string): KeystoneToken {
   if (!subjectToken) throw new Error(`${where}: the answer has no X-Subject-Token header`);
@@ -333,7 +352,7 @@ export function parseTokenResponse(subjectToken: string | undefined, body: unkno
     expiresAt,
     issuedAt: Number.isNaN(issued) ? expiresAt - 3_600_000 : issued,
     ...(typeof project?.id === 'string' ? { projectId: project.id } : {}),
-    catalog: Array.isArray(token.catalog) ? (token.catalog as CatalogService[]) : [],
+    catalog: Array.isArray(token.catalog) ? readCatalog(token.catalog) : [],
   };
 }
 

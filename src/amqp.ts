@@ -3,11 +3,12 @@
  * queue bound to the services' exchanges, reconnect with the shared backoff, and deliveries whose
  * ack is batched but never sent before the message's observation settled.
  */
-import amqp, { type Channel, type ChannelModel, type ConsumeMessage, type Options } from 'amqplib';
+import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from 'amqplib';
 import { Observable, type SchedulerLike, asyncScheduler } from 'rxjs';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { errorMessage } from './log.js';
 import type { OptionReader } from './options.js';
+import { type TlsOptions, nodeTlsOptions, readTlsOptions } from './tls.js';
 
 /** One broker of a transport URL. */
 export interface AmqpEndpoint {
@@ -19,6 +20,34 @@ export interface AmqpEndpoint {
   vhost: string;
   tls: boolean;
 }
+
+/** The parts of a transport URL as Python's urlparse (hence oslo) splits them; undefined when it is not one. */
+const URL_SHAPE = /^([a-z][a-z0-9+.-]*:)\/\/([^/?#]*)(\/[^?#]*)?(\?[^#]*)?(#.*)?$/is;
+
+/** Percent-decoding as Python's unquote: a `%` not followed by two hex digits stays as it is. */
+export function unquote(text: string): string {
+  return text.replace(/(?:%[0-9a-f]{2})+/gi, (run) => {
+    try {
+      return decodeURIComponent(run);
+    } catch {
+      // Not UTF-8: keep the bytes' escapes, as unquote's errors='replace' would lose them anyway.
+      return run;
+    }
+  });
+}
+
+/** One netloc part: userinfo before the last `@` (a password may hold `@`), the user before the first `:`. */
+function splitHost(part: string): { username?: string; password?: string; hostport: string } {
+  const at = part.lastIndexOf('@');
+  if (at < 0) return { hostport: part };
+  const userinfo = part.slice(0, at);
+  const colon = userinfo.indexOf(':');
+  return colon >= 0
+    ? { username: userinfo.slice(0, colon), password: userinfo.slice(colon + 1), hostport: part.slice(at + 1) }
+    : { username: userinfo, hostport: part.slice(at + 1) };
+}
+
+const HOST_PORT = /^(\[[0-9a-f:.]+\]|[^:[\]]+)(?::(\d+))?$/i;
 
 const SCHEMES: Record<string, { tls: boolean; port: number }> = {
   'rabbit:': { tls: false, port: 5672 },
@@ -33,7 +62,7 @@ const SCHEMES: Record<string, { tls: boolean; port: number }> = {
  * Throws an Error that says what part is wrong.
  */
 export function parseTransportUrl(url: string): AmqpEndpoint[] {
-  const m = /^([a-z][a-z0-9+.-]*:)\/\/([^/?#]*)(\/[^?#]*)?(\?[^#]*)?$/i.exec(url.trim());
+  const m = URL_SHAPE.exec(url.trim());
   if (!m) throw new Error(`expected a transport URL such as rabbit://user:pass@host:5672/vhost, got ${JSON.stringify(redactUrl(url))}`);
   const scheme = SCHEMES[m[1]!.toLowerCase()];
   if (!scheme) throw new Error(`unsupported scheme ${JSON.stringify(m[1])} in transport URL: use rabbit://, amqp:// or amqps://`);
@@ -41,18 +70,21 @@ export function parseTransportUrl(url: string): AmqpEndpoint[] {
   const ssl = query.get('ssl');
   const tls = scheme.tls || ssl === '1' || ssl?.toLowerCase() === 'true';
   const path = (m[3] ?? '/').slice(1);
-  const vhost = path === '' ? '/' : decodeURIComponent(path);
+  const vhost = path === '' ? '/' : unquote(path);
   const netloc = m[2]!;
   if (netloc === '') throw new Error(`transport URL ${JSON.stringify(redactUrl(url))} names no host`);
+  if (`${m[3] ?? ''}${m[4] ?? ''}`.includes('@')) {
+    throw new Error(`transport URL ${JSON.stringify(redactUrl(url))} has an @ after its host part: a / ? or # in a password must be percent-encoded (%2F %3F %23)`);
+  }
+  // As oslo's TransportURL.parse: hosts split on `,` first, so a `,` `/` `?` `#` in a password
+  // must be percent-encoded (%2C %2F %3F %23); `@` and `:` may stay as they are.
   return netloc.split(',').map((part, i) => {
-    const at = part.lastIndexOf('@');
-    const userinfo = at >= 0 ? part.slice(0, at) : undefined;
-    const hostport = at >= 0 ? part.slice(at + 1) : part;
-    const colon = userinfo?.indexOf(':') ?? -1;
-    const username = userinfo === undefined ? 'guest' : decodeURIComponent(colon >= 0 ? userinfo.slice(0, colon) : userinfo);
-    const password = userinfo === undefined ? 'guest' : colon >= 0 ? decodeURIComponent(userinfo.slice(colon + 1)) : '';
-    const hm = /^(\[[0-9a-f:.]+\]|[^:[\]]+)(?::(\d+))?$/i.exec(hostport);
-    if (!hm) throw new Error(`host ${i + 1} of the transport URL is not host[:port]: ${JSON.stringify(hostport)}`);
+    const { username: user, password: pass, hostport } = splitHost(part);
+    const username = user === undefined ? 'guest' : unquote(user);
+    const password = user === undefined ? 'guest' : pass === undefined ? '' : unquote(pass);
+    const hm = HOST_PORT.exec(hostport);
+    // Not quoted: with a `,` left unencoded in a password, this "host" is part of the password.
+    if (!hm) throw new Error(`host ${i + 1} of the transport URL ${JSON.stringify(redactUrl(url))} is not host[:port] (a , / ? or # in a password must be percent-encoded: %2C %2F %3F %23)`);
     const port = hm[2] === undefined ? (tls ? 5671 : scheme.port) : Number(hm[2]);
     if (!(port > 0 && port < 65536)) throw new Error(`port of host ${i + 1} of the transport URL is out of range: ${hm[2]}`);
     return { hostname: hm[1]!.replace(/^\[|\]$/g, ''), port, username, password, vhost, tls };
@@ -65,12 +97,15 @@ export interface BrokerOptions {
   endpoints: AmqpEndpoint[];
   reconnectMs: number;
   maxReconnectMs: number;
+  /** Trust and client certificate of amqps:// brokers. */
+  tls?: TlsOptions;
 }
 
 /**
  * Reads a broker: the URL at `key` (a transport_url: amqp, amqps or rabbit, failover lists),
- * `reconnectDelay` (default 1 s) and `maxReconnectDelay` (default 30 s); a bad one is refused with
- * its path. The same keys, with the same checks, for the notifications source and the amqp sink.
+ * `reconnectDelay` (default 1 s), `maxReconnectDelay` (default 30 s) and `tls` ({ca, cert, key,
+ * servername, insecure}, for amqps:// or ?ssl=1); a bad one is refused with its path. The same
+ * keys, with the same checks, for the notifications source and the amqp sink.
  */
 export function readBrokerOptions(read: OptionReader, key: string): BrokerOptions {
   const url = read.string(key);
@@ -83,12 +118,37 @@ export function readBrokerOptions(read: OptionReader, key: string): BrokerOption
   const reconnectMs = read.duration('reconnectDelay', 1000);
   const maxReconnectMs = read.duration('maxReconnectDelay', 30_000);
   if (maxReconnectMs < reconnectMs) read.fail('maxReconnectDelay', `must not be shorter than reconnectDelay (${reconnectMs} ms)`);
-  return { url: redactUrl(url), endpoints, reconnectMs, maxReconnectMs };
+  const tls = readTlsOptions(read);
+  if (tls && endpoints.some((e) => !e.tls)) read.fail('tls', `is set but ${key} is not amqps:// (nor ?ssl=1): ${JSON.stringify(redactUrl(url))}`);
+  return { url: redactUrl(url), endpoints, reconnectMs, maxReconnectMs, ...(tls ? { tls } : {}) };
 }
 
-/** A transport URL with its passwords replaced by `***`, fit for logs and errors. */
+/**
+ * A transport URL with its passwords replaced by `***`, fit for logs and errors. It splits the URL
+ * as {@link parseTransportUrl} does, so what one reads as a password the other hides whole; a URL
+ * of no known shape with an `@` in it is hidden from `//` to its last `@`.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/([/,][^/,@:]*:)[^@/,]*@/g, '$1***@');
+  const m = URL_SHAPE.exec(url.trim());
+  const tail = m ? `${m[3] ?? ''}${m[4] ?? ''}${m[5] ?? ''}` : '';
+  if (!m || tail.includes('@')) {
+    const start = url.indexOf('//');
+    const at = url.lastIndexOf('@');
+    return start >= 0 && at > start ? `${url.slice(0, start + 2)}***@${url.slice(at + 1)}` : url.includes('@') ? '***' : url;
+  }
+  const parts = m[2]!.split(',');
+  // A part that is neither host[:port] nor has userinfo may be a password cut at an unencoded `,`:
+  // then nothing before the last `@` is shown.
+  if (parts.some((part) => !part.includes('@') && !HOST_PORT.test(part))) {
+    const at = m[2]!.lastIndexOf('@');
+    return `${m[1]}//***${at >= 0 ? `@${m[2]!.slice(at + 1)}` : ''}${tail}`;
+  }
+  const hosts = parts.map((part) => {
+    const { username, password, hostport } = splitHost(part);
+    if (username === undefined) return part;
+    return password === undefined ? `${username}@${hostport}` : `${username}:***@${hostport}`;
+  });
+  return `${m[1]}//${hosts.join(',')}${tail}`;
 }
 
 /** `amqp://user@host:port/vhost`, without the password. */
@@ -131,6 +191,8 @@ export interface AmqpConsumerOptions {
   heartbeatSeconds?: number;
   /** Shown as the connection name in RabbitMQ's management UI. */
   connectionName?: string;
+  /** TLS of amqps endpoints. */
+  tls?: TlsOptions | undefined;
   /** Time source for reconnect delays. */
   scheduler?: SchedulerLike;
 }
@@ -150,9 +212,50 @@ export interface AmqpDelivery {
   ack(): void;
   /**
    * Refused for good (never requeued): copied to the dead-letter exchange with `reason` when one
-   * is configured, then rejected.
+   * is configured, then rejected. It is rejected whatever happens to the copy (refused by the
+   * broker, a missing exchange after one retry, a closed channel, no confirm within 5 s), so a
+   * refused message never holds a prefetch slot; the outcome says whether the copy was kept.
    */
-  reject(reason: string): void;
+  reject(reason: string): Promise<DeadLetterOutcome>;
+}
+
+/** What became of a refused message: copied to the dead-letter exchange or not (and why not). */
+export interface DeadLetterOutcome {
+  deadLettered: boolean;
+  /** Why the copy was not made, when a dead-letter exchange is configured. */
+  error?: string;
+}
+
+/** Longest header value taken from a message (the reason quotes payload fields). */
+export const MAX_HEADER_VALUE = 1024;
+/**
+ * The original headers travel with the dead letter only while this small: a message's header
+ * frame must fit the broker's frame_max (128 KiB by default), and ours adds to it.
+ */
+export const MAX_COPIED_HEADERS = 16 * 1024;
+const DEAD_LETTER_CONFIRM_MS = 5000;
+
+/** A header value cut to {@link MAX_HEADER_VALUE} characters. */
+export function capHeader(value: string, max = MAX_HEADER_VALUE): string {
+  return value.length > max ? `${value.slice(0, max - 1)}…` : value;
+}
+
+/** The headers of a dead letter: the original ones when small, the reason and where it came from. */
+export function deadLetterHeaders(original: Record<string, unknown> | undefined, reason: string, from: { exchange: string; routingKey: string; queue: string }): Record<string, unknown> {
+  let size = 0;
+  try {
+    size = JSON.stringify(original ?? {}).length;
+  } catch {
+    size = Infinity;
+  }
+  const kept = size <= MAX_COPIED_HEADERS ? (original ?? {}) : { 'x-synchronizer-headers-dropped': Number.isFinite(size) ? size : -1 };
+  return {
+    ...kept,
+    [REASON_HEADER]: capHeader(reason),
+    'x-original-exchange': from.exchange,
+    'x-original-routing-key': capHeader(from.routingKey),
+    'x-original-queue': from.queue,
+  };
 }
 
 /** What the consumer stream carries: deliveries, and connection health. */
@@ -248,6 +351,97 @@ function connectOptions(e: AmqpEndpoint, heartbeat: number): Options.Connect {
   return { protocol: e.tls ? 'amqps' : 'amqp', hostname: e.hostname, port: e.port, username: e.username, password: e.password, vhost: e.vhost, heartbeat };
 }
 
+/** The socket options of one endpoint: TLS trust and client certificate for amqps. */
+function socketTlsOptions(e: AmqpEndpoint, tls: TlsOptions | undefined): Record<string, unknown> {
+  if (!e.tls) return {};
+  const options = nodeTlsOptions(tls);
+  return { ...options, servername: options.servername ?? e.hostname };
+}
+
+/**
+ * Copies refused messages to the dead-letter exchange on a confirm channel of their own: a copy
+ * the broker refuses (a deleted exchange closes the channel with 404) never takes the consumer's
+ * channel down. A failed copy is retried once on a fresh channel that declares the exchange
+ * again; each attempt waits for the broker's confirm at most 5 s.
+ */
+class DeadLetterPublisher {
+  private channel: Promise<ConfirmChannel> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly connection: ChannelModel,
+    private readonly exchange: string,
+    private readonly queue: string,
+  ) {}
+
+  private open(): Promise<ConfirmChannel> {
+    const opened = (async () => {
+      const channel = await this.connection.createConfirmChannel();
+      // A refused copy closes this channel only; the next copy opens another.
+      channel.on('error', () => undefined);
+      channel.on('close', () => {
+        if (this.channel === opened) this.channel = undefined;
+      });
+      await channel.assertExchange(this.exchange, 'topic', { durable: true, autoDelete: false });
+      return channel;
+    })();
+    opened.catch(() => {
+      if (this.channel === opened) this.channel = undefined;
+    });
+    this.channel = opened;
+    return opened;
+  }
+
+  private async attempt(message: ConsumeMessage, reason: string): Promise<void> {
+    const channel = await (this.channel ?? this.open());
+    const p = message.properties;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no confirm from the broker within ${DEAD_LETTER_CONFIRM_MS} ms`)), DEAD_LETTER_CONFIRM_MS);
+      const done = (error?: unknown): void => {
+        clearTimeout(timer);
+        if (error) reject(error instanceof Error ? error : new Error(String(error)));
+        else resolve();
+      };
+      try {
+        channel.publish(
+          this.exchange,
+          message.fields.routingKey,
+          message.content,
+          {
+            persistent: true,
+            ...(p.contentType !== undefined ? { contentType: p.contentType as string } : {}),
+            ...(p.contentEncoding !== undefined ? { contentEncoding: p.contentEncoding as string } : {}),
+            ...(p.messageId !== undefined ? { messageId: capHeader(String(p.messageId), 255) } : {}),
+            headers: deadLetterHeaders(p.headers as Record<string, unknown> | undefined, reason, { exchange: message.fields.exchange, routingKey: message.fields.routingKey, queue: this.queue }),
+          },
+          (error: unknown) => done(error),
+        );
+      } catch (e) {
+        done(e);
+      }
+    });
+  }
+
+  async send(message: ConsumeMessage, reason: string): Promise<void> {
+    if (this.closed) throw new Error('the connection closed');
+    try {
+      await this.attempt(message, reason);
+    } catch (first) {
+      if (this.closed) throw first;
+      try {
+        await this.attempt(message, reason);
+      } catch (second) {
+        throw new Error(`dead-lettering to exchange ${this.exchange} failed twice: ${errorMessage(first)}; then ${errorMessage(second)}`);
+      }
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.channel = undefined;
+  }
+}
+
 /** One open connection; `ended` resolves (once) with why it ended, or with what `end` was given. */
 export interface AmqpLink {
   readonly connection: ChannelModel;
@@ -258,7 +452,7 @@ export interface AmqpLink {
 }
 
 /** Connects to one endpoint; errors say which endpoint (never with its password). */
-export async function openConnection(endpoint: AmqpEndpoint, options: { heartbeatSeconds?: number; connectionName?: string } = {}): Promise<AmqpLink> {
+export async function openConnection(endpoint: AmqpEndpoint, options: { heartbeatSeconds?: number; connectionName?: string; tls?: TlsOptions | undefined } = {}): Promise<AmqpLink> {
   const where = describeEndpoint(endpoint);
   let connection: ChannelModel;
   try {
@@ -267,9 +461,12 @@ export async function openConnection(endpoint: AmqpEndpoint, options: { heartbea
       timeout: 10_000,
       // Nagle would hold small frames (acks, deliveries) for tens of ms; py-amqp (oslo) sets it too.
       noDelay: true,
+      ...socketTlsOptions(endpoint, options.tls),
     });
   } catch (e) {
-    throw new Error(`connecting to ${where}: ${errorMessage(e)}`);
+    const code = (e as { code?: unknown }).code;
+    const hint = typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code) ? ` (${code}: set tls.ca to the CA that signed the broker's certificate)` : '';
+    throw new Error(`connecting to ${where}: ${errorMessage(e)}${hint}`);
   }
   let end: (e: Error) => void = () => undefined;
   const ended = new Promise<Error>((resolve) => (end = resolve));
@@ -316,7 +513,12 @@ async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions,
       await step(`binding queue ${options.queue} to ${b.exchange} with ${b.routingKey}`, () => channel.bindQueue(options.queue, b.exchange, b.routingKey));
     }
     const acks = new AckBatcher(channel);
-    void link.ended.then(() => acks.close());
+    const refusing = new Set<Tracked>();
+    const deadLetters = dlx ? new DeadLetterPublisher(connection, dlx, options.queue) : undefined;
+    void link.ended.then(() => {
+      acks.close();
+      deadLetters?.close();
+    });
     await step(`consuming from queue ${options.queue}`, () =>
       channel.consume(
         options.queue,
@@ -334,29 +536,20 @@ async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions,
             properties: message.properties,
             ack: () => acks.ack(tracked),
             reject: (reason: string) => {
-              if (tracked.done) return;
-              if (dlx && !acks.dead) {
-                const p = message.properties;
-                try {
-                  channel.publish(dlx, message.fields.routingKey, message.content, {
-                    persistent: true,
-                    ...(p.contentType !== undefined ? { contentType: p.contentType as string } : {}),
-                    ...(p.contentEncoding !== undefined ? { contentEncoding: p.contentEncoding as string } : {}),
-                    ...(p.messageId !== undefined ? { messageId: p.messageId as string } : {}),
-                    headers: {
-                      ...(p.headers ?? {}),
-                      [REASON_HEADER]: reason,
-                      'x-original-exchange': message.fields.exchange,
-                      'x-original-routing-key': message.fields.routingKey,
-                      'x-original-queue': options.queue,
-                    },
-                  });
-                } catch {
-                  // Closed channel: not rejected either, so the broker redelivers it and we retry.
-                  return;
-                }
+              if (tracked.done || refusing.has(tracked)) return Promise.resolve({ deadLettered: false, error: 'already settled' });
+              if (!dlx) {
+                acks.reject(tracked);
+                return Promise.resolve({ deadLettered: false });
               }
-              acks.reject(tracked);
+              refusing.add(tracked);
+              return deadLetters!.send(message, reason).then(
+                () => ({ deadLettered: true }),
+                (e: unknown) => ({ deadLettered: false, error: errorMessage(e) }),
+              ).then((outcome: DeadLetterOutcome) => {
+                refusing.delete(tracked);
+                acks.reject(tracked);
+                return outcome;
+              });
             },
           });
         },

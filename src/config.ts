@@ -2,12 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type SchedulerLike, asyncScheduler } from 'rxjs';
-import { parse } from 'yaml';
 import { builtinSources } from '../sources/index.js';
 import { DEFAULT_MAX_CLOCK_SKEW_MS, DEFAULT_TOMBSTONE_MS } from '../operators/diffAgainstBaseline.js';
 import { LOG_LEVELS, type LogLevel, type Logger, errorMessage, silentLogger } from './log.js';
 import type { EntityType } from './model.js';
 import { ConfigError, OptionReader } from './options.js';
+import { parseYamlQuietly, resolveReferences } from './secrets.js';
 import type { Source, SourcePlugin } from './source.js';
 import { type SinkPlugin, builtinSinks } from './sinks/index.js';
 
@@ -75,7 +75,7 @@ async function loadPlugin(use: string, configDir: string, path: string): Promise
  * naming the path of the first bad field.
  */
 export async function parseConfig(doc: unknown, configDir: string): Promise<ServiceConfig> {
-  const read = new OptionReader(doc ?? {}, '');
+  const read = new OptionReader(resolveReferences(doc ?? {}, configDir), '', [], configDir);
   const types = read.optionalStringList('types');
   const log = read.oneOf('log', LOG_LEVELS, 'info');
   const tombstoneMs = read.duration('tombstone', DEFAULT_TOMBSTONE_MS);
@@ -100,7 +100,7 @@ export async function parseConfig(doc: unknown, configDir: string): Promise<Serv
     names.add(name);
     const use = s.string('use');
     const plugin = await loadPlugin(use, configDir, s.at('use'));
-    const optionsReader = new OptionReader(s.value, s.path, ['name', 'use']);
+    const optionsReader = new OptionReader(s.value, s.path, ['name', 'use'], configDir);
     const options = plugin.options(optionsReader);
     optionsReader.done();
     sources.push({ name, use, plugin, options });
@@ -111,7 +111,7 @@ export async function parseConfig(doc: unknown, configDir: string): Promise<Serv
     const use = s.string('use');
     const plugin = builtinSinks[use];
     if (!plugin) throw new ConfigError(s.at('use'), `unknown sink ${JSON.stringify(use)}: use one of ${Object.keys(builtinSinks).join(', ')}`);
-    const optionsReader = new OptionReader(s.value, s.path, ['use']);
+    const optionsReader = new OptionReader(s.value, s.path, ['use'], configDir);
     const options = plugin.options(optionsReader);
     optionsReader.done();
     sinks.push({ use, plugin, options });
@@ -130,9 +130,9 @@ export async function loadConfig(file: string): Promise<ServiceConfig> {
   }
   let doc: unknown;
   try {
-    doc = parse(text);
+    doc = parseYamlQuietly(text, file);
   } catch (e) {
-    throw new ConfigError('', `${file} is not valid YAML: ${errorMessage(e)}`);
+    throw new ConfigError('', errorMessage(e));
   }
   return parseConfig(doc, dirname(resolve(file)));
 }

@@ -3,8 +3,11 @@
  * axios: per-request timeout, retry with the shared backoff policy (src/backoff.ts) on connection
  * errors, timeouts and 5xx, Retry-After on 429, an auth hook that is renewed once on a 401, abort
  * through an AbortSignal, and OpenStack-style pagination. Error messages name the method, URL and
- * status, never a credential.
+ * status, never a credential. TLS trust and client certificates (src/tls.ts) are applied here, a
+ * response body is capped (after decompression), and credentials never follow a redirect to
+ * another origin.
  */
+import { Agent as HttpsAgent } from 'node:https';
 import axios, { type AxiosInstance, type AxiosResponse, isAxiosError } from 'axios';
 import {
   type MonoTypeOperatorFunction,
@@ -26,6 +29,7 @@ import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { type Logger, errorMessage, silentLogger } from './log.js';
 import type { OptionReader } from './options.js';
 import { type PollTiming, readPollTiming } from './poll.js';
+import { INSECURE_WARNING, type TlsOptions, nodeTlsOptions, readTlsOptions } from './tls.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -62,7 +66,23 @@ export interface HttpClientOptions {
   log?: Logger;
   /** Who is asking (a source name): prefixed to error messages. */
   name?: string;
+  /** TLS trust and client certificate of https URLs (default: Node's trust store, verified). */
+  tls?: TlsOptions;
+  /** A response body larger than this (after decompression) fails the request, bytes (default 64 MiB). */
+  maxResponseBytes?: number;
 }
+
+/** Default cap of one response body, after decompression. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+/** Redirects followed per request (same origin, or another one for a request without credentials). */
+const MAX_REDIRECTS = 5;
+const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
+/** Headers that carry credentials: a request with one never follows a redirect to another origin. */
+const CREDENTIAL_HEADER = /^(authorization|proxy-authorization|cookie|x-auth-token|x-subject-token|x-api-key)$/i;
+
+/** TLS verification failures: the message says what to configure. */
+const TLS_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL|EPROTO/;
 
 export interface HttpRequest {
   method?: HttpMethod;
@@ -252,8 +272,14 @@ export class HttpClient {
       validateStatus: () => true,
       responseType: 'text',
       transformResponse: [(data: unknown) => data],
-      maxRedirects: 5,
+      // Redirects are ours too: follow-redirects would re-send X-Auth-Token and a 307's password
+      // body to whatever host a Location names.
+      maxRedirects: 0,
+      // Counted by axios on the decompressed stream: a gzip bomb stops at the cap too.
+      maxContentLength: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+      ...(options.tls ? { httpsAgent: new HttpsAgent({ ...nodeTlsOptions(options.tls), keepAlive: true }) } : {}),
     });
+    if (options.tls?.insecure) this.log.warn(`${this.prefix}${INSECURE_WARNING}`, { url: options.baseUrl !== undefined ? safeUrl(options.baseUrl) : null });
   }
 
   /** The full URL a request goes to (baseUrl, params), credentials removed. */
@@ -322,6 +348,53 @@ export class HttpClient {
     return this.request<T>({ ...options, url, method: 'POST', body });
   }
 
+  /**
+   * One request and its redirects. A redirect within the origin is followed as it is; one to
+   * another origin (host, port or scheme) only when the request carries no credential (auth
+   * headers, basic auth, a body): a token or password never reaches a host it was not meant for.
+   * 303, and 301/302 after a POST, continue as a GET without the body, as browsers do.
+   */
+  private async exchange(request: HttpRequest, authHeaders: Record<string, string>, signal: AbortSignal, fail: (what: string, status: number | undefined, retryable: boolean) => HttpError): Promise<AxiosResponse<string>> {
+    let method: HttpMethod = request.method ?? 'GET';
+    let url = request.url;
+    let params = cleanParams(request.params);
+    let body = request.body !== undefined ? JSON.stringify(request.body) : undefined;
+    const credentials = Object.keys(authHeaders).length > 0 || this.options.basicAuth !== undefined || hasCredentialHeader(this.options.headers) || hasCredentialHeader(request.headers);
+    for (let hop = 0; ; hop += 1) {
+      const response = await this.axios.request<string>({
+        method,
+        url,
+        ...(params ? { params } : {}),
+        headers: { ...request.headers, ...authHeaders, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
+        ...(body !== undefined ? { data: body } : {}),
+        signal,
+      });
+      const location = response.headers.location as unknown;
+      if (!REDIRECT_STATUS.has(response.status) || typeof location !== 'string' || location === '') return response;
+      const from = new URL(this.axios.getUri({ url, ...(params ? { params } : {}) }));
+      let next: URL;
+      try {
+        next = new URL(location, from);
+      } catch {
+        throw fail(`answered ${response.status} with an unreadable Location`, response.status, false);
+      }
+      if (hop >= MAX_REDIRECTS) throw fail(`redirected more than ${MAX_REDIRECTS} times (last to ${safeUrl(next.toString())})`, response.status, false);
+      if (next.origin !== from.origin && (credentials || body !== undefined)) {
+        throw fail(
+          `answered ${response.status} redirecting to another origin, ${safeUrl(next.toString())}: not followed, the request carries credentials (point the URL at the final address)`,
+          response.status,
+          false,
+        );
+      }
+      if (response.status === 303 || ((response.status === 301 || response.status === 302) && method === 'POST')) {
+        method = 'GET';
+        body = undefined;
+      }
+      url = next.toString();
+      params = undefined;
+    }
+  }
+
   /** One attempt, no retry. */
   private send$<T>(request: HttpRequest, authHeaders: Record<string, string>): Observable<HttpResponse<T>> {
     const method = request.method ?? 'GET';
@@ -331,15 +404,7 @@ export class HttpClient {
       new HttpError(`${this.prefix}${method} ${url} ${what}`, method, url, status, retryable, retryAfterMs, cause === undefined ? undefined : { cause });
     const send$ = new Observable<HttpResponse<T>>((subscriber) => {
       const controller = new AbortController();
-      this.axios
-        .request<string>({
-          method,
-          url: request.url,
-          params: cleanParams(request.params),
-          headers: { ...request.headers, ...authHeaders, ...(request.body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
-          ...(request.body !== undefined ? { data: JSON.stringify(request.body) } : {}),
-          signal: controller.signal,
-        })
+      this.exchange(request, authHeaders, controller.signal, fail)
         .then(
           (response) => {
             const headers = lowerCaseHeaders(response.headers);
@@ -368,12 +433,22 @@ export class HttpClient {
           },
           (e: unknown) => {
             if (e instanceof HttpError) throw e;
+            // The cause is a plain Error: axios's own error holds the request config (headers with
+            // the token, basic auth, the body with a password), which util.inspect would print.
             if (isAxiosError(e)) {
-              if (e.code === 'ERR_CANCELED') throw fail('aborted', undefined, false, undefined, e);
+              const cause = new Error(e.code ? `${e.code}: ${e.message}` : e.message);
+              if (e.code === 'ERR_CANCELED') throw fail('aborted', undefined, false, undefined, cause);
               const code = e.code ?? '';
-              throw fail(`failed: ${code || e.message}`, undefined, RETRYABLE_CODES.has(code) || code === '', undefined, e);
+              if (/^maxContentLength size of \d+ exceeded$/.test(e.message)) {
+                const cap = this.options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+                throw fail(`answered with a body larger than ${cap} bytes (counted after decompression; raise maxResponseSize if it is expected)`, undefined, false, undefined, cause);
+              }
+              if (TLS_CODES.test(code)) {
+                throw fail(`failed: TLS: ${code}: ${e.message} (set the CA that signed the server's certificate: tls.ca, or cacert / OS_CACERT for OpenStack)`, undefined, false, undefined, cause);
+              }
+              throw fail(`failed: ${code || e.message}`, undefined, RETRYABLE_CODES.has(code) || code === '', undefined, cause);
             }
-            throw fail(`failed: ${errorMessage(e)}`, undefined, true, undefined, e);
+            throw fail(`failed: ${errorMessage(e)}`, undefined, true, undefined, new Error(errorMessage(e)));
           },
         )
         .catch((e: unknown) => subscriber.error(e));
@@ -383,6 +458,10 @@ export class HttpClient {
       timeout({ first: timeoutMs, scheduler: this.scheduler, with: () => throwError(() => fail(`timed out after ${timeoutMs} ms`, undefined, true)) }),
     );
   }
+}
+
+function hasCredentialHeader(headers: Record<string, string> | undefined): boolean {
+  return headers !== undefined && Object.keys(headers).some((h) => CREDENTIAL_HEADER.test(h));
 }
 
 function cleanParams(params: QueryParams | undefined): Record<string, string | number | boolean> | undefined {
@@ -481,12 +560,15 @@ export interface RestPollOptions extends PollTiming {
   username?: string;
   password?: string;
   backoff: BackoffOptions;
+  tls?: TlsOptions;
+  maxResponseBytes: number;
 }
 
 /**
  * Reads the shared keys of a REST poll source: `url` (http or https), `username` and `password`
  * (basic auth, together or not at all), `interval`, `timeout`, `missesBeforeDelete`, `backoff`,
- * `maxBackoff`. `example` completes the message for a bad URL.
+ * `maxBackoff`, `tls` ({ca, cert, key, servername, insecure}, src/tls.ts) and `maxResponseSize`
+ * (default 64MiB). `example` completes the message for a bad URL.
  */
 export function readRestPollOptions(read: OptionReader, example: string): RestPollOptions {
   const url = read.string('url');
@@ -494,13 +576,22 @@ export function readRestPollOptions(read: OptionReader, example: string): RestPo
   const username = read.optionalString('username');
   const password = read.optionalString('password');
   if ((username === undefined) !== (password === undefined)) read.fail(username === undefined ? 'username' : 'password', 'username and password go together');
+  const limits = readHttpLimits(read);
+  if (limits.tls && !url.startsWith('https://')) read.fail('tls', `is set but url is not https:// (${JSON.stringify(safeUrl(url))})`);
   return {
     url: url.endsWith('/') ? url : `${url}/`,
     ...(username !== undefined ? { username } : {}),
     ...(password !== undefined ? { password } : {}),
     ...readPollTiming(read, 20_000),
     backoff: { initialMs: read.duration('backoff', 1000), maxMs: read.duration('maxBackoff', 60_000) },
+    ...limits,
   };
+}
+
+/** The keys every HTTP source shares beyond its URL: `tls` and `maxResponseSize`. */
+export function readHttpLimits(read: OptionReader): { tls?: TlsOptions; maxResponseBytes: number } {
+  const tls = readTlsOptions(read);
+  return { ...(tls ? { tls } : {}), maxResponseBytes: read.bytes('maxResponseSize', DEFAULT_MAX_RESPONSE_BYTES) };
 }
 
 /**
@@ -521,5 +612,7 @@ export function restPollClient(
     scheduler: context.scheduler,
     log: context.log,
     name: context.name,
+    ...(options.tls ? { tls: options.tls } : {}),
+    maxResponseBytes: options.maxResponseBytes,
   });
 }

@@ -33,6 +33,19 @@ export function parseDuration(value: unknown): number | undefined {
   return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 's']!);
 }
 
+const SIZE = /^(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$/i;
+const UNIT_BYTES: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3 };
+
+/** `64MiB`, `512KiB`, `10MB`, `1GiB`, or a number of bytes → bytes. */
+export function parseSize(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isInteger(value) && value > 0 ? value : undefined;
+  if (typeof value !== 'string') return undefined;
+  const m = SIZE.exec(value.trim());
+  if (!m) return undefined;
+  const n = Math.round(Number(m[1]) * UNIT_BYTES[(m[2] ?? 'b').toLowerCase()]!);
+  return n > 0 ? n : undefined;
+}
+
 /**
  * Reads the fields of one mapping of the config. Every getter names the field's full path when
  * it refuses a value; `done()` refuses fields nobody asked for (typos such as `intervall`).
@@ -45,6 +58,8 @@ export class OptionReader {
     value: unknown,
     readonly path: string,
     private readonly ignore: readonly string[] = [],
+    /** Folder relative file paths in this mapping are resolved against (the config file's). */
+    readonly dir: string = process.cwd(),
   ) {
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
       throw new ConfigError(path, `expected a mapping, got ${describe(value)}`);
@@ -122,6 +137,15 @@ export class OptionReader {
     return ms;
   }
 
+  /** A size in bytes: `64MiB`, `512KiB`, `10MB`, or a number of bytes. */
+  bytes(key: string, fallback: number): number {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return fallback;
+    const n = parseSize(v);
+    if (n === undefined) this.fail(key, `expected a size such as 64MiB, 512KiB or a number of bytes, got ${describe(v)}`);
+    return n;
+  }
+
   optionalStringList(key: string): string[] | undefined {
     const v = this.raw(key);
     if (v === undefined || v === null) return undefined;
@@ -143,7 +167,7 @@ export class OptionReader {
   optionalObject(key: string): OptionReader | undefined {
     const v = this.raw(key);
     if (v === undefined || v === null) return undefined;
-    return new OptionReader(v, this.at(key));
+    return new OptionReader(v, this.at(key), [], this.dir);
   }
 
   object(key: string): OptionReader {
@@ -157,7 +181,7 @@ export class OptionReader {
     const v = this.raw(key);
     if (v === undefined || v === null) return [];
     if (!Array.isArray(v)) this.fail(key, `expected a list, got ${describe(v)}`);
-    return v.map((item, i) => new OptionReader(item, `${this.at(key)}[${i}]`));
+    return v.map((item, i) => new OptionReader(item, `${this.at(key)}[${i}]`, [], this.dir));
   }
 
   /** Refuses any field that no getter read. */

@@ -82,7 +82,11 @@ class Fields {
   /** Epoch milliseconds → ISO; 0 (never) → undefined. */
   optionalTime(field: string): string | undefined {
     const ms = this.optionalNumber(field);
-    return ms === undefined || ms <= 0 ? undefined : new Date(ms).toISOString();
+    if (ms === undefined || ms <= 0) return undefined;
+    const date = new Date(ms);
+    // Beyond ±8.64e15 ms a Date is invalid, and toISOString would throw a RangeError.
+    if (Number.isNaN(date.getTime())) this.fail(field, 'a time in epoch milliseconds');
+    return date.toISOString();
   }
 
   /** A bit value (or enumerate name) looked up in `table`. */
@@ -171,17 +175,32 @@ interface Cell {
   text: string;
 }
 
-const LEAF_CELL = /<td\b([^>]*)>((?:(?!<td\b|<table\b|<\/td>)[\s\S])*)<\/td>/gi;
+// Every pattern here is linear in the page: attribute and tag runs stop at the next `<`, so a
+// page of unclosed tags cannot make a scan restart from each of them.
+const LEAF_CELL = /<td\b([^<>]*)>((?:(?!<td\b|<table\b|<\/td>)[\s\S])*)<\/td>/gi;
 const CLASS_ATTR = /\bclass\s*=\s*(?:'([^']*)'|"([^"]*)"|([^\s>]+))/i;
-const ENTITIES: Readonly<Record<string, string>> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ', '#39': "'" };
+/** A Map, not an object: `&constructor;` must not find Object.prototype's members. */
+const ENTITIES: ReadonlyMap<string, string> = new Map([
+  ['amp', '&'],
+  ['lt', '<'],
+  ['gt', '>'],
+  ['quot', '"'],
+  ['apos', "'"],
+  ['nbsp', ' '],
+]);
 
-function decode(text: string): string {
-  return text.replace(/&(#\d+|#x[0-9a-f]+|[a-z]+);/gi, (whole, name: string) => {
+/** A numeric character reference's character; U+FFFD for 0, surrogates and beyond U+10FFFF (as HTML does). */
+function codePoint(n: number): string {
+  return Number.isInteger(n) && n > 0 && n <= 0x10ffff && !(n >= 0xd800 && n <= 0xdfff) ? String.fromCodePoint(n) : '\uFFFD';
+}
+
+/** HTML character references: the named ones status.cgi uses, and numeric ones of any size. */
+export function decode(text: string): string {
+  return text.replace(/&(#\d{1,10}|#x[0-9a-f]{1,8}|[a-z]{1,32});/gi, (whole, name: string) => {
     const lower = name.toLowerCase();
-    if (ENTITIES[lower] !== undefined) return ENTITIES[lower];
-    if (lower.startsWith('#x')) return String.fromCodePoint(parseInt(lower.slice(2), 16));
-    if (lower.startsWith('#')) return String.fromCodePoint(parseInt(lower.slice(1), 10));
-    return whole;
+    if (lower.startsWith('#x')) return codePoint(parseInt(lower.slice(2), 16));
+    if (lower.startsWith('#')) return codePoint(parseInt(lower.slice(1), 10));
+    return ENTITIES.get(lower) ?? whole;
   });
 }
 
@@ -189,7 +208,7 @@ function leafCells(html: string): Cell[] {
   return [...html.matchAll(LEAF_CELL)].map((m) => {
     const c = CLASS_ATTR.exec(m[1] ?? '');
     const inner = m[2] ?? '';
-    return { cls: c ? (c[1] ?? c[2] ?? c[3] ?? '') : '', html: inner, text: decode(inner.replace(/<[^>]*>/g, '')).replace(/\s+/g, ' ').trim() };
+    return { cls: c ? (c[1] ?? c[2] ?? c[3] ?? '') : '', html: inner, text: decode(inner.replace(/<[^<>]*>/g, '')).replace(/\s+/g, ' ').trim() };
   });
 }
 
@@ -224,6 +243,14 @@ const SERVICE_CLASS = /^status(OK|WARNING|UNKNOWN|CRITICAL|PENDING)$/;
 export function parseStatusPage(html: string, page: 'hosts' | 'services', where: string): NagiosStatus[] {
   if (!/<html/i.test(html) || !/status/i.test(html)) throw new Error(`${where}: expected status.cgi's HTML page, got ${JSON.stringify(html.slice(0, 120))}`);
   const cells = leafCells(html);
+  const stateClass = page === 'hosts' ? HOST_CLASS : SERVICE_CLASS;
+  // The next state cell after each cell, in one backward pass: finding a row's state cell is then
+  // O(1), so the page is read in linear time however many link cells it holds.
+  const nextState = new Array<number>(cells.length);
+  for (let j = cells.length - 1, next = -1; j >= 0; j -= 1) {
+    nextState[j] = next;
+    if (stateClass.test(cells[j]!.cls)) next = j;
+  }
   const records: NagiosStatus[] = [];
   for (let i = 0; i < cells.length; i += 1) {
     const link = extinfoLink(cells[i]!, page === 'hosts' ? '1' : '2');
@@ -231,7 +258,7 @@ export function parseStatusPage(html: string, page: 'hosts' | 'services', where:
     if (!link || cells[i]!.text === '') continue;
     const host = link.get('host');
     const service = link.get('service');
-    const stateAt = cells.findIndex((c, j) => j > i && (page === 'hosts' ? HOST_CLASS : SERVICE_CLASS).test(c.cls));
+    const stateAt = nextState[i]!;
     const what = page === 'hosts' ? `host ${JSON.stringify(host)}` : `service ${JSON.stringify(`${host}/${service}`)}`;
     if (!host || (page === 'services' && !service) || stateAt < 0) throw new Error(`${where}: cannot read the row of ${what}: the page layout is not status.cgi 4.x's`);
     const stateCell = cells[stateAt]!;

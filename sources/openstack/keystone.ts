@@ -7,10 +7,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { type Observable, type SchedulerLike, asyncScheduler, defer, finalize, firstValueFrom, from, map, of, share, tap } from 'rxjs';
-import { parse } from 'yaml';
 import { type HttpAuth, type HttpClient, createHttpClient } from '../../src/http.js';
 import { type Logger, errorMessage, silentLogger } from '../../src/log.js';
 import { ConfigError, type OptionReader } from '../../src/options.js';
+import { parseYamlQuietly } from '../../src/secrets.js';
+import { type TlsOptions, readPem, readTlsOptions } from '../../src/tls.js';
 
 export type EndpointInterface = 'public' | 'internal' | 'admin';
 export const INTERFACES: readonly EndpointInterface[] = ['public', 'internal', 'admin'];
@@ -40,6 +41,8 @@ export interface CloudConfig {
   interface: EndpointInterface;
   /** Where the credentials came from, for messages: `auth`, `clouds.yaml cloud "x" (path)`, `OS_* environment`. */
   origin: string;
+  /** TLS of Keystone and every catalog endpoint: clouds.yaml cacert/cert/key/verify, OS_CACERT…, or the source's `tls:`. */
+  tls?: TlsOptions;
 }
 
 /** One endpoint of the catalog. */
@@ -152,7 +155,7 @@ function overlay(base: unknown, over: unknown): unknown {
 function readClouds(file: string, path: string): Record<string, unknown> {
   let doc: unknown;
   try {
-    doc = parse(readFileSync(file, 'utf8'));
+    doc = parseYamlQuietly(readFileSync(file, 'utf8'), file);
   } catch (e) {
     throw new ConfigError(path, `cannot read ${file}: ${errorMessage(e)}`);
   }
@@ -171,6 +174,38 @@ function credentialsFrom(auth: Record<string, unknown>): Partial<KeystoneCredent
   return c;
 }
 
+function truthy(v: unknown): boolean {
+  return v === true || (typeof v === 'string' && /^(1|true|yes|on)$/i.test(v.trim()));
+}
+
+/**
+ * TLS as openstacksdk reads it: a cloud's `cacert`, `cert`, `key`, `verify` (false, or a CA
+ * bundle path) and `insecure`, each falling back to OS_CACERT, OS_CERT, OS_KEY, OS_INSECURE.
+ * Paths are taken as the OpenStack tools take them (relative to the working folder).
+ */
+export function cloudTls(entry: Record<string, unknown>, env: Env, cwd: string, path: string): TlsOptions | undefined {
+  const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+  const verify = entry.verify;
+  const caFile = str(entry.cacert) ?? (typeof verify === 'string' && !/^(true|false)$/i.test(verify) ? verify : undefined) ?? str(env.OS_CACERT);
+  const certFile = str(entry.cert) ?? str(env.OS_CERT);
+  const keyFile = str(entry.key) ?? str(env.OS_KEY);
+  const insecure = entry.insecure !== undefined ? truthy(entry.insecure) : verify === false || (typeof verify === 'string' && /^false$/i.test(verify)) || (verify === undefined && truthy(env.OS_INSECURE));
+  if (certFile !== undefined && keyFile === undefined) {
+    // openstacksdk allows a cert that holds its key too.
+    const cert = readPem(certFile, cwd, path, 'client certificate (cert / OS_CERT)');
+    if (!/PRIVATE KEY-----/.test(cert)) throw new ConfigError(path, `cert ${certFile} holds no private key and no key (or OS_KEY) is given`);
+    return { ...(caFile ? { ca: readPem(caFile, cwd, path, 'CA (cacert / OS_CACERT)') } : {}), cert, key: cert, ...(insecure ? { insecure } : {}) };
+  }
+  if (keyFile !== undefined && certFile === undefined) throw new ConfigError(path, 'key (or OS_KEY) is given without cert (OS_CERT)');
+  if (caFile === undefined && certFile === undefined && !insecure) return undefined;
+  return {
+    ...(caFile !== undefined ? { ca: readPem(caFile, cwd, path, 'CA (cacert / OS_CACERT)') } : {}),
+    ...(certFile !== undefined ? { cert: readPem(certFile, cwd, path, 'client certificate (cert / OS_CERT)') } : {}),
+    ...(keyFile !== undefined ? { key: readPem(keyFile, cwd, path, 'client key (key / OS_KEY)') } : {}),
+    ...(insecure ? { insecure } : {}),
+  };
+}
+
 function pickInterface(value: unknown, path: string): EndpointInterface | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   const v = String(value).replace(/URL$/, '');
@@ -181,9 +216,15 @@ function pickInterface(value: unknown, path: string): EndpointInterface | undefi
 /**
  * Reads an OpenStack source's connection options: `auth: {...}` (clouds.yaml's keys), or
  * `cloud: name` (a clouds.yaml entry), or else the OS_* environment (OS_CLOUD included), plus
- * `region` and `interface` (default public).
+ * `region` and `interface` (default public), and TLS: the source's `tls:` block when given, else
+ * the cloud's (see {@link cloudTls}).
  */
 export function readCloudOptions(read: OptionReader, env: Env = process.env, cwd = process.cwd()): CloudConfig {
+  const own = readTlsOptions(read);
+  const withTls = (config: CloudConfig, tls: TlsOptions | undefined): CloudConfig => {
+    const chosen = own ?? tls;
+    return chosen ? { ...config, tls: chosen } : config;
+  };
   const auth = read.optionalObject('auth');
   const cloudName = read.optionalString('cloud');
   const region = read.optionalString('region');
@@ -195,34 +236,41 @@ export function readCloudOptions(read: OptionReader, env: Env = process.env, cwd
       if (!(key in AUTH_KEYS) && key !== 'domain_name' && key !== 'domain_id' && key !== 'auth_type') auth.fail(key, 'is not a known Keystone auth option');
     }
     const authType = typeof value.auth_type === 'string' ? value.auth_type : undefined;
-    return {
-      credentials: complete(credentialsFrom(value), authType, 'auth', auth.path),
-      ...(region ? { region } : {}),
-      interface: iface ?? 'public',
-      origin: `${auth.path}`,
-    };
+    return withTls(
+      {
+        credentials: complete(credentialsFrom(value), authType, 'auth', auth.path),
+        ...(region ? { region } : {}),
+        interface: iface ?? 'public',
+        origin: `${auth.path}`,
+      },
+      own ? undefined : cloudTls({}, env, cwd, read.path),
+    );
   }
   const name = cloudName ?? env.OS_CLOUD;
   if (name) {
     const at = cloudName ? read.at('cloud') : read.path;
-    const files = cloudsYamlPaths(env, cwd).filter((f) => existsSync(f));
+    // As openstacksdk: the first clouds.yaml found is the one read, the others are never looked at.
+    const file = cloudsYamlPaths(env, cwd).find((f) => existsSync(f));
+    if (file === undefined) throw new ConfigError(at, `no clouds.yaml found for cloud ${JSON.stringify(name)} (looked in ${cloudsYamlPaths(env, cwd).join(', ')})`);
     const secureFile = secureYamlPaths(env, cwd).find((f) => existsSync(f));
     const secure = secureFile === undefined ? undefined : readClouds(secureFile, at)[name];
-    for (const file of files) {
-      const cloud = readClouds(file, at)[name];
-      if (cloud === undefined) continue;
-      const entry = (overlay(cloud ?? {}, secure) ?? {}) as Record<string, unknown>;
-      const where = `clouds.yaml cloud ${JSON.stringify(name)} (${file}${secure !== undefined ? `, secrets from ${secureFile}` : ''})`;
-      const cloudAuth = (entry.auth ?? {}) as Record<string, unknown>;
-      const cloudRegion = typeof entry.region_name === 'string' ? entry.region_name : undefined;
-      return {
+    const cloud = readClouds(file, at)[name];
+    if (cloud === undefined) {
+      throw new ConfigError(at, `no cloud ${JSON.stringify(name)} in clouds.yaml ${file} (the first clouds.yaml found is the only one read, as the OpenStack tools do)`);
+    }
+    const entry = (overlay(cloud ?? {}, secure) ?? {}) as Record<string, unknown>;
+    const where = `clouds.yaml cloud ${JSON.stringify(name)} (${file}${secure !== undefined ? `, secrets from ${secureFile}` : ''})`;
+    const cloudAuth = (entry.auth ?? {}) as Record<string, unknown>;
+    const cloudRegion = typeof entry.region_name === 'string' ? entry.region_name : undefined;
+    return withTls(
+      {
         credentials: complete(credentialsFrom(cloudAuth), typeof entry.auth_type === 'string' ? entry.auth_type : undefined, where, at),
         ...((region ?? cloudRegion) ? { region: region ?? cloudRegion } : {}),
         interface: iface ?? pickInterface(entry.interface, at) ?? 'public',
         origin: where,
-      };
-    }
-    throw new ConfigError(at, `no cloud ${JSON.stringify(name)} in clouds.yaml (looked in ${cloudsYamlPaths(env, cwd).join(', ')})`);
+      },
+      own ? undefined : cloudTls(entry, env, cwd, at),
+    );
   }
   if (!env.OS_AUTH_URL) {
     throw new ConfigError(read.path, 'no OpenStack credentials: give auth: {...} or cloud: <clouds.yaml entry>, or set OS_CLOUD or OS_AUTH_URL and the other OS_* variables');
@@ -235,12 +283,15 @@ export function readCloudOptions(read: OptionReader, env: Env = process.env, cwd
   }
   Object.assign(c, credentialsFrom(fromEnv));
   applyDefaultDomain(c, env.OS_DOMAIN_NAME, env.OS_DOMAIN_ID);
-  return {
-    credentials: complete(c, env.OS_AUTH_TYPE, 'OS_* environment', read.path),
-    ...((region ?? env.OS_REGION_NAME) ? { region: region ?? env.OS_REGION_NAME } : {}),
-    interface: iface ?? pickInterface(env.OS_INTERFACE ?? env.OS_ENDPOINT_TYPE, read.path) ?? 'public',
-    origin: 'OS_* environment',
-  };
+  return withTls(
+    {
+      credentials: complete(c, env.OS_AUTH_TYPE, 'OS_* environment', read.path),
+      ...((region ?? env.OS_REGION_NAME) ? { region: region ?? env.OS_REGION_NAME } : {}),
+      interface: iface ?? pickInterface(env.OS_INTERFACE ?? env.OS_ENDPOINT_TYPE, read.path) ?? 'public',
+      origin: 'OS_* environment',
+    },
+    own ? undefined : cloudTls({}, env, cwd, read.path),
+  );
 }
 
 /** The /v3 root of an auth_url given with or without its version. */
@@ -268,6 +319,25 @@ export function authRequestBody(c: KeystoneCredentials): unknown {
   return { auth: { identity: { methods: ['password'], password: { user } }, scope: { project } } };
 }
 
+/** The catalog's well-formed services and endpoints; anything else is left out, never read blindly. */
+function readCatalog(catalog: unknown[]): CatalogService[] {
+  const services: CatalogService[] = [];
+  for (const s of catalog) {
+    if (s === null || typeof s !== 'object' || typeof (s as { type?: unknown }).type !== 'string') continue;
+    const { type, name, endpoints } = s as { type: string; name?: unknown; endpoints?: unknown };
+    const usable = Array.isArray(endpoints)
+      ? endpoints.filter((e): e is CatalogEndpoint => e !== null && typeof e === 'object' && typeof (e as { url?: unknown }).url === 'string').map((e) => ({
+          url: e.url,
+          ...(typeof e.interface === 'string' ? { interface: e.interface } : {}),
+          ...(typeof e.region === 'string' ? { region: e.region } : {}),
+          ...(typeof e.region_id === 'string' ? { region_id: e.region_id } : {}),
+        }))
+      : [];
+    services.push({ type, ...(typeof name === 'string' ? { name } : {}), endpoints: usable });
+  }
+  return services;
+}
+
 /** Reads a token response (`X-Subject-Token` header + `token` body). */
 export function parseTokenResponse(subjectToken: string | undefined, body: unknown, where: string): KeystoneToken {
   if (!subjectToken) throw new Error(`${where}: the answer has no X-Subject-Token header`);
@@ -282,7 +352,7 @@ export function parseTokenResponse(subjectToken: string | undefined, body: unkno
     expiresAt,
     issuedAt: Number.isNaN(issued) ? expiresAt - 3_600_000 : issued,
     ...(typeof project?.id === 'string' ? { projectId: project.id } : {}),
-    catalog: Array.isArray(token.catalog) ? (token.catalog as CatalogService[]) : [],
+    catalog: Array.isArray(token.catalog) ? readCatalog(token.catalog) : [],
   };
 }
 
@@ -319,6 +389,8 @@ export interface KeystoneSessionOptions {
   renewBeforeMs?: number;
   /** Timeout of one Keystone request, ms. */
   timeoutMs?: number;
+  /** Cap of a token response (its catalog), bytes. */
+  maxResponseBytes?: number;
   /** Fetches a new token; defaults to POST {auth_url}/v3/auth/tokens. Tests replace it. */
   authenticate?: () => Observable<KeystoneToken>;
 }
@@ -345,7 +417,15 @@ export class KeystoneSession {
     this.scheduler = options.scheduler ?? asyncScheduler;
     this.renewBeforeMs = options.renewBeforeMs ?? 300_000;
     const root = identityRoot(cloud.credentials.authUrl);
-    this.http = createHttpClient({ baseUrl: root, scheduler: this.scheduler, log: options.log ?? silentLogger, timeoutMs: options.timeoutMs ?? 30_000, name: 'keystone' });
+    this.http = createHttpClient({
+      baseUrl: root,
+      scheduler: this.scheduler,
+      log: options.log ?? silentLogger,
+      timeoutMs: options.timeoutMs ?? 30_000,
+      name: `keystone (${cloud.origin})`,
+      ...(cloud.tls ? { tls: cloud.tls } : {}),
+      ...(options.maxResponseBytes !== undefined ? { maxResponseBytes: options.maxResponseBytes } : {}),
+    });
     this.authenticate =
       options.authenticate ??
       (() =>
@@ -406,7 +486,7 @@ const sessions = new Map<string, KeystoneSession>();
  * for nova, neutron, cinder and heat instead of four).
  */
 export function sharedSession(cloud: CloudConfig, options: KeystoneSessionOptions = {}): KeystoneSession {
-  const key = JSON.stringify([cloud.credentials, cloud.region ?? null, cloud.interface]);
+  const key = JSON.stringify([cloud.credentials, cloud.region ?? null, cloud.interface, cloud.tls ?? null]);
   let session = sessions.get(key);
   // A session bound to another scheduler (tests in virtual time) is not shared.
   if (!session || (options.scheduler && options.scheduler !== asyncScheduler) || options.authenticate) {

@@ -4,6 +4,7 @@ import { type AmqpDelivery, type AmqpEndpoint, amqpConsume$, readBrokerOptions }
 import type { Logger } from '../../src/log.js';
 import type { EntityDraft, EntityType, Settlement } from '../../src/model.js';
 import type { OptionReader } from '../../src/options.js';
+import { INSECURE_WARNING, type TlsOptions } from '../../src/tls.js';
 import { type Source, type SourceContext, type SourceSignal, defineSource } from '../../src/source.js';
 import { type VolumeFacts, volumeDraft } from './cinder.js';
 import { type StackFacts, stackDraft } from './heat.js';
@@ -48,6 +49,7 @@ export interface NotificationOptions {
   reconnectMs: number;
   maxReconnectMs: number;
   heartbeatSeconds: number;
+  tls?: TlsOptions;
 }
 
 const FAMILIES = ['nova.legacy', 'nova.versioned', 'neutron.port', 'neutron.network', 'cinder.volume', 'heat.stack'] as const;
@@ -328,8 +330,11 @@ export interface NotificationStats {
   mapped: number;
   /** Known families, but events that carry no state change (`*.start`, …). */
   ignored: number;
-  /** Event types of no family, by type (the first 200 types; the rest under `(other)`). */
-  unknown: Record<string, number>;
+  /**
+   * Event types of no family, by type (the first 200 types; the rest under `(other)`). A Map: the
+   * keys come from the messages, and `constructor` or `__proto__` must count like any other.
+   */
+  unknown: Map<string, number>;
   /** Refused (bad body or unmappable payload), dead-lettered when configured. */
   rejected: number;
   acked: number;
@@ -347,7 +352,7 @@ export interface NotificationSource extends Source<NotificationRecord> {
 
 /** Reads the `use: openstack.notifications` options. */
 export function readNotificationOptions(read: OptionReader): NotificationOptions {
-  const { url: transportUrl, endpoints, reconnectMs, maxReconnectMs } = readBrokerOptions(read, 'transportUrl');
+  const { url: transportUrl, endpoints, reconnectMs, maxReconnectMs, tls } = readBrokerOptions(read, 'transportUrl');
   const lower = (key: string, fallback: string[]): string[] => read.stringList(key, fallback).map((s) => s.toLowerCase());
   const options: NotificationOptions = {
     transportUrl,
@@ -363,6 +368,7 @@ export function readNotificationOptions(read: OptionReader): NotificationOptions
     reconnectMs,
     maxReconnectMs,
     heartbeatSeconds: Math.round(read.duration('heartbeat', 30_000) / 1000),
+    ...(tls ? { tls } : {}),
   };
   const allowed = ['audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample'];
   for (const p of options.priorities) if (!allowed.includes(p)) read.fail('priorities', `unknown priority ${JSON.stringify(p)}: use ${allowed.join(', ')}`);
@@ -372,7 +378,7 @@ export function readNotificationOptions(read: OptionReader): NotificationOptions
 /** Creates the source; `hooks` let tests and embedders watch every settlement. */
 export function createNotificationSource(options: NotificationOptions, context: Pick<SourceContext, 'name' | 'log' | 'scheduler'>, hooks: NotificationHooks = {}): NotificationSource {
   const { name, log, scheduler } = context;
-  const stats: NotificationStats = { received: 0, mapped: 0, ignored: 0, unknown: {}, rejected: 0, acked: 0 };
+  const stats: NotificationStats = { received: 0, mapped: 0, ignored: 0, unknown: new Map(), rejected: 0, acked: 0 };
   const bindings = options.exchanges.flatMap((exchange) =>
     options.topics.flatMap((topic) => options.priorities.map((priority) => ({ exchange, routingKey: `${topic}.${priority}` }))),
   );
@@ -401,9 +407,9 @@ export function createNotificationSource(options: NotificationOptions, context: 
     const route = routeEvent(notification.eventType);
     if (route === undefined) {
       // Counted by type, up to a bound: a stream of made-up event types must not grow memory.
-      const known = stats.unknown[notification.eventType] !== undefined;
-      const key = known || Object.keys(stats.unknown).length < MAX_UNKNOWN_TYPES ? notification.eventType : OTHER_TYPES;
-      stats.unknown[key] = (stats.unknown[key] ?? 0) + 1;
+      const known = stats.unknown.has(notification.eventType);
+      const key = known || stats.unknown.size < MAX_UNKNOWN_TYPES ? notification.eventType : OTHER_TYPES;
+      stats.unknown.set(key, (stats.unknown.get(key) ?? 0) + 1);
       if (!known && key !== OTHER_TYPES) log.info('unknown event type: acked without an event', { event_type: notification.eventType, exchange: delivery.exchange });
       settle(delivery, notification, { ok: true });
       return undefined;
@@ -436,8 +442,10 @@ export function createNotificationSource(options: NotificationOptions, context: 
     backoff: { initialMs: options.reconnectMs, maxMs: options.maxReconnectMs },
     heartbeatSeconds: options.heartbeatSeconds,
     connectionName: `synchronizer ${name}`,
+    tls: options.tls,
     scheduler,
   });
+  if (options.tls?.insecure) log.warn(`${name}: ${INSECURE_WARNING}`, { url: options.transportUrl });
   // A plain subscriber rather than mergeMap(of(…)): this runs once per message, on the hot path.
   const signal$ = new Observable<SourceSignal<NotificationRecord>>((subscriber) =>
     amqp$.subscribe({
@@ -482,7 +490,20 @@ function refuse(log: Logger, options: NotificationOptions, delivery: AmqpDeliver
     reason,
     ...(options.deadLetterExchange ? { dead_letter_exchange: options.deadLetterExchange } : {}),
   });
-  delivery.reject(reason);
+  void delivery.reject(reason).then((outcome) => {
+    if (options.deadLetterExchange && !outcome.deadLettered) {
+      // Settled all the same (rejected without requeue): a copy that cannot be made must not
+      // hold a prefetch slot or come back for ever. The log line is what is left of it.
+      log.error('notification refused and NOT dead-lettered: rejected without requeue', {
+        message_id: n.messageId ?? null,
+        event_type: n.eventType ?? null,
+        routing_key: delivery.routingKey,
+        reason,
+        error: outcome.error ?? null,
+        dead_letter_exchange: options.deadLetterExchange,
+      });
+    }
+  });
 }
 
 export default defineSource({

@@ -3,7 +3,7 @@
  * session, one HTTP client per service endpoint, and the poll loop. A source only says which
  * service it talks to, what it fetches and how a record maps to an entity.
  */
-import { type HttpClient, createHttpClient } from '../../src/http.js';
+import { DEFAULT_MAX_RESPONSE_BYTES, type HttpClient, createHttpClient } from '../../src/http.js';
 import type { EntityType } from '../../src/model.js';
 import type { OptionReader } from '../../src/options.js';
 import { type PollAttempt, pollSnapshots, readPollTiming } from '../../src/poll.js';
@@ -20,6 +20,8 @@ export interface OpenStackPollOptions {
   requestTimeoutMs: number;
   /** Deletion hysteresis (`missesBeforeDelete`, default 1). */
   missesBeforeDelete: number;
+  /** Cap of one response body after decompression (`maxResponseSize`, default 64MiB). */
+  maxResponseBytes: number;
 }
 
 /** Reads the options every OpenStack poll source has. */
@@ -29,6 +31,7 @@ export function readOpenStackPollOptions(read: OptionReader): OpenStackPollOptio
     cloud: readCloudOptions(read),
     ...timing,
     requestTimeoutMs: read.duration('requestTimeout', Math.min(30_000, timing.timeoutMs)),
+    maxResponseBytes: read.bytes('maxResponseSize', DEFAULT_MAX_RESPONSE_BYTES),
   };
 }
 
@@ -67,12 +70,22 @@ export function withSuffix(url: string, suffix: string): string {
  */
 export function openstackSource<R>(spec: OpenStackSourceSpec<R>, options: OpenStackPollOptions, context: SourceContext): Source<R> {
   const { name, scheduler, log } = context;
-  const session: KeystoneSession = sharedSession(options.cloud, { scheduler, log: log.child({ component: 'keystone' }), timeoutMs: options.requestTimeoutMs });
+  const session: KeystoneSession = sharedSession(options.cloud, { scheduler, log: log.child({ component: 'keystone' }), timeoutMs: options.requestTimeoutMs, maxResponseBytes: options.maxResponseBytes });
   const clients = new Map<string, HttpClient>();
   const clientFor = (baseUrl: string): HttpClient => {
     let client = clients.get(baseUrl);
     if (!client) {
-      client = createHttpClient({ baseUrl, auth: session.auth, timeoutMs: options.requestTimeoutMs, scheduler, log, name, ...(spec.headers ? { headers: spec.headers } : {}) });
+      client = createHttpClient({
+        baseUrl,
+        auth: session.auth,
+        timeoutMs: options.requestTimeoutMs,
+        scheduler,
+        log,
+        name,
+        maxResponseBytes: options.maxResponseBytes,
+        ...(options.cloud.tls ? { tls: options.cloud.tls } : {}),
+        ...(spec.headers ? { headers: spec.headers } : {}),
+      });
       clients.set(baseUrl, client);
     }
     return client;

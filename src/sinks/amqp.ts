@@ -7,6 +7,7 @@ import type { ConfirmChannel } from 'amqplib';
 import { match } from 'ts-pattern';
 import { type AmqpEndpoint, type AmqpSession, type BrokerOptions, keepConnected, openConnection, readBrokerOptions, redactUrl } from '../amqp.js';
 import { type Logger, errorMessage } from '../log.js';
+import { INSECURE_WARNING } from '../tls.js';
 import type { EntityType } from '../model.js';
 import type { OptionReader } from '../options.js';
 import type { Gate, SyncItem } from '../synchronizer.js';
@@ -20,6 +21,18 @@ export interface AmqpSinkOptions extends BrokerOptions {
   window?: number;
   /** How long close() waits for outstanding confirms, ms (default 5000). */
   closeTimeoutMs?: number;
+  /** Larger messages are set aside instead of published, bytes (`maxMessageSize`, default RabbitMQ's 128MiB). */
+  maxMessageBytes?: number;
+}
+
+/** RabbitMQ's default max_message_size. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
+/** The entity key travels as a header only up to this length (a header frame must fit frame_max). */
+export const MAX_KEY_HEADER = 4096;
+
+/** What the sink did beyond publishing: messages it set aside because no broker would take them. */
+export interface AmqpSinkStats {
+  setAside: number;
 }
 
 /** Header carrying the entity key: downstream partitions by entity (consistent-hash exchange, hash-header). */
@@ -61,12 +74,20 @@ export function readAmqpSinkOptions(read: OptionReader): AmqpSinkOptions {
   }
   const types = read.optionalStringList('types');
   const window = read.optionalNumber('window', { min: 1, integer: true });
-  return { ...broker, exchange, ...(types ? { types } : {}), ...(window !== undefined ? { window } : {}) };
+  const maxMessageBytes = read.bytes('maxMessageSize', DEFAULT_MAX_MESSAGE_BYTES);
+  return { ...broker, exchange, ...(types ? { types } : {}), ...(window !== undefined ? { window } : {}), maxMessageBytes };
 }
 
 interface Outgoing extends SinkMessage {
   confirmed: boolean;
   item: SyncItem;
+  /** A later item set aside after this one: once this one is confirmed, the gate may pass it too. */
+  covers?: SyncItem;
+}
+
+/** A channel closed by the broker over one message (406 PRECONDITION_FAILED: too large, bad header). */
+function refusedByBroker(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === 406;
 }
 
 interface PublishSession extends AmqpSession {
@@ -80,8 +101,18 @@ interface PublishSession extends AmqpSession {
  * unless `window` messages are unconfirmed or the channel asked to drain. Never drops a message:
  * unconfirmed ones (lost connection, nack) are republished in order before anything newer.
  */
-export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
+export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink & { stats: AmqpSinkStats } {
   const window = options.window ?? 1000;
+  const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const stats: AmqpSinkStats = { setAside: 0 };
+  /**
+   * After the broker closed a channel over a message (406), the next channel publishes the oldest
+   * unconfirmed message alone and waits for its confirm: refused again, it is the poison one and is
+   * set aside; confirmed, the stream goes on as usual. A refused message never wedges the sink.
+   */
+  let probing = false;
+  /** Links whose channel the broker closed over a message. */
+  const refusals = new WeakSet<object>();
   const where = { url: redactUrl(options.url), exchange: options.exchange };
   /** Unconfirmed messages in publish order; the first `written` went out on the current channel. */
   const pending: Outgoing[] = [];
@@ -113,21 +144,57 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
       return;
     }
     message.confirmed = true;
+    if (probing) {
+      probing = false;
+      queueMicrotask(pump);
+    }
+    releaseConfirmed();
+    wake();
+  };
+
+  /** Drops the confirmed prefix and tells the gate how far it goes (`floor`: an item already done). */
+  const releaseConfirmed = (floor?: SyncItem): void => {
     let n = 0;
     while (n < pending.length && pending[n]!.confirmed) n += 1;
     if (n > 0) {
-      const last = pending[n - 1]!.item;
+      const last = pending[n - 1]!;
       pending.splice(0, n);
       written -= n;
-      gate?.accept(last);
-    }
+      gate?.accept(last.covers ?? last.item);
+    } else if (floor) gate?.accept(floor);
+  };
+
+  const setAside = (index: number, why: string): void => {
+    const [message] = pending.splice(index, 1);
+    if (!message) return;
+    if (index < written) written -= 1;
+    // Given up is taken over as far as the gate (acks, the store) is concerned, once every older
+    // message is confirmed: otherwise a poison message would hold back every later ack.
+    const through = message.covers ?? message.item;
+    if (index > 0) pending[index - 1]!.covers = through;
+    else releaseConfirmed(through);
+    stats.setAside += 1;
+    log.error('amqp sink: a message no broker will take was set aside (not published)', {
+      ...where,
+      routingKey: message.routingKey,
+      entityKey: message.entityKey !== undefined ? message.entityKey.slice(0, 200) : null,
+      bytes: message.body.length,
+      why,
+      setAside: stats.setAside,
+    });
     wake();
   };
 
   const pump = (): void => {
     const s = session;
-    while (s && s === session && !draining && written < pending.length) {
-      const message = pending[written++]!;
+    while (s && s === session && !draining && written < pending.length && !(probing && written >= 1)) {
+      const message = pending[written]!;
+      if (message.body.length > maxBytes) {
+        setAside(written, `${message.body.length} bytes is more than maxMessageSize (${maxBytes})`);
+        continue;
+      }
+      written += 1;
+      const headers = message.entityKey !== undefined && message.entityKey.length <= MAX_KEY_HEADER ? { headers: { [ENTITY_KEY_HEADER]: message.entityKey } } : {};
       let ok: boolean;
       try {
         ok = s.channel.publish(
@@ -137,11 +204,17 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
           {
             persistent: true,
             contentType: 'application/json',
-            ...(message.entityKey !== undefined ? { headers: { [ENTITY_KEY_HEADER]: message.entityKey } } : {}),
+            ...headers,
           },
           (error: unknown) => confirm(s, message, error),
         );
       } catch (e) {
+        if ((e as { name?: unknown }).name !== 'IllegalOperationError') {
+          // Not a closed channel: amqplib could not encode this message (a frame over frame_max).
+          // No channel will ever take it.
+          setAside(written - 1, `cannot be encoded: ${errorMessage(e)}`);
+          continue;
+        }
         // The channel closed under us: the message is republished on the next one.
         s.link.end(new Error(`publishing on ${s.link.where}: ${errorMessage(e)}`));
         return;
@@ -159,10 +232,13 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
   };
 
   const open = async (endpoint: AmqpEndpoint): Promise<PublishSession> => {
-    const link = await openConnection(endpoint, { connectionName: 'synchronizer amqp sink' });
+    const link = await openConnection(endpoint, { connectionName: 'synchronizer amqp sink', tls: options.tls });
     try {
       const channel = await link.connection.createConfirmChannel();
-      channel.on('error', (e: Error) => link.end(new Error(`channel on ${link.where} failed: ${e.message}`)));
+      channel.on('error', (e: Error) => {
+        if (refusedByBroker(e)) refusals.add(link);
+        link.end(new Error(`channel on ${link.where} failed: ${e.message}`));
+      });
       channel.on('close', () => link.end(new Error(`channel on ${link.where} closed`)));
       try {
         await channel.assertExchange(options.exchange, 'topic', { durable: true, autoDelete: false });
@@ -186,6 +262,7 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
   };
 
   const start = (): void => {
+    if (options.tls?.insecure) log.warn(`amqp sink: ${INSECURE_WARNING}`, where);
     stop = keepConnected<PublishSession>({
       endpoints: options.endpoints,
       backoff: { initialMs: options.reconnectMs, maxMs: options.maxReconnectMs },
@@ -198,6 +275,11 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
         for (const m of pending) m.confirmed = false;
         draining = false;
         void s.link.ended.then(() => {
+          if (refusals.has(s.link)) {
+            // Refused while probing: the one message in flight was the cause.
+            if (probing && pending.length > 0 && !pending[0]!.confirmed) setAside(0, 'the broker closed the channel over it (406 PRECONDITION_FAILED)');
+            probing = true;
+          }
           if (session !== s) return;
           session = undefined;
           draining = false;
@@ -219,6 +301,7 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
   };
 
   return {
+    stats,
     attach(sync) {
       if (!stop) start();
       const g = sync.gate(options.types);

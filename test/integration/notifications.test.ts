@@ -98,7 +98,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     expect(h.events[0]!.entity.observedAt).toBe('2026-11-25T12:28:57.242Z');
     expect(h.settled.every((s) => s.outcome.ok)).toBe(true);
     expect(h.eventsAtSettle[0]).toBe(1); // the first message was settled after its event reached us
-    expect(h.source.stats.unknown).toEqual({ 'scheduler.select_destinations.end': 1 });
+    expect(h.source.stats.unknown).toEqual(new Map([['scheduler.select_destinations.end', 1]]));
     // Acked: nothing left in our queue, and oslo's own queue still has its copies (we never stole them).
     await sleep(300); // acks are batched into the next macrotask
     h.sync.stop();
@@ -127,7 +127,7 @@ describe('openstack.notifications against a real RabbitMQ', () => {
     await waitFor('six settlements', () => h.settled.length === 6);
     expect(h.settled.map((s) => s.outcome.ok)).toEqual([false, false, false, false, true, true]);
     expect(h.events.map((e) => e.entity.key)).toEqual(['nova.instance:178b0921-8f85-4257-88b6-2e743b5a975c']);
-    expect(h.source.stats).toMatchObject({ received: 6, rejected: 4, unknown: { 'identity.project.created': 1 }, mapped: 2 });
+    expect(h.source.stats).toMatchObject({ received: 6, rejected: 4, unknown: new Map([['identity.project.created', 1]]), mapped: 2 });
 
     const reasons: string[] = [];
     const bodies: string[] = [];

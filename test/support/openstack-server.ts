@@ -6,6 +6,7 @@
  * change between polls; fault switches make it fail the way real services fail.
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { FIXTURES, readFixture } from './fixtures.js';
 
@@ -48,6 +49,8 @@ export interface OpenStackServerOptions {
   username?: string;
   password?: string;
   applicationCredential?: { id: string; secret: string };
+  /** Serve HTTPS with this key and certificate; with `ca`, ask for a client certificate signed by it (mutual TLS). */
+  tls?: { key: string; cert: string; ca?: string };
 }
 
 export interface RecordedRequest {
@@ -97,13 +100,16 @@ export class OpenStackServer {
     const auth = fixture<{ token: { project: { id: string } } }>(...REAL, 'api-keystone-post-auth-tokens.json');
     this.projectId = auth.token.project.id;
     this.state = buildState(options.servers);
-    this.server = createServer((req, res) => this.handle(req, res));
+    const tls = options.tls;
+    this.server = tls
+      ? createHttpsServer({ key: tls.key, cert: tls.cert, ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}) }, (req, res) => this.handle(req, res))
+      : createServer((req, res) => this.handle(req, res));
   }
 
   /** Starts listening on 127.0.0.1 at a free port. */
   async start(): Promise<this> {
     await new Promise<void>((ok) => this.server.listen(0, '127.0.0.1', ok));
-    this.baseUrl = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    this.baseUrl = `${this.options.tls ? 'https' : 'http'}://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return this;
   }
 

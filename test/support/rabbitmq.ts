@@ -102,6 +102,13 @@ export interface RabbitOptions {
   name?: string;
   /** How long to wait for readiness, ms (default 120 s: the node takes 6–9 s on an idle box, far more on a busy one). */
   startTimeoutMs?: number;
+  /**
+   * Also listen for amqps on a loopback port (`tlsPort`, `tlsUrl`) with these PEM files; with
+   * `verifyPeer`, clients that present a certificate must have one signed by `ca`.
+   */
+  tls?: { ca: string; cert: string; key: string; verifyPeer?: boolean; requireClientCert?: boolean };
+  /** More rabbitmq.conf lines (limits such as `max_message_size = 262144`). */
+  config?: string[];
 }
 
 /** A running private node. `url` is an amqp:// URL with guest/guest on loopback. */
@@ -117,11 +124,26 @@ export class RabbitNode {
     readonly distPort: number,
     readonly epmdPort: number,
     name: string,
+    options: RabbitOptions = {},
+    /** The amqps port when started with `tls`. */
+    readonly tlsPort?: number,
   ) {
     this.dir = mkdtempSync(join(tmpdir(), PREFIX));
     writeFileSync(join(this.dir, 'owner.pid'), String(process.pid));
     this.nodeName = `${name}-${process.pid}-${Math.random().toString(36).slice(2, 8)}@localhost`;
-    writeFileSync(join(this.dir, 'rabbitmq.conf'), ['loopback_users.guest = true', 'disk_free_limit.absolute = 10MB', 'log.console = false', ''].join('\n'));
+    const tls = options.tls;
+    const tlsLines =
+      tls && tlsPort !== undefined
+        ? [
+            `listeners.ssl.default = 127.0.0.1:${tlsPort}`,
+            `ssl_options.cacertfile = ${tls.ca}`,
+            `ssl_options.certfile = ${tls.cert}`,
+            `ssl_options.keyfile = ${tls.key}`,
+            `ssl_options.verify = ${tls.verifyPeer ? 'verify_peer' : 'verify_none'}`,
+            `ssl_options.fail_if_no_peer_cert = ${tls.requireClientCert ? 'true' : 'false'}`,
+          ]
+        : [];
+    writeFileSync(join(this.dir, 'rabbitmq.conf'), ['loopback_users.guest = true', 'disk_free_limit.absolute = 10MB', 'log.console = false', ...tlsLines, ...(options.config ?? []), ''].join('\n'));
     writeFileSync(join(this.dir, 'enabled_plugins'), '[].\n');
     writeFileSync(join(this.dir, 'rabbitmq-env.conf'), '');
   }
@@ -135,8 +157,8 @@ export class RabbitNode {
       throw new Error(`${SERVER} not found: install the Debian package rabbitmq-server (scripts/test.sh does)`);
     }
     reapStaleNodes();
-    return onFreePort(async (port, distPort, epmdPort) => {
-      const node = new RabbitNode(port!, distPort!, epmdPort!, options.name ?? 'synctest');
+    return onFreePort(async (port, distPort, epmdPort, tlsPort) => {
+      const node = new RabbitNode(port!, distPort!, epmdPort!, options.name ?? 'synctest', options, options.tls ? tlsPort : undefined);
       try {
         await node.boot(options.startTimeoutMs ?? 120_000);
       } catch (e) {
@@ -144,11 +166,17 @@ export class RabbitNode {
         throw e;
       }
       return node;
-    }, 3);
+    }, options.tls ? 4 : 3);
   }
 
   get url(): string {
     return `amqp://guest:guest@127.0.0.1:${this.port}/`;
+  }
+
+  /** amqps:// URL of the TLS listener (started with `tls`). */
+  get tlsUrl(): string {
+    if (this.tlsPort === undefined) throw new Error('this node was started without tls');
+    return `amqps://guest:guest@127.0.0.1:${this.tlsPort}/`;
   }
 
   /** The oslo-style transport_url of this node. */
@@ -189,8 +217,8 @@ export class RabbitNode {
     child.once('exit', (code) => (exited = code));
     const deadline = Date.now() + timeoutMs;
     // Ready when the broker itself answers an AMQP handshake (the port opens at the very end of
-    // the boot; another program on the port would not complete one).
-    while (!(await portOpen(this.port)) || !(await amqpAnswers(this.url))) {
+    // the boot; another program on the port would not complete one), and its amqps port is open.
+    while (!(await portOpen(this.port)) || !(await amqpAnswers(this.url)) || (this.tlsPort !== undefined && !(await portOpen(this.tlsPort)))) {
       if (exited !== undefined) {
         if (saysAddressInUse(this.output + this.logs())) throw new AddressInUse('rabbitmq-server', this.port, this.output);
         throw new Error(`rabbitmq-server exited with ${exited} before it was ready:\n${this.output}`);

@@ -96,10 +96,19 @@ export function functionRanges(file, names) {
 
 export const mutate = [...mutatedFiles, ...Object.entries(mutatedFunctions).flatMap(([file, names]) => functionRanges(file, names))];
 
+/**
+ * `MUTATE_ONLY=operators/,src/hash.ts npm run mutate` mutates only the entries under those
+ * prefixes, with its own incremental file and report (a whole run takes long on a small box);
+ * scripts/mutation-score.mjs reads every report, the newest one for each file.
+ */
+const only = (process.env.MUTATE_ONLY ?? '').split(',').filter((p) => p !== '');
+const selected = only.length === 0 ? mutate : mutate.filter((m) => only.some((p) => m.startsWith(p)));
+const part = only.length === 0 ? 'all' : only.map((p) => p.replace(/\W+/g, '-').replace(/^-|-$/g, '')).join('+');
+
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
   packageManager: 'npm',
-  mutate,
+  mutate: selected,
   testRunner: 'vitest',
   // The unit tests only: no RabbitMQ, no build (vitest.unit.config.ts).
   vitest: { configFile: 'vitest.unit.config.ts', related: true },
@@ -118,10 +127,10 @@ export default {
   // Reruns only the mutants whose code or covering tests changed since the last run. The file
   // is not committed: the first run on a checkout builds it (`npm run mutate -- --force` redoes all).
   incremental: true,
-  incrementalFile: 'reports/stryker-incremental.json',
+  incrementalFile: `reports/stryker-incremental-${part}.json`,
   reporters: ['clear-text', 'progress', 'json', 'html'],
-  jsonReporter: { fileName: 'reports/mutation/mutation.json' },
-  htmlReporter: { fileName: 'reports/mutation/mutation.html' },
+  jsonReporter: { fileName: `reports/mutation/${part}.json` },
+  htmlReporter: { fileName: `reports/mutation/${part}.html` },
   clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true, reportMutants: true },
   tempDirName: '.stryker-tmp',
   cleanTempDir: 'always',

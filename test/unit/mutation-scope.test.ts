@@ -74,15 +74,15 @@ const config = (await import(configUrl)) as StrykerConfigModule;
 describe('the mutation testing scope (stryker.config.mjs)', () => {
   it('still mutates every file committed to the scope, whole', () => {
     for (const file of FILES) expect(config.mutatedFiles, file).toContain(file);
-    for (const file of FILES) expect(config.default.mutate, file).toContain(file);
+    for (const file of FILES) expect(config.mutate, file).toContain(file);
     // No exclusion pattern can take a file back out.
-    expect(config.default.mutate.filter((p) => p.startsWith('!'))).toEqual([]);
+    expect(config.mutate.filter((p) => p.startsWith('!'))).toEqual([]);
   });
 
   it('still mutates every mapping function committed to the scope, and each resolves to a range in its file', () => {
     for (const [file, names] of Object.entries(FUNCTIONS)) {
       for (const name of names) expect(config.mutatedFunctions[file], `${file} ${name}`).toContain(name);
-      const ranges = config.default.mutate.filter((p) => p.startsWith(`${file}:`));
+      const ranges = config.mutate.filter((p) => p.startsWith(`${file}:`));
       expect(ranges.length, file).toBeGreaterThanOrEqual(names.length);
       for (const range of ranges) expect(range).toMatch(/^[\w/.-]+\.ts:\d+:\d+-\d+:\d+$/);
     }

@@ -110,8 +110,8 @@ export default {
   packageManager: 'npm',
   mutate: selected,
   testRunner: 'vitest',
-  // The unit tests only: no RabbitMQ, no build (vitest.unit.config.ts).
-  vitest: { configFile: 'vitest.unit.config.ts', related: true },
+  // The unit tests only, without the property tests: no RabbitMQ, no build (vitest.mutation.config.ts).
+  vitest: { configFile: 'vitest.mutation.config.ts', related: true },
   // The default pattern also takes the HTML fixtures under test/ and fails to parse them.
   disableTypeChecks: '{operators,sources,src,test}/**/*.{ts,mts,cts}',
   checkers: ['typescript'],

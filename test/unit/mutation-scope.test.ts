@@ -97,7 +97,7 @@ describe('the mutation testing scope (stryker.config.mjs)', () => {
 
   it('runs the unit tests only, type-checks mutants, reruns incrementally and stays within two processes', () => {
     expect(config.default.testRunner).toBe('vitest');
-    expect(config.default.vitest.configFile).toBe('vitest.unit.config.ts');
+    expect(config.default.vitest.configFile).toBe('vitest.mutation.config.ts');
     expect(config.default.checkers).toContain('typescript');
     expect(config.default.incremental).toBe(true);
     expect(config.default.concurrency).toBeLessThanOrEqual(2);

@@ -142,7 +142,7 @@ export function pollSnapshots<R>(
           types: [...types],
           at: outcome.value.at,
           records: outcome.value.records,
-
+          ...(missesBeforeDelete !== undefined ? { missesBeforeDelete } : {}),
         };
         if (up) return [snapshot];
         up = true;

@@ -128,7 +128,9 @@ export default {
   // is not committed: the first run on a checkout builds it (`npm run mutate -- --force` redoes all).
   incremental: true,
   incrementalFile: `reports/stryker-incremental-${part}.json`,
-  reporters: ['clear-text', 'progress', 'json', 'html'],
+  // event-recorder: each mutant's result as it is known (reports/mutation/events-<part>/), to follow a long run.
+  reporters: ['clear-text', 'progress', 'json', 'html', 'event-recorder'],
+  eventReporter: { baseDir: `reports/mutation/events-${part}` },
   jsonReporter: { fileName: `reports/mutation/${part}.json` },
   htmlReporter: { fileName: `reports/mutation/${part}.html` },
   clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true, reportMutants: true },

@@ -138,6 +138,16 @@ describe('diffAgainstBaseline: hysteresis and deletions (rules 2, 5)', () => {
     expect(steps.map((e) => e.length)).toEqual([2, 0, 0, 0, 1]);
   });
 
+  it('does not count a snapshot that missed an entry as vouching for it', async () => {
+    // Missed at t(10) (kept by hysteresis): a notification stamped t(5) is newer than what the baseline knows of a.
+    const s = (at: number, records = [entity('b')]): Observation => snapshot(t(at), records, ['nova.instance'], { missesBeforeDelete: 2 });
+    expect(await eventsOf([s(0, [a, entity('b')]), s(10), upsert(t(5), aOff)])).toEqual([
+      'create nova.instance:a ACTIVE',
+      'create nova.instance:b ACTIVE',
+      'update nova.instance:a SHUTOFF [state]',
+    ]);
+  });
+
   it('treats missesBeforeDelete below 1 as 1', async () => {
     for (const missesBeforeDelete of [0, -3]) {
       expect(await eventsOf([snapshot(t(0), [a]), snapshot(t(10), [], ['nova.instance'], { missesBeforeDelete })])).toEqual([

@@ -15,6 +15,8 @@ describe('typeMatcher', () => {
   it('matches exact names and families together; a family never matches its bare prefix', () => {
     const matches = typeMatcher(['neutron.port', 'nova.*']);
     expect(['neutron.port', 'nova.instance', 'nova.', 'nova', 'neutron.network', 'xnova.instance'].map(matches)).toEqual([true, true, true, false, false, false]);
+    // Several families: any one of them is enough.
+    expect(['nova.host', 'neutron.port', 'cinder.volume'].map(typeMatcher(['nova.*', 'neutron.*']))).toEqual([true, true, false]);
     // A name that only ends in `*` without the dot is an exact name.
     expect(['nova*', 'novax'].map(typeMatcher(['nova*']))).toEqual([true, false]);
   });

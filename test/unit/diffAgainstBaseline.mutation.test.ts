@@ -176,6 +176,21 @@ describe('diffAgainstBaseline: hysteresis and deletions (rules 2, 5)', () => {
   });
 });
 
+describe('diffAgainstBaseline: purity (rule 6)', () => {
+  it('reduces an older state again as if the detour since had not happened', () => {
+    const b = entity('b');
+    const s1 = applyObservation(emptyBaseline(), snapshot(t(0), [a, b])).state;
+    // A detour: b deleted, then a changed by a notification.
+    const detour = applyObservation(applyObservation(s1, snapshot(t(10), [a])).state, upsert(t(11), aOff));
+    expect(detour.events.map(brief)).toEqual(['update nova.instance:a SHUTOFF [state]']);
+    // Back to s1: a and b are as s1 holds them, so the same snapshot makes no event.
+    const again = applyObservation(s1, snapshot(t(20), [a, b]));
+    expect(again.events).toEqual([]);
+    expect(applyObservation(s1, upsert(t(21), b)).events).toEqual([]);
+    expect(applyObservation(s1, snapshot(t(22), [])).events.map(brief)).toEqual(['delete nova.instance:a ACTIVE', 'delete nova.instance:b ACTIVE']);
+  });
+});
+
 describe('diffAgainstBaseline: events and errors', () => {
   it('gives creates no `changed` field and updates the changed fields', () => {
     const created = applyObservation(emptyBaseline(), snapshot(t(0), [a]));

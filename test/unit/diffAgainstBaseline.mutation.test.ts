@@ -176,6 +176,19 @@ describe('diffAgainstBaseline: hysteresis and deletions (rules 2, 5)', () => {
   });
 });
 
+describe('diffAgainstBaseline: a record repeated in one snapshot', () => {
+  it('writes the last state as the snapshot wrote it, vouched for by the snapshots that follow', async () => {
+    const a2 = entity('a', 'ERROR');
+    const step = applyObservation(emptyBaseline(), snapshot(t(0), [a, entity('b'), a2]));
+    expect(step.events.map(brief)).toEqual(['create nova.instance:a ERROR', 'create nova.instance:b ACTIVE']);
+    expect(step.state.entities.get(a.key)).toMatchObject({ at: Date.parse(t(0)), bySnapshot: true, misses: 0 });
+    // Kept (not missed) by the t(60) snapshot, like any snapshot-written entry: t(30) is older news.
+    expect(await eventsOf([snapshot(t(0), [a, a2]), snapshot(t(60), [], ['nova.instance'], { keep: [a.key] }), upsert(t(30), aOff)])).toEqual([
+      'create nova.instance:a ERROR',
+    ]);
+  });
+});
+
 describe('diffAgainstBaseline: purity (rule 6)', () => {
   it('reduces an older state again as if the detour since had not happened', () => {
     const b = entity('b');

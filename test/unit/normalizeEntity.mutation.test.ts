@@ -72,6 +72,11 @@ describe('toEntity', () => {
     expect(toEntity(draft({ state: 'Error' }), 's', t(0)).state).toBe('ERROR');
   });
 
+  it('by default requires a state and leaves the raw record out', () => {
+    expect(() => toEntity({ type: 'nova.instance', id: 'a' }, 's', t(0))).toThrow('state is missing');
+    expect(toEntity(draft({ raw: { r: 1 } }), 's', t(0))).not.toHaveProperty('raw');
+  });
+
   it('keeps the raw record only when asked to and when there is one', () => {
     expect(toEntity(draft({ raw: { r: 1 } }), 's', t(0), true, true).raw).toEqual({ r: 1 });
     expect(toEntity(draft({ raw: { r: 1 } }), 's', t(0), true, false)).not.toHaveProperty('raw');

@@ -1,0 +1,142 @@
+// @ts-check
+/**
+ * Mutation testing (StrykerJS): `npm run mutate`. docs/testing.md, "Mutation testing", says what
+ * this covers, how to read the result and why each surviving mutant is equivalent.
+ *
+ * The scope and the targets are data exported from here, so that test/unit/mutation-scope.test.ts
+ * can check on every `npm test` that neither shrank, and scripts/mutation-score.mjs can hold each
+ * part of the scope to its target.
+ */
+import { readFileSync } from 'node:fs';
+import ts from 'typescript';
+
+/**
+ * Whole files mutated. The hub is src/synchronizer.ts today; when it is split into files under
+ * src/, list those files here (and in `mutationTargets`).
+ */
+export const mutatedFiles = [
+  'operators/diffAgainstBaseline.ts',
+  'operators/normalizeEntity.ts',
+  'operators/ofAction.ts',
+  'operators/ofType.ts',
+  'src/hash.ts',
+  'src/poll.ts',
+  'src/synchronizer.ts',
+  'sources/openstack/fields.ts',
+  'sources/openstack/instance.ts',
+];
+
+/**
+ * The mapping functions of the sources (record → entity draft, the `pick` of a page, payload →
+ * facts), by name: the transport code around them (fetching, AMQP, options) is not mutated. A
+ * name is a function, a `const`, or an object member (`map: …`) declared anywhere in the file;
+ * a name that is no longer there fails the config, so a rename cannot drop a function silently.
+ */
+export const mutatedFunctions = {
+  'sources/openstack/nova.ts': ['pickServer', 'serverDraft', 'computeHosts', 'zoneOfHosts', 'zoneDraft', 'hypervisorDraft', 'novaRecordDraft'],
+  'sources/openstack/neutron.ts': ['pickPort', 'defined', 'networkDraft', 'portInstance', 'portDraft', 'neutronRecordDraft'],
+  'sources/openstack/cinder.ts': ['pickVolume', 'apiVolumeFacts', 'volumeDraft', 'map'],
+  'sources/openstack/heat.ts': ['projectFromLinks', 'apiStackFacts', 'stackDraft', 'map'],
+  'sources/openstack/notifications.ts': [
+    'idOf',
+    'optString',
+    'novaData',
+    'legacyImage',
+    'legacyInstanceFacts',
+    'versionedInstanceFacts',
+    'neutronRecord',
+    'volumeFacts',
+    'stackFacts',
+    'notificationDraft',
+  ],
+  'sources/alertmanager.ts': ['alertDraft', 'map'],
+  'sources/nagios.ts': ['nagiosDraft', 'stableOutput', 'map'],
+  'sources/static.ts': ['map'],
+};
+
+/**
+ * Minimum mutation score per part of the scope, % (a path ending in `/` is a folder). Every
+ * mutated file must fall under one; scripts/mutation-score.mjs fails `npm run mutate` below it.
+ */
+export const mutationTargets = {
+  'operators/': 90,
+  'src/hash.ts': 90,
+  'src/poll.ts': 80,
+  'src/synchronizer.ts': 80,
+  'sources/': 80,
+};
+
+/** Line:column ranges (Stryker's `file:L:C-L:C`, lines from 1, columns from 0) of the named declarations. */
+export function functionRanges(file, names) {
+  const text = readFileSync(new URL(file, import.meta.url), 'utf8');
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+  const found = new Map(names.map((n) => [n, []]));
+  const nameOf = (node) => {
+    if ((ts.isFunctionDeclaration(node) || ts.isMethodDeclaration(node)) && node.name) return node.name.getText(source);
+    if (ts.isVariableStatement(node) && node.declarationList.declarations.length === 1) return node.declarationList.declarations[0].name.getText(source);
+    if (ts.isPropertyAssignment(node)) return node.name.getText(source);
+    return undefined;
+  };
+  const visit = (node) => {
+    const name = nameOf(node);
+    const ranges = name === undefined ? undefined : found.get(name);
+    if (ranges) {
+      const start = source.getLineAndCharacterOfPosition(node.getStart(source));
+      const end = source.getLineAndCharacterOfPosition(node.getEnd());
+      ranges.push(`${file}:${start.line + 1}:${start.character}-${end.line + 1}:${end.character}`);
+      return;
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  const missing = names.filter((n) => found.get(n).length === 0);
+  if (missing.length > 0) throw new Error(`stryker.config.mjs: mutatedFunctions: ${file} declares no ${missing.join(', ')} (renamed? update the list)`);
+  return [...found.values()].flat();
+}
+
+export const mutate = [...mutatedFiles, ...Object.entries(mutatedFunctions).flatMap(([file, names]) => functionRanges(file, names))];
+
+/**
+ * `MUTATE_ONLY=operators/,src/hash.ts npm run mutate` mutates only the entries under those
+ * prefixes, with its own incremental file and report (a whole run takes long on a small box);
+ * scripts/mutation-score.mjs reads every report, the newest one for each file.
+ */
+const only = (process.env.MUTATE_ONLY ?? '').split(',').filter((p) => p !== '');
+const selected = only.length === 0 ? mutate : mutate.filter((m) => only.some((p) => m.startsWith(p)));
+const part = only.length === 0 ? 'all' : only.map((p) => p.replace(/\W+/g, '-').replace(/^-|-$/g, '')).join('+');
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  packageManager: 'npm',
+  mutate: selected,
+  testRunner: 'vitest',
+  // The unit tests only, without the property tests: no RabbitMQ, no build (vitest.mutation.config.ts).
+  vitest: { configFile: 'vitest.mutation.config.ts', related: true },
+  // The default pattern also takes the HTML fixtures under test/ and fails to parse them.
+  disableTypeChecks: '{operators,sources,src,test}/**/*.{ts,mts,cts}',
+  checkers: ['typescript'],
+  // Without the tests: each mutant is checked against the code it can break, not 40 test files again.
+  tsconfigFile: 'tsconfig.stryker.json',
+  typescriptChecker: { prioritizePerformanceOverAccuracy: true },
+  coverageAnalysis: 'perTest',
+  // Mutants in module-level constants would each rerun every unit test (minutes each); the
+  // mapping tables they sit in are checked by the mapping tests, see docs/testing.md.
+  ignoreStatic: true,
+  // The machine is shared: two test processes at most.
+  concurrency: 2,
+  timeoutMS: 10_000,
+  // Reruns only the mutants whose code or covering tests changed since the last run. The file
+  // is not committed: the first run on a checkout builds it (`npm run mutate -- --force` redoes all).
+  incremental: true,
+  incrementalFile: `reports/stryker-incremental-${part}.json`,
+  // event-recorder: each mutant's result as it is known (reports/mutation/events-<part>/), to follow a long run.
+  reporters: ['clear-text', 'progress', 'json', 'html', 'event-recorder'],
+  eventReporter: { baseDir: `reports/mutation/events-${part}` },
+  jsonReporter: { fileName: `reports/mutation/${part}.json` },
+  htmlReporter: { fileName: `reports/mutation/${part}.html` },
+  clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true, reportMutants: true },
+  tempDirName: '.stryker-tmp',
+  cleanTempDir: 'always',
+  // The score gate per folder/file is scripts/mutation-score.mjs (Stryker's own break is global).
+  thresholds: { high: 90, low: 80, break: null },
+};

@@ -1,0 +1,242 @@
+import { from, lastValueFrom, map, toArray } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_TOMBSTONE_MS, type DiffOptions, applyObservation, diffAgainstBaseline, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
+import type { EntityEvent, Observation } from '../../src/model.js';
+import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
+
+/**
+ * The edges of the baseline rules (DESIGN 1–8) that the example and property tests leave open:
+ * equal times, the default tombstone window, what vouches for an entry (syncedAt, keep), the
+ * order of deletions. Written to kill mutants (docs/testing.md, "Mutation testing").
+ */
+
+const brief = (e: EntityEvent): string => `${e.action} ${e.entity.key} ${e.entity.state}${e.changed ? ' [' + e.changed.join(',') + ']' : ''}`;
+
+async function eventsOf(observations: Observation[], options: DiffOptions = {}): Promise<string[]> {
+  return lastValueFrom(from(observations).pipe(diffAgainstBaseline(options), map(brief), toArray()));
+}
+
+const a = entity('a');
+const aOff = entity('a', 'SHUTOFF');
+const minutes = (m: number): number => m * 60;
+
+describe('diffAgainstBaseline: tombstones', () => {
+  it('holds a tombstone 10 minutes by default', async () => {
+    expect(DEFAULT_TOMBSTONE_MS).toBe(600_000);
+    const late = (clock: number): Observation[] => [upsert(t(0), a), remove(t(10), a), snapshot(t(10 + clock), [], ['nova.host']), upsert(t(5), a)];
+    expect(await eventsOf(late(minutes(9)))).toEqual(['create nova.instance:a ACTIVE', 'delete nova.instance:a ACTIVE']);
+    expect(await eventsOf(late(minutes(11)))).toEqual(['create nova.instance:a ACTIVE', 'delete nova.instance:a ACTIVE', 'create nova.instance:a ACTIVE']);
+  });
+
+  it('keeps a tombstone for at least tombstoneMs and drops it within a tenth more', async () => {
+    const options = { tombstoneMs: 60_000 };
+    // Deleted at t(0); the clock then reaches exactly t(60): the tombstone still holds.
+    const atWindow = [upsert(t(-5), a), remove(t(0), a), snapshot(t(60), [], ['nova.host']), upsert(t(-1), a)];
+    expect(await eventsOf(atWindow, options)).toEqual(['create nova.instance:a ACTIVE', 'delete nova.instance:a ACTIVE']);
+    // Expiry is checked about ten times per window: a clock move inside the same tenth keeps it…
+    const sameTenth = [upsert(t(-5), a), remove(t(0), a), snapshot(t(60), [], ['nova.host']), snapshot(t(60.5), [], ['nova.host']), upsert(t(-1), a)];
+    expect(await eventsOf(sameTenth, options)).toEqual(['create nova.instance:a ACTIVE', 'delete nova.instance:a ACTIVE']);
+    // …the next tenth drops it.
+    const nextTenth = [upsert(t(-5), a), remove(t(0), a), snapshot(t(60), [], ['nova.host']), snapshot(t(66), [], ['nova.host']), upsert(t(-1), a)];
+    expect(await eventsOf(nextTenth, options)).toEqual(['create nova.instance:a ACTIVE', 'delete nova.instance:a ACTIVE', 'create nova.instance:a ACTIVE']);
+  });
+
+  it('drives expiry by the newest time seen: a late observation does not turn the clock back', () => {
+    let state = emptyBaseline();
+    for (const o of [upsert(t(0), a), remove(t(1), a), snapshot(t(30), [], ['nova.host']), snapshot(t(2), [], ['nova.host'])]) {
+      state = applyObservation(state, o, { tombstoneMs: 60_000 }).state;
+    }
+    expect(state.clock).toBe(Date.parse(t(30)));
+    expect(state.tombstones.get(a.key)).toBe(Date.parse(t(1)));
+    // An observation at the same time as the clock changes nothing but what it brings.
+    const same = applyObservation(state, snapshot(t(30), [], ['nova.host']), { tombstoneMs: 60_000 }).state;
+    expect(same.clock).toBe(state.clock);
+    expect(same.tombstones).toBe(state.tombstones);
+  });
+
+  it('refuses a notification stamped at the very time of the deletion, and remembers the latest deletion time', async () => {
+    expect(await eventsOf([upsert(t(0), a), remove(t(10), a), upsert(t(10), a)])).toEqual(['create nova.instance:a ACTIVE', 'delete nova.instance:a ACTIVE']);
+    // Deletes of an unknown entity leave a tombstone; an older one does not move it back.
+    expect(await eventsOf([remove(t(50), a), remove(t(20), a), upsert(t(40), a)])).toEqual([]);
+    const state = applyObservation(applyObservation(emptyBaseline(), remove(t(50), a)).state, remove(t(20), a)).state;
+    expect(state.tombstones.get(a.key)).toBe(Date.parse(t(50)));
+  });
+
+  it('lets a snapshot started at the very time of a deletion bring the entity back, and clears the tombstone', () => {
+    const deleted = applyObservation(applyObservation(emptyBaseline(), upsert(t(0), a)).state, remove(t(10), a)).state;
+    const step = applyObservation(deleted, snapshot(t(10), [a]));
+    expect(step.events.map(brief)).toEqual(['create nova.instance:a ACTIVE']);
+    expect(step.state.tombstones.has(a.key)).toBe(false);
+    const older = applyObservation(deleted, snapshot(t(9), [a]));
+    expect(older.events).toEqual([]);
+    expect(older.state.tombstones.has(a.key)).toBe(true);
+  });
+});
+
+describe('diffAgainstBaseline: equal times and what vouches for an entry (rule 4)', () => {
+  it('applies a change stamped at the same time as the entry it changes', async () => {
+    expect(await eventsOf([upsert(t(10), a), upsert(t(10), aOff)])).toEqual(['create nova.instance:a ACTIVE', 'update nova.instance:a SHUTOFF [state]']);
+    expect(await eventsOf([upsert(t(10), a), remove(t(10), a)])).toEqual(['create nova.instance:a ACTIVE', 'delete nova.instance:a ACTIVE']);
+  });
+
+  it('lets a snapshot stamped at the same time as a notification update and delete what it wrote', async () => {
+    expect(await eventsOf([upsert(t(10), a), snapshot(t(10), [aOff])])).toEqual(['create nova.instance:a ACTIVE', 'update nova.instance:a SHUTOFF [state]']);
+    expect(await eventsOf([upsert(t(10), a), snapshot(t(10), [])])).toEqual(['create nova.instance:a ACTIVE', 'delete nova.instance:a ACTIVE']);
+  });
+
+  it('counts a later snapshot that confirmed an entry unchanged as vouching for it', async () => {
+    // Written at t(0), confirmed by the t(60) snapshot: a notification stamped t(30) is older news.
+    expect(await eventsOf([snapshot(t(0), [a]), snapshot(t(60), [a]), upsert(t(30), aOff)])).toEqual(['create nova.instance:a ACTIVE']);
+    expect(await eventsOf([snapshot(t(0), [a]), snapshot(t(60), [a]), remove(t(30), a)])).toEqual(['create nova.instance:a ACTIVE']);
+    // A late snapshot (started earlier) does not take that back.
+    expect(await eventsOf([snapshot(t(0), [a]), snapshot(t(60), [a]), snapshot(t(20), [a]), upsert(t(45), aOff)])).toEqual([
+      'create nova.instance:a ACTIVE',
+    ]);
+  });
+
+  it('makes a notification-written entry vouched for by the snapshot that confirms it', async () => {
+    expect(await eventsOf([upsert(t(10), a), snapshot(t(20), [a]), upsert(t(15), aOff)])).toEqual(['create nova.instance:a ACTIVE']);
+    const step = applyObservation(applyObservation(emptyBaseline(), upsert(t(10), a)).state, snapshot(t(20), [a]));
+    expect(step.events).toEqual([]);
+    expect(step.state.entities.get(a.key)).toMatchObject({ at: Date.parse(t(20)), bySnapshot: true, misses: 0 });
+  });
+
+  it('does not count a snapshot that kept an entry only because its record was invalid', async () => {
+    // The t(80) snapshot says nothing of a: the notification at t(75) is newer than what wrote a.
+    const kept = snapshot(t(80), [], ['nova.instance'], { keep: [a.key] });
+    expect(await eventsOf([upsert(t(70), a), kept, upsert(t(75), aOff)])).toEqual(['create nova.instance:a ACTIVE', 'update nova.instance:a SHUTOFF [state]']);
+    expect(await eventsOf([snapshot(t(0), [a]), snapshot(t(60), [], ['nova.instance'], { keep: [a.key] }), upsert(t(30), aOff)])).toEqual([
+      'create nova.instance:a ACTIVE',
+    ]);
+  });
+
+  it('keeps the entity object it holds when a notification repeats it unchanged', () => {
+    const first = applyObservation(emptyBaseline(), upsert(t(0), a)).state;
+    const held = first.entities.get(a.key)!.entity;
+    const again = applyObservation(first, upsert(t(5), a)).state;
+    expect(again.entities.get(a.key)!.entity).toBe(held);
+    expect(again.entities.get(a.key)).toMatchObject({ at: Date.parse(t(5)), bySnapshot: false, misses: 0 });
+  });
+});
+
+describe('diffAgainstBaseline: hysteresis and deletions (rules 2, 5)', () => {
+  it('starts counting misses again when a snapshot holds the entity', async () => {
+    const s = (at: number, records = [entity('b')]): Observation => snapshot(t(at), records, ['nova.instance'], { missesBeforeDelete: 2 });
+    expect(await eventsOf([s(0, [a, entity('b')]), s(10), s(20, [a, entity('b')]), s(30), s(40)])).toEqual([
+      'create nova.instance:a ACTIVE',
+      'create nova.instance:b ACTIVE',
+      'delete nova.instance:a ACTIVE',
+    ]);
+    // The count is per row of misses: the third one (s(40)) deletes, not the second (s(30)).
+    const steps: string[][] = [];
+    let state = emptyBaseline();
+    for (const o of [s(0, [a, entity('b')]), s(10), s(20, [a, entity('b')]), s(30), s(40)]) {
+      const step = applyObservation(state, o);
+      state = step.state;
+      steps.push(step.events.map(brief));
+    }
+    expect(steps.map((e) => e.length)).toEqual([2, 0, 0, 0, 1]);
+  });
+
+  it('does not count a snapshot that missed an entry as vouching for it', async () => {
+    // Missed at t(10) (kept by hysteresis): a notification stamped t(5) is newer than what the baseline knows of a.
+    const s = (at: number, records = [entity('b')]): Observation => snapshot(t(at), records, ['nova.instance'], { missesBeforeDelete: 2 });
+    expect(await eventsOf([s(0, [a, entity('b')]), s(10), upsert(t(5), aOff)])).toEqual([
+      'create nova.instance:a ACTIVE',
+      'create nova.instance:b ACTIVE',
+      'update nova.instance:a SHUTOFF [state]',
+    ]);
+  });
+
+  it('treats missesBeforeDelete below 1 as 1', async () => {
+    for (const missesBeforeDelete of [0, -3]) {
+      expect(await eventsOf([snapshot(t(0), [a]), snapshot(t(10), [], ['nova.instance'], { missesBeforeDelete })])).toEqual([
+        'create nova.instance:a ACTIVE',
+        'delete nova.instance:a ACTIVE',
+      ]);
+    }
+  });
+
+  it('deletes in key order, whatever order the entities came in', async () => {
+    const [c, b] = [entity('c'), entity('b')];
+    expect(await eventsOf([snapshot(t(0), [c, a, b]), snapshot(t(10), [])])).toEqual([
+      'create nova.instance:c ACTIVE',
+      'create nova.instance:a ACTIVE',
+      'create nova.instance:b ACTIVE',
+      'delete nova.instance:a ACTIVE',
+      'delete nova.instance:b ACTIVE',
+      'delete nova.instance:c ACTIVE',
+    ]);
+  });
+
+  it('records each type a snapshot is complete for, at the latest time', () => {
+    let state = applyObservation(emptyBaseline(), snapshot(t(60), [], ['nova.instance', 'nova.host'])).state;
+    state = applyObservation(state, snapshot(t(30), [], ['nova.instance'])).state;
+    expect(state.syncedAt.toJS()).toEqual({ 'nova.instance': Date.parse(t(60)), 'nova.host': Date.parse(t(60)) });
+  });
+});
+
+describe('diffAgainstBaseline: a record repeated in one snapshot', () => {
+  it('writes the last state as the snapshot wrote it, vouched for by the snapshots that follow', async () => {
+    const a2 = entity('a', 'ERROR');
+    const step = applyObservation(emptyBaseline(), snapshot(t(0), [a, entity('b'), a2]));
+    expect(step.events.map(brief)).toEqual(['create nova.instance:a ERROR', 'create nova.instance:b ACTIVE']);
+    expect(step.state.entities.get(a.key)).toMatchObject({ at: Date.parse(t(0)), bySnapshot: true, misses: 0 });
+    // Kept (not missed) by the t(60) snapshot, like any snapshot-written entry: t(30) is older news.
+    expect(await eventsOf([snapshot(t(0), [a, a2]), snapshot(t(60), [], ['nova.instance'], { keep: [a.key] }), upsert(t(30), aOff)])).toEqual([
+      'create nova.instance:a ERROR',
+    ]);
+  });
+});
+
+describe('diffAgainstBaseline: purity (rule 6)', () => {
+  it('reduces an older state again as if the detour since had not happened', () => {
+    const b = entity('b');
+    const s1 = applyObservation(emptyBaseline(), snapshot(t(0), [a, b])).state;
+    // A detour: b deleted, then a changed by a notification.
+    const detour = applyObservation(applyObservation(s1, snapshot(t(10), [a])).state, upsert(t(11), aOff));
+    expect(detour.events.map(brief)).toEqual(['update nova.instance:a SHUTOFF [state]']);
+    // Back to s1: a and b are as s1 holds them, so the same snapshot makes no event.
+    const again = applyObservation(s1, snapshot(t(20), [a, b]));
+    expect(again.events).toEqual([]);
+    expect(applyObservation(s1, upsert(t(21), b)).events).toEqual([]);
+    expect(applyObservation(s1, snapshot(t(22), [])).events.map(brief)).toEqual(['delete nova.instance:a ACTIVE', 'delete nova.instance:b ACTIVE']);
+  });
+});
+
+describe('diffAgainstBaseline: events and errors', () => {
+  it('gives creates no `changed` field and updates the changed fields', () => {
+    const created = applyObservation(emptyBaseline(), snapshot(t(0), [a]));
+    expect(created.events[0]).not.toHaveProperty('changed');
+    expect(created.events[0]).toMatchObject({ action: 'create', origin: 'snapshot' });
+    const updated = applyObservation(created.state, snapshot(t(10), [aOff]));
+    expect(updated.events[0]).toMatchObject({ action: 'update', origin: 'snapshot', changed: ['state'] });
+    const deleted = applyObservation(updated.state, snapshot(t(20), []));
+    expect(deleted.events[0]).toMatchObject({ action: 'delete', origin: 'snapshot' });
+    expect(deleted.events[0]).not.toHaveProperty('changed');
+    expect(deleted.observation).toBeDefined();
+  });
+
+  it('reads each event hash once and keeps it', () => {
+    const e = applyObservation(emptyBaseline(), snapshot(t(0), [a])).events[0]!;
+    const first = e.hash;
+    expect(first).toMatch(/^[A-Za-z0-9+/]{27}=$/);
+    expect(e.hash).toBe(first);
+  });
+
+  it('refuses an observation whose time is not a date, naming its source and time', () => {
+    expect(() => applyObservation(emptyBaseline(), { ...snapshot(t(0), []), source: 'nova', at: 'soon' })).toThrow(
+      new TypeError('observation from nova has an invalid time: "soon"'),
+    );
+  });
+
+  it('hands each step its observation', () => {
+    const o = upsert(t(0), a);
+    expect(applyObservation(emptyBaseline(), o).observation).toBe(o);
+    const d = remove(t(1), entity('zzz'));
+    expect(applyObservation(emptyBaseline(), d).observation).toBe(d);
+    const old = applyObservation(applyObservation(emptyBaseline(), upsert(t(10), a)).state, upsert(t(5), aOff));
+    expect(old.observation).toMatchObject({ at: t(5) });
+    expect(old.events).toEqual([]);
+  });
+});

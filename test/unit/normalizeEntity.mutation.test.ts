@@ -1,0 +1,255 @@
+import { Subject, of } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import { type InvalidRecord, normalizeEntity, toEntity } from '../../operators/normalizeEntity.js';
+import type { EntityDraft, Observation, Settlement } from '../../src/model.js';
+import { t } from '../support/entities.js';
+
+/**
+ * normalizeEntity and toEntity, reason by reason: every refusal names what was wrong (the
+ * team's standard), so the exact text is part of the contract. Written to kill mutants
+ * (docs/testing.md, "Mutation testing").
+ */
+
+const draft = (extra: Record<string, unknown> = {}): EntityDraft => ({ type: 'nova.instance', id: 'a', state: 'active', ...extra }) as EntityDraft;
+const reason = (d: unknown, requireState = true): string => {
+  try {
+    toEntity(d as EntityDraft, 'src', t(0), requireState);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return 'accepted';
+};
+
+describe('toEntity', () => {
+  it('refuses each kind of bad draft with a reason naming the field and the value', () => {
+    expect(reason(null)).toBe('mapping returned null, not an entity');
+    expect(reason('x')).toBe('mapping returned "x", not an entity');
+    expect(reason(draft({ type: '' }))).toBe('type must be a non-empty string, got ""');
+    expect(reason(draft({ type: 3 }))).toBe('type must be a non-empty string, got 3');
+    expect(reason(draft({ id: '' }))).toBe('id of nova.instance must be a non-empty string, got ""');
+    expect(reason(draft({ id: 7 }))).toBe('id of nova.instance must be a non-empty string, got 7');
+    expect(reason(draft({ state: '' }))).toBe('state must be a non-empty string, got ""');
+    expect(reason(draft({ state: 1 }))).toBe('state must be a non-empty string, got 1');
+    expect(reason(draft({ state: undefined }))).toBe('state is missing');
+    expect(reason(draft({ name: 5 }))).toBe('name must be a string, got 5');
+    expect(reason(draft({ project: false }))).toBe('project must be a string, got false');
+    expect(reason(draft({ attributes: null }))).toBe('attributes must be a mapping');
+    expect(reason(draft({ attributes: [] }))).toBe('attributes must be a mapping');
+    expect(reason(draft({ attributes: 'x' }))).toBe('attributes must be a mapping');
+    expect(reason(draft({ parents: 'h1' }))).toBe('parents must be a list of {type, id}');
+    expect(reason(draft({ children: {} }))).toBe('children must be a list of {type, id}');
+    expect(reason(draft({ parents: [{ type: 'nova.host' }] }))).toBe('parents must be a list of {type, id} with non-empty strings, got {"type":"nova.host"}');
+    expect(reason(draft({ children: [{ type: '', id: 'x' }] }))).toBe('children must be a list of {type, id} with non-empty strings, got {"type":"","id":"x"}');
+    expect(reason(draft({ parents: [null] }))).toBe('parents must be a list of {type, id} with non-empty strings, got null');
+  });
+
+  it('accepts what may be absent: no name, project, refs or attributes; no state for a delete', () => {
+    expect(reason(draft({ name: null, project: null, parents: null, children: undefined, attributes: undefined }))).toBe('accepted');
+    expect(reason(draft({ state: undefined }), false)).toBe('accepted');
+    expect(toEntity(draft({ state: undefined }), 'bus', t(1), false)).toMatchObject({ state: 'DELETED', source: 'bus', observedAt: t(1) });
+  });
+
+  it('completes a draft: key, trimmed upper-case state, empty strings as absent, attributes sorted', () => {
+    const e = toEntity(draft({ state: '  shutoff ', name: '', project: '', attributes: { b: 1, a: { d: 1, c: 2 } } }), 'nova', t(2));
+    expect(e).toEqual({
+      key: 'nova.instance:a',
+      type: 'nova.instance',
+      id: 'a',
+      name: undefined,
+      state: 'SHUTOFF',
+      project: undefined,
+      parents: [],
+      children: [],
+      observedAt: t(2),
+      source: 'nova',
+      attributes: { a: { c: 2, d: 1 }, b: 1 },
+    });
+    expect(Object.keys(e.attributes)).toEqual(['a', 'b']);
+    expect(Object.keys(e.attributes.a as object)).toEqual(['c', 'd']);
+    expect(toEntity(draft({ name: 'web', project: 'p1' }), 'nova', t(2))).toMatchObject({ name: 'web', project: 'p1' });
+    // The same state spelled twice gives the same text (a cache must not mix them up).
+    expect(toEntity(draft({ state: 'Error' }), 's', t(0)).state).toBe('ERROR');
+    expect(toEntity(draft({ state: 'Error' }), 's', t(0)).state).toBe('ERROR');
+  });
+
+  it('by default requires a state and leaves the raw record out', () => {
+    expect(() => toEntity({ type: 'nova.instance', id: 'a' }, 's', t(0))).toThrow('state is missing');
+    expect(toEntity(draft({ raw: { r: 1 } }), 's', t(0))).not.toHaveProperty('raw');
+  });
+
+  it('keeps the raw record only when asked to and when there is one', () => {
+    expect(toEntity(draft({ raw: { r: 1 } }), 's', t(0), true, true).raw).toEqual({ r: 1 });
+    expect(toEntity(draft({ raw: { r: 1 } }), 's', t(0), true, false)).not.toHaveProperty('raw');
+    expect(toEntity(draft(), 's', t(0), true, true)).not.toHaveProperty('raw');
+  });
+
+  it('sorts refs by type then id, drops duplicates and fields other than type and id, and keeps a canonical list as it is', () => {
+    const messy = [
+      { type: 'nova.instance', id: 'b' },
+      { type: 'neutron.network', id: 'z' },
+      { type: 'nova.instance', id: 'a' },
+      { type: 'nova.instance', id: 'b' },
+    ];
+    expect(toEntity(draft({ parents: messy }), 's', t(0)).parents).toEqual([
+      { type: 'neutron.network', id: 'z' },
+      { type: 'nova.instance', id: 'a' },
+      { type: 'nova.instance', id: 'b' },
+    ]);
+    const extra = toEntity(draft({ children: [{ type: 'x.y', id: '1', note: 'n' }] }), 's', t(0)).children;
+    expect(extra).toEqual([{ type: 'x.y', id: '1' }]);
+    expect(Object.keys(extra[0]!)).toEqual(['type', 'id']);
+    // Already canonical: the very list.
+    const canonical = [
+      { type: 'a.b', id: '1' },
+      { type: 'a.b', id: '2' },
+      { type: 'a.c', id: '1' },
+    ];
+    expect(toEntity(draft({ parents: canonical }), 's', t(0)).parents).toBe(canonical);
+    // Equal neighbours and a wrong order are both not canonical.
+    const twice = [
+      { type: 'a.b', id: '1' },
+      { type: 'a.b', id: '1' },
+    ];
+    expect(toEntity(draft({ parents: twice }), 's', t(0)).parents).toEqual([{ type: 'a.b', id: '1' }]);
+    const idsDown = [
+      { type: 'a.b', id: '2' },
+      { type: 'a.b', id: '1' },
+    ];
+    expect(toEntity(draft({ parents: idsDown }), 's', t(0)).parents).toEqual([
+      { type: 'a.b', id: '1' },
+      { type: 'a.b', id: '2' },
+    ]);
+    // No refs: an empty list that nobody can push into.
+    const none = toEntity(draft({ parents: [] }), 's', t(0));
+    expect(none.parents).toEqual([]);
+    expect(Object.isFrozen(none.parents)).toBe(true);
+    expect(Object.isFrozen(none.children)).toBe(true);
+  });
+});
+
+type Raw = { id?: string; state?: string; type?: string; many?: number; throws?: unknown };
+const mapRaw = (r: Raw): EntityDraft | EntityDraft[] | undefined => {
+  if (r.throws !== undefined) throw r.throws;
+  if (r.many !== undefined) return Array.from({ length: r.many }, (_, i) => ({ type: 'nova.instance', id: `${r.id}${i}`, state: 'on' }));
+  if (r.id === undefined) return undefined;
+  return { type: r.type ?? 'nova.instance', id: r.id, state: r.state as string };
+};
+
+function run(observations: Observation<Raw>[]): { out: Observation[]; invalid: InvalidRecord[] } {
+  const out: Observation[] = [];
+  const invalid: InvalidRecord[] = [];
+  normalizeEntity(mapRaw, { onInvalid: (i) => invalid.push(i) })(of(...observations)).subscribe((o) => out.push(o));
+  return { out, invalid };
+}
+
+describe('normalizeEntity', () => {
+  it('reports every record left out of a snapshot, keeps the keys it knows, and passes the rest of the observation on', () => {
+    const { out, invalid } = run([
+      {
+        kind: 'snapshot',
+        source: 'nova',
+        types: ['nova.instance', 'nova.host'],
+        at: t(0),
+        missesBeforeDelete: 2,
+        keep: ['nova.instance:kept'],
+        records: [{ id: 'a', state: 'on' }, { id: 'b' }, { throws: new Error('bad page') }, { throws: 'text' }, { id: 'z', type: 'cinder.volume', state: 'on' }, {}, { id: 'm', many: 2 }],
+      },
+    ]);
+    expect(out).toHaveLength(1);
+    const snap = out[0]!;
+    expect(snap.kind === 'snapshot' && snap.records.map((r) => r.key)).toEqual(['nova.instance:a', 'nova.instance:m0', 'nova.instance:m1']);
+    expect(snap).toMatchObject({ source: 'nova', types: ['nova.instance', 'nova.host'], at: t(0), missesBeforeDelete: 2, keep: ['nova.instance:kept', 'nova.instance:b'] });
+    expect(invalid).toEqual([
+      { source: 'nova', reason: 'state is missing', key: 'nova.instance:b', record: { id: 'b' } },
+      { source: 'nova', reason: 'mapping failed: bad page', record: { throws: new Error('bad page') } },
+      { source: 'nova', reason: 'mapping failed: text', record: { throws: 'text' } },
+      { source: 'nova', reason: "type cinder.volume is not among the snapshot's types (nova.instance, nova.host)", record: { id: 'z', type: 'cinder.volume', state: 'on' } },
+    ]);
+    expect(Object.keys(invalid[1]!)).not.toContain('key');
+  });
+
+  it('leaves `keep` out when nothing is kept', () => {
+    const { out } = run([{ kind: 'snapshot', source: 'nova', types: ['nova.instance'], at: t(0), records: [{ id: 'a', state: 'on' }] }]);
+    expect(out[0]).not.toHaveProperty('keep');
+    expect(out[0]).not.toHaveProperty('records.1');
+  });
+
+  it('drops an observation whose time is not a date, reporting its record and settling it not ok', () => {
+    const settled: Settlement[] = [];
+    const { out, invalid } = run([
+      { kind: 'change', source: 'bus', action: 'upsert', at: 'never', record: { id: 'a', state: 'on' }, settle: (s) => settled.push(s) },
+      { kind: 'snapshot', source: 'nova', types: ['nova.instance'], at: '', records: [{ id: 'a', state: 'on' }] },
+    ]);
+    expect(out).toEqual([]);
+    expect(invalid).toEqual([
+      { source: 'bus', reason: 'observation time is not a date: "never"', record: { id: 'a', state: 'on' } },
+      { source: 'nova', reason: 'observation time is not a date: ""', record: undefined },
+    ]);
+    expect(settled).toEqual([{ ok: false, reason: 'observation time is not a date: "never"' }]);
+  });
+
+  it('settles a change once: on the last entity of a record that makes several, not ok with the reason when one is bad', () => {
+    const settled: string[] = [];
+    const change = (record: Raw, action: 'upsert' | 'delete' = 'upsert'): Observation<Raw> => ({
+      kind: 'change',
+      source: 'bus',
+      action,
+      at: t(3),
+      record,
+      settle: (s) => settled.push(s.ok ? `ok:${record.id}` : `fail:${s.reason}`),
+    });
+    const { out, invalid } = run([change({ id: 'm', many: 3 }), change({ id: 'x' }), change({ throws: new Error('boom') }), change({ throws: 42 }), change({}), change({ id: 'd' }, 'delete')]);
+    expect(out.map((o) => (o.kind === 'change' ? `${o.action} ${o.record.key} ${o.record.state} ${o.settle ? 'settles' : '-'}` : o.kind))).toEqual([
+      'upsert nova.instance:m0 ON -',
+      'upsert nova.instance:m1 ON -',
+      'upsert nova.instance:m2 ON settles',
+      'delete nova.instance:d DELETED settles',
+    ]);
+    expect(out[0]).toEqual({ kind: 'change', source: 'bus', action: 'upsert', at: t(3), record: expect.objectContaining({ observedAt: t(3), source: 'bus' }) });
+    for (const o of out) o.settle?.({ ok: true });
+    expect(settled).toEqual(['fail:state is missing', 'fail:mapping failed: boom', 'fail:mapping failed: 42', 'ok:undefined', 'ok:m', 'ok:d']);
+    expect(invalid.map((i) => [i.reason, i.key])).toEqual([
+      ['state is missing', 'nova.instance:x'],
+      ['mapping failed: boom', undefined],
+      ['mapping failed: 42', undefined],
+    ]);
+  });
+
+  it('passes a change on without settle when it has none', () => {
+    const { out } = run([{ kind: 'change', source: 'bus', action: 'upsert', at: t(0), record: { id: 'm', many: 2 } }]);
+    expect(out.map((o) => Object.keys(o))).toEqual([
+      ['kind', 'source', 'action', 'at', 'record'],
+      ['kind', 'source', 'action', 'at', 'record'],
+    ]);
+  });
+
+  it('keeps raw records when asked to', () => {
+    const out: Observation[] = [];
+    const rawMap = (r: { id: string }): EntityDraft => ({ type: 'x.y', id: r.id, state: 'on', raw: r });
+    normalizeEntity(rawMap, { keepRaw: true })(of<Observation<{ id: string }>>({ kind: 'snapshot', source: 's', types: ['x.y'], at: t(0), records: [{ id: 'a' }] })).subscribe((o) =>
+      out.push(o),
+    );
+    normalizeEntity(rawMap)(of<Observation<{ id: string }>>({ kind: 'change', source: 's', action: 'upsert', at: t(0), record: { id: 'b' } })).subscribe((o) => out.push(o));
+    normalizeEntity(rawMap, { keepRaw: true })(of<Observation<{ id: string }>>({ kind: 'change', source: 's', action: 'upsert', at: t(0), record: { id: 'c' } })).subscribe((o) =>
+      out.push(o),
+    );
+    expect(out[0]!.kind === 'snapshot' && out[0]!.records[0]!.raw).toEqual({ id: 'a' });
+    expect(out[1]!.kind === 'change' && out[1]!.record).not.toHaveProperty('raw');
+    expect(out[2]!.kind === 'change' && out[2]!.record.raw).toEqual({ id: 'c' });
+  });
+
+  it('errors and completes with its source, and works without onInvalid', () => {
+    const source = new Subject<Observation<Raw>>();
+    const seen: string[] = [];
+    normalizeEntity(mapRaw)(source).subscribe({ next: () => seen.push('next'), error: (e: Error) => seen.push(`error:${e.message}`), complete: () => seen.push('complete') });
+    source.next({ kind: 'snapshot', source: 's', types: ['nova.instance'], at: t(0), records: [{ id: 'b' }] });
+    source.next({ kind: 'change', source: 's', action: 'upsert', at: 'x', record: {} });
+    source.error(new Error('gone'));
+    expect(seen).toEqual(['next', 'error:gone']);
+    const done: string[] = [];
+    const other = new Subject<Observation<Raw>>();
+    normalizeEntity(mapRaw)(other).subscribe({ complete: () => done.push('complete') });
+    other.complete();
+    expect(done).toEqual(['complete']);
+  });
+});

@@ -1,0 +1,20 @@
+import { defineConfig, mergeConfig } from 'vitest/config';
+import unit from './vitest.unit.config.js';
+
+/**
+ * What Stryker runs for each mutant (stryker.config.mjs): the unit tests without the property
+ * tests. Those run thousands of cases each (seconds per mutant, and timeouts on a loaded box),
+ * which made a mutation run take hours; they still run in every `npm test`. The score is then
+ * that of the example tests alone: a stricter measure, not a looser one.
+ */
+export default mergeConfig(
+  unit,
+  defineConfig({
+    test: {
+      exclude: ['**/node_modules/**', '**/*.property.test.ts'],
+      // Each mutant's run re-imported every test file and its modules (about 2 s a file on a
+      // loaded box); Stryker switches mutants at run time, so the modules can be shared.
+      isolate: false,
+    },
+  }),
+);

@@ -3,6 +3,7 @@ import alertmanagerSource from './alertmanager.js';
 import alertmanagerWebhookSource from './alertmanager-webhook.js';
 import collectdSource from './collectd.js';
 import eventsSource from './events.js';
+import prometheusSource from './prometheus.js';
 import nagiosSource from './nagios.js';
 import openstackNotificationsSource from './openstack/notifications.js';
 import staticSource from './static.js';
@@ -22,6 +23,7 @@ export const builtinSources: Readonly<Record<string, SourcePlugin<unknown>>> = {
   'alertmanager.webhook': alertmanagerWebhookSource as SourcePlugin<unknown>,
   collectd: collectdSource as SourcePlugin<unknown>,
   events: eventsSource as SourcePlugin<unknown>,
+  prometheus: prometheusSource as SourcePlugin<unknown>,
   'openstack.notifications': openstackNotificationsSource as SourcePlugin<unknown>,
   'openstack.nova': openstackNovaSource as SourcePlugin<unknown>,
   'openstack.neutron': openstackNeutronSource as SourcePlugin<unknown>,
@@ -29,4 +31,4 @@ export const builtinSources: Readonly<Record<string, SourcePlugin<unknown>>> = {
   'openstack.heat': openstackHeatSource as SourcePlugin<unknown>,
 };
 
-export { staticSource, nagiosSource, alertmanagerSource, alertmanagerWebhookSource, collectdSource, eventsSource, openstackNotificationsSource, openstackNovaSource, openstackNeutronSource, openstackCinderSource, openstackHeatSource };
+export { staticSource, nagiosSource, alertmanagerSource, alertmanagerWebhookSource, collectdSource, eventsSource, prometheusSource, openstackNotificationsSource, openstackNovaSource, openstackNeutronSource, openstackCinderSource, openstackHeatSource };

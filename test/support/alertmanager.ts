@@ -27,14 +27,15 @@ async function request(url: string, init?: RequestInit): Promise<Response> {
 /**
  * Starts a private Alertmanager on a loopback port: its own storage dir and config, gossip off
  * (`--cluster.listen-address=` empty, else it listens on 0.0.0.0:9094), ready when `/-/ready`
- * answers 200 (~0.3 s). `stop()` ends it and removes its folder.
+ * answers 200 (~0.3 s). `config` replaces its alertmanager.yml (e.g. a webhook receiver). `stop()`
+ * ends it and removes its folder.
  */
-export async function startAlertmanager(): Promise<RunningAlertmanager> {
+export async function startAlertmanager(options: { config?: string } = {}): Promise<RunningAlertmanager> {
   if (!existsSync(ALERTMANAGER_BIN)) throw new Error(`${ALERTMANAGER_BIN} is missing: install the Debian package prometheus-alertmanager (scripts/test.sh does)`);
   const dir = await mkdtemp(join(tmpdir(), 'alertmanager-'));
   const config = join(dir, 'alertmanager.yml');
-  // One receiver that sends nowhere: the test reads the API, not notifications.
-  await writeFile(config, 'route:\n  receiver: none\nreceivers:\n  - name: none\n');
+  // By default one receiver that sends nowhere: the test reads the API, not notifications.
+  await writeFile(config, options.config ?? 'route:\n  receiver: none\nreceivers:\n  - name: none\n');
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child: ChildProcess = spawn(

@@ -18,6 +18,7 @@ const BENCHES: Record<string, () => Promise<{ default: Bench }>> = {
   diff: () => import('./diff.js'),
   poll: () => import('./poll.js'),
   amqp: () => import('./amqp.js'),
+  webhook: () => import('./webhook.js'),
 };
 
 function table(rows: BenchRow[]): string {

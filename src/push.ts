@@ -296,8 +296,8 @@ export function pushReceiver$<R>(options: PushOptions, context: PushContext, par
         if (problem.status >= 500 || problem.status === 422 || problem.status === 400) {
           log.warn('push refused', { status: problem.status, path: req.url ?? '', reason: problem.message });
         }
+        // 413: the rest of the body is not read; the connection closes after the answer.
         reply(res, problem.status, { error: problem.message }, { ...problem.headers, ...(problem.status === 413 ? { connection: 'close' } : {}) });
-        if (problem.status === 413) req.destroy();
       });
     });
     // Bounded: a slow or silent client can't hold a socket for ever.

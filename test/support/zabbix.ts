@@ -76,8 +76,8 @@ export async function startZabbix(): Promise<RunningZabbix> {
     );
     const psql = `${join(PG_BIN, 'psql')} -q -h 127.0.0.1 -p ${pgPort} -U zabbix -v ON_ERROR_STOP=1`;
     await run('sh', ['-c', `${psql} -d postgres -c 'CREATE DATABASE zabbix'`]);
-    // Not images.sql.gz: map icons, which the API and trapper never read.
-    for (const file of ['schema.sql.gz', 'data.sql.gz']) {
+    // images.sql.gz too: data.sql.gz's default map refers to its icons.
+    for (const file of ['schema.sql.gz', 'images.sql.gz', 'data.sql.gz']) {
       await run('sh', ['-c', `zcat ${join(SCHEMA_DIR, file)} | ${psql} -d zabbix >/dev/null`], { maxBuffer: 16 * 1024 * 1024 });
     }
 

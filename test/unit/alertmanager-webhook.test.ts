@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAlerts, alertDraft } from '../../sources/alertmanager.js';
 import { parseWebhook } from '../../sources/alertmanager-webhook.js';
@@ -46,6 +47,30 @@ describe('Alertmanager webhook bodies (recorded from Alertmanager 0.25, version 
     const b = toEntity(alertDraft(pushed!.alert, options), 'hook', '2026-11-30T02:52:47Z');
     expect(b.key).toBe(a.key);
     expect(entityHash(b)).toBe(entityHash(a));
+  });
+
+  it('property: for any alert, the webhook and GET /api/v2/alerts give the same key and hash (whatever the key order)', () => {
+    const strings = fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.string({ maxLength: 12 }), { maxKeys: 5 });
+    const arbAlert = fc.record({
+      fingerprint: fc.stringMatching(/^[0-9a-f]{16}$/),
+      labels: strings,
+      severity: fc.option(fc.constantFrom('critical', 'warning', 'info'), { nil: undefined }),
+      annotations: strings,
+      startsAt: fc.integer({ min: 1_600_000_000_000, max: 1_900_000_000_000 }).map((ms) => new Date(ms).toISOString()),
+    });
+    fc.assert(
+      fc.property(arbAlert, fc.boolean(), (a, reversed) => {
+        const labels = { alertname: 'A', ...a.labels, ...(a.severity ? { severity: a.severity } : {}) };
+        const order = <T extends Record<string, string>>(o: T): T => (reversed ? (Object.fromEntries(Object.entries(o).reverse()) as T) : o);
+        const polled = parseAlerts([{ fingerprint: a.fingerprint, labels, annotations: a.annotations, startsAt: a.startsAt, endsAt: a.startsAt, updatedAt: a.startsAt, receivers: [{ name: 'x' }], status: { state: 'active', silencedBy: [], inhibitedBy: [] } }], 'p')[0]!;
+        const pushed = parseWebhook({ version: '4', status: 'firing', alerts: [{ status: 'firing', fingerprint: a.fingerprint, labels: order(labels), annotations: order(a.annotations), startsAt: a.startsAt, endsAt: '0001-01-01T00:00:00Z' }] })[0]!;
+        const options = { annotations: Object.keys(a.annotations), attach: [{ label: 'instance', type: 'nova.host' }] };
+        const x = toEntity(alertDraft(polled, options), 'poll', a.startsAt);
+        const y = toEntity(alertDraft(pushed.alert, options), 'hook', a.startsAt);
+        expect(y.key).toBe(x.key);
+        expect(entityHash(y)).toBe(entityHash(x));
+      }),
+    );
   });
 
   it('refuses what is not a version-4 body, naming the field', () => {

@@ -15,7 +15,7 @@ export interface RunningProgram {
 /**
  * Spawns `bin` and waits until `ready()` says so (polled every 100 ms, up to `timeoutMs`). Fails
  * naming the Debian package when the binary is missing, and with the program's output when it
- * exits or is not ready in time. `stop()` sends SIGTERM, then SIGKILL after 5 s.
+ * exits or is not ready in time. `stop()` sends SIGTERM to its process group, then SIGKILL after 5 s.
  */
 export async function startProgram(
   bin: string,
@@ -23,7 +23,9 @@ export async function startProgram(
   options: { pkg: string; ready: () => Promise<boolean>; timeoutMs?: number; spawn?: SpawnOptions },
 ): Promise<RunningProgram> {
   if (!existsSync(bin)) throw new Error(`${bin} is missing: install the Debian package ${options.pkg} (scripts/test.sh does)`);
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options.spawn });
+  // Its own process group, so that stop() also ends the workers it forks (php -S workers,
+  // zabbix_server's processes), which would otherwise outlive it.
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...options.spawn });
   let out = '';
   const keep = (d: Buffer): void => {
     out = (out + d.toString()).slice(-8000);
@@ -32,12 +34,22 @@ export async function startProgram(
   child.stderr?.on('data', keep);
   let exited = false;
   const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
+  const signalGroup = (signal: NodeJS.Signals): void => {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, signal);
+    } catch {
+      // the group is gone already
+    }
+  };
   const stop = async (): Promise<void> => {
-    if (exited) return;
-    child.kill('SIGTERM');
-    const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exit;
-    clearTimeout(killer);
+    if (!exited) {
+      signalGroup('SIGTERM');
+      const killer = setTimeout(() => signalGroup('SIGKILL'), 5000);
+      await exit;
+      clearTimeout(killer);
+    }
+    // Workers still alive after their parent (php -S) go with the group.
+    signalGroup('SIGTERM');
   };
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   for (;;) {

@@ -2,6 +2,7 @@ import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
 import { type RestPollOptions, readRestPollOptions, restPollClient } from '../src/http.js';
 import type { EntityDraft } from '../src/model.js';
 import { pollSnapshots } from '../src/poll.js';
+import type { OptionReader } from '../src/options.js';
 import { defineSource } from '../src/source.js';
 
 /**
@@ -15,15 +16,9 @@ import { defineSource } from '../src/source.js';
  * (`CRITICAL`, `WARNING`, …), `FIRING` without one. A resolved alert leaves the list, so it is
  * missing from the next snapshot: a delete.
  */
-export interface AlertmanagerOptions extends RestPollOptions {
+export interface AlertmanagerOptions extends RestPollOptions, AlertMappingOptions {
   /** Label matchers (`severity=~"critical|warning"`) sent as `filter=`: the snapshot is complete for them. */
   filter: string[];
-  severityLabel: string;
-  /** Label whose value becomes Entity.project (e.g. `project_id`). */
-  projectLabel?: string;
-  /** Annotations kept as attributes. */
-  annotations: string[];
-  attach: AttachRule[];
 }
 
 export const ALERTMANAGER_TYPES = ['alertmanager.alert'] as const;
@@ -37,11 +32,11 @@ export interface Alert {
   status: { state: 'active' | 'suppressed' | 'unprocessed'; silencedBy: string[]; inhibitedBy: string[] };
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
+export function isObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-function stringMap(v: unknown): v is Record<string, string> {
+export function stringMap(v: unknown): v is Record<string, string> {
   return isObject(v) && Object.values(v).every((x) => typeof x === 'string');
 }
 
@@ -79,11 +74,25 @@ export function parseAlerts(doc: unknown, where: string): Alert[] {
   });
 }
 
+/** How an alert becomes an entity; the poll and the webhook source read the same keys, so they agree. */
 export interface AlertMappingOptions {
   severityLabel?: string;
+  /** Label whose value becomes Entity.project (e.g. `project_id`). */
   projectLabel?: string;
+  /** Annotations kept as attributes. */
   annotations?: readonly string[];
   attach?: readonly AttachRule[];
+}
+
+/** Reads `severityLabel`, `projectLabel`, `annotations` and `attach`: the mapping keys of both alertmanager sources. */
+export function readAlertMappingOptions(read: OptionReader): AlertMappingOptions {
+  const projectLabel = read.optionalString('projectLabel');
+  return {
+    severityLabel: read.string('severityLabel', 'severity'),
+    ...(projectLabel !== undefined ? { projectLabel } : {}),
+    annotations: read.stringList('annotations', ['summary', 'description']),
+    attach: readAttachRules(read, 'attach', { label: 'required' }),
+  };
 }
 
 /** An alert → its entity. */
@@ -117,15 +126,7 @@ export function alertDraft(alert: Alert, options: AlertMappingOptions = {}): Ent
 export default defineSource({
   options: (read): AlertmanagerOptions => {
     const rest = readRestPollOptions(read, 'http://127.0.0.1:9093');
-    const projectLabel = read.optionalString('projectLabel');
-    return {
-      ...rest,
-      filter: read.stringList('filter', []),
-      severityLabel: read.string('severityLabel', 'severity'),
-      ...(projectLabel !== undefined ? { projectLabel } : {}),
-      annotations: read.stringList('annotations', ['summary', 'description']),
-      attach: readAttachRules(read, 'attach', { label: 'required' }),
-    };
+    return { ...rest, filter: read.stringList('filter', []), ...readAlertMappingOptions(read) };
   },
 
   create(options, { name, scheduler, log }) {

@@ -1,5 +1,10 @@
 import type { SourcePlugin } from '../src/source.js';
 import alertmanagerSource from './alertmanager.js';
+import alertmanagerWebhookSource from './alertmanager-webhook.js';
+import collectdSource from './collectd.js';
+import eventsSource from './events.js';
+import prometheusSource from './prometheus.js';
+import zabbixSource from './zabbix.js';
 import nagiosSource from './nagios.js';
 import openstackNotificationsSource from './openstack/notifications.js';
 import staticSource from './static.js';
@@ -16,6 +21,11 @@ export const builtinSources: Readonly<Record<string, SourcePlugin<unknown>>> = {
   static: staticSource as SourcePlugin<unknown>,
   nagios: nagiosSource as SourcePlugin<unknown>,
   alertmanager: alertmanagerSource as SourcePlugin<unknown>,
+  'alertmanager.webhook': alertmanagerWebhookSource as SourcePlugin<unknown>,
+  collectd: collectdSource as SourcePlugin<unknown>,
+  events: eventsSource as SourcePlugin<unknown>,
+  prometheus: prometheusSource as SourcePlugin<unknown>,
+  zabbix: zabbixSource as SourcePlugin<unknown>,
   'openstack.notifications': openstackNotificationsSource as SourcePlugin<unknown>,
   'openstack.nova': openstackNovaSource as SourcePlugin<unknown>,
   'openstack.neutron': openstackNeutronSource as SourcePlugin<unknown>,
@@ -23,4 +33,4 @@ export const builtinSources: Readonly<Record<string, SourcePlugin<unknown>>> = {
   'openstack.heat': openstackHeatSource as SourcePlugin<unknown>,
 };
 
-export { staticSource, nagiosSource, alertmanagerSource, openstackNotificationsSource, openstackNovaSource, openstackNeutronSource, openstackCinderSource, openstackHeatSource };
+export { staticSource, nagiosSource, alertmanagerSource, alertmanagerWebhookSource, collectdSource, eventsSource, prometheusSource, zabbixSource, openstackNotificationsSource, openstackNovaSource, openstackNeutronSource, openstackCinderSource, openstackHeatSource };

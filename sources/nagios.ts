@@ -77,21 +77,30 @@ export function nagiosDraft(record: NagiosStatus, attach: readonly AttachRule[] 
 }
 
 /**
- * Keeps each check's output as it was when the check entered its current state (state and
- * SOFT/HARD), so a check whose state did not change makes no event even though its text moves
- * (`RTA = 0.91 ms` → `0.87 ms`). Holds only the checks of the last snapshot.
+ * Keeps what a check said when it entered its current state (state and SOFT/HARD), so a check
+ * whose state did not change makes no event:
+ * - its output, with `output: stable`, though its text moves (`RTA = 0.91 ms` → `0.87 ms`);
+ * - its `last_state_change` when it had none: Nagios 4 fills one in after a check that changed
+ *   nothing (a passive service result gave its host a time while the host stayed UP). A time
+ *   that moves to another time is a real change (the state flapped between two polls) and passes.
+ * Holds only the checks of the last snapshot.
  */
-function stableOutput(): (records: NagiosStatus[]) => NagiosStatus[] {
-  let seen = new Map<string, { state: string; output: string }>();
+export function stableRecords(keepOutput: boolean): (records: NagiosStatus[]) => NagiosStatus[] {
+  type Seen = { state: string; output: string; lastStateChange: string | undefined };
+  let seen = new Map<string, Seen>();
   return (records) => {
-    const next = new Map<string, { state: string; output: string }>();
+    const next = new Map<string, Seen>();
     const out = records.map((r) => {
       const key = r.kind === 'host' ? `h:${r.host}` : `s:${r.host}/${r.service}`;
       const state = `${r.state}/${r.stateType ?? ''}`;
       const before = seen.get(key);
-      const output = before && before.state === state ? before.output : r.output;
-      next.set(key, { state, output });
-      return output === r.output ? r : { ...r, output, latestOutput: r.output };
+      const same = before !== undefined && before.state === state;
+      const output = same && keepOutput ? before.output : r.output;
+      const lastStateChange = same && before.lastStateChange === undefined ? undefined : r.lastStateChange;
+      next.set(key, { state, output, lastStateChange });
+      if (output === r.output && lastStateChange === r.lastStateChange) return r;
+      const { lastStateChange: _dropped, ...rest } = r;
+      return { ...rest, output, ...(output !== r.output ? { latestOutput: r.output } : {}), ...(lastStateChange !== undefined ? { lastStateChange } : {}) };
     });
     seen = next;
     return out;
@@ -111,7 +120,7 @@ export default defineSource({
   create(options, { name, scheduler, log }) {
     const http = restPollClient(options, { name, scheduler, log }, ENDPOINTS[options.cgi].length);
     const signal$ = defer(() => {
-      const settle = options.output === 'stable' ? stableOutput() : (records: NagiosStatus[]) => records;
+      const settle = stableRecords(options.output === 'stable');
       return pollSnapshots<NagiosStatus>(
         async ({ signal }) => {
           const lists = await Promise.all(

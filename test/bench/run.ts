@@ -19,6 +19,7 @@ const BENCHES: Record<string, () => Promise<{ default: Bench }>> = {
   poll: () => import('./poll.js'),
   amqp: () => import('./amqp.js'),
   persist: () => import('./persist.js'),
+  webhook: () => import('./webhook.js'),
 };
 
 function table(rows: BenchRow[]): string {

@@ -29,20 +29,22 @@ async function request(url: string, init?: RequestInit): Promise<Response> {
  * (`--cluster.listen-address=` empty, else it listens on 0.0.0.0:9094). Ready when this very
  * Alertmanager answers (`/api/v2/status` shows the config with its own receiver name, ~0.3 s), not
  * when something accepts on the port; a port taken before it binds it means a retry on another.
- * `stop()` ends it and removes its folder.
+ * `config` replaces its alertmanager.yml (e.g. a webhook receiver; its first receiver's name is
+ * then the readiness mark). `stop()` ends it and removes its folder.
  */
-export async function startAlertmanager(): Promise<RunningAlertmanager> {
+export async function startAlertmanager(options: { config?: string } = {}): Promise<RunningAlertmanager> {
   if (!existsSync(ALERTMANAGER_BIN)) throw new Error(`${ALERTMANAGER_BIN} is missing: install the Debian package prometheus-alertmanager (scripts/test.sh does)`);
-  return onFreePort((port) => startOn(port!));
+  return onFreePort((port) => startOn(port!, options));
 }
 
-async function startOn(port: number): Promise<RunningAlertmanager> {
+async function startOn(port: number, options: { config?: string }): Promise<RunningAlertmanager> {
   const dir = await mkdtemp(join(tmpdir(), 'alertmanager-'));
   const config = join(dir, 'alertmanager.yml');
-  // One receiver that sends nowhere (the test reads the API, not notifications); its name is
-  // this instance's own, so readiness can tell it from another program on the port.
-  const receiver = `sync-test-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  await writeFile(config, `route:\n  receiver: ${receiver}\nreceivers:\n  - name: ${receiver}\n`);
+  // By default one receiver that sends nowhere (the test reads the API, not notifications); its
+  // name is this instance's own, so readiness can tell it from another program on the port.
+  const own = `sync-test-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+  const receiver = options.config ? (/-\s*name:\s*['"]?([^'"\s]+)/.exec(options.config)?.[1] ?? 'route') : own;
+  await writeFile(config, options.config ?? `route:\n  receiver: ${own}\nreceivers:\n  - name: ${own}\n`);
   const url = `http://127.0.0.1:${port}`;
   const child: ChildProcess = spawn(
     ALERTMANAGER_BIN,

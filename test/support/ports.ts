@@ -45,3 +45,22 @@ export async function onFreePort<T>(start: (...ports: number[]) => Promise<T>, c
     }
   }
 }
+
+/**
+ * A free port between `min` and `max` on 127.0.0.1, for programs that refuse the OS's ephemeral
+ * range (zabbix_server's ListenPort stops at 32767). Random start, so parallel runs rarely collide.
+ */
+export async function freePortIn(min: number, max: number): Promise<number> {
+  const span = max - min + 1;
+  const start = Math.floor(Math.random() * span);
+  for (let i = 0; i < 200; i++) {
+    const port = min + ((start + i * 7919) % span);
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error(`no free port between ${min} and ${max}`);
+}

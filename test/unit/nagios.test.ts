@@ -76,6 +76,25 @@ describe('nagios source (statusjson.cgi over HTTP)', () => {
     expect(update.entity.attributes.output).toMatch(/^LOAD OK - total load average: 0\.\d+, 0.95, 0.69$/);
   });
 
+  it('makes no event when Nagios fills in last_state_change of a host that stayed UP (Nagios 4 after a passive result)', async () => {
+    const hosts = readFixture<StatusDoc>('wire', 'nagios-statusjson-hostlist-details.json');
+    const host = hosts.data.hostlist!.localhost!;
+    host.last_state_change = 0; // not yet known
+    server.route(`${CGI}/statusjson.cgi`, { query: 'hostlist' }, () => json(hosts));
+    await start();
+    await waitFor('creates', () => events.length >= 9);
+    expect(events.find((e) => e.entity.key === 'nagios.host:localhost')!.entity.attributes.lastStateChange).toBeUndefined();
+    host.last_state_change = 1795607044000; // filled in, still UP
+    const first = polls('hostlist');
+    await waitFor('three more polls', () => polls('hostlist') >= first + 3);
+    expect(events).toHaveLength(9);
+
+    host.status = 4; // DOWN: a real change, with its time
+    host.last_state_change = 1795607099000;
+    const update = await waitFor('the update', () => events.find((e) => e.action === 'update'));
+    expect(update.entity).toMatchObject({ key: 'nagios.host:localhost', state: 'DOWN', attributes: { lastStateChange: new Date(1795607099000).toISOString() } });
+  });
+
   it('reports the latest output as an update with output: latest', async () => {
     const services = readFixture<StatusDoc>('wire', 'nagios-statusjson-servicelist-details.json');
     let n = 0;

@@ -1,6 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { createSource } from '../../src/config.js';
 import { type ApiAlarm, alarmDraft, apiAlarmFacts, pickAlarm, ruleResource } from '../../sources/openstack/aodh.js';
 import { type ApiNode, nodeDraft, pickNode } from '../../sources/openstack/ironic.js';
 import { type OsloNotification, decodeNotification, notificationDraft, routeEvent } from '../../sources/openstack/notifications.js';
@@ -188,5 +189,17 @@ describe('Trove (upstream samples)', () => {
       state: 'NONE',
       children: [{ type: 'trove.instance', id: 'a' }, { type: 'trove.instance', id: 'b' }],
     });
+  });
+});
+
+describe('config', () => {
+  const auth = { auth_url: 'http://127.0.0.1:9/identity/v3', username: 'u', password: 'p', project_name: 'admin', user_domain_name: 'Default', project_domain_name: 'Default' };
+  it('each source is a built-in `use:`; a bad key is refused with its path', async () => {
+    for (const use of ['openstack.aodh', 'openstack.octavia', 'openstack.ironic', 'openstack.trove']) {
+      const source = await createSource({ name: use, use, auth });
+      expect(source.types.length, use).toBeGreaterThan(0);
+    }
+    await expect(createSource({ name: 'o', use: 'openstack.octavia', auth, resolveMembers: 'yes' })).rejects.toThrow(/sources\[0\]\.resolveMembers: /);
+    await expect(createSource({ name: 'a', use: 'openstack.aodh', auth, resolveMembers: true })).rejects.toThrow('sources[0].resolveMembers: is not a known option here');
   });
 });

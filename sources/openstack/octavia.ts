@@ -134,6 +134,9 @@ export function portsByAddress(ports: readonly ApiPort[]): Map<string, MemberTar
   return out;
 }
 
+/** Member lists requested side by side. */
+const MEMBER_LISTS_AT_ONCE = 8;
+
 export const OCTAVIA_TYPES = ['octavia.loadbalancer', 'octavia.listener', 'octavia.pool', 'octavia.member'] as const;
 
 export interface OctaviaOptions extends OpenStackPollOptions {
@@ -159,8 +162,13 @@ export default defineSource<OctaviaOptions, OctaviaRecord>({
                 ? fetchAllPages<ApiPort>(await service(['network'], (u) => withSuffix(u, '/v2.0')), '/ports', { key: 'ports', pick: pickPortTarget, signal: s })
                 : [],
           ]);
-          // Members are listed per pool: one request (or more pages) each.
-          const members = await allParts<ApiMember[][]>(signal, pools.map((p) => (s: AbortSignal) => list<ApiMember>(`/v2/lbaas/pools/${encodeURIComponent(p.id)}/members`, 'members', s)));
+          // Members are listed per pool: one request (or more pages) each, a few pools at a time
+          // so that a cloud of thousands of pools is not asked thousands of things at once.
+          const members: ApiMember[][] = [];
+          for (let i = 0; i < pools.length; i += MEMBER_LISTS_AT_ONCE) {
+            const batch = pools.slice(i, i + MEMBER_LISTS_AT_ONCE);
+            members.push(...(await allParts<ApiMember[][]>(signal, batch.map((p) => (s: AbortSignal) => list<ApiMember>(`/v2/lbaas/pools/${encodeURIComponent(p.id)}/members`, 'members', s)))));
+          }
           const at = portsByAddress(ports);
           const records: OctaviaRecord[] = [
             ...lbs.map((lb): OctaviaRecord => ({ kind: 'loadbalancer', lb })),

@@ -107,4 +107,17 @@ describe('Aodh, Octavia, Ironic and Trove poll sources against a local OpenStack
     await waitFor('ironic up and the delete', () => sync.health().ironic?.status === 'up' && sync.snapshot(['ironic.node']).length === 3);
     expect(events.filter((e) => e.action === 'delete')).toHaveLength(1);
   });
+
+  it('lists the members of every pool, a batch of pools at a time (20 pools)', async () => {
+    const [pool] = os.state.pools;
+    const [member] = os.state.members[pool!.id as string]!;
+    for (let n = 1; n < 20; n++) {
+      const id = `9001${n.toString().padStart(4, '0')}-0000-4000-8000-000000000000`;
+      os.state.pools.push({ ...structuredClone(pool!), id, name: `pool-${n}` });
+      os.state.members[id] = [{ ...structuredClone(member!), id: `${id.slice(0, -4)}beef`, name: `member-of-${n}` }];
+    }
+    await startSync();
+    await waitFor('every member', () => sync.snapshot(['octavia.member']).length === 21);
+    expect(new Set(sync.snapshot(['octavia.member']).map((m) => m.parents.find((p) => p.type === 'octavia.pool')!.id)).size).toBe(20);
+  });
 });

@@ -86,6 +86,11 @@ export function troveDraft(r: TroveRecord): EntityDraft {
   }
 }
 
+/** The catalog URL ends in /v1.0/{project} (Trove's own registration); added when it doesn't. */
+export function troveEndpoint(url: string, projectId: string | undefined): string {
+  return projectId && !/\/v1\.0\/[^/]+\/?$/.test(url) ? withSuffix(withSuffix(url, '/v1.0'), `/${projectId}`) : url;
+}
+
 export default defineSource<OpenStackPollOptions, TroveRecord>({
   options: readOpenStackPollOptions,
   create: (options, context) =>
@@ -93,8 +98,7 @@ export default defineSource<OpenStackPollOptions, TroveRecord>({
       {
         serviceTypes: ['database'],
         types: ['trove.instance', 'trove.cluster'],
-        // The catalog URL ends in /v1.0/{project} (Trove's own registration); add it when it doesn't.
-        endpoint: (url, token) => (token.projectId && !/\/v1\.0\/[^/]+\/?$/.test(url) ? withSuffix(withSuffix(url, '/v1.0'), `/${token.projectId}`) : url),
+        endpoint: (url, token) => troveEndpoint(url, token.projectId),
         fetch: async ({ http, signal }) => {
           const pages = { next: { links: 'links' } } as const;
           const [instances, clusters] = await allParts<[ApiTroveInstance[], ApiTroveCluster[]]>(signal, [

@@ -6,7 +6,7 @@ import { type ApiAlarm, alarmDraft, apiAlarmFacts, pickAlarm, ruleResource } fro
 import { type ApiNode, nodeDraft, pickNode } from '../../sources/openstack/ironic.js';
 import { type OsloNotification, decodeNotification, notificationDraft, routeEvent } from '../../sources/openstack/notifications.js';
 import { type ApiListener, type ApiLoadBalancer, type ApiMember, type ApiPool, octaviaDraft, portsByAddress } from '../../sources/openstack/octavia.js';
-import { type ApiTroveInstance, troveDraft } from '../../sources/openstack/trove.js';
+import { type ApiTroveInstance, troveDraft, troveEndpoint } from '../../sources/openstack/trove.js';
 import { fixturePath } from '../support/fixtures.js';
 import { fixture } from '../support/openstack-server.js';
 
@@ -189,6 +189,15 @@ describe('Trove (upstream samples)', () => {
       state: 'NONE',
       children: [{ type: 'trove.instance', id: 'a' }, { type: 'trove.instance', id: 'b' }],
     });
+  });
+});
+
+describe('Trove endpoint', () => {
+  it('adds /v1.0/{project} to a catalog URL without it, and leaves a full one alone', () => {
+    expect(troveEndpoint('http://db.example:8779', 'p1')).toBe('http://db.example:8779/v1.0/p1');
+    expect(troveEndpoint('http://db.example:8779/v1.0/', 'p1')).toBe('http://db.example:8779/v1.0/p1');
+    expect(troveEndpoint('http://db.example/database/v1.0/abc', 'p1')).toBe('http://db.example/database/v1.0/abc');
+    expect(troveEndpoint('http://db.example:8779', undefined)).toBe('http://db.example:8779');
   });
 });
 

@@ -12,6 +12,7 @@ import openstackNovaSource from './openstack/nova.js';
 import openstackNeutronSource from './openstack/neutron.js';
 import openstackCinderSource from './openstack/cinder.js';
 import openstackHeatSource from './openstack/heat.js';
+import { openstackAodhSource, openstackIronicSource, openstackOctaviaSource, openstackTroveSource } from './openstack/more.js';
 
 /**
  * The built-in sources, by the name a config's `use:` gives them. A `use:` that is not listed
@@ -31,6 +32,7 @@ export const builtinSources: Readonly<Record<string, SourcePlugin<unknown>>> = {
   'openstack.neutron': openstackNeutronSource as SourcePlugin<unknown>,
   'openstack.cinder': openstackCinderSource as SourcePlugin<unknown>,
   'openstack.heat': openstackHeatSource as SourcePlugin<unknown>,
+  ...{ 'openstack.aodh': openstackAodhSource, 'openstack.octavia': openstackOctaviaSource, 'openstack.ironic': openstackIronicSource, 'openstack.trove': openstackTroveSource },
 };
 
 export { staticSource, nagiosSource, alertmanagerSource, alertmanagerWebhookSource, collectdSource, eventsSource, prometheusSource, zabbixSource, openstackNotificationsSource, openstackNovaSource, openstackNeutronSource, openstackCinderSource, openstackHeatSource };

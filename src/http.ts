@@ -477,8 +477,16 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient {
 }
 
 export interface PagesOptions<T = unknown> {
-  /** Key of the records in each page: `servers`, `networks`, `volumes`… (`<key>_links` holds the next link). */
-  key: string;
+  /**
+   * Key of the records in each page: `servers`, `networks`, `volumes`… (`<key>_links` holds the
+   * next link). `null`: each page is a bare JSON array (Aodh), paged by `limit` and `marker` only.
+   */
+  key: string | null;
+  /**
+   * Where a page names the next one: `<key>_links` (Nova, Neutron, Cinder, Octavia; the default),
+   * another list of links (`links`: Trove), or `next`, a URL of its own (Ironic).
+   */
+  next?: { links: string } | 'next';
   params?: QueryParams;
   signal?: AbortSignal;
   headers?: Record<string, string>;
@@ -505,8 +513,10 @@ interface Link {
   rel?: unknown;
 }
 
-function nextHref(page: Record<string, unknown>, key: string): string | undefined | null {
-  const links = page[`${key}_links`];
+function nextHref(page: Record<string, unknown>, key: string, style: PagesOptions['next']): string | undefined | null {
+  // Ironic: `next` is there while the page was full, and absent from the last page.
+  if (style === 'next') return typeof page.next === 'string' ? page.next : undefined;
+  const links = page[style?.links ?? `${key}_links`];
   if (!Array.isArray(links)) return null; // no links at all: the API doesn't paginate by links
   const next = (links as Link[]).find((l) => l && l.rel === 'next');
   return typeof next?.href === 'string' ? next.href : undefined;
@@ -515,8 +525,9 @@ function nextHref(page: Record<string, unknown>, key: string): string | undefine
 /**
  * Every record of an OpenStack collection, all pages: follows `<key>_links` `rel: next` until the
  * last page (Nova caps a page at its max_limit whatever the client asks, so reading one page is
- * never enough). Rejects if any page fails, so a caller never mistakes part of a collection for
- * the whole of it.
+ * never enough). Other services' styles, by `next` and `key`: Ironic's `next` URL, Trove's `links`,
+ * and pages without links (Heat, and Aodh's bare arrays) asked for by `limit` and `marker`.
+ * Rejects if any page fails, so a caller never mistakes part of a collection for the whole of it.
  *
  * Only the next link's query is used, on the URL that was asked for: services build links from
  * their own configured prefix, which behind a proxy may name an address the client can't reach.
@@ -533,13 +544,11 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
     if (seen.has(where)) throw new Error(`${where}: the server sent the same next page twice (pagination loop)`);
     seen.add(where);
     const page = await http.get<unknown>(url, { params, ...(signal ? { signal } : {}), ...(headers ? { headers } : {}) });
-    if (page === null || typeof page !== 'object' || !Array.isArray((page as Record<string, unknown>)[key])) {
-      throw new Error(`GET ${where}: expected a JSON object with a "${key}" list`);
-    }
-    const items = (page as Record<string, unknown>)[key] as T[];
-    if (pick === undefined) for (const item of items) records.push(item);
-    else for (const item of items) records.push(item !== null && typeof item === 'object' ? pick(item) : item);
-    const href = nextHref(page as Record<string, unknown>, key);
+    const items = key === null ? page : page !== null && typeof page === 'object' ? (page as Record<string, unknown>)[key] : undefined;
+    if (!Array.isArray(items)) throw new Error(`GET ${where}: expected ${key === null ? 'a JSON array' : `a JSON object with a "${key}" list`}`);
+    if (pick === undefined) for (const item of items as T[]) records.push(item);
+    else for (const item of items as T[]) records.push(item !== null && typeof item === 'object' ? pick(item) : item);
+    const href = key === null ? null : nextHref(page as Record<string, unknown>, key, options.next);
     if (typeof href === 'string') {
       params = { ...base, ...Object.fromEntries(new URL(href, 'http://link.invalid/').searchParams) };
     } else if (href === null && limit !== undefined && items.length >= limit && items.length > 0) {

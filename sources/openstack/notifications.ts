@@ -6,9 +6,11 @@ import type { EntityDraft, EntityType, Settlement } from '../../src/model.js';
 import type { OptionReader } from '../../src/options.js';
 import { INSECURE_WARNING, type TlsOptions } from '../../src/tls.js';
 import { type Source, type SourceContext, type SourceSignal, defineSource } from '../../src/source.js';
+import { type AlarmFacts, alarmDraft } from './aodh.js';
 import { type VolumeFacts, volumeDraft } from './cinder.js';
 import { type StackFacts, stackDraft } from './heat.js';
 import { type InstanceFacts, instanceDraft } from './instance.js';
+import { type ApiNode, nodeDraft } from './ironic.js';
 import { type ApiNetwork, type ApiPort, networkDraft, portDraft } from './neutron.js';
 
 /**
@@ -24,6 +26,15 @@ import { type ApiNetwork, type ApiPort, networkDraft, portDraft } from './neutro
  * | `network.*`                                  | `neutron.network` | `*.end`                  | `.delete.end`          | `network.id` / `network_id`      |
  * | `volume.*` (Cinder)                          | `cinder.volume`   | `*.end`                  | `.delete.end`          | `volume_id`                      |
  * | `orchestration.stack.*`                      | `heat.stack`      | `*.end`, `*.error`       | `.delete.end`          | `stack_identity`                 |
+ * | `alarm.*` (Aodh)                             | `aodh.alarm`      | `.creation`              | `.deletion`            | `alarm_id`                       |
+ * | `baremetal.node.*` (Ironic, versioned)       | `ironic.node`     | `*.end`, `*.success`, `*.error` | `.delete.end`   | `ironic_object.data.uuid`        |
+ * | `octavia.loadbalancer.*`                     | `octavia.loadbalancer` | —                   | `.delete.end`          | `loadbalancer_id`                |
+ *
+ * Aodh's `alarm.state_transition` and `alarm.rule_change` carry only what changed (the state, or
+ * the changed fields), not the alarm, and an entity is only ever replaced whole: they are acked
+ * without an event and the next poll of `openstack.aodh` brings the change. Octavia's create and
+ * update notifications carry no status, and `update.end` the load balancer as it was before the
+ * update: only its delete is taken. Ironic can drop a `provision_set.end`; the poll catches up.
  *
  * Other events of these families (`*.start`, …) are acked without an event; event types of no
  * family are counted (`stats.unknown`) and acked. A body that is not an oslo notification, or
@@ -52,7 +63,7 @@ export interface NotificationOptions {
   tls?: TlsOptions;
 }
 
-const FAMILIES = ['nova.legacy', 'nova.versioned', 'neutron.port', 'neutron.network', 'cinder.volume', 'heat.stack'] as const;
+const FAMILIES = ['nova.legacy', 'nova.versioned', 'neutron.port', 'neutron.network', 'cinder.volume', 'heat.stack', 'aodh.alarm', 'ironic.node', 'octavia.loadbalancer'] as const;
 type Family = (typeof FAMILIES)[number];
 type Action = 'upsert' | 'delete' | 'ignore';
 
@@ -64,6 +75,9 @@ const FAMILY_TYPE: Readonly<Record<Family, EntityType>> = {
   'neutron.network': 'neutron.network',
   'cinder.volume': 'cinder.volume',
   'heat.stack': 'heat.stack',
+  'aodh.alarm': 'aodh.alarm',
+  'ironic.node': 'ironic.node',
+  'octavia.loadbalancer': 'octavia.loadbalancer',
 };
 
 /** The entity types this source produces. */
@@ -183,8 +197,14 @@ function computeRoute(eventType: string): Route {
     .with(P.string.startsWith('network.'), () => 'neutron.network')
     .with(P.string.startsWith('volume.'), () => 'cinder.volume')
     .with(P.string.startsWith('orchestration.stack.'), () => 'heat.stack')
+    .with(P.string.startsWith('alarm.'), () => 'aodh.alarm')
+    .with(P.string.startsWith('baremetal.node.'), () => 'ironic.node')
+    .with(P.string.startsWith('octavia.loadbalancer.'), () => 'octavia.loadbalancer')
     .otherwise(() => undefined);
   if (family === undefined) return undefined;
+  if (family === 'aodh.alarm') return { family, action: eventType === 'alarm.creation' ? 'upsert' : eventType === 'alarm.deletion' ? 'delete' : 'ignore' };
+  if (family === 'octavia.loadbalancer') return { family, action: eventType === 'octavia.loadbalancer.delete.end' ? 'delete' : 'ignore' };
+  if (family === 'ironic.node' && /\.(success|error)$/.test(eventType)) return { family, action: 'upsert' };
   // Nova's legacy nova-network used network.floating_ip.*: not a Neutron network.
   if (family === 'neutron.network' && eventType.startsWith('network.floating_ip.')) return undefined;
   const action = match(eventType)
@@ -306,6 +326,35 @@ export function stackFacts(n: OsloNotification): StackFacts {
   };
 }
 
+/**
+ * Aodh `alarm.*`: `detail` of a creation is the whole alarm (its rule under `rule`); a deletion
+ * needs only the id.
+ */
+export function alarmFacts(n: OsloNotification): AlarmFacts {
+  const p = n.payload;
+  const id = idOf(n, p.alarm_id, 'alarm_id');
+  const d = isObject(p.detail) ? p.detail : {};
+  return {
+    id,
+    name: optString(d.name),
+    state: optString(d.state),
+    stateReason: optString(d.state_reason),
+    project: optString(d.project_id) ?? optString(p.project_id),
+    type: optString(d.type),
+    severity: optString(d.severity),
+    enabled: typeof d.enabled === 'boolean' ? d.enabled : undefined,
+    description: optString(d.description),
+    rule: isObject(d.rule) ? d.rule : undefined,
+  };
+}
+
+/** Ironic's versioned payloads wrap the node in `ironic_object.data`, with the API's field names. */
+export function ironicNode(n: OsloNotification): ApiNode {
+  const d = n.payload['ironic_object.data'];
+  if (!isObject(d)) throw new Error(`${n.eventType} (message ${n.messageId ?? 'without message_id'}): payload is not an ironic_object (no ironic_object.data)`);
+  return { ...(d as Partial<ApiNode>), uuid: idOf(n, d.uuid, 'ironic_object.data.uuid') };
+}
+
 /** The entity draft of one routed notification (the source's mapping). */
 export function notificationDraft(record: NotificationRecord): EntityDraft {
   const n = record.notification;
@@ -316,6 +365,9 @@ export function notificationDraft(record: NotificationRecord): EntityDraft {
     .with('neutron.network', () => networkDraft(neutronRecord(n, 'network') as ApiNetwork))
     .with('cinder.volume', () => volumeDraft(volumeFacts(n)))
     .with('heat.stack', () => stackDraft(stackFacts(n)))
+    .with('aodh.alarm', () => alarmDraft(alarmFacts(n)))
+    .with('ironic.node', () => nodeDraft(ironicNode(n)))
+    .with('octavia.loadbalancer', () => ({ type: 'octavia.loadbalancer', id: idOf(n, n.payload.loadbalancer_id, 'loadbalancer_id') }))
     .exhaustive();
 }
 

@@ -42,6 +42,8 @@ export interface ServiceCall {
   token: KeystoneToken;
   /** Aborted when the poll times out or the source stops. */
   signal: AbortSignal;
+  /** The client of another service of the same cloud (its catalog URL; Octavia reads Neutron's ports). */
+  service: (serviceTypes: readonly string[], endpoint?: (url: string) => string) => Promise<HttpClient>;
 }
 
 export interface OpenStackSourceSpec<R> {
@@ -95,7 +97,8 @@ export function openstackSource<R>(spec: OpenStackSourceSpec<R>, options: OpenSt
     const url = await session.endpoint(spec.serviceTypes).catch((e: unknown) => {
       throw new Error(`${name}: ${e instanceof Error ? e.message : String(e)} (credentials from ${options.cloud.origin})`);
     });
-    return spec.fetch({ http: clientFor(spec.endpoint ? spec.endpoint(url, token) : url), token, signal });
+    const service = async (types: readonly string[], fix = (u: string): string => u): Promise<HttpClient> => clientFor(fix(await session.endpoint(types)));
+    return spec.fetch({ http: clientFor(spec.endpoint ? spec.endpoint(url, token) : url), token, signal, service });
   };
   return {
     name,

@@ -1,6 +1,6 @@
 /**
  * A local OpenStack for tests and benchmarks: one node:http server on 127.0.0.1 (random port)
- * serving Keystone v3, Nova, Neutron, Cinder and Heat from the real samples in
+ * serving Keystone v3, Nova, Neutron, Cinder, Heat, Aodh, Ironic, Octavia and Trove from the real samples in
  * ../shared/fixtures (a real Zed's responses, upstream api-ref samples), scaled up on demand and
  * split into pages with real `*_links`, like the services do. Its state is plain data a test may
  * change between polls; fault switches make it fail the way real services fail.
@@ -77,6 +77,16 @@ export interface OpenStackState {
   ports: Json[];
   volumes: Json[];
   stacks: Json[];
+  /** Aodh alarms (recorded), Ironic nodes (recorded + upstream), Octavia (recorded), Trove (upstream). */
+  alarms: Json[];
+  nodes: Json[];
+  loadbalancers: Json[];
+  listeners: Json[];
+  pools: Json[];
+  /** pool id → its members. */
+  members: Record<string, Json[]>;
+  troveInstances: Json[];
+  troveClusters: Json[];
 }
 
 export class OpenStackServer {
@@ -198,6 +208,31 @@ export class OpenStackServer {
       '/network/v2.0/ports': () => send(res, 200, JSON.stringify(this.linkedPage('ports', this.state.ports, q, '/network/v2.0/ports'))),
       [`/volume/v3/${p}/volumes/detail`]: () => send(res, 200, JSON.stringify(this.linkedPage('volumes', this.state.volumes, q, `/volume/v3/${p}/volumes/detail`))),
       // Like Heat: nested stacks (those with a parent) only with show_nested.
+      // Aodh: a bare array, exactly `limit` long when asked, by marker (alarm_id); its own project without all_projects.
+      '/alarming/v2/alarms': () => {
+        const all = q.get('q.field') === 'all_projects' && q.get('q.value') === 'true' ? this.state.alarms : this.state.alarms.filter((a) => a.project_id === p);
+        send(res, 200, JSON.stringify(page(all, q, q.has('limit') ? Number(q.get('limit')) : all.length, 'alarm_id').items));
+      },
+      // Ironic: `next` whenever the page is full (so an empty last page), at most pageSize (max_limit).
+      '/baremetal/v1/nodes/detail': () => {
+        const size = Math.min(q.has('limit') ? Number(q.get('limit')) : this.options.pageSize, this.options.pageSize);
+        const { items, last } = page(this.state.nodes, q, size, 'uuid');
+        const out: Json = { nodes: items };
+        if (items.length === size && last) out.next = `${this.baseUrl}/baremetal/v1/nodes/detail?sort_key=id&sort_dir=asc&limit=${size}&marker=${last}`;
+        send(res, 200, JSON.stringify(out));
+      },
+      '/load-balancer/v2/lbaas/loadbalancers': () => send(res, 200, JSON.stringify(this.fullPage('loadbalancers', this.state.loadbalancers, q, '/load-balancer/v2/lbaas/loadbalancers'))),
+      '/load-balancer/v2/lbaas/listeners': () => send(res, 200, JSON.stringify(this.fullPage('listeners', this.state.listeners, q, '/load-balancer/v2/lbaas/listeners'))),
+      '/load-balancer/v2/lbaas/pools': () => send(res, 200, JSON.stringify(this.fullPage('pools', this.state.pools, q, '/load-balancer/v2/lbaas/pools'))),
+      ...Object.fromEntries(
+        Object.entries(this.state.members).map(([pool, members]) => {
+          const at = `/load-balancer/v2/lbaas/pools/${pool}/members`;
+          return [at, () => send(res, 200, JSON.stringify(this.fullPage('members', members, q, at)))];
+        }),
+      ),
+      // Trove: a top-level `links` list.
+      [`/database/v1.0/${p}/mgmt/instances`]: () => send(res, 200, JSON.stringify(this.troveLinks('instances', this.state.troveInstances, q, `/database/v1.0/${p}/mgmt/instances`))),
+      [`/database/v1.0/${p}/mgmt/clusters`]: () => send(res, 200, JSON.stringify(this.troveLinks('clusters', this.state.troveClusters, q, `/database/v1.0/${p}/mgmt/clusters`))),
       [`/heat/v1/${p}/stacks`]: () => {
         const stacks = /^(true|1)$/i.test(q.get('show_nested') ?? '') ? this.state.stacks : this.state.stacks.filter((s) => !s.parent);
         send(res, 200, JSON.stringify({ stacks: page(stacks, q, this.options.pageSize).items }));
@@ -244,10 +279,17 @@ export class OpenStackServer {
       volumev3: `${this.baseUrl}/volume/v3/${this.projectId}`,
       identity: `${this.baseUrl}/identity/v3/`,
       orchestration: `${this.baseUrl}/heat/v1/${this.projectId}`,
+      alarming: `${this.baseUrl}/alarming`,
+      baremetal: `${this.baseUrl}/baremetal`,
+      'load-balancer': `${this.baseUrl}/load-balancer`,
+      database: `${this.baseUrl}/database/v1.0/${this.projectId}`,
     };
     const services = real.filter((s) => at[s.type]);
     const template = services[0]!;
     services.push({ ...clone(template), id: 'heat0000000000000000000000000000', type: 'orchestration', name: 'heat' });
+    for (const [type, name] of [['alarming', 'aodh'], ['baremetal', 'ironic'], ['load-balancer', 'octavia'], ['database', 'trove']] as const) {
+      services.push({ ...clone(template), id: `${name}`.padEnd(32, '0'), type, name });
+    }
     return services.map((s) => ({
       ...s,
       endpoints: [
@@ -273,6 +315,24 @@ export class OpenStackServer {
     return out;
   }
 
+  /** Octavia: `<key>_links` next whenever the page is full (so an empty last page); `[]` otherwise. */
+  private fullPage(key: string, all: Json[], q: URLSearchParams, path: string): Json {
+    const size = Math.min(q.has('limit') ? Number(q.get('limit')) : this.options.pageSize, this.options.pageSize);
+    const { items, last } = page(all, q, size);
+    const links = items.length === size && last ? [{ href: `${this.baseUrl}${path}?limit=${size}&marker=${last}`, rel: 'next' }] : [];
+    return { [key]: items, [`${key}_links`]: links };
+  }
+
+  /** Trove: pages of pageSize, the next one in a top-level `links` list while more remain. */
+  private troveLinks(key: string, all: Json[], q: URLSearchParams, path: string): Json {
+    const size = Math.min(q.has('limit') ? Number(q.get('limit')) : this.options.pageSize, this.options.pageSize);
+    const { items, last, more } = page(all, q, size);
+    const next = new URLSearchParams(q);
+    if (last) next.set('marker', last);
+    next.set('limit', String(size));
+    return { [key]: items, links: more && last ? [{ href: `${this.baseUrl}${path}?${next.toString()}`, rel: 'next' }] : [] };
+  }
+
   /** Neutron/Cinder: pages of pageSize with `<key>_links` next while more remain. */
   private linkedPage(key: string, all: Json[], q: URLSearchParams, path: string): Json {
     const size = Math.min(q.has('limit') ? Number(q.get('limit')) : this.options.pageSize, this.options.pageSize);
@@ -295,16 +355,16 @@ interface CatalogEntry {
   endpoints: { id: string; interface: string; region: string; region_id: string; url: string }[];
 }
 
-function page(all: Json[], q: URLSearchParams, size: number): { items: Json[]; last?: string; more: boolean } {
+function page(all: Json[], q: URLSearchParams, size: number, idField = 'id'): { items: Json[]; last?: string; more: boolean } {
   const marker = q.get('marker');
   let start = 0;
   if (marker !== null) {
-    const i = all.findIndex((r) => r.id === marker);
+    const i = all.findIndex((r) => r[idField] === marker);
     if (i < 0) throw new Error(`marker ${marker} not found`);
     start = i + 1;
   }
   const items = all.slice(start, start + size);
-  const last = items[items.length - 1]?.id;
+  const last = items[items.length - 1]?.[idField];
   return { items, ...(typeof last === 'string' ? { last } : {}), more: start + size < all.length };
 }
 
@@ -372,7 +432,40 @@ function buildState(serverCount?: number): OpenStackState {
   // A stack nested in the upstream one, as Heat lists it with show_nested.
   const top = stacks[0]!;
   stacks.push({ ...clone(top), id: '5e7e5ed0-0000-4000-8000-000000000001', stack_name: `${String(top.stack_name)}-server_group-x7k2mq`, parent: top.id });
-  return { servers, hypervisors, zones, networks, ports: [...upstreamPorts, ...serverPorts], volumes, stacks };
+  return { servers, hypervisors, zones, networks, ports: [...upstreamPorts, ...serverPorts], volumes, stacks, ...moreState() };
+}
+
+const AODH = ['wire', 'real-openstack', 'aodh', 'api'];
+const IRONIC = ['wire', 'real-openstack', 'ironic', 'api'];
+const OCTAVIA = ['wire', 'real-openstack', 'octavia', 'api'];
+
+/** Aodh, Ironic, Octavia as recorded (plus Ironic's upstream nodes); Trove from its upstream samples. */
+function moreState(): Pick<OpenStackState, 'alarms' | 'nodes' | 'loadbalancers' | 'listeners' | 'pools' | 'members' | 'troveInstances' | 'troveClusters'> {
+  const alarms = clone(fixture<Json[]>(...AODH, 'alarms-all-projects.json'));
+  const nodes = [
+    ...clone(fixture<{ nodes: Json[] }>(...IRONIC, 'nodes-detail.json').nodes),
+    ...clone(fixture<{ nodes: Json[] }>('openstack/ironic/api-ref/source/samples/nodes-list-details-response.json').nodes),
+  ];
+  const pools = clone(fixture<{ pools: Json[] }>(...OCTAVIA, 'pools.json').pools);
+  const members: Record<string, Json[]> = Object.fromEntries(pools.map((pool) => [pool.id as string, []]));
+  // The recording listed the members of its one pool.
+  members[pools[0]!.id as string] = clone(fixture<{ members: Json[] }>(...OCTAVIA, 'members.json').members);
+  const troveInstances = clone(fixture<{ instances: Json[] }>('openstack/trove/api-ref/source/samples/instance-mgmt-list-response.json').instances);
+  // Trove keeps no cluster sample upstream: one cluster in ClusterView's shape (trove/cluster/views.py), of the first instance.
+  const first = troveInstances[0]!;
+  const troveClusters: Json[] = [
+    { id: 'c1a57e50-0000-4000-8000-000000000001', name: 'test-cluster', task: { id: 1, name: 'NONE', description: 'No tasks for the cluster.' }, datastore: clone(first.datastore), tenant_id: first.tenant_id, instances: [{ id: first.id, name: first.name, type: 'member' }] },
+  ];
+  return {
+    alarms,
+    nodes,
+    loadbalancers: clone(fixture<{ loadbalancers: Json[] }>(...OCTAVIA, 'loadbalancers.json').loadbalancers),
+    listeners: clone(fixture<{ listeners: Json[] }>(...OCTAVIA, 'listeners.json').listeners),
+    pools,
+    members,
+    troveInstances,
+    troveClusters,
+  };
 }
 
 /** Starts a local OpenStack. */

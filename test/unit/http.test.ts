@@ -176,6 +176,38 @@ describe('fetchAllPages', () => {
     expect(picked).toEqual(['1', '2']);
   });
 
+  it('pages a bare JSON array by limit and marker, the marker read by markerOf (Aodh)', async () => {
+    handler = (_req, res, url) => {
+      const m = Number(url.searchParams.get('marker') ?? 0);
+      res.end(JSON.stringify(m < 4 ? [{ alarm_id: String(m + 1) }, { alarm_id: String(m + 2) }] : [{ alarm_id: '5' }]));
+    };
+    const records = await fetchAllPages<{ alarm_id: string }>(client(), '/v2/alarms', { key: null, limit: 2, markerOf: (r) => (r as { alarm_id: string }).alarm_id });
+    expect(records.map((r) => r.alarm_id)).toEqual(['1', '2', '3', '4', '5']);
+    expect(requests.map((r) => r.url)).toEqual(['/v2/alarms?limit=2', '/v2/alarms?limit=2&marker=2', '/v2/alarms?limit=2&marker=4']);
+    handler = (_req, res) => res.end(JSON.stringify({ alarms: [] }));
+    await expect(fetchAllPages(client(), '/v2/alarms', { key: null })).rejects.toThrow(/GET .*\/v2\/alarms: expected a JSON array/);
+  });
+
+  it("follows a page's own `next` URL until a page has none, even an empty last page (Ironic)", async () => {
+    handler = (_req, res, url) => {
+      const m = Number(url.searchParams.get('marker') ?? 0);
+      const nodes = m < 2 ? [{ uuid: String(m + 1) }] : [];
+      res.end(JSON.stringify(nodes.length ? { nodes, next: `http://internal.invalid:1/v1/nodes/detail?limit=1&sort_key=id&marker=${m + 1}` } : { nodes }));
+    };
+    const records = await fetchAllPages<{ uuid: string }>(client(), '/v1/nodes/detail', { key: 'nodes', next: 'next', limit: 1 });
+    expect(records.map((r) => r.uuid)).toEqual(['1', '2']);
+    expect(requests.map((r) => r.url)).toEqual(['/v1/nodes/detail?limit=1', '/v1/nodes/detail?limit=1&sort_key=id&marker=1', '/v1/nodes/detail?limit=1&sort_key=id&marker=2']);
+  });
+
+  it('follows rel=next in another list of links (Trove: `links`)', async () => {
+    handler = (_req, res, url) => {
+      const m = Number(url.searchParams.get('marker') ?? 0);
+      res.end(JSON.stringify({ instances: [{ id: String(m + 1) }], links: m < 2 ? [{ rel: 'next', href: `/v1.0/p/instances?marker=${m + 1}` }] : [] }));
+    };
+    const records = await fetchAllPages<{ id: string }>(client(), '/instances', { key: 'instances', next: { links: 'links' } });
+    expect(records.map((r) => r.id)).toEqual(['1', '2', '3']);
+  });
+
   it('fails as a whole when one page fails', async () => {
     handler = (_req, res, url) => {
       if (url.searchParams.get('marker') === '2') {

@@ -4,7 +4,7 @@ import { config as rxConfig } from 'rxjs';
 import { loadConfig } from './config.js';
 import { LOG_LEVELS, type LogLevel, createLogger, errorMessage } from './log.js';
 import { ConfigError } from './options.js';
-import { startService } from './service.js';
+import { type Service, startService } from './service.js';
 import { StateError } from './store/lmdb.js';
 
 const USAGE = `usage: synchronizer [--config FILE] [--log LEVEL] [--check]
@@ -52,7 +52,12 @@ async function main(argv: string[]): Promise<number> {
   // A subscriber that throws must not take the service down.
   rxConfig.onUnhandledError = (error) => log.error('unhandled error in a subscriber', { error: errorMessage(error) });
   log.info('config loaded', { file });
-  let service;
+  // Signals are taken from here on: one that comes while the service starts stops it once started.
+  let signalled: string | undefined;
+  let onSignal = (signal: string): void => void (signalled ??= signal);
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  let service: Service;
   try {
     service = await startService(config, log);
   } catch (e) {
@@ -88,8 +93,8 @@ async function main(argv: string[]): Promise<number> {
         },
       );
     };
-    process.on('SIGINT', () => shutdown('SIGINT'));
-    process.on('SIGTERM', () => shutdown('SIGTERM'));
+    onSignal = shutdown;
+    if (signalled !== undefined) shutdown(signalled);
   });
 }
 

@@ -79,6 +79,8 @@ export function createCommitLine(options: CommitOptions): CommitLine {
   let persisted = options.persisted;
   let writing = false;
   let inFlight = 0;
+  /** The highest sequence number tagged so far (the last event emitted). */
+  let lastSeq = 0;
   let closed = false;
   let written: Promise<unknown> = Promise.resolve();
   let failures = 0;
@@ -179,9 +181,11 @@ export function createCommitLine(options: CommitOptions): CommitLine {
     },
     tag(item, seq) {
       seqs.set(item, seq);
+      if (seq > lastSeq) lastSeq = seq;
     },
     gate(types) {
-      const g: GateState = { matches: typeMatcher(types), passed: 0, closed: false };
+      // What was emitted before the gate opened is not this sink's to hold back.
+      const g: GateState = { matches: typeMatcher(types), passed: lastSeq, closed: false };
       gates.add(g);
       return {
         accept(item) {

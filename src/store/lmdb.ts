@@ -12,7 +12,8 @@
 import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Map as ImmutableMap } from 'immutable';
-import { type Database, type RootDatabase, open } from 'lmdb';
+import { createRequire } from 'node:module';
+import type { Database, RootDatabase, open as OpenLmdb } from 'lmdb';
 import { type BaselineEntry, type BaselineState, restoreBaseline } from '../../operators/diffAgainstBaseline.js';
 import { errorMessage } from '../log.js';
 import type { Entity, EntityRef, EntityType } from '../model.js';
@@ -95,6 +96,16 @@ function checkFolder(dir: string): void {
   }
 }
 
+/**
+ * lmdb is loaded on the first open, not with this module: the CLI and the library without
+ * `state` do not pay for a native module they do not use (a noticeable part of start-up).
+ */
+let lmdbOpen: typeof OpenLmdb | undefined;
+function openLmdb(...args: Parameters<typeof OpenLmdb>): ReturnType<typeof OpenLmdb> {
+  lmdbOpen ??= (createRequire(import.meta.url)('lmdb') as { open: typeof OpenLmdb }).open;
+  return lmdbOpen(...args);
+}
+
 /** LMDB's meta pages (the first two) start with this magic number, after the 16-byte page header. */
 const LMDB_MAGIC = 0xbeefc0de;
 
@@ -131,7 +142,7 @@ export function openBaselineStore(dirOption: string): BaselineStore {
   let entities: Database<StoredEntry, string>;
   let tombstones: Database<number, string>;
   try {
-    root = open({ path: join(dir, FILE), maxDbs: 4 });
+    root = openLmdb({ path: join(dir, FILE), maxDbs: 4 });
     meta = root.openDB({ name: 'meta', encoding: 'json' });
     entities = root.openDB<StoredEntry, string>({ name: 'entities', encoding: 'json' });
     tombstones = root.openDB<number, string>({ name: 'tombstones', encoding: 'json' });

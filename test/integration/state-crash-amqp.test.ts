@@ -186,6 +186,7 @@ describe('kill -9 with state.dir, polls and notifications', () => {
       await sleep(300);
     }
     truth.stop();
+    await waitFor('the last run to have started', () => last.stderr.includes('"synchronizer started"'), 30_000);
     last.child.kill('SIGTERM');
     expect(await last.exited).toBe(0);
     consume(last, seen);

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { EntityEvent } from '../../src/model.js';
 import { CliRun } from '../support/cli.js';
 import { type OpenStackServer, serverId, startOpenStackServer } from '../support/openstack-server.js';
+import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
 const run = new CliRun();
@@ -67,6 +68,36 @@ describe('the CLI with state.dir', () => {
     );
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
+  });
+
+  it('past shutdownDeadline exits 1 and says what was left; a second signal exits at once', async () => {
+    const dir = run.workdir('state-');
+    writeFileSync(join(dir, 'topology.yaml'), 'entities:\n  - { type: nova.host, id: h1, state: up }\n  - { type: nova.host, id: h2, state: up }\n');
+    // A sink whose broker never answers: its events are never confirmed, so nothing can be acked.
+    const config = async (deadline: string): Promise<string> => {
+      const file = join(dir, `synchronizer-${deadline}.yaml`);
+      writeFileSync(
+        file,
+        `log: info\nstate: { dir: ./state-${deadline} }\nshutdownDeadline: ${deadline}\nsources:\n  - { name: t, use: static, file: ./topology.yaml }\n` +
+          `sinks:\n  - { use: amqp, url: "amqp://127.0.0.1:${await freePort()}/", reconnectDelay: 100ms }\n`,
+      );
+      return file;
+    };
+    const slow = run.cli('--config', await config('1s'));
+    await waitFor('the observation to be taken', () => slow.stderr.includes('"synchronizer started"'), 30_000);
+    slow.child.kill('SIGTERM');
+    expect(await slow.exited).toBe(1);
+    expect(slow.stderr).toMatch(/"shutdown deadline passed, exiting with work left".*"deadlineMs":1000.*"unsettledObservations":1/);
+
+    const twice = run.cli('--config', await config('60s'));
+    await waitFor('the start', () => twice.stderr.includes('"synchronizer started"'), 30_000);
+    twice.child.kill('SIGTERM');
+    await waitFor('the drain', () => twice.stderr.includes('"draining"'), 10_000);
+    const second = Date.now();
+    twice.child.kill('SIGTERM');
+    expect(await twice.exited).toBe(1);
+    expect(Date.now() - second).toBeLessThan(10_000);
+    expect(twice.stderr).toContain('second signal, exiting at once');
   });
 
   it('refuses a state folder that is not its own, with a clear message, and leaves it alone', async () => {

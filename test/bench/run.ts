@@ -18,6 +18,7 @@ const BENCHES: Record<string, () => Promise<{ default: Bench }>> = {
   diff: () => import('./diff.js'),
   poll: () => import('./poll.js'),
   amqp: () => import('./amqp.js'),
+  hostile: () => import('./hostile.js'),
 };
 
 function table(rows: BenchRow[]): string {

@@ -1,6 +1,6 @@
 import { Observable } from 'rxjs';
 import { P, match } from 'ts-pattern';
-import { type AmqpDelivery, type AmqpEndpoint, amqpConsume$, readBrokerOptions } from '../../src/amqp.js';
+import { type AmqpDelivery, type AmqpEndpoint, amqpConsume$, capHeader, readBrokerOptions } from '../../src/amqp.js';
 import type { Logger } from '../../src/log.js';
 import type { EntityDraft, EntityType, Settlement } from '../../src/model.js';
 import type { OptionReader } from '../../src/options.js';
@@ -462,7 +462,7 @@ export function createNotificationSource(options: NotificationOptions, context: 
       const known = stats.unknown.has(notification.eventType);
       const key = known || stats.unknown.size < MAX_UNKNOWN_TYPES ? notification.eventType : OTHER_TYPES;
       stats.unknown.set(key, (stats.unknown.get(key) ?? 0) + 1);
-      if (!known && key !== OTHER_TYPES) log.info('unknown event type: acked without an event', { event_type: notification.eventType, exchange: delivery.exchange });
+      if (!known && key !== OTHER_TYPES) log.info('unknown event type: acked without an event', { event_type: capHeader(notification.eventType, 200), exchange: delivery.exchange });
       settle(delivery, notification, { ok: true });
       return undefined;
     }
@@ -534,12 +534,13 @@ function assertNever(value: never): never {
 
 /** Sets a message aside: dead-lettered with the reason when configured, logged either way. */
 function refuse(log: Logger, options: NotificationOptions, delivery: AmqpDelivery, n: Partial<OsloNotification>, reason: string): void {
+  // Fields taken from the message are cut: a hostile one must not make megabyte log lines.
   log.warn(options.deadLetterExchange ? 'notification refused: dead-lettered' : 'notification refused: rejected without requeue', {
-    message_id: n.messageId ?? null,
-    event_type: n.eventType ?? null,
+    message_id: n.messageId !== undefined ? capHeader(n.messageId, 200) : null,
+    event_type: n.eventType !== undefined ? capHeader(n.eventType, 200) : null,
     exchange: delivery.exchange,
     routing_key: delivery.routingKey,
-    reason,
+    reason: capHeader(reason),
     ...(options.deadLetterExchange ? { dead_letter_exchange: options.deadLetterExchange } : {}),
   });
   void delivery.reject(reason).then((outcome) => {
@@ -547,10 +548,10 @@ function refuse(log: Logger, options: NotificationOptions, delivery: AmqpDeliver
       // Settled all the same (rejected without requeue): a copy that cannot be made must not
       // hold a prefetch slot or come back for ever. The log line is what is left of it.
       log.error('notification refused and NOT dead-lettered: rejected without requeue', {
-        message_id: n.messageId ?? null,
-        event_type: n.eventType ?? null,
+        message_id: n.messageId !== undefined ? capHeader(n.messageId, 200) : null,
+        event_type: n.eventType !== undefined ? capHeader(n.eventType, 200) : null,
         routing_key: delivery.routingKey,
-        reason,
+        reason: capHeader(reason),
         error: outcome.error ?? null,
         dead_letter_exchange: options.deadLetterExchange,
       });

@@ -20,6 +20,7 @@ const BENCHES: Record<string, () => Promise<{ default: Bench }>> = {
   amqp: () => import('./amqp.js'),
   persist: () => import('./persist.js'),
   webhook: () => import('./webhook.js'),
+  hostile: () => import('./hostile.js'),
 };
 
 function table(rows: BenchRow[]): string {

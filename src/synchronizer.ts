@@ -63,6 +63,12 @@ export interface SynchronizerMetrics {
   entities: number;
   /** Tombstones held now. */
   tombstones: number;
+  /** Events queued in `register` consumers, not yet handed to their callbacks (sink backlog). */
+  backlog: number;
+  /** Why the pipeline stopped, if it failed (every source is retried, so it should never be set). */
+  pipelineError?: string;
+  /** Observations whose future time was taken as the local time (DESIGN rule 8), when counted. */
+  clockSkewCorrections?: number;
 }
 
 export interface SynchronizerOptions {
@@ -79,6 +85,11 @@ export interface SynchronizerOptions {
   keepRaw?: boolean;
   scheduler?: SchedulerLike;
   log?: Logger;
+  /**
+   * Told about every observation once its events were emitted (metrics, progress logs). Runs on
+   * the pipeline: keep it cheap; what it throws is logged and ignored.
+   */
+  onObserved?: (observation: Observation, events: readonly EntityEvent[]) => void;
 }
 
 export interface RegisterOptions {
@@ -146,6 +157,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     invalidRecords: {} as Record<string, number>,
     resyncs: 0,
     callbackErrors: 0,
+    backlog: 0,
   };
   let state: BaselineState = emptyBaseline();
   const diffOptions = tombstoneMs === undefined ? {} : { tombstoneMs };
@@ -153,6 +165,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
   let emittedSeq = 0;
   let stateSeq = 0;
   let running: Subscription | undefined;
+  let pipelineError: string | undefined;
 
   const setHealth = (source: string, update: Partial<SourceHealth>): void => {
     const prev = health.value[source]!;
@@ -271,6 +284,13 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
       events.next(event);
     }
     observation?.settle?.({ ok: true });
+    if (observation && options.onObserved) {
+      try {
+        options.onObserved(observation, next.events);
+      } catch (error) {
+        log.error('onObserved failed', { error: errorMessage(error) });
+      }
+    }
   };
 
   const entities$ = (types?: readonly EntityType[]): ObservableT<SyncItem> => {
@@ -307,15 +327,21 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     let draining = false;
     let resyncDropped: number | undefined;
     let upstream: Subscription | undefined;
-    const handle = new Subscription(() => upstream?.unsubscribe());
+    const handle = new Subscription(() => {
+      upstream?.unsubscribe();
+      metrics.backlog -= queuedEvents;
+      queuedEvents = 0;
+    });
 
     const connect = (): void => {
       upstream = entities$(types).subscribe((item) => {
         queue.push(item);
+        if (item.kind === 'event') metrics.backlog += 1;
         if (item.kind === 'event' && ++queuedEvents > limit) {
           // Too far behind: drop the backlog, and replay fresh state once the callback is free.
           upstream?.unsubscribe();
           resyncDropped = queuedEvents;
+          metrics.backlog -= queuedEvents;
           queue.length = head = queuedEvents = 0;
           metrics.resyncs += 1;
           log.warn('consumer fell behind and is resynchronised', { types, dropped: resyncDropped, bufferSize: limit });
@@ -341,7 +367,10 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
         }
         const item = queue[head]!;
         queue[head++] = undefined as unknown as SyncItem; // let it be collected
-        if (item.kind === 'event') queuedEvents -= 1;
+        if (item.kind === 'event') {
+          queuedEvents -= 1;
+          metrics.backlog -= 1;
+        }
         try {
           await callback(item);
         } catch (error) {
@@ -366,7 +395,10 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
         .subscribe({
           next: deliver,
           // Unreachable in practice (every source is retried); logged rather than lost.
-          error: (error: unknown) => log.error('pipeline failed', { error: errorMessage(error) }),
+          error: (error: unknown) => {
+            pipelineError = errorMessage(error);
+            log.error('pipeline failed', { error: pipelineError });
+          },
         });
     },
     stop() {
@@ -390,6 +422,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
       invalidRecords: { ...metrics.invalidRecords },
       entities: state.entities.size,
       tombstones: state.tombstones.size,
+      ...(pipelineError === undefined ? {} : { pipelineError }),
     }),
   };
 }

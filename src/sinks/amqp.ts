@@ -213,6 +213,7 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink {
   };
 
   return {
+    stats: () => ({ unconfirmed: pending.length }),
     attach(sync) {
       if (!stop) start();
       return sync.register(options.types, publish);

@@ -147,8 +147,8 @@ describe('synchronizer CLI', () => {
     const listen = /"msg":"serving health and metrics","listen":"([^"]+)"/.exec(c.stderr)?.[1];
     expect(listen).toMatch(/^127\.0\.0\.1:\d+$/);
     const metrics = await (await fetch(`http://${listen}/metrics`)).text();
-    expect(metrics).toContain('synchronizer_events_total{action="create"} 1');
-    expect(metrics).toContain('synchronizer_entities 1');
+    expect(metrics).toContain('synchronizer_events_total{type="nova.host",action="create"} 1');
+    expect(metrics).toContain('synchronizer_entities{type="nova.host"} 1');
     expect(metrics).toContain('synchronizer_source_up{source="topology"} 1');
     expect(metrics).toContain('synchronizer_source_up{source="missing"} 0');
     const health = await fetch(`http://${listen}/health`);

@@ -215,6 +215,16 @@ export function addStatusRoutes(routes: Routes, sync: Synchronizer, options: Sta
       }
       level = next;
     }
+    // The other parents of what hangs off it: a port's network, a volume's other instances.
+    for (const [k, role] of [...nodes]) {
+      if (role !== 'descendant' && role !== 'alarm') continue;
+      for (const p of byKey.get(k)?.parents ?? []) {
+        const pk = keyOf(p);
+        if (nodes.size >= MAX && !nodes.has(pk)) break;
+        edges.add(`${k}\t${pk}`);
+        if (!nodes.has(pk)) nodes.set(pk, 'related');
+      }
+    }
     for (const [k, role] of [...nodes]) {
       if (role !== 'ancestor') continue;
       for (const c of childrenOf.get(k) ?? []) {

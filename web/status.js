@@ -94,7 +94,7 @@ async function show(key) {
 
 // Topology: the entity in the middle, its ancestors above (instance → host → zone), what hangs
 // off it below (ports, volumes, alarms), alarms on the ancestors beside them.
-const LEVEL = { ancestor: -1, self: 0, descendant: 1, alarm: 1 };
+const LEVEL = { ancestor: -1, self: 0, descendant: 1, alarm: 1, related: 0 };
 async function topology(key) {
   const graph = await getJson(`api/topology?key=${encodeURIComponent(key)}`);
   const svg = $('#topology');
@@ -105,7 +105,7 @@ async function topology(key) {
   for (let changed = true, i = 0; changed && i < 10; i++) {
     changed = false;
     for (const { from, to } of graph.edges) {
-      if (depth.has(from) && !depth.has(to) && graph.nodes.find((n) => n.key === to)?.role === 'ancestor') { depth.set(to, depth.get(from) - 1); changed = true; }
+      if (depth.has(from) && !depth.has(to) && ['ancestor', 'related'].includes(graph.nodes.find((n) => n.key === to)?.role)) { depth.set(to, depth.get(from) - 1); changed = true; }
       if (depth.has(to) && !depth.has(from)) { depth.set(from, depth.get(to) + 1); changed = true; }
     }
   }

@@ -1,48 +1,11 @@
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import type { EntityEvent } from '../../src/model.js';
+import { Cli, cliWorkdir, root } from '../support/cli.js';
 import { waitFor } from '../support/wait.js';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const bin = join(root, 'bin', 'synchronizer.js');
-
-/** The real CLI as a child process, with its stdout read line by line as events. */
-class Cli {
-  readonly child: ChildProcessWithoutNullStreams;
-  readonly events: EntityEvent[] = [];
-  stderr = '';
-  private waiters: Array<() => void> = [];
-  readonly exited: Promise<number | null>;
-
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [bin, ...args], { cwd: root });
-    createInterface({ input: this.child.stdout }).on('line', (line) => {
-      this.events.push(JSON.parse(line) as EntityEvent);
-      this.waiters.forEach((w) => w());
-    });
-    this.child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
-  }
-
-  /** Waits until `count` events have arrived (or fails with what arrived). */
-  async waitFor(count: number, timeoutMs = 15_000): Promise<EntityEvent[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.events.length < count) {
-      if (Date.now() > deadline) throw new Error(`expected ${count} events, got ${this.events.length}; stderr:\n${this.stderr}`);
-      await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, 100);
-      });
-    }
-    return this.events.slice(0, count);
-  }
-}
 
 const running: Cli[] = [];
 const dirs: string[] = [];
@@ -52,8 +15,7 @@ afterEach(() => {
 });
 
 function workdir(): string {
-  mkdirSync(join(root, '.tmp'), { recursive: true });
-  const dir = mkdtempSync(join(root, '.tmp', 'cli-'));
+  const dir = cliWorkdir();
   dirs.push(dir);
   return dir;
 }

@@ -1,0 +1,56 @@
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { EntityEvent } from '../../src/model.js';
+import { waitFor } from './wait.js';
+
+export const root = fileURLToPath(new URL('../..', import.meta.url));
+export const bin = join(root, 'bin', 'synchronizer.js');
+
+/** A fresh folder under the repository's .tmp/ (the caller removes it). */
+export function cliWorkdir(): string {
+  mkdirSync(join(root, '.tmp'), { recursive: true });
+  return mkdtempSync(join(root, '.tmp', 'cli-'));
+}
+
+/** The real CLI as a child process, with its stdout read line by line as events. */
+export class Cli {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly events: EntityEvent[] = [];
+  stderr = '';
+  private waiters: Array<() => void> = [];
+  readonly exited: Promise<number | null>;
+
+  constructor(args: string[], env: NodeJS.ProcessEnv = process.env) {
+    this.child = spawn(process.execPath, [bin, ...args], { cwd: root, env });
+    createInterface({ input: this.child.stdout }).on('line', (line) => {
+      this.events.push(JSON.parse(line) as EntityEvent);
+      this.waiters.forEach((w) => w());
+    });
+    this.child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+  }
+
+  /** Waits until `count` events have arrived (or fails with what arrived). */
+  async waitFor(count: number, timeoutMs = 15_000): Promise<EntityEvent[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.events.length < count) {
+      if (Date.now() > deadline) throw new Error(`expected ${count} events, got ${this.events.length}; stderr:\n${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 100);
+      });
+    }
+    return this.events.slice(0, count);
+  }
+
+  /** The listener's `host:port`, from the log line that announces it. */
+  listenAddress(timeoutMs = 15_000): Promise<string> {
+    return waitFor('the CLI to log its listen address', () => /"msg":"serving health and metrics","listen":"([^"]+)"/.exec(this.stderr)?.[1], {
+      timeoutMs,
+      context: () => this.stderr,
+    });
+  }
+}

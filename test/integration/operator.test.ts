@@ -16,7 +16,7 @@ let service: Service | undefined;
 let events: EntityEvent[];
 let logs: string;
 
-async function start(uses = ['openstack.nova', 'openstack.neutron']): Promise<Service> {
+async function start(uses = ['openstack.nova', 'openstack.neutron'], summaryIntervalMs = 0): Promise<Service> {
   const config = await parseConfig(
     {
       listen: '127.0.0.1:0',
@@ -26,7 +26,7 @@ async function start(uses = ['openstack.nova', 'openstack.neutron']): Promise<Se
     process.cwd(),
   );
   logs = '';
-  service = await startService(config, createLogger('debug', (line) => (logs += line)));
+  service = await startService(config, createLogger('debug', (line) => (logs += line)), { summaryIntervalMs });
   events = [];
   // Polls answer over HTTP, so nothing can have been emitted yet.
   service.sync.entity$.subscribe((e) => events.push(e));
@@ -70,7 +70,7 @@ describe('probes', () => {
   });
 
   it('answers 404 to unknown paths, 405 to other methods, ignores query strings, and HEAD has no body', async () => {
-    await start(['openstack.nova']);
+    await start(['openstack.nova'], 50);
     expect((await get('/nope')).status).toBe(404);
     expect((await get('/livez/')).status).toBe(404);
     const post = await get('/metrics', { method: 'POST', body: 'x' });
@@ -81,6 +81,9 @@ describe('probes', () => {
     expect(head.status).toBe(200);
     expect(await head.text()).toBe('');
     expect((await get('/metrics?name[]=x')).headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    // The one-line summary (the CLI logs it each minute).
+    const summary = await waitFor('a summary line with the first snapshot in it', () => /^\{.*"msg":"summary".*"entities":[1-9].*$/m.exec(logs)?.[0]);
+    expect(JSON.parse(summary)).toMatchObject({ level: 'info', events: { create: expect.any(Number), update: 0, delete: 0 }, sourcesDown: [], sinkBacklog: 0 });
   });
 });
 

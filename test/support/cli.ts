@@ -20,17 +20,24 @@ export class Cli {
   readonly child: ChildProcessWithoutNullStreams;
   readonly events: EntityEvent[] = [];
   stderr = '';
+  /** Every stdout line that is not an event (--version, --help). */
+  stdout = '';
   private waiters: Array<() => void> = [];
   readonly exited: Promise<number | null>;
 
   constructor(args: string[], env: NodeJS.ProcessEnv = process.env) {
     this.child = spawn(process.execPath, [bin, ...args], { cwd: root, env });
     createInterface({ input: this.child.stdout }).on('line', (line) => {
+      if (!line.startsWith('{')) {
+        this.stdout += `${line}\n`;
+        return;
+      }
       this.events.push(JSON.parse(line) as EntityEvent);
       this.waiters.forEach((w) => w());
     });
     this.child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+    // 'close', not 'exit': every line of stdout and stderr has been read by then.
+    this.exited = new Promise((resolve) => this.child.on('close', (code) => resolve(code)));
   }
 
   /** Waits until `count` events have arrived (or fails with what arrived). */

@@ -14,6 +14,7 @@ export { freePort };
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server';
+export { SERVER as RABBITMQ_SERVER };
 
 /** True when something accepts TCP connections on 127.0.0.1:port. */
 export function portOpen(port: number, timeoutMs = 500): Promise<boolean> {

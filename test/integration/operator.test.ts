@@ -67,6 +67,9 @@ describe('probes', () => {
     expect((await get('/livez')).status).toBe(200);
     expect((await get('/health')).status).toBe(200);
     expect(logs).toMatch(/"msg":"first complete snapshot","source":"nova","entities":\{"nova\.instance":3,.*"records":\d+,"durationMs":\d+/);
+    expect(logs).toMatch(/"msg":"first complete read","source":"nova","records":\d+,"pages":[1-9]\d*,"bytes":[1-9]\d*,"durationMs":\d+/);
+    await waitFor('a later read, at debug', () => /"level":"debug","msg":"read","source":"nova"/.test(logs));
+    await waitFor('a later snapshot, at debug', () => /"level":"debug","msg":"snapshot","source":"nova","entities":\{/.test(logs));
   });
 
   it('answers 404 to unknown paths, 405 to other methods, ignores query strings, and HEAD has no body', async () => {

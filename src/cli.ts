@@ -5,7 +5,6 @@ import { config as rxConfig } from 'rxjs';
 import { loadConfig } from './config.js';
 import { LOG_LEVELS, type LogLevel, createLogger, errorMessage } from './log.js';
 import { ConfigError } from './options.js';
-import { startService } from './service.js';
 
 const USAGE = `usage: synchronizer --config FILE [--log LEVEL] [--check]
 
@@ -68,6 +67,8 @@ async function main(argv: string[]): Promise<number> {
   // A subscriber that throws must not take the service down.
   rxConfig.onUnhandledError = (error) => log.error('unhandled error in a subscriber', { error });
   log.info('config loaded', { file });
+  // Loaded only to run: prom-client and the listener cost half a second a --check does not need.
+  const { startService } = await import('./service.js');
   const service = await startService(config, log, { summaryIntervalMs: SUMMARY_INTERVAL_MS });
   return new Promise<number>((resolve) => {
     const shutdown = (signal: string): void => {

@@ -1,4 +1,4 @@
-import { type Server, createServer } from 'node:http';
+import { type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Subscription } from 'rxjs';
 import { type Logger, createLogger } from './log.js';
@@ -111,7 +111,7 @@ export async function startService(config: ServiceConfig, log: Logger = createLo
     const reasons = notReady();
     res.writeHead(reasons.length === 0 ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' }).end(reasons.length === 0 ? 'ready\n' : `not ready:\n${reasons.join('\n')}\n`);
   });
-  const health = (_req: unknown, res: import('node:http').ServerResponse): void => {
+  const health = (_req: unknown, res: ServerResponse): void => {
     const sourcesHealth = sync.health();
     const ok = Object.values(sourcesHealth).every((h) => h.status === 'up');
     res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, sources: sourcesHealth }));

@@ -120,8 +120,15 @@ async function topology(key) {
   const width = Math.max(600, ...[...rows.values()].map((r) => r.length * (W + GX) + GX));
   const height = levels.length * (H + GY) + GY;
   const pos = new Map();
+  // Row by row, top down: each node goes under the mean x of what it is linked to above (fewer crossings).
+  const linked = (key) => graph.edges.flatMap(({ from, to }) => (from === key ? [to] : to === key ? [from] : []));
   levels.forEach((d, row) => {
     const nodes = rows.get(d);
+    const centre = (n) => {
+      const xs = linked(n.key).filter((k) => pos.has(k)).map((k) => pos.get(k).x);
+      return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : n.role === 'self' ? -1 : Infinity;
+    };
+    nodes.sort((a, b) => centre(a) - centre(b));
     const start = (width - nodes.length * (W + GX) + GX) / 2;
     nodes.forEach((n, i) => pos.set(n.key, { x: start + i * (W + GX), y: GY / 2 + row * (H + GY) }));
   });

@@ -63,6 +63,8 @@ function snapshotFields(o: Observation): Record<string, unknown> {
 
 /** Starts the service described by a checked config. */
 export async function startService(config: ServiceConfig, log: Logger = createLogger(config.log), options: ServiceOptions = {}): Promise<Service> {
+  // First, so that a part created below (a push source's webhook) can add its path to it.
+  const routes = new Routes();
   const sources = createSources(config.sources, { log, configDir: config.configDir });
   const snapshotsSeen = new Set<string>();
   const onObserved = (o: Observation, events: readonly EntityEvent[]): void => {
@@ -102,7 +104,6 @@ export async function startService(config: ServiceConfig, log: Logger = createLo
     return failed === undefined ? reasons : [`pipeline failed: ${failed}`, ...reasons];
   };
 
-  const routes = new Routes();
   routes.add('/livez', (_req, res) => {
     const failed = sync.metrics().pipelineError;
     res.writeHead(failed === undefined ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' }).end(failed === undefined ? 'ok\n' : `pipeline failed: ${failed}\n`);

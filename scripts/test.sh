@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 # collectd-core's write_http needs libyajl2 (a Recommends, not a Depends).
-for pkg in rabbitmq-server prometheus-alertmanager nagios4 nagios4-cgi apache2 prometheus collectd-core libyajl2 \
+for pkg in rabbitmq-server prometheus-alertmanager nagios4 nagios4-cgi apache2 prometheus chromium collectd-core libyajl2 \
   zabbix-server-pgsql zabbix-frontend-php php-cli php-pgsql postgresql zabbix-sender openssl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done

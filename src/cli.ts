@@ -1,27 +1,35 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { config as rxConfig } from 'rxjs';
 import { loadConfig } from './config.js';
 import { LOG_LEVELS, type LogLevel, createLogger, errorMessage } from './log.js';
 import { ConfigError } from './options.js';
-import { type Service, startService } from './service.js';
-import { StateError } from './store/lmdb.js';
+import type { Service } from './service.js';
 
-const USAGE = `usage: synchronizer [--config FILE] [--log LEVEL] [--check]
+const USAGE = `usage: synchronizer --config FILE [--log LEVEL] [--check]
 
-  --config FILE   the service config (YAML); default: the bundled demo (docs/examples/demo.yaml)
+  --config FILE   the service config (YAML); default: $SYNCHRONIZER_CONFIG
   --log LEVEL     ${LOG_LEVELS.join(' | ')}; overrides the config's log
   --check         check the config and its plugins, then exit
+  --version       print the version, then exit
 
-Events go to stdout as one JSON line each; logs go to stderr.`;
+Events go to stdout as one JSON line each; logs go to stderr.
+Try it with the bundled demo: synchronizer --config ${fileURLToPath(new URL('../../docs/examples/demo.yaml', import.meta.url))}`;
 
-/** The bundled demo config, relative to this file (dist/src/cli.js). */
-const DEMO = fileURLToPath(new URL('../../docs/examples/demo.yaml', import.meta.url));
+/** This package's version, from its package.json (dist/src/cli.js -> ../../package.json). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Between two one-line summaries in the log. */
+const SUMMARY_INTERVAL_MS = 60_000;
 
 async function main(argv: string[]): Promise<number> {
   let args;
   try {
-    args = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, log: { type: 'string' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+    args = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, log: { type: 'string' }, check: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'V' } } });
   } catch (e) {
     process.stderr.write(`synchronizer: ${errorMessage(e)}\n${USAGE}\n`);
     return 2;
@@ -30,7 +38,15 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE + '\n');
     return 0;
   }
-  const file = args.values.config ?? DEMO;
+  if (args.values.version) {
+    process.stdout.write(`synchronizer ${version()}\n`);
+    return 0;
+  }
+  const file = args.values.config ?? (process.env.SYNCHRONIZER_CONFIG || undefined);
+  if (file === undefined) {
+    process.stderr.write(`synchronizer: no config: pass --config FILE or set SYNCHRONIZER_CONFIG\n${USAGE}\n`);
+    return 2;
+  }
   const level = args.values.log;
   if (level !== undefined && !LOG_LEVELS.includes(level as LogLevel)) {
     process.stderr.write(`synchronizer: --log must be one of ${LOG_LEVELS.join(', ')}\n`);
@@ -50,16 +66,18 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = createLogger((level as LogLevel | undefined) ?? config.log);
   // A subscriber that throws must not take the service down.
-  rxConfig.onUnhandledError = (error) => log.error('unhandled error in a subscriber', { error: errorMessage(error) });
+  rxConfig.onUnhandledError = (error) => log.error('unhandled error in a subscriber', { error });
   log.info('config loaded', { file });
   // Signals are taken from here on: one that comes while the service starts stops it once started.
   let signalled: string | undefined;
   let onSignal = (signal: string): void => void (signalled ??= signal);
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
+  // Loaded only to run: prom-client, the store and the listener cost half a second a --check does not need.
+  const [{ startService }, { StateError }] = await Promise.all([import('./service.js'), import('./store/lmdb.js')]);
   let service: Service;
   try {
-    service = await startService(config, log);
+    service = await startService(config, log, { summaryIntervalMs: SUMMARY_INTERVAL_MS });
   } catch (e) {
     if (!(e instanceof StateError)) throw e;
     process.stderr.write(`synchronizer: ${errorMessage(e)}\n`);
@@ -88,7 +106,7 @@ async function main(argv: string[]): Promise<number> {
         },
         (e: unknown) => {
           clearTimeout(timer);
-          log.error('stop failed', { error: errorMessage(e) });
+          log.error('stop failed', { error: e });
           resolve(1);
         },
       );

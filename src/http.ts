@@ -257,8 +257,11 @@ function excerpt(body: string): string {
 export class HttpClient {
   private readonly axios: AxiosInstance;
   private readonly scheduler: SchedulerLike;
-  private readonly log: Logger;
+  /** The source's logger (fetchAllPages reports a long read's progress on it). */
+  readonly log: Logger;
   private readonly prefix: string;
+  /** Successful responses and their body bytes, since the client was made (progress logs). */
+  readonly received = { responses: 0, bytes: 0 };
 
   constructor(readonly options: HttpClientOptions = {}) {
     this.scheduler = options.scheduler ?? asyncScheduler;
@@ -411,6 +414,8 @@ export class HttpClient {
             const { status } = response;
             const body = typeof response.data === 'string' ? response.data : '';
             if (status >= 200 && status < 300) {
+              this.received.responses += 1;
+              this.received.bytes += Buffer.byteLength(body);
               let data: unknown = body;
               if ((request.responseType ?? 'json') === 'json') {
                 try {
@@ -506,6 +511,8 @@ export interface PagesOptions<T = unknown> {
    * anything else is kept as it is, for the mapping to report.
    */
   pick?: (record: T) => T;
+  /** A read that takes longer logs its progress (pages and records so far) at info this often, ms (default 5000). */
+  progressEveryMs?: number;
 }
 
 interface Link {
@@ -533,7 +540,9 @@ function nextHref(page: Record<string, unknown>, key: string, style: PagesOption
  * their own configured prefix, which behind a proxy may name an address the client can't reach.
  */
 export async function fetchAllPages<T>(http: HttpClient, url: string, options: PagesOptions<T>): Promise<T[]> {
-  const { key, limit, signal, headers, maxPages = 100_000, pick } = options;
+  const { key, limit, signal, headers, maxPages = 100_000, pick, progressEveryMs = 5000 } = options;
+  const started = Date.now();
+  let reported = started;
   const markerOf = options.markerOf ?? ((r: unknown) => (r as { id?: unknown } | null)?.id?.toString());
   const base = { ...options.params, ...(limit !== undefined ? { limit } : {}) };
   const records: T[] = [];
@@ -548,6 +557,11 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
     if (!Array.isArray(items)) throw new Error(`GET ${where}: expected ${key === null ? 'a JSON array' : `a JSON object with a "${key}" list`}`);
     if (pick === undefined) for (const item of items as T[]) records.push(item);
     else for (const item of items as T[]) records.push(item !== null && typeof item === 'object' ? pick(item) : item);
+    // A first sync of 100,000 servers takes minutes: say how far it got, every few seconds.
+    if (Date.now() - reported >= progressEveryMs) {
+      reported = Date.now();
+      http.log.info('still reading', { ...(http.options.name ? { source: http.options.name } : {}), path: url, pages: pageNo, records: records.length, elapsedMs: reported - started });
+    }
     const href = key === null ? null : nextHref(page as Record<string, unknown>, key, options.next);
     if (typeof href === 'string') {
       params = { ...base, ...Object.fromEntries(new URL(href, 'http://link.invalid/').searchParams) };

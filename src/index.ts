@@ -7,7 +7,9 @@ export { loadConfig, parseConfig, createSource, createSources, type ServiceConfi
 export { ConfigError, OptionReader, parseDuration } from './options.js';
 export { createLogger, silentLogger, type Logger, type LogLevel } from './log.js';
 export { entityHash, entityMeaning, canonicalJson, changedFields } from './hash.js';
-export { startService, prometheusText, type Service } from './service.js';
+export { startService, type Service, type ServiceOptions } from './service.js';
+export { Routes, type Route, type RouteHandler } from './routes.js';
+export { createServiceMetrics, type ServiceMetrics, type MeteredSink } from './metrics.js';
 export { eventLine, writeEvents } from './sinks/stdout.js';
 export { createAmqpSink, readAmqpSinkOptions, sinkMessage, ENTITY_KEY_HEADER, type AmqpSinkOptions, type SinkMessage } from './sinks/amqp.js';
 export type { Sink, SinkPlugin, SinkContext } from './sinks/index.js';

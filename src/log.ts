@@ -14,7 +14,10 @@ export interface Logger {
   child(fields: LogFields): Logger;
 }
 
-/** One JSON object per line: `{"time","level","msg",...fields}` (stderr by default). */
+/**
+ * One JSON object per line: `{"time","level","msg",...fields}` (stderr by default). A field that
+ * is an Error is written as its message; at level debug its stack follows as `<field>Stack`.
+ */
 export function createLogger(
   level: LogLevel = 'info',
   write: (line: string) => void = (line) => process.stderr.write(line),
@@ -24,7 +27,13 @@ export function createLogger(
   const emit = (lvl: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields): void => {
     if (LOG_LEVELS.indexOf(lvl) < threshold) return;
     const line: LogFields = { time: new Date().toISOString(), level: lvl, msg, ...base };
-    for (const [k, v] of Object.entries(fields ?? {})) line[k] = v instanceof Error ? v.message : v;
+    for (const [k, v] of Object.entries(fields ?? {})) {
+      if (!(v instanceof Error)) line[k] = v;
+      else {
+        line[k] = v.message;
+        if (threshold === 0 && v.stack) line[`${k}Stack`] = v.stack;
+      }
+    }
     write(JSON.stringify(line) + '\n');
   };
   return {

@@ -1,15 +1,25 @@
-import { type Server, createServer } from 'node:http';
+import { type Server, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Subscription } from 'rxjs';
 import { amqpClosed } from './amqp.js';
 import { type Logger, createLogger } from './log.js';
 import { type ServiceConfig, createSources } from './config.js';
+import { createServiceMetrics } from './metrics.js';
+import type { EntityAction, EntityEvent, Observation } from './model.js';
+import { Routes } from './routes.js';
 import type { Sink } from './sinks/index.js';
-import { type Synchronizer, type SynchronizerMetrics, type SourceHealth, createSynchronizer } from './synchronizer.js';
+import { addStatusRoutes } from './status.js';
+import { type SourceHealth, type Synchronizer, createSynchronizer } from './synchronizer.js';
 
-/** A running service: the synchronizer, its sinks and its health/metrics endpoint. */
+/** A running service: the synchronizer, its sinks and its listener (probes, metrics, status page). */
 export interface Service {
   sync: Synchronizer;
-  /** The address health and metrics are served on, when `listen` is set. */
+  /** The address the listener is bound to (`host:port`, IPv6 hosts in brackets), when `listen` is set. */
   address?: string;
+  /** The listener's routes: a part that needs a push endpoint adds it here. */
+  routes: Routes;
+  /** Why the service is not ready (empty when it is): what /readyz answers. */
+  notReady(): string[];
   /**
    * A draining stop: no more observations are taken; what was taken reaches every sink, is
    * confirmed, persisted and acked; then sources, sinks, the store and the endpoint close.
@@ -19,69 +29,61 @@ export interface Service {
   leftover(): Record<string, number>;
 }
 
-/** Prometheus text exposition of the synchronizer's metrics and health. */
-export function prometheusText(metrics: SynchronizerMetrics, health: Readonly<Record<string, SourceHealth>>): string {
-  const label = (v: string): string => JSON.stringify(v);
-  const lines: string[] = [
-    '# HELP synchronizer_events_total Events emitted on entity$, by action.',
-    '# TYPE synchronizer_events_total counter',
-    ...Object.entries(metrics.events).map(([a, n]) => `synchronizer_events_total{action=${label(a)}} ${n}`),
-    '# HELP synchronizer_observations_total Observations that went through the baseline, by source.',
-    '# TYPE synchronizer_observations_total counter',
-    ...Object.entries(metrics.observations).map(([s, n]) => `synchronizer_observations_total{source=${label(s)}} ${n}`),
-    '# HELP synchronizer_invalid_records_total Records left out as invalid, by source.',
-    '# TYPE synchronizer_invalid_records_total counter',
-    ...Object.entries(metrics.invalidRecords).map(([s, n]) => `synchronizer_invalid_records_total{source=${label(s)}} ${n}`),
-    '# HELP synchronizer_consumer_resyncs_total Consumers resynchronised after falling behind.',
-    '# TYPE synchronizer_consumer_resyncs_total counter',
-    `synchronizer_consumer_resyncs_total ${metrics.resyncs}`,
-    '# HELP synchronizer_callback_errors_total Consumer callbacks that threw.',
-    '# TYPE synchronizer_callback_errors_total counter',
-    `synchronizer_callback_errors_total ${metrics.callbackErrors}`,
-    '# HELP synchronizer_clock_skew_corrections_total Observations stamped too far in the future, taken at the local time.',
-    '# TYPE synchronizer_clock_skew_corrections_total counter',
-    `synchronizer_clock_skew_corrections_total ${metrics.clockSkewCorrections}`,
-    '# HELP synchronizer_entities Entities in the baseline.',
-    '# TYPE synchronizer_entities gauge',
-    `synchronizer_entities ${metrics.entities}`,
-    '# HELP synchronizer_tombstones Deleted entities remembered against late notifications.',
-    '# TYPE synchronizer_tombstones gauge',
-    `synchronizer_tombstones ${metrics.tombstones}`,
-    '# HELP synchronizer_source_up 1 when the source is up.',
-    '# TYPE synchronizer_source_up gauge',
-    ...Object.values(health).map((h) => `synchronizer_source_up{source=${label(h.source)}} ${h.status === 'up' ? 1 : 0}`),
-    '# HELP synchronizer_source_failures Failures in a row, by source.',
-    '# TYPE synchronizer_source_failures gauge',
-    ...Object.values(health).map((h) => `synchronizer_source_failures{source=${label(h.source)}} ${h.failures}`),
-  ];
-  return lines.join('\n') + '\n';
+export interface ServiceOptions {
+  /** How often a one-line summary is logged at info, ms (0: never; the CLI logs one a minute). */
+  summaryIntervalMs?: number;
 }
 
-function serve(sync: Synchronizer, listen: string, log: Logger): Promise<Server> {
-  const [host, port] = [listen.slice(0, listen.lastIndexOf(':')) || '127.0.0.1', Number(listen.slice(listen.lastIndexOf(':') + 1))];
-  const server = createServer((req, res) => {
-    if (req.url === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(prometheusText(sync.metrics(), sync.health()));
-    } else if (req.url === '/health' || req.url === '/healthz') {
-      const health = sync.health();
-      const ok = Object.values(health).every((h) => h.status === 'up');
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, sources: health }));
-    } else {
-      res.writeHead(404).end();
-    }
-  });
+/** `host:port` of a listening server, IPv6 hosts in brackets. */
+function boundAddress(server: Server): string {
+  const a = server.address() as AddressInfo;
+  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
+
+function listen(server: Server, listenOn: string): Promise<void> {
+  const colon = listenOn.lastIndexOf(':');
+  const host = listenOn.slice(0, colon).replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
+  const port = Number(listenOn.slice(colon + 1));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
-      log.info('serving health and metrics', { listen: `${host}:${(server.address() as { port: number }).port}` });
-      resolve(server);
+      server.off('error', reject);
+      resolve();
     });
   });
 }
 
+/**
+ * What a source's first complete snapshot and each later one look like in the log: entities by
+ * type, records, how long the poll took.
+ */
+function snapshotFields(o: Observation): Record<string, unknown> {
+  if (o.kind !== 'snapshot') return {};
+  const byType: Record<string, number> = {};
+  for (const r of o.records) {
+    const type = (r as { type?: unknown }).type;
+    if (typeof type === 'string') byType[type] = (byType[type] ?? 0) + 1;
+  }
+  const started = Date.parse(o.at);
+  return { entities: byType, records: o.records.length, ...(Number.isNaN(started) ? {} : { durationMs: Math.max(0, Date.now() - started) }) };
+}
+
 /** Starts the service described by a checked config. */
-export async function startService(config: ServiceConfig, log: Logger = createLogger(config.log)): Promise<Service> {
+export async function startService(config: ServiceConfig, log: Logger = createLogger(config.log), options: ServiceOptions = {}): Promise<Service> {
+  // First, so that a part created below (a push source's webhook) can add its path to it.
+  const routes = new Routes();
   const sources = createSources(config.sources, { log, configDir: config.configDir });
+  const snapshotsSeen = new Set<string>();
+  const onObserved = (o: Observation, events: readonly EntityEvent[]): void => {
+    metrics.observed(o, events);
+    if (o.kind !== 'snapshot') return;
+    if (snapshotsSeen.has(o.source)) {
+      log.debug('snapshot', { source: o.source, ...snapshotFields(o), events: events.length });
+    } else {
+      snapshotsSeen.add(o.source);
+      log.info('first complete snapshot', { source: o.source, ...snapshotFields(o), events: events.length });
+    }
+  };
   const sync = createSynchronizer({
     sources,
     ...(config.types ? { types: config.types } : {}),
@@ -90,26 +92,95 @@ export async function startService(config: ServiceConfig, log: Logger = createLo
     bufferSize: config.bufferSize,
     ...(config.state ? { state: config.state } : {}),
     log,
+    onObserved,
   });
   const sinks: Sink[] = config.sinks.map((s) => s.plugin.create(s.options, { log, configDir: config.configDir }));
+  const metrics = createServiceMetrics(
+    () => sync,
+    sources,
+    sinks.map((s, i) => ({ name: config.sinks.length > 1 ? `${config.sinks[i]!.use}-${i}` : config.sinks[i]!.use, ...(s.stats ? { stats: () => s.stats!() } : {}) })),
+  );
+  const running = new Subscription();
+  running.add(metrics.attach(sync));
+
+  /** Ready: a poll source once its first complete snapshot went through; a push source while connected. */
+  const ready = (h: SourceHealth): boolean => snapshotsSeen.has(h.source) || h.status === 'up';
+  const notReady = (): string[] => {
+    const reasons = Object.values(sync.health())
+      .filter((h) => !ready(h))
+      .map((h) => `${h.source}: ${h.status}${h.error ? ` (${h.error})` : ''}`);
+    const failed = sync.metrics().pipelineError;
+    return failed === undefined ? reasons : [`pipeline failed: ${failed}`, ...reasons];
+  };
+
+  routes.add('/livez', (_req, res) => {
+    const failed = sync.metrics().pipelineError;
+    res.writeHead(failed === undefined ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' }).end(failed === undefined ? 'ok\n' : `pipeline failed: ${failed}\n`);
+  });
+  routes.add('/readyz', (_req, res) => {
+    const reasons = notReady();
+    res.writeHead(reasons.length === 0 ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' }).end(reasons.length === 0 ? 'ready\n' : `not ready:\n${reasons.join('\n')}\n`);
+  });
+  const health = (_req: unknown, res: ServerResponse): void => {
+    const sourcesHealth = sync.health();
+    const ok = Object.values(sourcesHealth).every((h) => h.status === 'up');
+    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, sources: sourcesHealth }));
+  };
+  routes.add('/health', health);
+  routes.add('/healthz', health);
+  routes.add('/metrics', async (_req, res) => {
+    const body = await metrics.text();
+    res.writeHead(200, { 'content-type': metrics.contentType }).end(body);
+  });
+  running.add(addStatusRoutes(routes, sync, { ready }));
+
   const attached = sinks.map((s) => s.attach(sync));
-  const server = config.listen ? await serve(sync, config.listen, log) : undefined;
+  let server: Server | undefined;
+  if (config.listen) {
+    const s = createServer((req, res) => void routes.handle(req, res));
+    await listen(s, config.listen);
+    server = s;
+    log.info('serving health and metrics', { listen: boundAddress(s), paths: ['/', '/livez', '/readyz', '/health', '/metrics'] });
+  }
   sync.start();
   log.info('synchronizer started', { sources: sources.map((s) => s.name), sinks: config.sinks.map((s) => s.use) });
-  const address = server ? `127.0.0.1:${(server.address() as { port: number }).port}` : undefined;
+
+  if (options.summaryIntervalMs) {
+    let last = sync.metrics().events;
+    const timer = setInterval(() => {
+      const m = sync.metrics();
+      const delta = Object.fromEntries(Object.entries(m.events).map(([a, n]) => [a, n - last[a as EntityAction]]));
+      last = m.events;
+      const down = Object.values(sync.health()).filter((h) => h.status === 'down').map((h) => h.source);
+      log.info('summary', { events: delta, entities: m.entities, sourcesDown: down, sinkBacklog: m.backlog });
+    }, options.summaryIntervalMs);
+    timer.unref();
+    running.add(() => clearInterval(timer));
+  }
+
   return {
     sync,
-    ...(address ? { address } : {}),
+    routes,
+    notReady,
+    ...(server ? { address: boundAddress(server) } : {}),
     async stop() {
       log.info('draining', { unsettled: sync.unsettled() });
       await sync.drain();
       attached.forEach((a) => a.unsubscribe());
+      running.unsubscribe();
       await Promise.all(sinks.map((s) => s.close?.()));
       await sync.close();
       await amqpClosed();
-      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+      if (server) {
+        const closing = new Promise<void>((resolve) => server.close(() => resolve()));
+        // Event streams of open status pages would hold close() for ever.
+        server.closeAllConnections();
+        await closing;
+      }
       log.info('synchronizer stopped');
     },
     leftover: () => ({ unsettledObservations: sync.unsettled() }),
   };
 }
+
+

@@ -85,6 +85,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
   let running: Subscription | undefined;
   /** False once draining: observations that arrive then are left unsettled (a push message is redelivered). */
   let taking = true;
+  let pipelineError: string | undefined;
 
   const deliver = (step: BaselineStep): void => {
     const observation = step.observation;
@@ -100,6 +101,13 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
       commits.tag(event, seq);
     });
     commits.push(step, firstSeq);
+    if (observation && options.onObserved) {
+      try {
+        options.onObserved(observation, step.events);
+      } catch (error) {
+        log.error('onObserved failed', { error: errorMessage(error) });
+      }
+    }
   };
 
   const stop = (): void => {
@@ -123,7 +131,10 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
         .subscribe({
           next: deliver,
           // Unreachable in practice (every source is retried); logged rather than lost.
-          error: (error: unknown) => log.error('pipeline failed', { error: errorMessage(error) }),
+          error: (error: unknown) => {
+            pipelineError = errorMessage(error);
+            log.error('pipeline failed', { error: pipelineError });
+          },
         });
     },
     stop,
@@ -131,7 +142,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     entities$,
     register: registerWith({ entities$, bufferSize, counters, log }),
     health: () => health.value(),
-    metrics: () => metricsOf(counters, baseline.state()),
+    metrics: () => metricsOf(counters, baseline.state(), pipelineError),
     gate: (types) => commits.gate(types),
     async drain() {
       taking = false;

@@ -389,6 +389,8 @@ export interface NotificationStats {
   unknown: Map<string, number>;
   /** Refused (bad body or unmappable payload), dead-lettered when configured. */
   rejected: number;
+  /** Of the refused: those copied to the dead-letter exchange. */
+  deadLettered: number;
   acked: number;
 }
 
@@ -430,7 +432,7 @@ export function readNotificationOptions(read: OptionReader): NotificationOptions
 /** Creates the source; `hooks` let tests and embedders watch every settlement. */
 export function createNotificationSource(options: NotificationOptions, context: Pick<SourceContext, 'name' | 'log' | 'scheduler'>, hooks: NotificationHooks = {}): NotificationSource {
   const { name, log, scheduler } = context;
-  const stats: NotificationStats = { received: 0, mapped: 0, ignored: 0, unknown: new Map(), rejected: 0, acked: 0 };
+  const stats: NotificationStats = { received: 0, mapped: 0, ignored: 0, unknown: new Map(), rejected: 0, deadLettered: 0, acked: 0 };
   const bindings = options.exchanges.flatMap((exchange) =>
     options.topics.flatMap((topic) => options.priorities.map((priority) => ({ exchange, routingKey: `${topic}.${priority}` }))),
   );
@@ -441,6 +443,7 @@ export function createNotificationSource(options: NotificationOptions, context: 
       delivery.ack();
     } else {
       stats.rejected += 1;
+      if (options.deadLetterExchange) stats.deadLettered += 1;
       refuse(log, options, delivery, n, outcome.reason);
     }
     hooks.onSettled?.({ messageId: n.messageId, eventType: n.eventType, outcome, redelivered: delivery.redelivered });

@@ -92,13 +92,32 @@ export function openstackSource<R>(spec: OpenStackSourceSpec<R>, options: OpenSt
     }
     return client;
   };
+  /** Responses and bytes over every client of the source. */
+  const received = (): { responses: number; bytes: number } => {
+    let responses = 0;
+    let bytes = 0;
+    for (const c of clients.values()) {
+      responses += c.received.responses;
+      bytes += c.received.bytes;
+    }
+    return { responses, bytes };
+  };
+  let polls = 0;
   const fetch = async ({ signal }: PollAttempt): Promise<R[]> => {
     const token = await session.token();
     const url = await session.endpoint(spec.serviceTypes).catch((e: unknown) => {
       throw new Error(`${name}: ${e instanceof Error ? e.message : String(e)} (credentials from ${options.cloud.origin})`);
     });
     const service = async (types: readonly string[], fix = (u: string): string => u): Promise<HttpClient> => clientFor(fix(await session.endpoint(types)));
-    return spec.fetch({ http: clientFor(spec.endpoint ? spec.endpoint(url, token) : url), token, signal, service });
+    const started = Date.now();
+    const before = received();
+    const records = await spec.fetch({ http: clientFor(spec.endpoint ? spec.endpoint(url, token) : url), token, signal, service });
+    const after = received();
+    // What the first complete read took is worth an info line; every later one, a debug line.
+    const fields = { source: name, records: records.length, pages: after.responses - before.responses, bytes: after.bytes - before.bytes, durationMs: Date.now() - started };
+    if (polls++ === 0) log.info('first complete read', fields);
+    else log.debug('read', fields);
+    return records;
   };
   return {
     name,

@@ -10,14 +10,16 @@ export interface HubCounters {
   resyncs: number;
   callbackErrors: number;
   clockSkewCorrections: number;
+  /** Events queued in `register` consumers, not yet handed to their callbacks. */
+  backlog: number;
 }
 
 export function createCounters(): HubCounters {
-  return { events: { create: 0, update: 0, delete: 0 }, observations: {}, invalidRecords: {}, resyncs: 0, callbackErrors: 0, clockSkewCorrections: 0 };
+  return { events: { create: 0, update: 0, delete: 0 }, observations: {}, invalidRecords: {}, resyncs: 0, callbackErrors: 0, clockSkewCorrections: 0, backlog: 0 };
 }
 
 /** A copy of the counters with the baseline's gauges: callers may keep it, the hub goes on counting. */
-export function metricsOf(counters: HubCounters, state: BaselineState): SynchronizerMetrics {
+export function metricsOf(counters: HubCounters, state: BaselineState, pipelineError?: string): SynchronizerMetrics {
   return {
     ...counters,
     events: { ...counters.events },
@@ -25,5 +27,6 @@ export function metricsOf(counters: HubCounters, state: BaselineState): Synchron
     invalidRecords: { ...counters.invalidRecords },
     entities: state.entities.size,
     tombstones: state.tombstones.size,
+    ...(pipelineError === undefined ? {} : { pipelineError }),
   };
 }

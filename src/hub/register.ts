@@ -26,15 +26,21 @@ export function registerWith(context: RegisterContext) {
     let draining = false;
     let resyncDropped: number | undefined;
     let upstream: Subscription | undefined;
-    const handle = new Subscription(() => upstream?.unsubscribe());
+    const handle = new Subscription(() => {
+      upstream?.unsubscribe();
+      counters.backlog -= queuedEvents;
+      queuedEvents = 0;
+    });
 
     const connect = (): void => {
       upstream = entities$(types).subscribe((item) => {
         queue.push(item);
+        if (item.kind === 'event') counters.backlog += 1;
         if (item.kind === 'event' && ++queuedEvents > limit) {
           // Too far behind: drop the backlog, and replay fresh state once the callback is free.
           upstream?.unsubscribe();
           resyncDropped = queuedEvents;
+          counters.backlog -= queuedEvents;
           queue.length = head = queuedEvents = 0;
           counters.resyncs += 1;
           log.warn('consumer fell behind and is resynchronised', { types, dropped: resyncDropped, bufferSize: limit });
@@ -60,7 +66,10 @@ export function registerWith(context: RegisterContext) {
         }
         const item = queue[head]!;
         queue[head++] = undefined as unknown as SyncItem; // let it be collected
-        if (item.kind === 'event') queuedEvents -= 1;
+        if (item.kind === 'event') {
+          queuedEvents -= 1;
+          counters.backlog -= 1;
+        }
         try {
           await callback(item);
         } catch (error) {

@@ -3,7 +3,7 @@ import type { Observable, SchedulerLike, Subscription } from 'rxjs';
 import type { InvalidRecord } from '../../operators/normalizeEntity.js';
 import type { BackoffOptions } from '../backoff.js';
 import type { Logger } from '../log.js';
-import type { Entity, EntityAction, EntityEvent, EntityType } from '../model.js';
+import type { Entity, EntityAction, EntityEvent, EntityType, Observation } from '../model.js';
 import type { Source } from '../source.js';
 import type { Gate } from './commit.js';
 
@@ -51,6 +51,10 @@ export interface SynchronizerMetrics {
   tombstones: number;
   /** Observations stamped beyond `maxClockSkewMs` ahead, taken at the local time instead (DESIGN rule 8). */
   clockSkewCorrections: number;
+  /** Events queued in `register` consumers, not yet handed to their callbacks (sink backlog). */
+  backlog: number;
+  /** Why the pipeline stopped, if it failed (every source is retried, so it should never be set). */
+  pipelineError?: string;
 }
 
 export interface SynchronizerOptions {
@@ -78,6 +82,11 @@ export interface SynchronizerOptions {
   state?: { dir: string };
   scheduler?: SchedulerLike;
   log?: Logger;
+  /**
+   * Told about every observation once its events were emitted (metrics, progress logs). Runs on
+   * the pipeline: keep it cheap; what it throws is logged and ignored.
+   */
+  onObserved?: (observation: Observation, events: readonly EntityEvent[]) => void;
 }
 
 export interface RegisterOptions {

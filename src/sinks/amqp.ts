@@ -101,7 +101,7 @@ interface PublishSession extends AmqpSession {
  * unless `window` messages are unconfirmed or the channel asked to drain. Never drops a message:
  * unconfirmed ones (lost connection, nack) are republished in order before anything newer.
  */
-export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink & { stats: AmqpSinkStats } {
+export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink & { stats(): { unconfirmed: number } & AmqpSinkStats } {
   const window = options.window ?? 1000;
   const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const stats: AmqpSinkStats = { setAside: 0 };
@@ -301,7 +301,7 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink & { 
   };
 
   return {
-    stats,
+    stats: () => ({ unconfirmed: pending.length, setAside: stats.setAside }),
     attach(sync) {
       if (!stop) start();
       const g = sync.gate(options.types);

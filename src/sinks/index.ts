@@ -10,6 +10,8 @@ export interface Sink {
   attach(sync: Synchronizer): Subscription;
   /** Flushes and releases what the sink holds (called at shutdown). */
   close?(): Promise<void>;
+  /** What the sink holds for /metrics: messages sent but not yet confirmed by their destination. */
+  stats?(): { unconfirmed: number; setAside?: number };
 }
 
 export interface SinkContext {

@@ -12,6 +12,7 @@
  * AMQP_BENCH_DEBUG=1 prints each drain's time and Node CPU per message to stderr, and adds a
  * third drain (bare consumer + the source's decodeNotification) to show what the format costs.
  */
+import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import amqp from 'amqplib';
 import { asyncScheduler } from 'rxjs';
@@ -22,7 +23,7 @@ import { createSynchronizer } from '../../src/synchronizer.js';
 import { createNotificationSource, decodeNotification, readNotificationOptions } from '../../sources/openstack/notifications.js';
 import { novaSample, osloBody, osloTimestamp } from '../support/nova-samples.js';
 import { OsloPublisher } from '../support/oslo-publisher.js';
-import { RabbitNode } from '../support/rabbitmq.js';
+import { RABBITMQ_SERVER, RabbitNode } from '../support/rabbitmq.js';
 import type { Bench, BenchRow } from './run.js';
 import { sleep, waitFor } from '../support/wait.js';
 
@@ -154,6 +155,8 @@ async function latency(node: RabbitNode, publisher: OsloPublisher): Promise<{ p5
 const bench: Bench = {
   name: 'amqp',
   title: `${N} versioned instance.update notifications drained through the pipeline (acks after emission) vs a bare amqplib consumer, prefetch ${PREFETCH}; publish-to-emit latency at ${LATENCY_RATE} msg/s`,
+  needs: `RabbitMQ (Debian package rabbitmq-server: ${RABBITMQ_SERVER}), started privately on loopback`,
+  missing: () => (existsSync(RABBITMQ_SERVER) ? undefined : `${RABBITMQ_SERVER} (apt-get install rabbitmq-server; scripts/test.sh installs it)`),
   async run(): Promise<BenchRow[]> {
     const node = await RabbitNode.start({ name: 'bench' });
     try {

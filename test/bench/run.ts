@@ -11,6 +11,10 @@ export interface Bench {
   name: string;
   /** What it measures, one line (printed above its table). */
   title: string;
+  /** What it needs beyond Node (shown before it runs). */
+  needs?: string;
+  /** What of `needs` is missing on this machine, if anything: the benchmark is then skipped. */
+  missing?(): string | undefined;
   run(): Promise<BenchRow[]>;
 }
 
@@ -38,7 +42,14 @@ async function main(): Promise<void> {
     const load = BENCHES[name];
     if (!load) throw new Error(`unknown benchmark ${name}: one of ${Object.keys(BENCHES).join(', ')}`);
     const bench = (await load()).default;
-    if (!values.json) process.stdout.write(`\n${bench.name}: ${bench.title}\n`);
+    if (!values.json) process.stdout.write(`\n${bench.name}: ${bench.title}\n${bench.needs ? `needs: ${bench.needs}\n` : ''}`);
+    const missing = bench.missing?.();
+    if (missing !== undefined) {
+      // Skipped, loudly: on stderr, and as a row in --json output.
+      process.stderr.write(`bench: SKIPPED ${bench.name}: missing ${missing}\n`);
+      if (values.json) process.stdout.write(JSON.stringify({ bench: bench.name, skipped: `missing ${missing}` }) + '\n');
+      continue;
+    }
     const rows = await bench.run();
     if (values.json) for (const row of rows) process.stdout.write(JSON.stringify(row) + '\n');
     else process.stdout.write(table(rows) + '\n');

@@ -217,7 +217,7 @@ describe('the amqp sink and a message the broker will never take', () => {
     });
     const keys = received.filter((m) => m.fields.routingKey.startsWith('nova.instance.')).map((m) => m.properties.headers?.['x-entity-key']);
     expect(keys.filter((k, i) => keys.indexOf(k) === i)).toEqual(['nova.instance:a', 'nova.instance:after-1', 'nova.instance:after-2']);
-    expect(sink.stats.setAside).toBe(1);
+    expect(sink.stats().setAside).toBe(1);
     expect(logs.find((l) => String(l.msg).includes('set aside'))).toMatchObject({ level: 'error', routingKey: 'nova.instance.create', entityKey: 'nova.instance:huge' });
     await sink.close?.();
   });
@@ -228,7 +228,7 @@ describe('the amqp sink and a message the broker will never take', () => {
     const { sync, source$ } = hub();
     sink.attach(sync);
     source$.next(snapshot(t(0), [entity('a'), entity('big', 'ACTIVE', { attributes: { blob: 'q'.repeat(100_000) } })]));
-    await waitFor('set aside', () => sink.stats.setAside === 1);
+    await waitFor('set aside', () => sink.stats().setAside === 1);
     await sink.close?.();
   });
 });

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import amqp from 'amqplib';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { createLogger } from '../../src/log.js';
 import type { EntityEvent } from '../../src/model.js';
 import { Cli, CliRun, root } from '../support/cli.js';
 import { waitFor } from '../support/wait.js';
@@ -99,8 +100,8 @@ describe('synchronizer CLI', () => {
     const listen = /"msg":"serving health and metrics","listen":"([^"]+)"/.exec(c.stderr)?.[1];
     expect(listen).toMatch(/^127\.0\.0\.1:\d+$/);
     const metrics = await (await fetch(`http://${listen}/metrics`)).text();
-    expect(metrics).toContain('synchronizer_events_total{action="create"} 1');
-    expect(metrics).toContain('synchronizer_entities 1');
+    expect(metrics).toContain('synchronizer_events_total{type="nova.host",action="create"} 1');
+    expect(metrics).toContain('synchronizer_entities{type="nova.host"} 1');
     expect(metrics).toContain('synchronizer_source_up{source="topology"} 1');
     expect(metrics).toContain('synchronizer_source_up{source="missing"} 0');
     const health = await fetch(`http://${listen}/health`);
@@ -180,11 +181,41 @@ describe('synchronizer CLI', () => {
     expect(out).toContain("volumes: [ 'db-data → 9b3e6c0d-2f41-4a8b-b7f5-0e6a9d8c7b22' ]");
   });
 
-  it('runs the bundled demo when given no config', async () => {
-    const c = cli('--log', 'warn');
+  it('runs the bundled demo as `npm start` does, and a config named by SYNCHRONIZER_CONFIG', async () => {
+    const c = cli('--config', join(root, 'docs', 'examples', 'demo.yaml'), '--log', 'warn');
     const events = await c.waitFor(8);
     expect(events.every((e) => e.action === 'create' && e.entity.source === 'topology')).toBe(true);
     c.child.kill('SIGINT');
     expect(await c.exited).toBe(0);
+
+    const fromEnv = run.cliWithEnv({ ...process.env, SYNCHRONIZER_CONFIG: join(root, 'docs', 'examples', 'demo.yaml') }, '--log', 'warn');
+    expect((await fromEnv.waitFor(8)).map((e) => e.entity.key)).toEqual(events.map((e) => e.entity.key));
+    fromEnv.child.kill('SIGTERM');
+    expect(await fromEnv.exited).toBe(0);
+  });
+
+  it('exits 2 with a clear message when given no config at all; --version prints the package version', async () => {
+    const { SYNCHRONIZER_CONFIG: _ignored, ...env } = process.env;
+    const bare = run.cliWithEnv(env);
+    expect(await bare.exited).toBe(2);
+    expect(bare.stderr).toMatch(/^synchronizer: no config: pass --config FILE or set SYNCHRONIZER_CONFIG\n/);
+    expect(bare.events).toEqual([]);
+
+    const v = run.cliWithEnv(env, '--version');
+    expect(await v.exited).toBe(0);
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+    expect(v.stdout).toBe(`synchronizer ${pkg.version}\n`);
+  });
+
+  it('keeps an error\'s stack in the log at debug level, not above', () => {
+    const lines: string[] = [];
+    const error = new Error('boom');
+    createLogger('debug', (l) => lines.push(l)).error('failed', { error });
+    createLogger('info', (l) => lines.push(l)).error('failed', { error });
+    const [debug, info] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(debug).toMatchObject({ msg: 'failed', error: 'boom' });
+    expect(String(debug!.errorStack)).toMatch(/^Error: boom\n\s+at /);
+    expect(info).toMatchObject({ msg: 'failed', error: 'boom' });
+    expect(info).not.toHaveProperty('errorStack');
   });
 });

@@ -15,6 +15,7 @@ import { AddressInUse, freePort, onFreePort, saysAddressInUse } from './ports.js
 export { freePort };
 
 const SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server';
+export { SERVER as RABBITMQ_SERVER };
 
 /** True when something accepts TCP connections on 127.0.0.1:port. */
 export function portOpen(port: number, timeoutMs = 500): Promise<boolean> {

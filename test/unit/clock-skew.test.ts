@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { type BaselineState, type DiffOptions, applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
 import { parseConfig } from '../../src/config.js';
 import type { Entity, EntityDraft, Observation } from '../../src/model.js';
-import { prometheusText } from '../../src/service.js';
+import { createServiceMetrics } from '../../src/metrics.js';
 import type { Source, SourceSignal } from '../../src/source.js';
 import { createSynchronizer } from '../../src/synchronizer.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
@@ -79,7 +79,7 @@ describe('rule 8: an observation stamped beyond the allowed clock skew is taken 
     signal$.next(upsert(new Date(Date.now() + 1000).toISOString(), entity('a', 'ACTIVE')));
     expect(sync.snapshot().map((e) => e.state)).toEqual(['ACTIVE']);
     expect(sync.metrics().clockSkewCorrections).toBe(1);
-    expect(prometheusText(sync.metrics(), sync.health())).toContain('synchronizer_clock_skew_corrections_total 1\n');
+    expect(await createServiceMetrics(() => sync, [], []).text()).toContain('synchronizer_clock_skew_corrections_total 1\n');
     sync.stop();
 
     expect((await parseConfig({ sources: [{ name: 's', use: 'static', file: 'x.yaml' }] }, '/tmp')).maxClockSkewMs).toBe(300_000);

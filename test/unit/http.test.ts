@@ -2,6 +2,7 @@ import { type IncomingMessage, type ServerResponse, createServer } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpError, createHttpClient, fetchAllPages, parseRetryAfter, safeUrl } from '../../src/http.js';
+import { createLogger } from '../../src/log.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => void;
 let handler: Handler = (_req, res) => res.end('{}');
@@ -145,6 +146,23 @@ describe('fetchAllPages', () => {
     const records = await fetchAllPages<{ id: string }>(client(), '/items', { key: 'items', params: { all_tenants: 1 } });
     expect(records.map((r) => r.id)).toEqual(['1', '2', '3', '4', '5', '6']);
     expect(requests.map((r) => r.url)).toEqual(['/items?all_tenants=1', '/items?all_tenants=1&marker=2&limit=2', '/items?all_tenants=1&marker=4&limit=2']);
+  });
+
+  it('logs a long read\'s progress (pages and records so far) on the source\'s logger, and counts bytes received', async () => {
+    handler = (_req, res, url) => {
+      const m = Number(url.searchParams.get('marker') ?? 0);
+      res.end(JSON.stringify({ stacks: m < 4 ? [{ id: String(m + 1) }, { id: String(m + 2) }] : [{ id: '5' }] }));
+    };
+    const lines: string[] = [];
+    const http = client({ name: 'heat', log: createLogger('info', (l) => lines.push(l)) });
+    // Every page is "a few seconds" late here, so each one is reported.
+    await fetchAllPages<{ id: string }>(http, '/stacks', { key: 'stacks', limit: 2, progressEveryMs: 0 });
+    const progress = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(progress.map(({ msg, source, path, pages, records }) => ({ msg, source, path, pages, records }))).toEqual([1, 2, 3].map((pages) => ({ msg: 'still reading', source: 'heat', path: '/stacks', pages, records: Math.min(pages * 2, 5) })));
+    expect(http.received).toEqual({ responses: 3, bytes: 2 * '{"stacks":[{"id":"1"},{"id":"2"}]}'.length + '{"stacks":[{"id":"5"}]}'.length });
+    lines.length = 0;
+    await fetchAllPages<{ id: string }>(http, '/stacks', { key: 'stacks', limit: 2 });
+    expect(lines).toEqual([]); // a quick read says nothing
   });
 
   it('uses marker/limit when a full page carries no links', async () => {

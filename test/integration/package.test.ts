@@ -1,0 +1,62 @@
+/**
+ * The package as users get it: `npm pack` (which runs prepack, the build), the tarball installed
+ * into a fresh project, and used there as a library and as a CLI.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { root } from '../support/cli.js';
+
+const run = promisify(execFile);
+const npm = (args: string[], cwd: string): Promise<{ stdout: string; stderr: string }> =>
+  run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, maxBuffer: 64 << 20 });
+
+describe('the npm package', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'synchronizer-pack-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('packs without tests or dangling source maps, installs into a new project, and works there', { timeout: 240_000 }, async () => {
+    const { stdout } = await npm(['pack', '--json', '--pack-destination', dir], root);
+    const [packed] = JSON.parse(stdout) as Array<{ filename: string; files: Array<{ path: string }>; size: number }>;
+    const files = packed!.files.map((f) => f.path);
+    expect(files).toEqual(expect.arrayContaining(['LICENSE', 'CHANGELOG.md', 'README.md', 'package.json', 'bin/synchronizer.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/operators/index.js', 'dist/sources/index.js', 'web/index.html', 'docs/examples/demo.yaml']));
+    expect(files.filter((f) => /(^|\/)test\/|\.test\.|\.map$|^src\/|\.ts$/.test(f) && !f.endsWith('.d.ts'))).toEqual([]);
+
+    const project = join(dir, 'project');
+    await run('mkdir', ['-p', project]);
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'uses-synchronizer', version: '1.0.0', private: true, type: 'module' }));
+    await npm(['install', '--prefer-offline', join(dir, packed!.filename)], project);
+    // rxjs is a peer: npm installs it beside the package, and both use the same copy.
+    const installed = JSON.parse(readFileSync(join(project, 'node_modules', 'synchronizer', 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
+    expect(Object.keys(installed.peerDependencies)).toEqual(['rxjs']);
+
+    writeFileSync(
+      join(project, 'use.js'),
+      `import { of } from 'rxjs';
+import { createSynchronizer } from 'synchronizer';
+import { ofType } from 'synchronizer/operators';
+const source = {
+  name: 'static',
+  types: ['nova.instance'],
+  signal$: of({ kind: 'snapshot', source: 'static', types: ['nova.instance'], at: new Date().toISOString(), records: [{ id: 'vm-1', status: 'active' }] }),
+  map: (r) => ({ type: 'nova.instance', id: r.id, state: r.status }),
+};
+const sync = createSynchronizer({ sources: [source] });
+sync.entity$.pipe(ofType('nova.instance')).subscribe((e) => console.log(e.action, e.entity.key, e.entity.state));
+sync.start();
+`,
+    );
+    const used = await run(process.execPath, ['use.js'], { cwd: project });
+    expect(used.stdout).toBe('create nova.instance:vm-1 ACTIVE\n');
+
+    const bin = join(project, 'node_modules', '.bin', 'synchronizer');
+    const version = await run(bin, ['--version'], { cwd: project });
+    expect(version.stdout).toBe(`synchronizer ${(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version}\n`);
+    const demo = join(project, 'node_modules', 'synchronizer', 'docs', 'examples', 'demo.yaml');
+    const check = await run(bin, ['--check', '--config', demo], { cwd: project });
+    expect(check.stderr).toContain('is valid (1 sources)');
+  });
+});

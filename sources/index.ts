@@ -7,6 +7,7 @@ import openstackNovaSource from './openstack/nova.js';
 import openstackNeutronSource from './openstack/neutron.js';
 import openstackCinderSource from './openstack/cinder.js';
 import openstackHeatSource from './openstack/heat.js';
+import kubernetesSource from './kubernetes.js';
 
 /**
  * The built-in sources, by the name a config's `use:` gives them. A `use:` that is not listed
@@ -21,6 +22,8 @@ export const builtinSources: Readonly<Record<string, SourcePlugin<unknown>>> = {
   'openstack.neutron': openstackNeutronSource as SourcePlugin<unknown>,
   'openstack.cinder': openstackCinderSource as SourcePlugin<unknown>,
   'openstack.heat': openstackHeatSource as SourcePlugin<unknown>,
+  kubernetes: kubernetesSource as SourcePlugin<unknown>,
 };
 
 export { staticSource, nagiosSource, alertmanagerSource, openstackNotificationsSource, openstackNovaSource, openstackNeutronSource, openstackCinderSource, openstackHeatSource };
+export { default as kubernetesSource } from './kubernetes.js';

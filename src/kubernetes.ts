@@ -3,7 +3,17 @@
  * its collections as list-then-watch resources ({@link listWatch}), through `@kubernetes/client-node`.
  */
 import { isAbsolute, resolve } from 'node:path';
-import { ApiException, type ConfigurationOptions, CoreV1Api, KubeConfig, type Middleware, type RequestContext, type ResponseContext, Watch } from '@kubernetes/client-node';
+import {
+  ApiException,
+  type ConfigurationOptions,
+  CoreV1Api,
+  KubeConfig,
+  Observable as KubeObservable,
+  type ObservableMiddleware,
+  type RequestContext,
+  type ResponseContext,
+  Watch,
+} from '@kubernetes/client-node';
 import { Observable } from 'rxjs';
 import type { EntityType } from './model.js';
 import { ExpiredError, type ListPage, type ListWatchResource, type WatchEvent } from './listWatch.js';
@@ -98,24 +108,16 @@ export interface KubeResourceOptions<T, R> {
   watchSeconds: number;
 }
 
-/** A request's AbortSignal, laid on by a middleware (the typed API takes no signal). */
-function abortOn(signal: AbortSignal): Middleware {
-  return {
-    pre: async (context: RequestContext) => {
-      context.setSignal(signal);
-      return context;
-    },
-    post: async (context: ResponseContext) => context,
-  };
-}
-
-/**
- * Per-call options that abort the request on `signal`. The object API's declared type says
- * Observable middleware, but it hands the options to the promise API, which wraps each one as a
- * promise middleware (client-node 1.4 `wrapOptions`): so a promise middleware, cast.
- */
+/** Per-call options that abort the request on `signal` (the typed API takes no signal, but a middleware can lay one on). */
 function withSignal(signal: AbortSignal): ConfigurationOptions {
-  return { middleware: [abortOn(signal)], middlewareMergeStrategy: 'append' } as unknown as ConfigurationOptions;
+  const middleware: ObservableMiddleware = {
+    pre: (context: RequestContext) => {
+      context.setSignal(signal);
+      return new KubeObservable(Promise.resolve(context));
+    },
+    post: (context: ResponseContext) => new KubeObservable(Promise.resolve(context)),
+  };
+  return { middleware: [middleware], middlewareMergeStrategy: 'append' };
 }
 
 function statusOf(error: unknown): number | undefined {

@@ -15,3 +15,4 @@ export * from '../operators/index.js';
 export { HttpClient, HttpError, createHttpClient, fetchAllPages, retryHttp, safeUrl, parseRetryAfter, type HttpAuth, type HttpClientOptions, type HttpRequest, type HttpResponse, type HttpMethod, type QueryParams, type PagesOptions, type RetryHttpOptions } from './http.js';
 export { attachRefs, readAttachRules, type AttachRule, type ReadAttachOptions } from './attach.js';
 export { amqpConsume$, parseTransportUrl, redactUrl, describeEndpoint, REASON_HEADER, type AmqpEndpoint, type AmqpBinding, type AmqpConsumerOptions, type AmqpDelivery, type AmqpSignal } from './amqp.js';
+export { listWatch, ExpiredError, type ListPage, type ListWatchResource, type ListWatchOptions, type WatchEvent } from './listWatch.js';

@@ -1,5 +1,5 @@
 import type { V1Node, V1Pod, V1Service } from '@kubernetes/client-node';
-import { type KubeAccessOptions, type KubeClient, kubeClient, kubeResource, loadKubeConfig, readKubeAccessOptions } from '../src/kubernetes.js';
+import { type KubeAccessOptions, type KubeClient, checkKubeAccess, kubeClient, kubeResource, readKubeAccessOptions } from '../src/kubernetes.js';
 import { type ListWatchResource, listWatch } from '../src/listWatch.js';
 import { type EntityDraft, type EntityRef, ref, unreachable } from '../src/model.js';
 import { defineSource } from '../src/source.js';
@@ -17,7 +17,8 @@ import { defineSource } from '../src/source.js';
  * A node built by OpenStack's cloud provider names its Nova server in `spec.providerID`
  * (`openstack:///<server uuid>`, or `openstack://<region>/<server uuid>`). Pods and services are
  * named `<namespace>/<name>` and keyed by uid, so a pod deleted and created again under the same
- * name is a new entity. Lists and watch events carry the same object, so both map alike.
+ * name is a new entity. List items come as client-node's typed objects (times as Date), watch
+ * objects as plain JSON (times as strings): the mapping reads no times, so both map alike.
  */
 export const KUBERNETES_TYPES = ['kubernetes.node', 'kubernetes.pod', 'kubernetes.service'] as const;
 type KubernetesType = (typeof KUBERNETES_TYPES)[number];
@@ -125,7 +126,7 @@ export interface KubernetesOptions extends KubeAccessOptions {
 }
 
 /** The collection of each entity type, its objects tagged so that one mapping reads them all. */
-function resourceOf(client: KubeClient, type: KubernetesType, o: KubernetesOptions): ListWatchResource<KubeRecord> {
+function resourceOf(client: () => Promise<KubeClient>, type: KubernetesType, o: KubernetesOptions): ListWatchResource<KubeRecord> {
   const common = { types: [type], pageSize: o.pageSize, watchSeconds: o.watchSeconds };
   switch (type) {
     case 'kubernetes.node':
@@ -160,7 +161,8 @@ export default defineSource<KubernetesOptions, KubeRecord>({
   },
 
   create: (options, { name, scheduler, configDir }) => {
-    const client = kubeClient(loadKubeConfig(options, configDir));
+    checkKubeAccess(options, configDir);
+    const client = kubeClient(options, configDir);
     return {
       name,
       types: options.types,

@@ -2,18 +2,9 @@
  * The Kubernetes transport: a cluster's credentials (kubeconfig or in-cluster service account) and
  * its collections as list-then-watch resources ({@link listWatch}), through `@kubernetes/client-node`.
  */
+import { accessSync, constants } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import {
-  ApiException,
-  type ConfigurationOptions,
-  CoreV1Api,
-  KubeConfig,
-  Observable as KubeObservable,
-  type ObservableMiddleware,
-  type RequestContext,
-  type ResponseContext,
-  Watch,
-} from '@kubernetes/client-node';
+import type { ConfigurationOptions, CoreV1Api, KubeConfig, ObservableMiddleware, RequestContext, ResponseContext, Watch } from '@kubernetes/client-node';
 import { Observable } from 'rxjs';
 import type { EntityType } from './model.js';
 import { ExpiredError, type ListPage, type ListWatchResource, type WatchEvent } from './listWatch.js';
@@ -43,27 +34,60 @@ export function readKubeAccessOptions(read: OptionReader): KubeAccessOptions {
   };
 }
 
+type ClientNode = typeof import('@kubernetes/client-node');
+let clientNode: Promise<ClientNode> | undefined;
+
 /**
- * The KubeConfig the options name (a relative kubeconfig path is taken from `configDir`, the
- * config file's folder); throws naming the file or context when it cannot be used.
+ * client-node, imported on first use: its generated API takes seconds to load, which every CLI
+ * start would pay even without a kubernetes source.
  */
-export function loadKubeConfig(options: KubeAccessOptions, configDir: string): KubeConfig {
-  const kc = new KubeConfig();
-  const file = options.kubeconfig === undefined ? undefined : isAbsolute(options.kubeconfig) ? options.kubeconfig : resolve(configDir, options.kubeconfig);
+function loadClientNode(): Promise<ClientNode> {
+  clientNode ??= import('@kubernetes/client-node').catch((error: unknown) => {
+    clientNode = undefined;
+    throw error;
+  });
+  return clientNode;
+}
+
+/** The kubeconfig file the options name, relative to `configDir` (the config file's folder). */
+function kubeconfigFile(options: KubeAccessOptions, configDir: string): string | undefined {
+  return options.kubeconfig === undefined ? undefined : isAbsolute(options.kubeconfig) ? options.kubeconfig : resolve(configDir, options.kubeconfig);
+}
+
+/**
+ * What can be checked when the source is created, without loading client-node: the kubeconfig
+ * file is readable, or the in-cluster environment is there. Throws naming what is missing.
+ */
+export function checkKubeAccess(options: KubeAccessOptions, configDir: string): void {
   if (options.inCluster) {
     if (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT) {
       throw new Error('inCluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set (not running in a pod?)');
     }
-    kc.loadFromCluster();
-  } else if (file !== undefined) {
+    return;
+  }
+  const file = kubeconfigFile(options, configDir);
+  if (file === undefined) return;
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (error) {
+    throw new Error(`kubeconfig ${file}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** The KubeConfig the options name; throws naming the file or context when it cannot be used. */
+export async function loadKubeConfig(options: KubeAccessOptions, configDir: string): Promise<KubeConfig> {
+  checkKubeAccess(options, configDir);
+  const { KubeConfig } = await loadClientNode();
+  const kc = new KubeConfig();
+  const file = kubeconfigFile(options, configDir);
+  if (options.inCluster) kc.loadFromCluster();
+  else if (file !== undefined) {
     try {
       kc.loadFromFile(file);
     } catch (error) {
       throw new Error(`kubeconfig ${file}: ${error instanceof Error ? error.message : String(error)}`);
     }
-  } else {
-    kc.loadFromDefault();
-  }
+  } else kc.loadFromDefault();
   if (options.context !== undefined) {
     if (!kc.getContextObject(options.context)) throw new Error(`kubeconfig ${file ?? '(default)'}: no context named ${JSON.stringify(options.context)}`);
     kc.setCurrentContext(options.context);
@@ -77,10 +101,26 @@ export interface KubeClient {
   server: string;
   core: CoreV1Api;
   watch: Watch;
+  lib: ClientNode;
 }
 
-export function kubeClient(kc: KubeConfig): KubeClient {
-  return { server: kc.getCurrentCluster()!.server, core: kc.makeApiClient(CoreV1Api), watch: new Watch(kc) };
+/**
+ * The cluster's clients, made once when first needed and shared; a failure (a context the
+ * kubeconfig lacks) is thrown to that caller and tried again by the next one.
+ */
+export function kubeClient(options: KubeAccessOptions, configDir: string): () => Promise<KubeClient> {
+  let client: Promise<KubeClient> | undefined;
+  return () => {
+    client ??= (async () => {
+      const kc = await loadKubeConfig(options, configDir);
+      const lib = await loadClientNode();
+      return { server: kc.getCurrentCluster()!.server, core: kc.makeApiClient(lib.CoreV1Api), watch: new lib.Watch(kc), lib };
+    })().catch((error: unknown) => {
+      client = undefined;
+      throw error;
+    });
+    return client;
+  };
 }
 
 /** The fields of an object's metadata every collection has. */
@@ -109,58 +149,60 @@ export interface KubeResourceOptions<T, R> {
 }
 
 /** Per-call options that abort the request on `signal` (the typed API takes no signal, but a middleware can lay one on). */
-function withSignal(signal: AbortSignal): ConfigurationOptions {
+function withSignal(lib: ClientNode, signal: AbortSignal): ConfigurationOptions {
   const middleware: ObservableMiddleware = {
     pre: (context: RequestContext) => {
       context.setSignal(signal);
-      return new KubeObservable(Promise.resolve(context));
+      return new lib.Observable(Promise.resolve(context));
     },
-    post: (context: ResponseContext) => new KubeObservable(Promise.resolve(context)),
+    post: (context: ResponseContext) => new lib.Observable(Promise.resolve(context)),
   };
   return { middleware: [middleware], middlewareMergeStrategy: 'append' };
 }
 
-function statusOf(error: unknown): number | undefined {
-  if (error instanceof ApiException) return error.code;
+function statusOf(lib: ClientNode | undefined, error: unknown): number | undefined {
+  if (lib && error instanceof lib.ApiException) return error.code;
   const code = (error as { statusCode?: unknown } | null)?.statusCode;
   return typeof code === 'number' ? code : undefined;
 }
 
 /** The Status message of a failed API call, without the response headers ApiException prints. */
-function describe(error: unknown, what: string): Error {
-  if (error instanceof ApiException) {
+function describe(lib: ClientNode | undefined, error: unknown, what: string): Error {
+  if (lib && error instanceof lib.ApiException) {
     const body = error.body as { message?: unknown } | string | undefined;
     const message = typeof body === 'string' ? body : typeof body?.message === 'string' ? body.message : '';
     const text = `${what} failed with ${error.code}${message ? `: ${message.slice(0, 300)}` : ''}`;
     return error.code === 410 ? new ExpiredError(text) : new Error(text);
   }
   const text = `${what}: ${error instanceof Error ? error.message : String(error)}`;
-  return statusOf(error) === 410 ? new ExpiredError(text) : new Error(text);
+  return statusOf(lib, error) === 410 ? new ExpiredError(text) : new Error(text);
 }
 
 /**
  * One cluster-wide collection as a list-then-watch resource: paged lists through the typed API,
  * the watch through client-node's Watch (chunked JSON lines), with bookmarks.
  */
-export function kubeResource<T extends WithMetadata, R>(client: KubeClient, options: KubeResourceOptions<T, R>): ListWatchResource<R> {
+export function kubeResource<T extends WithMetadata, R>(connect: () => Promise<KubeClient>, options: KubeResourceOptions<T, R>): ListWatchResource<R> {
   const { path, list, record, types, pageSize, watchSeconds } = options;
   return {
-    name: `${client.server}${path}`,
+    name: path,
     types,
     list: async ({ continue: token, signal }): Promise<ListPage<R>> => {
-      const what = `GET ${path}${token ? ' (continued)' : ''}`;
+      const client = await connect();
+      const what = `GET ${client.server}${path}${token ? ' (continued)' : ''}`;
       try {
-        const page = await list(client.core, { limit: pageSize, ...(token ? { _continue: token } : {}) }, withSignal(signal));
+        const page = await list(client.core, { limit: pageSize, ...(token ? { _continue: token } : {}) }, withSignal(client.lib, signal));
         const resourceVersion = page.metadata?.resourceVersion;
         if (!resourceVersion) throw new Error(`${what}: the list carries no metadata.resourceVersion`);
         return { items: page.items.map(record), resourceVersion, continue: page.metadata?._continue || undefined };
       } catch (error) {
-        throw error instanceof ExpiredError ? error : describe(error, what);
+        throw error instanceof ExpiredError ? error : describe(client.lib, error, what);
       }
     },
     watch: ({ resourceVersion }) =>
       new Observable<WatchEvent<R>>((subscriber) => {
         let controller: AbortController | undefined;
+        let lib: ClientNode | undefined;
         const onEvent = (type: string, object: unknown): void => {
           switch (type) {
             case 'ADDED':
@@ -193,13 +235,18 @@ export function kubeResource<T extends WithMetadata, R>(client: KubeClient, opti
         };
         const onDone = (error: unknown): void => {
           if (subscriber.closed) return;
-          if (error) subscriber.error(describe(error, `watch ${path} from resourceVersion ${resourceVersion}`));
+          if (error) subscriber.error(describe(lib, error, `watch ${path} from resourceVersion ${resourceVersion}`));
           else subscriber.complete();
         };
-        client.watch
-          .watch(path, { resourceVersion, allowWatchBookmarks: true, timeoutSeconds: watchSeconds }, onEvent, onDone)
+        connect()
+          .then((client) => {
+            lib = client.lib;
+            if (subscriber.closed) return undefined;
+            return client.watch.watch(path, { resourceVersion, allowWatchBookmarks: true, timeoutSeconds: watchSeconds }, onEvent, onDone);
+          })
           .then(
             (c) => {
+              if (c === undefined) return;
               if (subscriber.closed) c.abort();
               else {
                 controller = c;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSource } from '../../src/index.js';
+import { loadKubeConfig } from '../../src/kubernetes.js';
 import { kubeRecordDraft, nodeDraft, novaServerOf, podDraft } from '../../sources/kubernetes.js';
 import { KubeApiServer, node, pod } from '../support/kube-apiserver.js';
 
@@ -77,7 +78,9 @@ describe('kubernetes options', () => {
 
   it('names the kubeconfig file or context it cannot use', async () => {
     await expect(createSource({ name: 'k', use: 'kubernetes', kubeconfig: 'missing' }, { configDir: dir })).rejects.toThrow(`kubeconfig ${join(dir, 'missing')}:`);
-    await expect(createSource({ name: 'k', use: 'kubernetes', kubeconfig: 'kubeconfig', context: 'prod' }, { configDir: dir })).rejects.toThrow('no context named "prod"');
+    // The kubeconfig's content is read when the source starts (client-node loads then).
+    await expect(loadKubeConfig({ kubeconfig: 'kubeconfig', context: 'prod', inCluster: false }, dir)).rejects.toThrow(`kubeconfig ${join(dir, 'kubeconfig')}: no context named "prod"`);
+    expect((await loadKubeConfig({ kubeconfig: join(dir, 'kubeconfig'), context: 'staging', inCluster: false }, '/')).getCurrentCluster()?.server).toBe('http://127.0.0.1:1');
     const source = await createSource({ name: 'k', use: 'kubernetes', kubeconfig: 'kubeconfig', context: 'staging' }, { configDir: dir });
     expect(source.types).toEqual(['kubernetes.node', 'kubernetes.pod']);
   });

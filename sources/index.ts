@@ -13,6 +13,7 @@ import openstackNeutronSource from './openstack/neutron.js';
 import openstackCinderSource from './openstack/cinder.js';
 import openstackHeatSource from './openstack/heat.js';
 import { openstackAodhSource, openstackIronicSource, openstackOctaviaSource, openstackTroveSource } from './openstack/more.js';
+import kubernetesSource from './kubernetes.js';
 
 /**
  * The built-in sources, by the name a config's `use:` gives them. A `use:` that is not listed
@@ -33,6 +34,8 @@ export const builtinSources: Readonly<Record<string, SourcePlugin<unknown>>> = {
   'openstack.cinder': openstackCinderSource as SourcePlugin<unknown>,
   'openstack.heat': openstackHeatSource as SourcePlugin<unknown>,
   ...{ 'openstack.aodh': openstackAodhSource, 'openstack.octavia': openstackOctaviaSource, 'openstack.ironic': openstackIronicSource, 'openstack.trove': openstackTroveSource },
+  kubernetes: kubernetesSource as SourcePlugin<unknown>,
 };
 
 export { staticSource, nagiosSource, alertmanagerSource, alertmanagerWebhookSource, collectdSource, eventsSource, prometheusSource, zabbixSource, openstackNotificationsSource, openstackNovaSource, openstackNeutronSource, openstackCinderSource, openstackHeatSource };
+export { default as kubernetesSource } from './kubernetes.js';

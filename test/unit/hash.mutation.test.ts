@@ -153,6 +153,9 @@ describe('canonicalize', () => {
     const list = [{ a: 1 }, 'x', null];
     expect(canonicalize(list)).toBe(list);
     expect(canonicalize('text')).toBe('text');
+    // An array's indices are not keys to sort: 10 comes after 9.
+    const long = { a: Array.from({ length: 12 }, (_, i) => ({ i })) };
+    expect(canonicalize(long)).toBe(long);
   });
 
   it('sorts the keys of every object, however deep, into a copy', () => {

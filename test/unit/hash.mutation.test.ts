@@ -117,6 +117,8 @@ describe('entityHash: the documented token stream, byte for byte', () => {
     ];
     for (const v of variants) expect(entityHash({ ...base, ...v }), JSON.stringify(v)).not.toBe(h);
     expect(entityHash({ ...base, observedAt: '2030-01-01T00:00:00.000Z', source: 'other', raw: { x: 1 } })).toBe(h);
+    // Members JSON leaves out are not part of the meaning either.
+    expect(entityHash(withAttrs({ a: 1, f: () => 1, u: undefined }))).toBe(entityHash(withAttrs({ a: 1 })));
     // A field's value cannot slide into the next one.
     expect(entityHash({ ...base, name: 'ab', state: 'C' })).not.toBe(entityHash({ ...base, name: 'a', state: 'BC' }));
     expect(entityHash({ ...base, parents: [], children: [{ type: 'nova.host', id: 'h1' }] })).not.toBe(
@@ -153,6 +155,9 @@ describe('canonicalize', () => {
     const list = [{ a: 1 }, 'x', null];
     expect(canonicalize(list)).toBe(list);
     expect(canonicalize('text')).toBe('text');
+    // An array's indices are not keys to sort: 10 comes after 9.
+    const long = { a: Array.from({ length: 12 }, (_, i) => ({ i })) };
+    expect(canonicalize(long)).toBe(long);
   });
 
   it('sorts the keys of every object, however deep, into a copy', () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import mutationVitest from '../../vitest.mutation.config.js';
 
 /**
  * `npm run mutate` is too slow for every CI run, so this fast check runs with the normal tests
@@ -110,5 +111,8 @@ describe('the mutation testing scope (stryker.config.mjs)', () => {
     expect(config.default.checkers).toContain('typescript');
     expect(config.default.incremental).toBe(true);
     expect(config.default.concurrency).toBeLessThanOrEqual(2);
+    // Each mutant's run gets fresh modules: shared ones carry one mutant's state into the next.
+    expect(mutationVitest.test?.isolate).not.toBe(false);
+    expect(mutationVitest.test?.include).toEqual(['test/unit/**/*.test.ts']);
   });
 });

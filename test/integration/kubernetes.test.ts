@@ -61,7 +61,9 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-describe('kubernetes source: list then watch through @kubernetes/client-node', () => {
+// One scenario against one API server: each step starts from the cluster the step before left
+// (pods created, deleted, watches cut), so the steps keep their order under --sequence.shuffle.
+describe('kubernetes source: list then watch through @kubernetes/client-node', { shuffle: false }, () => {
   it('lists every page: nodes attached to their Nova servers, pods to their nodes', async () => {
     await waitFor('3 nodes and 5 pods', () => sync.snapshot(['kubernetes.node']).length === 3 && sync.snapshot(['kubernetes.pod']).length === 5, { context: seen });
     expect(events.every((e) => e.action === 'create' && e.origin === 'snapshot')).toBe(true);

@@ -16,7 +16,8 @@ function repoRoot(): string {
 /** Fixtures this project keeps: its own recordings, and `shared/`, a copy of ../shared/fixtures. */
 export const LOCAL_FIXTURES = join(repoRoot(), 'test', 'fixtures');
 
-const BESIDE = resolve(repoRoot(), '../shared/fixtures');
+/** ../shared/fixtures beside the repository (absent in a clone elsewhere). */
+export const BESIDE = resolve(repoRoot(), '../shared/fixtures');
 
 /**
  * The shared fixtures folder: $SYNCHRONIZER_FIXTURES; else ../shared/fixtures beside the

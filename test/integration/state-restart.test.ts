@@ -84,7 +84,9 @@ describe('the CLI with state.dir', () => {
       return file;
     };
     const slow = run.cli('--config', await config('1s'));
-    await waitFor('the observation to be taken', () => slow.stderr.includes('"synchronizer started"'), 30_000);
+    // Its snapshot went through the baseline (and waits for the sink): a SIGTERM before that would
+    // leave nothing taken, and so nothing unsettled.
+    await waitFor('the observation to be taken', () => slow.stderr.includes('"first complete snapshot"'), 30_000);
     slow.child.kill('SIGTERM');
     expect(await slow.exited).toBe(1);
     expect(slow.stderr).toMatch(/"shutdown deadline passed, exiting with work left".*"deadlineMs":1000.*"unsettledObservations":1/);

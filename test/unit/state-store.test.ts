@@ -6,7 +6,8 @@ import { Subject } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Entity, EntityDraft, Observation, Settlement } from '../../src/model.js';
 import type { Source, SourceSignal } from '../../src/source.js';
-import { StateError } from '../../src/store/lmdb.js';
+import { applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
+import { STATE_VERSION, StateError, openBaselineStore } from '../../src/store/lmdb.js';
 import { type SyncItem, type Synchronizer, createSynchronizer } from '../../src/synchronizer.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
 
@@ -91,6 +92,53 @@ describe('createSynchronizer({state})', () => {
     expect(one.sync.unsettled()).toBe(0);
     await one.sync.close();
     expect(start(dir).sync.snapshot().map((e) => e.id)).toEqual(['a']);
+  });
+
+  it('keeps every entry, every field of it and the tombstones, unset fields unset, in normalizeEntity\'s shape', async () => {
+    const dir = tempDir();
+    const full = entity('a', 'ACTIVE', { name: 'vm-a', project: 'p1', parents: [{ type: 'nova.host', id: 'h1' }], children: [{ type: 'neutron.port', id: 'p' }], attributes: { flavor: 'm1', n: 2, nested: { x: [1, null] } } });
+    let state = applyObservation(emptyBaseline(), snapshot(t(0), [full, entity('b'), entity('gone')])).state;
+    state = applyObservation(state, upsert(t(5), entity('c'))).state;
+    state = applyObservation(state, remove(t(6), entity('gone'))).state;
+    const store = openBaselineStore(dir);
+    await store.write({ prev: emptyBaseline(), next: state, keys: undefined, owners: new Map([['nova.instance', 'test']]) });
+    await store.close();
+    const again = openBaselineStore(dir);
+    const { state: loaded, owners } = again.load();
+    await again.close();
+    expect(loaded.entities.toJS()).toEqual(state.entities.toJS());
+    expect(loaded.tombstones.toJS()).toEqual(state.tombstones.toJS());
+    expect([loaded.syncedAt.toJS(), loaded.clock, owners]).toEqual([state.syncedAt.toJS(), state.clock, new Map([['nova.instance', 'test']])]);
+    const b = loaded.entities.get('nova.instance:b')!.entity;
+    expect(Object.keys(b)).toEqual(Object.keys(entity('b')));
+    expect([b.name, b.project]).toEqual([undefined, undefined]);
+    expect(Object.isFrozen(b.parents) && b.parents === b.children).toBe(true); // one shared frozen empty list
+  });
+
+  it('migrates a format-1 store (entries as objects) in place and loads it', async () => {
+    const dir = tempDir();
+    const root = open({ path: join(dir, 'baseline.mdb'), maxDbs: 4 });
+    const meta = root.openDB({ name: 'meta', encoding: 'json' });
+    const a = { ...entity('a', 'ACTIVE', { name: 'vm-a', parents: [{ type: 'nova.host', id: 'h1' }], attributes: { flavor: 'm1' } }) } as Partial<Entity>;
+    delete a.project; // JSON left unset fields out
+    await meta.put('format', { format: 'synchronizer.state', version: 1 });
+    await meta.put('syncedAt', { 'nova.instance': Date.parse(t(0)) });
+    await meta.put('clock', Date.parse(t(3)));
+    await meta.put('owners', { 'nova.instance': 'test' });
+    await root.openDB({ name: 'entities', encoding: 'json' }).put('nova.instance:a', { entity: a, at: Date.parse(t(0)), bySnapshot: true, misses: 1 });
+    await root.openDB({ name: 'tombstones', encoding: 'json' }).put('nova.instance:b', Date.parse(t(2)));
+    await root.close();
+
+    const store = openBaselineStore(dir);
+    const { state } = store.load();
+    await store.close();
+    const entry = state.entities.get('nova.instance:a');
+    expect(entry).toEqual({ entity: entity('a', 'ACTIVE', { name: 'vm-a', parents: [{ type: 'nova.host', id: 'h1' }], attributes: { flavor: 'm1' } }), at: Date.parse(t(0)), bySnapshot: true, misses: 1 });
+    expect(state.tombstones.toJS()).toEqual({ 'nova.instance:b': Date.parse(t(2)) });
+    const check = open({ path: join(dir, 'baseline.mdb'), maxDbs: 4 });
+    expect(check.openDB({ name: 'meta', encoding: 'json' }).get('format')).toEqual({ format: 'synchronizer.state', version: STATE_VERSION });
+    await check.close();
+    expect(start(dir).sync.snapshot()).toEqual([entry!.entity]);
   });
 
   it('refuses a foreign folder, a foreign LMDB file and a newer format, and changes nothing in them', async () => {

@@ -8,9 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-# collectd-core's write_http needs libyajl2 (a Recommends, not a Depends).
+# collectd-core's write_http needs libyajl2 (a Recommends, not a Depends); zabbix_sender comes with
+# zabbix-agent (Debian's zabbix-sender is only a virtual package, which dpkg-query never reports installed).
 for pkg in rabbitmq-server prometheus-alertmanager nagios4 nagios4-cgi apache2 prometheus chromium collectd-core libyajl2 \
-  zabbix-server-pgsql zabbix-frontend-php php-cli php-pgsql postgresql zabbix-sender openssl; do
+  zabbix-server-pgsql zabbix-frontend-php php-cli php-pgsql postgresql zabbix-agent openssl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

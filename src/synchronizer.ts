@@ -62,7 +62,26 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     // A type owned by a source no longer configured is free again.
     [...(stored?.owners ?? [])].filter(([, source]) => names.has(source)),
   );
-  const commits = createCommitLine({ store, persisted: baseline.state(), owners: ownership.owners, health, log });
+  const onObserved = options.onObserved;
+  /** Emits a step's events (after it was written, with a store); returns the first one's number. */
+  const emit = (step: BaselineStep): number => {
+    const firstSeq = baseline.emittedSeq() + 1;
+    baseline.apply(step, (event, seq) => {
+      counters.events[event.action] += 1;
+      commits.tag(event, seq);
+    });
+    if (step.observation && onObserved) {
+      try {
+        onObserved(step.observation, step.events);
+      } catch (error) {
+        log.error('onObserved failed', { error: errorMessage(error) });
+      }
+    }
+    return firstSeq;
+  };
+  const commits = createCommitLine({ store, persisted: baseline.state(), lastOutboxId: stored?.lastOutboxId ?? 0, owners: ownership.owners, emit, health, log });
+  /** The outbox the store held at start, emitted again at the first start (then dropped). */
+  let outbox = stored?.outbox;
   const intake = {
     health,
     ownership,
@@ -95,19 +114,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
       // A host whose clock is wrong stamps every message: log the 1st, 2nd, 4th, 8th… only.
       if ((n & (n - 1)) === 0) log.warn('observation stamped too far in the future, taken at the local time', { source: observation?.source, stampedAt: step.skewedAt, corrections: n });
     }
-    const firstSeq = baseline.emittedSeq() + 1;
-    baseline.apply(step, (event, seq) => {
-      counters.events[event.action] += 1;
-      commits.tag(event, seq);
-    });
-    commits.push(step, firstSeq);
-    if (observation && options.onObserved) {
-      try {
-        options.onObserved(observation, step.events);
-      } catch (error) {
-        log.error('onObserved failed', { error: errorMessage(error) });
-      }
-    }
+    commits.push(step);
   };
 
   const stop = (): void => {
@@ -123,6 +130,12 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     start() {
       if (running) return;
       taking = true;
+      if (outbox) {
+        // Events written before a crash and not known to have reached every sink: at least once.
+        const events = commits.reemit(outbox);
+        if (events > 0) log.info('state: events emitted again (written before the last stop, not confirmed by every sink)', { events, entries: outbox.length });
+        outbox = undefined;
+      }
       running = merge(...sources.map((s) => observationsOf(s, intake)))
         .pipe(
           filter(() => taking),

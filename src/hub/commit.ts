@@ -1,11 +1,16 @@
 /**
- * The end of an observation's path: its events accepted by every sink, its baseline step
- * persisted, then the observation settled (a push source acks its message). Without a store an
- * observation is settled as soon as its events reached entity$'s subscribers, as before.
+ * The path of an observation's step after the reducer. With a state store, an outbox:
  *
- *   step ─▶ events to every sink ─▶ every gate passed them ─▶ group commit ─▶ settle (ack)
+ *   step ─▶ group write (the step, and its events as an outbox entry) ─▶ events emitted to every sink
+ *        ─▶ every gate passed them ─▶ settle (ack) ─▶ the outbox entry deleted (next write)
  *
- * Steps are committed in order and in groups: all the steps accepted while a write is in flight
+ * The step is written before its events go out, so the store always knows at least what a sink
+ * may have seen: after a kill -9 the outbox entries still there are emitted again at start (at
+ * least once), and the first snapshot can report the deletion of an entity that was emitted just
+ * before the crash. Without a store a step is emitted and settled at once, as before; its events
+ * are still followed through the gates so that a drain can wait for the sinks.
+ *
+ * Writes are grouped: every step taken and every outbox entry confirmed while a write is in flight
  * go into the next transaction, so a burst of notifications or a 100k-entity snapshot is one
  * write, not one per entity.
  */
@@ -14,7 +19,7 @@ import { typeMatcher } from '../../operators/ofType.js';
 import { backoffDelay } from '../backoff.js';
 import { type Logger, errorMessage } from '../log.js';
 import type { EntityEvent, EntityType } from '../model.js';
-import type { BaselineStore } from '../store/lmdb.js';
+import type { BaselineStore, OutboxEntry } from '../store/lmdb.js';
 import type { HealthBoard } from './health.js';
 import type { SyncItem } from './types.js';
 
@@ -32,10 +37,19 @@ export interface Gate {
 /** The health entry the store reports under. */
 export const STATE_HEALTH = 'state';
 
-interface Pending {
+/** A step emitted, waiting for the gates. */
+interface Emitted {
   step: BaselineStep;
   /** Sequence number of the step's first event (events are numbered from 1). */
   firstSeq: number;
+  /** Its outbox entry, if it was written with one. */
+  outboxId: number | undefined;
+}
+
+/** A step taken, to be written (with a store) before it is emitted. */
+interface Taken {
+  step: BaselineStep;
+  outboxId: number | undefined;
 }
 
 interface GateState {
@@ -45,16 +59,21 @@ interface GateState {
 }
 
 export interface CommitLine {
-  /** A step whose events were just emitted, its first event numbered `firstSeq`. */
-  push(step: BaselineStep, firstSeq: number): void;
+  /** A reducer step: written (with a store), then emitted, then settled once every gate passed its events. */
+  push(step: BaselineStep): void;
+  /**
+   * The outbox entries the store held at start, emitted again (before any source runs); each is
+   * deleted once every gate passed its events. Returns the number of events emitted.
+   */
+  reemit(entries: readonly OutboxEntry[]): number;
   /** Numbers an event or a `synced` item, so gates can tell how far a sink got. */
   tag(item: object, seq: number): void;
   gate(types?: readonly EntityType[]): Gate;
-  /** Observations emitted but not yet settled (with a store), or whose events a sink still holds (without). */
+  /** Observations taken but not yet settled: waiting for the store, or for a sink. */
   pending(): number;
-  /** Resolves once every step pushed so far passed every gate, and was persisted and settled. */
+  /** Resolves once every step pushed so far was written, emitted, passed every gate, was settled and its outbox entry deleted. */
   idle(): Promise<void>;
-  /** Writes nothing more; resolves once the write in flight (if any) is done, then closes the store. */
+  /** Takes no more writes but the deletion of confirmed outbox entries; then closes the store. */
   close(): Promise<void>;
 }
 
@@ -62,31 +81,43 @@ export interface CommitOptions {
   store: BaselineStore | undefined;
   /** The state the store holds now (what was loaded). */
   persisted: BaselineState;
+  /** The highest outbox id the store holds (0 if none). */
+  lastOutboxId: number;
   owners: () => ReadonlyMap<EntityType, string>;
+  /**
+   * Emits a step's events (the hub's baseline takes its state), numbering them with `tag`;
+   * returns the first event's number.
+   */
+  emit: (step: BaselineStep) => number;
   health: HealthBoard;
   log: Logger;
 }
 
 export function createCommitLine(options: CommitOptions): CommitLine {
-  const { store, health, log } = options;
+  const { store, health, log, emit } = options;
   const seqs = new WeakMap<object, number>();
   const gates = new Set<GateState>();
-  /** Steps whose events some sink still holds, in order. */
-  const waiting: Pending[] = [];
+  /** Steps taken, not yet written (with a store). */
+  let taken: Taken[] = [];
+  /** Steps emitted whose events some sink still holds, in order. */
+  const waiting: Emitted[] = [];
   let waitingHead = 0;
-  /** Steps every sink accepted, for the next commit. */
-  let ready: Pending[] = [];
+  /** Outbox entries whose events every gate passed, to delete in the next write. */
+  let confirmed: number[] = [];
   let persisted = options.persisted;
+  let nextOutboxId = options.lastOutboxId + 1;
   let writing = false;
   let inFlight = 0;
   /** The highest sequence number tagged so far (the last event emitted). */
   let lastSeq = 0;
   let closed = false;
+  /** The store is closed (or closing): nothing more is written. */
+  let ended = false;
   let written: Promise<unknown> = Promise.resolve();
   let failures = 0;
   let idlers: (() => void)[] = [];
 
-  const isIdle = (): boolean => waitingHead >= waiting.length && ready.length === 0 && !writing;
+  const isIdle = (): boolean => waitingHead >= waiting.length && taken.length === 0 && confirmed.length === 0 && !writing;
   const wakeIdlers = (): void => {
     if (!isIdle()) return;
     const w = idlers;
@@ -94,7 +125,7 @@ export function createCommitLine(options: CommitOptions): CommitLine {
     for (const resolve of w) resolve();
   };
 
-  const acceptedByAll = (p: Pending): boolean => {
+  const acceptedByAll = (p: Emitted): boolean => {
     const events = p.step.events;
     for (const g of gates) {
       for (let i = events.length - 1; i >= 0; i--) {
@@ -106,39 +137,47 @@ export function createCommitLine(options: CommitOptions): CommitLine {
     return true;
   };
 
+  /** Settles the steps every gate passed, in order, and queues their outbox entries for deletion. */
   const advance = (): void => {
     while (waitingHead < waiting.length && acceptedByAll(waiting[waitingHead]!)) {
-      ready.push(waiting[waitingHead]!);
-      waiting[waitingHead++] = undefined as unknown as Pending;
+      const p = waiting[waitingHead]!;
+      waiting[waitingHead++] = undefined as unknown as Emitted;
+      // The ack need not wait for the deletion: a crash in between re-emits the entry (at least once).
+      if (store) p.step.observation?.settle?.({ ok: true });
+      if (p.outboxId !== undefined) confirmed.push(p.outboxId);
     }
     if (waitingHead === waiting.length) waiting.length = waitingHead = 0;
     commit();
+    wakeIdlers();
+  };
+
+  /** A step just emitted: settled in order, so a later message is never acked before an earlier one. */
+  const emitted = (step: BaselineStep, firstSeq: number, outboxId: number | undefined): void => {
+    if (step.events.length > 0 || step.observation?.settle) waiting.push({ step, firstSeq, outboxId });
   };
 
   const commit = (): void => {
-    if (!store) {
-      ready = [];
-      wakeIdlers();
-      return;
-    }
-    if (writing || closed || ready.length === 0) return;
+    if (!store || ended || writing || (taken.length === 0 && confirmed.length === 0)) return;
+    // Once closing, only confirmed entries are still deleted (a clean stop leaves no outbox).
+    if (closed && confirmed.length === 0) return;
+    const batch = closed ? [] : taken;
+    const deleted = confirmed;
     writing = true;
-    const batch = ready;
     inFlight = batch.length;
-    ready = [];
-    const next = batch[batch.length - 1]!.step.state;
+    if (!closed) taken = [];
+    confirmed = [];
+    const next = batch.length > 0 ? batch[batch.length - 1]!.step.state : persisted;
     // A snapshot may touch any entry of its types; a change only its own key.
     let keys: Set<string> | undefined = new Set<string>();
-    for (const p of batch) {
-      const o = p.step.observation;
-      if (o === undefined) continue;
-      if (o.kind === 'snapshot') {
-        keys = undefined;
-        break;
-      }
-      keys.add(o.record.key);
+    const outbox: OutboxEntry[] = [];
+    for (const { step, outboxId } of batch) {
+      if (outboxId !== undefined) outbox.push({ id: outboxId, events: step.events });
+      const o = step.observation;
+      if (o === undefined || keys === undefined) continue;
+      if (o.kind === 'snapshot') keys = undefined;
+      else keys.add(o.record.key);
     }
-    written = store.write({ prev: persisted, next, keys, owners: options.owners() }).then(
+    written = store.write({ prev: persisted, next, keys, owners: options.owners(), outbox: { add: outbox, remove: deleted } }).then(
       () => {
         persisted = next;
         writing = false;
@@ -147,37 +186,56 @@ export function createCommitLine(options: CommitOptions): CommitLine {
           failures = 0;
           health.set(STATE_HEALTH, { status: 'up' });
         }
-        for (const p of batch) p.step.observation?.settle?.({ ok: true });
-        commit();
-        wakeIdlers();
+        for (const { step, outboxId } of batch) emitted(step, emit(step), outboxId);
+        advance();
       },
       (error: unknown) => {
-        // Disk full, I/O error: nothing is settled (so nothing is acked) and nothing is dropped;
-        // the same steps are written again, with the ones accepted meanwhile.
+        // Disk full, I/O error: nothing is emitted, settled (acked) or dropped; the same steps
+        // are written again, with the ones taken meanwhile.
         failures += 1;
         const retryInMs = backoffDelay(failures, { initialMs: 1000, maxMs: 30_000 });
         health.set(STATE_HEALTH, { status: 'down', failures, error: `writing the state store in ${store.dir}: ${errorMessage(error)}`, retryInMs });
-        ready = batch.concat(ready);
+        if (!closed) taken = batch.concat(taken);
+        confirmed = deleted.concat(confirmed);
         inFlight = 0;
+        // Closing: give up (what is left is written again, or re-emitted, at the next start).
+        if (closed) {
+          writing = false;
+          return;
+        }
         setTimeout(() => {
           writing = false;
           commit();
         }, retryInMs).unref();
       },
     );
-    log.debug('state: committing', { observations: batch.length });
+    log.debug('state: committing', { observations: batch.length, outboxDeleted: deleted.length });
   };
 
   return {
-    push(step, firstSeq) {
+    push(step) {
       if (!store) {
         // Settled at once, as without a store it always was; still followed through the gates, so a
         // drain can wait until every sink took over what was emitted.
+        const firstSeq = emit(step);
         step.observation?.settle?.({ ok: true });
         if (step.events.length === 0) return;
+        waiting.push({ step, firstSeq, outboxId: undefined });
+        advance();
+        return;
       }
-      waiting.push({ step, firstSeq });
+      taken.push({ step, outboxId: step.events.length > 0 ? nextOutboxId++ : undefined });
+      commit();
+    },
+    reemit(entries) {
+      let events = 0;
+      for (const entry of entries) {
+        const step: BaselineStep = { state: persisted, events: entry.events };
+        emitted(step, emit(step), entry.id);
+        events += entry.events.length;
+      }
       advance();
+      return events;
     },
     tag(item, seq) {
       seqs.set(item, seq);
@@ -201,11 +259,21 @@ export function createCommitLine(options: CommitOptions): CommitLine {
         },
       };
     },
-    pending: () => waiting.length - waitingHead + ready.length + inFlight,
+    pending: () => {
+      let n = taken.length + inFlight;
+      for (let i = waitingHead; i < waiting.length; i++) if (waiting[i]!.step.observation) n++;
+      return n;
+    },
     idle: () => (isIdle() ? Promise.resolve() : new Promise<void>((resolve) => idlers.push(resolve))),
     async close() {
       closed = true;
-      await written;
+      // The write in flight, then the deletion of the outbox entries it let through (bounded:
+      // a failing store is given up, its entries are emitted again at the next start).
+      for (let i = 0; i < 3 && (writing || confirmed.length > 0); i++) {
+        commit();
+        await written;
+      }
+      ended = true;
       await store?.close();
     },
   };

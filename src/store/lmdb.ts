@@ -9,6 +9,8 @@
  *   entities    entity key → [type, id, name, state, project, parents, children, observedAt, source,
  *                                 attributes, at, bySnapshot (0/1), misses]   (version 2; see StoredEntry)
  *   tombstones  entity key → deletion time, ms
+ *   outbox      id (a growing integer) → the events of one step, written with the step before they
+ *               are emitted and deleted once every sink took them over (version 3; see StoredEvent)
  */
 import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -17,11 +19,12 @@ import { createRequire } from 'node:module';
 import type { Database, RootDatabase, open as OpenLmdb } from 'lmdb';
 import { type BaselineEntry, type BaselineState, restoreBaseline } from '../../operators/diffAgainstBaseline.js';
 import { errorMessage } from '../log.js';
-import type { Entity, EntityRef, EntityType } from '../model.js';
+import { entityHash } from '../hash.js';
+import type { Entity, EntityEvent, EntityRef, EntityType } from '../model.js';
 
 export const STATE_FORMAT = 'synchronizer.state';
 /** Bump on an incompatible change of the layout, and add the step from the previous one to MIGRATIONS. */
-export const STATE_VERSION = 2;
+export const STATE_VERSION = 3;
 const FILE = 'baseline.mdb';
 /** What LMDB keeps in the folder: the data file and its lock file. */
 const OWN_FILES = new Set([FILE, `${FILE}-lock`]);
@@ -30,7 +33,7 @@ const OWN_FILES = new Set([FILE, `${FILE}-lock`]);
  * Steps from an older format version to the next (index = the old version). A store of a version
  * without a step here is refused.
  */
-const MIGRATIONS: Record<number, (store: { meta: Database; entities: Database; tombstones: Database }) => void> = {
+const MIGRATIONS: Record<number, (store: { meta: Database; entities: Database; tombstones: Database; outbox: Database }) => void> = {
   // 1 → 2: entries from {entity, at, bySnapshot, misses} objects to StoredEntry arrays.
   1: ({ entities }) => {
     for (const { key, value } of entities.getRange()) {
@@ -38,6 +41,8 @@ const MIGRATIONS: Record<number, (store: { meta: Database; entities: Database; t
       entities.putSync(key, stored({ entity: v.entity, at: v.at, bySnapshot: v.bySnapshot, misses: v.misses }));
     }
   },
+  // 2 → 3: the outbox database, empty (a version-2 store acked only what it had written).
+  2: () => undefined,
 };
 
 /** The state folder cannot be used: foreign, corrupt, or from another version. Nothing in it was changed. */
@@ -45,11 +50,21 @@ export class StateError extends Error {
   override name = 'StateError';
 }
 
+/** The events of one step, kept from before they are emitted until every sink took them over. */
+export interface OutboxEntry {
+  id: number;
+  events: readonly EntityEvent[];
+}
+
 /** What the store holds, ready for the hub. */
 export interface StoredBaseline {
   state: BaselineState;
   /** Entity type → the source that owns its snapshots. */
   owners: Map<EntityType, string>;
+  /** Events written but not known to have reached every sink, oldest first: emit them again. */
+  outbox: OutboxEntry[];
+  /** The highest outbox id held (0 for none); new entries are numbered after it, so ids keep the order. */
+  lastOutboxId: number;
 }
 
 /** What one group commit writes: the changes from the last persisted state to `next`. */
@@ -59,6 +74,8 @@ export interface BaselineDelta {
   /** Keys whose entries may have changed; undefined: compare every entry (a snapshot was applied). */
   keys: ReadonlySet<string> | undefined;
   owners: ReadonlyMap<EntityType, string>;
+  /** Outbox entries to add (the events of the steps up to `next`) and ids to delete, in the same transaction. */
+  outbox?: { add: readonly OutboxEntry[]; remove: readonly number[] };
 }
 
 export interface BaselineStore {
@@ -92,7 +109,51 @@ type StoredEntry = [
   misses: number,
 ];
 
+/**
+ * An outbox event: a create or an update names its entity by key only (the entity is the entry
+ * written in the same transaction, so a snapshot's 100k creates cost 100k keys, not a second copy of
+ * 100k entities); a delete carries the entity, which the baseline no longer holds. Re-emitted, a
+ * create or update shows the entity as the store holds it then (the newest state: a consumer
+ * applies an event as the current state); one whose entity was deleted since is left out, as a
+ * later outbox entry holds that delete.
+ */
+type StoredEvent =
+  | [action: 'create' | 'update', origin: 'o' | 'n' | 's', key: string, changed: string[] | 0]
+  | [action: 'delete', origin: 'o' | 'n' | 's', key: string, changed: 0, entity: StoredEntity];
+
+/** The entity's part of a StoredEntry. */
+type StoredEntity = [
+  type: EntityType,
+  id: string,
+  name: string | null,
+  state: string,
+  project: string | null,
+  parents: EntityRef[],
+  children: EntityRef[],
+  observedAt: string,
+  source: string,
+  attributes: Record<string, unknown>,
+];
+
 const NO_REFS: EntityRef[] = Object.freeze([]) as unknown as EntityRef[];
+
+function storedEvent(e: EntityEvent): StoredEvent {
+  const origin = e.origin === 'snapshot' ? 's' : 'n';
+  if (e.action === 'delete') {
+    const x = e.entity;
+    return ['delete', origin, x.key, 0, [x.type, x.id, x.name ?? null, x.state, x.project ?? null, x.parents, x.children, x.observedAt, x.source, x.attributes]];
+  }
+  return [e.action, origin, e.entity.key, e.changed ?? 0];
+}
+
+/** An outbox event back, or undefined for a create/update whose entity is gone since. */
+function restoredEvent(v: StoredEvent, entries: ReadonlyMap<string, BaselineEntry>): EntityEvent | undefined {
+  const origin = v[1] === 's' ? 'snapshot' : 'notification';
+  const entity = v[0] === 'delete' ? restoredEntity(v[2], v[4]) : entries.get(v[2])?.entity;
+  if (entity === undefined) return undefined;
+  const changed = v[3] === 0 ? {} : { changed: v[3] };
+  return { action: v[0], origin, entity, ...changed, hash: entityHash(entity) };
+}
 
 function stored(entry: BaselineEntry): StoredEntry {
   const e = entry.entity;
@@ -101,7 +162,11 @@ function stored(entry: BaselineEntry): StoredEntry {
 
 /** An entry back from its stored form, the entity in normalizeEntity's shape (one hidden class for all). */
 function restored(key: string, v: StoredEntry): BaselineEntry {
-  const entity: Entity = {
+  return { entity: restoredEntity(key, v), at: v[10], bySnapshot: v[11] === 1, misses: v[12] };
+}
+
+function restoredEntity(key: string, v: StoredEntity | StoredEntry): Entity {
+  return {
     key,
     type: v[0],
     id: v[1],
@@ -115,7 +180,6 @@ function restored(key: string, v: StoredEntry): BaselineEntry {
     source: v[8],
     attributes: v[9],
   };
-  return { entity, at: v[10], bySnapshot: v[11] === 1, misses: v[12] };
 }
 
 /** Refuses a folder that holds anything but LMDB's two files: it is someone else's. */
@@ -183,11 +247,13 @@ export function openBaselineStore(dirOption: string): BaselineStore {
   let meta: Database;
   let entities: Database<StoredEntry, string>;
   let tombstones: Database<number, string>;
+  let outbox: Database<StoredEvent[], number>;
   try {
-    root = openLmdb({ path: join(dir, FILE), maxDbs: 4 });
+    root = openLmdb({ path: join(dir, FILE), maxDbs: 8 });
     meta = root.openDB({ name: 'meta', encoding: 'json' });
     entities = root.openDB<StoredEntry, string>({ name: 'entities', encoding: 'json' });
     tombstones = root.openDB<number, string>({ name: 'tombstones', encoding: 'json' });
+    outbox = root.openDB<StoredEvent[], number>({ name: 'outbox', encoding: 'json' });
   } catch (e) {
     throw new StateError(`cannot open the state store in ${dir} (corrupt, or not a synchronizer state folder): ${errorMessage(e)}; nothing was changed`);
   }
@@ -203,7 +269,7 @@ export function openBaselineStore(dirOption: string): BaselineStore {
   }
   if (format === undefined) {
     // A new store, or an LMDB file of someone else's.
-    const names = [...root.getKeys({ limit: 10 })].map(String).filter((k) => !['meta', 'entities', 'tombstones'].includes(k));
+    const names = [...root.getKeys({ limit: 10 })].map(String).filter((k) => !['meta', 'entities', 'tombstones', 'outbox'].includes(k));
     if (names.length > 0) refuse(`${FILE} is an LMDB file but not a synchronizer state store (it holds ${names.join(', ')})`);
     meta.putSync('format', { format: STATE_FORMAT, version: STATE_VERSION });
   } else if (format.format !== STATE_FORMAT || typeof format.version !== 'number') {
@@ -215,7 +281,7 @@ export function openBaselineStore(dirOption: string): BaselineStore {
       const step = MIGRATIONS[v];
       if (!step) refuse(`the store has format version ${format.version}, which this synchronizer cannot migrate (it reads ${STATE_VERSION}): start afresh with a new folder`);
       root.transactionSync(() => {
-        step!({ meta, entities, tombstones });
+        step!({ meta, entities, tombstones, outbox });
         meta.putSync('format', { format: STATE_FORMAT, version: v + 1 });
       });
     }
@@ -245,9 +311,18 @@ export function openBaselineStore(dirOption: string): BaselineStore {
       const syncedAt = ImmutableMap<EntityType, number>(Object.entries((meta.get('syncedAt') as Record<string, number> | undefined) ?? {}));
       const clock = (meta.get('clock') as number | undefined) ?? 0;
       const owners = new Map(Object.entries((meta.get('owners') as Record<string, string> | undefined) ?? {}));
-      return { state: restoreBaseline({ entities: entries, tombstones: deleted, syncedAt, clock }), owners };
+      const unconfirmed: OutboxEntry[] = [];
+      for (const { key, value } of outbox.getRange()) {
+        const events: EntityEvent[] = [];
+        for (const v of value) {
+          const e = restoredEvent(v, held);
+          if (e) events.push(e);
+        }
+        unconfirmed.push({ id: key, events });
+      }
+      return { state: restoreBaseline({ entities: entries, tombstones: deleted, syncedAt, clock }), owners, outbox: unconfirmed, lastOutboxId: unconfirmed.at(-1)?.id ?? 0 };
     },
-    write({ prev, next, keys, owners }) {
+    write({ prev, next, keys, owners, outbox: box }) {
       // The entries to write, compared with `held` by identity (entries are immutable values).
       const putKeys: string[] = [];
       const putEntries: BaselineEntry[] = [];
@@ -294,6 +369,10 @@ export function openBaselineStore(dirOption: string): BaselineStore {
         if (prev.syncedAt !== next.syncedAt) void meta.put('syncedAt', next.syncedAt.toObject());
         if (prev.clock !== next.clock) void meta.put('clock', next.clock);
         void meta.put('owners', Object.fromEntries(owners));
+        if (box) {
+          for (const entry of box.add) void outbox.put(entry.id, entry.events.map(storedEvent));
+          for (const id of box.remove) void outbox.remove(id);
+        }
       });
       // With overlappingSync (lmdb-js's default on Linux) a commit may resolve before its pages are
       // flushed; `flushed` waits for that, so nothing is settled (acked) that a machine crash could

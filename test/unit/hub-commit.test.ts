@@ -15,7 +15,7 @@ function fakeStore() {
     failing: false as boolean,
     writes,
     dir: '/nowhere',
-    load: () => ({ state: emptyBaseline(), owners: new Map() }),
+    load: () => ({ state: emptyBaseline(), owners: new Map(), outbox: [], lastOutboxId: 0 }),
     write: async (delta: BaselineDelta) => {
       if (store.failing) throw new Error('ENOSPC: no space left on device');
       writes.push(delta);
@@ -27,33 +27,53 @@ function fakeStore() {
 
 function line(store: ReturnType<typeof fakeStore>) {
   const health = createHealthBoard([], () => new Date().toISOString(), silentLogger);
-  const commits = createCommitLine({ store, persisted: emptyBaseline(), owners: () => new Map(), health, log: silentLogger });
-  let state = emptyBaseline();
   let seq = 0;
-  const settled: string[] = [];
-  /** Applies an observation as the hub does: the step, its events numbered, then pushed. */
-  const push = (name: string, o: Observation): BaselineStep => {
-    const step = applyObservation(state, { ...o, settle: () => settled.push(name) });
-    state = step.state;
+  /** What happened, in order: `emit:<event keys>` and `settle:<name>`. */
+  const log: string[] = [];
+  const emit = (step: BaselineStep): number => {
     const first = seq + 1;
     for (const e of step.events) commits.tag(e, ++seq);
-    commits.push(step, first);
+    log.push(`emit:${step.events.map((e) => `${e.action[0]}${e.entity.id}`).join(',')}`);
+    return first;
+  };
+  const commits = createCommitLine({ store, persisted: emptyBaseline(), lastOutboxId: 0, owners: () => new Map(), emit, health, log: silentLogger });
+  let state = emptyBaseline();
+  const settled: string[] = [];
+  /** Applies an observation as the hub does: the reducer's step, pushed on the line. */
+  const push = (name: string, o: Observation): BaselineStep => {
+    const step = applyObservation(state, {
+      ...o,
+      settle: () => {
+        settled.push(name);
+        log.push(`settle:${name}`);
+      },
+    });
+    state = step.state;
+    commits.push(step);
     return step;
   };
-  return { commits, health, push, settled };
+  return { commits, health, push, settled, log };
 }
 
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe('the commit line', () => {
-  it('settles in order, only after every gate passed the events and the write is done; a gate of other types holds nothing', async () => {
+  it('writes a step with its events as an outbox entry before emitting them; settles in order once every gate passed them; then deletes the entry', async () => {
     const store = fakeStore();
-    const { commits, push, settled } = line(store);
+    const { commits, push, settled, log } = line(store);
     const all = commits.gate();
     const hosts = commits.gate(['nova.host']);
     const a = push('a', snapshot(t(0), [entity('a'), entity('b')]));
     const c = push('c', upsert(t(1), entity('c')));
+    expect(log).toEqual([]); // nothing emitted before the write
     await flush();
+    expect(log).toEqual(['emit:ca,cb', 'emit:cc']);
+    // a alone in the first write (c came while it was in flight), then c with the outbox entry of its event.
+    expect(store.writes.map((w) => w.outbox)).toEqual([
+      { add: [{ id: 1, events: a.events }], remove: [] },
+      { add: [{ id: 2, events: c.events }], remove: [] },
+    ]);
+    expect(store.writes[1]!.keys).toEqual(new Set(['nova.instance:c'])); // a change writes its key only
     expect(settled).toEqual([]);
     all.accept(a.events[1]!); // both of a's events (in order: the last covers the first)
     await flush();
@@ -62,27 +82,66 @@ describe('the commit line', () => {
     all.accept(c.events[0]!);
     await commits.idle();
     expect(settled).toEqual(['a', 'c']);
-    expect(store.writes.at(-1)!.keys).toEqual(new Set(['nova.instance:c'])); // a change writes its key only
+    // The entries are deleted once confirmed, without a step (the state is the one written).
+    const deletions = store.writes.slice(2);
+    expect(deletions.flatMap((w) => w.outbox!.remove)).toEqual([1, 2]);
+    expect(deletions.every((w) => w.outbox!.add.length === 0 && w.next === store.writes[1]!.next)).toBe(true);
     hosts.close();
   });
 
-  it('a failing write acks nothing and reports the state down, then writes everything once it can', async () => {
+  it('a failing write emits and acks nothing, reports the state down, then writes everything in one transaction once it can', async () => {
     const store = fakeStore();
-    const { commits, health, push, settled } = line(store);
+    const { commits, health, push, settled, log } = line(store);
     store.failing = true;
     push('a', snapshot(t(0), [entity('a')]));
     await waitFor('the state reported down', () => health.value().state?.status === 'down');
     expect(health.value().state?.error).toMatch(/writing the state store in \/nowhere: ENOSPC/);
     push('b', upsert(t(1), entity('b')));
     await flush();
-    expect(settled).toEqual([]);
+    expect(log).toEqual([]);
     expect(commits.pending()).toBe(2);
     store.failing = false;
     await waitFor('the retry', () => settled.length === 2, 10_000);
-    expect(settled).toEqual(['a', 'b']);
+    expect(log).toEqual(['emit:ca', 'emit:cb', 'settle:a', 'settle:b']);
     expect(health.value().state?.status).toBe('up');
-    // One transaction for both: the snapshot and the change written together.
-    expect(store.writes).toHaveLength(1);
+    // One transaction for both: the snapshot and the change written together, with both outbox entries.
     expect(store.writes[0]!.next.entities.size).toBe(2);
+    expect(store.writes[0]!.outbox!.add.map((e) => e.id)).toEqual([1, 2]);
+  });
+
+  it('emits the outbox of the last run again, numbers new entries after it, and deletes each once every gate passed it', async () => {
+    const store = fakeStore();
+    const health = createHealthBoard([], () => new Date().toISOString(), silentLogger);
+    const emitted: string[] = [];
+    let seq = 0;
+    const commits = createCommitLine({
+      store,
+      persisted: emptyBaseline(),
+      lastOutboxId: 7,
+      owners: () => new Map(),
+      emit: (step) => {
+        for (const e of step.events) {
+          commits.tag(e, ++seq);
+          emitted.push(e.entity.id);
+        }
+        return seq - step.events.length + 1;
+      },
+      health,
+      log: silentLogger,
+    });
+    const gate = commits.gate();
+    const old = applyObservation(emptyBaseline(), snapshot(t(0), [entity('x'), entity('y')]));
+    expect(commits.reemit([{ id: 6, events: old.events.slice(0, 1) }, { id: 7, events: old.events.slice(1) }])).toBe(2);
+    expect(emitted).toEqual(['x', 'y']);
+    const step = applyObservation(old.state, upsert(t(1), entity('z')));
+    commits.push(step);
+    await flush();
+    expect(store.writes[0]!.outbox).toEqual({ add: [{ id: 8, events: step.events }], remove: [] });
+    gate.accept(old.events[0]!);
+    await flush();
+    expect(store.writes.flatMap((w) => w.outbox!.remove)).toEqual([6]);
+    gate.accept(step.events[0]!);
+    await commits.idle();
+    expect(store.writes.flatMap((w) => w.outbox!.remove)).toEqual([6, 7, 8]);
   });
 });

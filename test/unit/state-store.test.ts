@@ -10,6 +10,7 @@ import { applyObservation, emptyBaseline } from '../../operators/diffAgainstBase
 import { STATE_VERSION, StateError, openBaselineStore } from '../../src/store/lmdb.js';
 import { type SyncItem, type Synchronizer, createSynchronizer } from '../../src/synchronizer.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
+import { waitFor } from '../support/wait.js';
 
 const dirs: string[] = [];
 const open_: Synchronizer[] = [];
@@ -92,6 +93,31 @@ describe('createSynchronizer({state})', () => {
     expect(one.sync.unsettled()).toBe(0);
     await one.sync.close();
     expect(start(dir).sync.snapshot().map((e) => e.id)).toEqual(['a']);
+  });
+
+  it('writes a step before its events go out and emits them again after a stop that left them unconfirmed: no ghost', async () => {
+    const dir = tempDir();
+    const one = start(dir);
+    // A sink that never confirms: the process dies (here: closes) with the events printed, not confirmed.
+    one.sync.gate();
+    const settled: Settlement[] = [];
+    void send(one.test$, snapshot(t(0), [entity('a'), entity('b')])).then((s) => settled.push(s));
+    void send(one.bus$, upsert(t(1), entity('a', 'SHUTOFF'))).then((s) => settled.push(s));
+    await waitFor('the events emitted', () => one.events.length === 3);
+    expect(one.events).toEqual(['create:a:ACTIVE', 'create:b:ACTIVE', 'update:a:SHUTOFF']);
+    expect(one.sync.unsettled()).toBe(2);
+    await one.sync.close();
+    expect(settled).toEqual([]); // nothing acked
+
+    // b was deleted while the process was down: the store knew it (written before it was emitted).
+    const two = start(dir);
+    // At least once: the unconfirmed events again, each with the entity as it is stored now.
+    expect(two.events).toEqual(['create:a:SHUTOFF', 'create:b:ACTIVE', 'update:a:SHUTOFF']);
+    await send(two.test$, snapshot(t(10), [entity('a', 'SHUTOFF')]));
+    expect(two.events.slice(3)).toEqual(['delete:b:ACTIVE']);
+    await two.sync.close();
+    // Confirmed (no gate held them) and deleted: a third start emits nothing again.
+    expect(start(dir).events).toEqual([]);
   });
 
   it('keeps every entry, every field of it and the tombstones, unset fields unset, in normalizeEntity\'s shape', async () => {

@@ -2,7 +2,10 @@
  * Crash safety with the real CLI: kill -9 at seeded random moments while polls (a local OpenStack)
  * and notifications (a real RabbitMQ) flow, restart on the same state.dir, and compare what a
  * consumer of every emitted line holds with the truth. Re-emitted events are allowed (at least
- * once) and counted; a lost change, a missing or an extra entity is not.
+ * once) and counted; a lost change, a missing or an extra entity is not. A third of the kills
+ * land as a line comes out, and the server it created is deleted while the process is down: the
+ * ghost an emit-before-write order leaves (this test failed with 4 ghosts on that order).
+ * Runs in every `npm test`: 60–75 s of test time at load average ~20 on the shared 2-core box.
  */
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -150,7 +153,7 @@ describe('kill -9 with state.dir, polls and notifications', () => {
           if ((await Promise.race([cli.exited, sleep(0).then(() => 'running')])) !== 'running') throw new Error(`the CLI exited: ${cli.stderr}`);
         }
       }
-      const killAt = Date.now() + random() * 1500;
+      const killAt = Date.now() + random() * 1000;
       while (Date.now() < killAt) {
         change();
         await sleep(20 + random() * 120);

@@ -243,17 +243,20 @@ export function openBaselineStore(dirOption: string): BaselineStore {
   const dir = resolve(dirOption);
   checkFolder(dir);
   checkDataFile(join(dir, FILE));
-  let root: RootDatabase;
-  let meta: Database;
-  let entities: Database<StoredEntry, string>;
-  let tombstones: Database<number, string>;
-  let outbox: Database<StoredEvent[], number>;
-  try {
+  let root!: RootDatabase;
+  let meta!: Database;
+  let entities!: Database<StoredEntry, string>;
+  let tombstones!: Database<number, string>;
+  let outbox!: Database<StoredEvent[], number>;
+  const openEnvironment = (): void => {
     root = openLmdb({ path: join(dir, FILE), maxDbs: 8 });
     meta = root.openDB({ name: 'meta', encoding: 'json' });
     entities = root.openDB<StoredEntry, string>({ name: 'entities', encoding: 'json' });
     tombstones = root.openDB<number, string>({ name: 'tombstones', encoding: 'json' });
     outbox = root.openDB<StoredEvent[], number>({ name: 'outbox', encoding: 'json' });
+  };
+  try {
+    openEnvironment();
   } catch (e) {
     throw new StateError(`cannot open the state store in ${dir} (corrupt, or not a synchronizer state folder): ${errorMessage(e)}; nothing was changed`);
   }
@@ -294,6 +297,8 @@ export function openBaselineStore(dirOption: string): BaselineStore {
    * main thread for the second 100k snapshot, 1 % changed, on the loaded box).
    */
   const held = new Map<string, BaselineEntry>();
+  /** The last commit failed: the environment is opened again before the next write. */
+  let failed = false;
   return {
     dir,
     load() {
@@ -322,66 +327,90 @@ export function openBaselineStore(dirOption: string): BaselineStore {
       }
       return { state: restoreBaseline({ entities: entries, tombstones: deleted, syncedAt, clock }), owners, outbox: unconfirmed, lastOutboxId: unconfirmed.at(-1)?.id ?? 0 };
     },
-    write({ prev, next, keys, owners, outbox: box }) {
-      // The entries to write, compared with `held` by identity (entries are immutable values).
-      const putKeys: string[] = [];
-      const putEntries: BaselineEntry[] = [];
-      const removed: string[] = [];
-      const check = (entry: BaselineEntry | undefined, key: string): void => {
-        if (entry === undefined) {
-          if (held.has(key)) removed.push(key);
-        } else if (entry !== held.get(key)) {
-          putKeys.push(key);
-          putEntries.push(entry);
-        }
-      };
-      if (prev.entities !== next.entities) {
-        if (keys !== undefined) for (const key of keys) check(next.entities.get(key), key);
-        else {
-          let kept = 0;
-          next.entities.forEach((entry, key) => {
-            const old = held.get(key);
-            if (old !== undefined) kept++;
-            if (entry !== old) {
-              putKeys.push(key);
-              putEntries.push(entry);
-            }
-          });
-          // Every held key still in `next`: nothing was deleted, no need to look them all up.
-          if (kept < held.size) for (const key of held.keys()) if (!next.entities.has(key)) removed.push(key);
-        }
+    async write(delta) {
+      if (failed) {
+        // Not awaited: after a failed commit lmdb-js's close() never resolves either.
+        root.close().catch(() => undefined);
+        openEnvironment();
+        failed = false;
       }
-      // Asynchronous puts in one batch: one transaction (lmdb-js batches an event turn's writes,
-      // and `batch` keeps them together), committed and flushed before the promise resolves, as
-      // transaction() was; but the B-tree inserts run on lmdb's write thread, not in a callback on
-      // the main thread (measured: ~45 % of transaction()'s main-thread time for 100k entries).
-      const done = root.batch(() => {
-        for (let i = 0; i < putKeys.length; i++) void entities.put(putKeys[i]!, stored(putEntries[i]!));
-        for (const key of removed) void entities.remove(key);
-        if (prev.tombstones !== next.tombstones) {
-          next.tombstones.forEach((at, key) => {
-            if (prev.tombstones.get(key) !== at) void tombstones.put(key, at);
-          });
-          prev.tombstones.forEach((_at, key) => {
-            if (!next.tombstones.has(key)) void tombstones.remove(key);
-          });
-        }
-        if (prev.syncedAt !== next.syncedAt) void meta.put('syncedAt', next.syncedAt.toObject());
-        if (prev.clock !== next.clock) void meta.put('clock', next.clock);
-        void meta.put('owners', Object.fromEntries(owners));
-        if (box) {
-          for (const entry of box.add) void outbox.put(entry.id, entry.events.map(storedEvent));
-          for (const id of box.remove) void outbox.remove(id);
-        }
-      });
-      // With overlappingSync (lmdb-js's default on Linux) a commit may resolve before its pages are
-      // flushed; `flushed` waits for that, so nothing is settled (acked) that a machine crash could
-      // still take back. Measured: no cost in the persist benchmark beyond this box's noise.
-      return done.then(() => root.flushed).then(() => {
-        for (let i = 0; i < putKeys.length; i++) held.set(putKeys[i]!, putEntries[i]!);
-        for (const key of removed) held.delete(key);
-      });
+      return writeDelta(delta);
     },
     close: () => root.close(),
   };
+
+  function writeDelta({ prev, next, keys, owners, outbox: box }: BaselineDelta): Promise<void> {
+    // The entries to write, compared with `held` by identity (entries are immutable values).
+    const putKeys: string[] = [];
+    const putEntries: BaselineEntry[] = [];
+    const removed: string[] = [];
+    const check = (entry: BaselineEntry | undefined, key: string): void => {
+      if (entry === undefined) {
+        if (held.has(key)) removed.push(key);
+      } else if (entry !== held.get(key)) {
+        putKeys.push(key);
+        putEntries.push(entry);
+      }
+    };
+    if (prev.entities !== next.entities) {
+      if (keys !== undefined) for (const key of keys) check(next.entities.get(key), key);
+      else {
+        let kept = 0;
+        next.entities.forEach((entry, key) => {
+          const old = held.get(key);
+          if (old !== undefined) kept++;
+          if (entry !== old) {
+            putKeys.push(key);
+            putEntries.push(entry);
+          }
+        });
+        // Every held key still in `next`: nothing was deleted, no need to look them all up.
+        if (kept < held.size) for (const key of held.keys()) if (!next.entities.has(key)) removed.push(key);
+      }
+    }
+    // Asynchronous puts in one batch: one transaction (lmdb-js batches an event turn's writes,
+    // and `batch` keeps them together), committed and flushed before the promise resolves, as
+    // transaction() was; but the B-tree inserts run on lmdb's write thread, not in a callback on
+    // the main thread (measured: ~45 % of transaction()'s main-thread time for 100k entries).
+    const done = root.batch(() => {
+      for (let i = 0; i < putKeys.length; i++) void entities.put(putKeys[i]!, stored(putEntries[i]!));
+      for (const key of removed) void entities.remove(key);
+      if (prev.tombstones !== next.tombstones) {
+        next.tombstones.forEach((at, key) => {
+          if (prev.tombstones.get(key) !== at) void tombstones.put(key, at);
+        });
+        prev.tombstones.forEach((_at, key) => {
+          if (!next.tombstones.has(key)) void tombstones.remove(key);
+        });
+      }
+      if (prev.syncedAt !== next.syncedAt) void meta.put('syncedAt', next.syncedAt.toObject());
+      if (prev.clock !== next.clock) void meta.put('clock', next.clock);
+      void meta.put('owners', Object.fromEntries(owners));
+      if (box) {
+        for (const entry of box.add) void outbox.put(entry.id, entry.events.map(storedEvent));
+        for (const id of box.remove) void outbox.remove(id);
+      }
+    });
+    // A big batch is started on lmdb's write thread before its callback returns, under a second
+    // commit promise that only `committed` reaches; after a failed commit (disk full) it rejects,
+    // and unhandled it would end the process (found with the disk-full test).
+    root.committed.then(undefined, () => undefined);
+    // With overlappingSync (lmdb-js's default on Linux) a commit may resolve before its pages are
+    // flushed; `flushed` waits for that, so nothing is settled (acked) that a machine crash could
+    // still take back. Measured: no cost in the persist benchmark beyond this box's noise.
+    return done.then(() => root.flushed).then(
+      () => {
+        for (let i = 0; i < putKeys.length; i++) held.set(putKeys[i]!, putEntries[i]!);
+        for (const key of removed) held.delete(key);
+      },
+      async (error: unknown) => {
+        // After a failed commit (disk full) lmdb-js's next writes never complete: the next write
+        // opens the environment afresh (measured on a full tmpfs, then one made larger).
+        failed = true;
+        const commitError = (error as { commitError?: Promise<unknown> } | undefined)?.commitError;
+        const cause = commitError ? await Promise.race([commitError.then(() => error, (e: unknown) => e), new Promise((r) => setTimeout(() => r(error), 100))]) : error;
+        throw cause instanceof Error ? cause : new Error(String(cause));
+      },
+    );
+  }
 }

@@ -118,8 +118,8 @@ type StoredEntry = [
  * later outbox entry holds that delete.
  */
 type StoredEvent =
-  | [action: 'create' | 'update', origin: 'o' | 'n' | 's', key: string, changed: string[] | 0]
-  | [action: 'delete', origin: 'o' | 'n' | 's', key: string, changed: 0, entity: StoredEntity];
+  | [action: 'create' | 'update', origin: 's' | 'n', key: string, changed: string[] | 0]
+  | [action: 'delete', origin: 's' | 'n', key: string, changed: 0, entity: StoredEntity];
 
 /** The entity's part of a StoredEntry. */
 type StoredEntity = [

@@ -120,6 +120,30 @@ describe('createSynchronizer({state})', () => {
     expect(start(dir).events).toEqual([]);
   });
 
+  it('keeps the outbox in order across a restart: a delete with its entity, a create whose entity is gone since left out', async () => {
+    const dir = tempDir();
+    const one = applyObservation(emptyBaseline(), snapshot(t(0), [entity('a'), entity('b', 'ACTIVE', { name: 'vm-b' })]));
+    const two = applyObservation(one.state, remove(t(1), entity('b')));
+    const three = applyObservation(two.state, remove(t(2), entity('a')));
+    const store = openBaselineStore(dir);
+    store.load();
+    const owners = new Map();
+    await store.write({ prev: emptyBaseline(), next: one.state, keys: undefined, owners, outbox: { add: [{ id: 1, events: one.events }], remove: [] } });
+    await store.write({ prev: one.state, next: three.state, keys: new Set(['nova.instance:a', 'nova.instance:b']), owners, outbox: { add: [{ id: 2, events: two.events }, { id: 3, events: three.events }], remove: [] } });
+    await store.close();
+    const again = openBaselineStore(dir);
+    const { outbox, lastOutboxId } = again.load();
+    await again.close();
+    expect(lastOutboxId).toBe(3);
+    expect(outbox.map((o) => [o.id, o.events.map((e) => `${e.action}:${e.entity.id}:${e.entity.name ?? ''}:${e.origin}`)])).toEqual([
+      [1, []], // a and b were deleted since: their creates are left out, the deletes follow
+      [2, ['delete:b:vm-b:notification']],
+      [3, ['delete:a::notification']],
+    ]);
+    expect(outbox[1]!.events[0]).toEqual(two.events[0]); // the whole entity, and its hash
+    expect(outbox[1]!.events[0]!.hash).toBe(two.events[0]!.hash);
+  });
+
   it('keeps every entry, every field of it and the tombstones, unset fields unset, in normalizeEntity\'s shape', async () => {
     const dir = tempDir();
     const full = entity('a', 'ACTIVE', { name: 'vm-a', project: 'p1', parents: [{ type: 'nova.host', id: 'h1' }], children: [{ type: 'neutron.port', id: 'p' }], attributes: { flavor: 'm1', n: 2, nested: { x: [1, null] } } });

@@ -336,7 +336,11 @@ export function openBaselineStore(dirOption: string): BaselineStore {
       }
       return writeDelta(delta);
     },
-    close: () => root.close(),
+    async close() {
+      // After a failed commit lmdb-js's close() never resolves: do not wait for it then.
+      if (failed) void root.close().catch(() => undefined);
+      else await root.close();
+    },
   };
 
   function writeDelta({ prev, next, keys, owners, outbox: box }: BaselineDelta): Promise<void> {

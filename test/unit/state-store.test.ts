@@ -84,7 +84,8 @@ describe('createSynchronizer({state})', () => {
     const gate = one.sync.gate();
     const log: string[] = [];
     const settled = send(one.test$, snapshot(t(0), [entity('a')])).then(() => log.push('settled'));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Written first, then emitted (the outbox): wait for the event, not for a time.
+    await waitFor('the event emitted', () => one.events.length === 1);
     expect(one.events).toEqual(['create:a:ACTIVE']);
     expect(log).toEqual([]); // the sink has not taken it over yet
     expect(one.sync.unsettled()).toBe(1);

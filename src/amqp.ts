@@ -170,6 +170,8 @@ export interface AmqpConsumerOptions {
   queue: string;
   /** Declared as a durable queue (default true): persistent messages wait for us across restarts. */
   durableQueue?: boolean;
+  /** The queue's `x-` arguments (e.g. `x-expires` for a queue that must not outlive its consumer for long). */
+  queueArguments?: Record<string, unknown>;
   /** Exchanges declared before binding: oslo's flags (topic, auto_delete=false). */
   exchanges: readonly string[];
   /**
@@ -507,7 +509,7 @@ async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions,
     const dlx = options.deadLetterExchange;
     if (dlx) await step(`declaring dead-letter exchange ${dlx} (topic, durable)`, () => channel.assertExchange(dlx, 'topic', { durable: true, autoDelete: false }));
     await step(`declaring queue ${options.queue}`, () =>
-      channel.assertQueue(options.queue, { durable: options.durableQueue ?? true, autoDelete: false, exclusive: false }),
+      channel.assertQueue(options.queue, { durable: options.durableQueue ?? true, autoDelete: false, exclusive: false, ...(options.queueArguments ? { arguments: options.queueArguments } : {}) }),
     );
     for (const b of options.bindings) {
       await step(`binding queue ${options.queue} to ${b.exchange} with ${b.routingKey}`, () => channel.bindQueue(options.queue, b.exchange, b.routingKey));

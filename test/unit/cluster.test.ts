@@ -103,7 +103,7 @@ describe('the hub with a mirror', () => {
     const source$ = new Subject<SourceSignal<Entity>>();
     const mirror$ = new Subject<Observation>();
     const settled: boolean[] = [];
-    const sync = createSynchronizer({ sources: [{ name: 'nova', types: ['nova.instance'], signal$: source$, map: (r: Entity) => r }], mirror: mirror$ });
+    const sync = createSynchronizer({ sources: [{ name: 'nova', types: ['nova.instance'], signal$: source$, map: (r) => r as Entity }], mirror: mirror$ });
     const events: string[] = [];
     sync.entity$.subscribe((e) => events.push(`${e.action}:${e.entity.id}`));
     sync.start();

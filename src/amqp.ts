@@ -179,6 +179,9 @@ export interface AmqpConsumerOptions {
    * is set): other flags than oslo's would make oslo's publishes fail with 406.
    */
   durableExchanges?: boolean;
+  /** Type and arguments of the exchanges declared (default `topic`, as oslo's; the cluster's partitions are `x-consistent-hash`). */
+  exchangeType?: string;
+  exchangeArguments?: Record<string, unknown>;
   bindings: readonly AmqpBinding[];
   /** Unacknowledged deliveries the broker may send ahead (basic.qos). */
   prefetch: number;
@@ -502,8 +505,9 @@ async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions,
     await step(`setting prefetch ${options.prefetch}`, () => channel.prefetch(options.prefetch));
     const durable = options.durableExchanges ?? false;
     for (const exchange of options.exchanges) {
-      await step(`declaring exchange ${exchange} (topic, durable=${durable}, as oslo does; set durableExchanges to match amqp_durable_queues)`, () =>
-        channel.assertExchange(exchange, 'topic', { durable, autoDelete: false }),
+      const type = options.exchangeType ?? 'topic';
+      await step(`declaring exchange ${exchange} (${type}, durable=${durable}${type === 'topic' ? ', as oslo does; set durableExchanges to match amqp_durable_queues' : ''})`, () =>
+        channel.assertExchange(exchange, type, { durable, autoDelete: false, ...(options.exchangeArguments ? { arguments: options.exchangeArguments } : {}) }),
       );
     }
     const dlx = options.deadLetterExchange;

@@ -128,6 +128,10 @@ export async function parseConfig(doc: unknown, configDir: string): Promise<Serv
   cluster?.everywhere.forEach((name, i) => {
     if (!names.has(name)) throw new ConfigError(`cluster.everywhere[${i}]`, `${JSON.stringify(name)} is not the name of a configured source`);
   });
+  cluster?.partitioned.forEach((name, i) => {
+    const entry = sources.find((s) => s.name === name);
+    if (entry?.use !== 'openstack.notifications') throw new ConfigError(`cluster.partitioned[${i}]`, `${JSON.stringify(name)} is not the name of a configured openstack.notifications source`);
+  });
   read.done();
   return { configDir, ...(types ? { types } : {}), log, tombstoneMs, maxClockSkewMs, bufferSize, sources, sinks, ...(listen ? { listen } : {}), ...(state ? { state } : {}), shutdownDeadlineMs, ...(cluster ? { cluster } : {}) };
 }

@@ -78,7 +78,7 @@ export async function startService(config: ServiceConfig, serviceLog: Logger = c
   // First, so that a part created below (a push source's webhook) can add its path to it.
   const routes = new Routes();
   // In a cluster a source runs only on the instance that holds its lease.
-  const sources = createSources(config.sources, { log, configDir: config.configDir }).map((s) => (cluster ? cluster.lease(s) : s));
+  const sources = createSources(config.sources, { log, configDir: config.configDir }).map((s, i) => (cluster ? cluster.lease(s, config.sources[i]) : s));
   const snapshotsSeen = new Set<string>();
   const onObserved = (o: Observation, events: readonly EntityEvent[]): void => {
     metrics.observed(o, events);
@@ -100,6 +100,7 @@ export async function startService(config: ServiceConfig, serviceLog: Logger = c
     log,
     onObserved,
     ...(cluster?.mirror$ ? { mirror: cluster.mirror$ } : {}),
+    ...(cluster ? { settleAfterSinks: true } : {}),
   });
   const sinks: Sink[] = config.sinks.map((s) => s.plugin.create(s.options, { log, configDir: config.configDir }));
   const sinkNames = config.sinks.map((s, i) => (config.sinks.length > 1 ? `${s.use}-${i}` : s.use));

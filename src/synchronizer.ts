@@ -62,7 +62,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     // A type owned by a source no longer configured is free again.
     [...(stored?.owners ?? [])].filter(([, source]) => names.has(source)),
   );
-  const commits = createCommitLine({ store, persisted: baseline.state(), owners: ownership.owners, health, log });
+  const commits = createCommitLine({ store, persisted: baseline.state(), owners: ownership.owners, health, log, settleAfterSinks: options.settleAfterSinks ?? false });
   const intake = {
     health,
     ownership,

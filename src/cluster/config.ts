@@ -21,6 +21,10 @@ export interface ClusterOptions extends BrokerOptions {
   everywhere: string[];
   /** Fold the other instances' events into this one's baseline (default true). */
   mirror: boolean;
+  /** Notifications sources spread over the instances by entity (consistent-hash exchange). */
+  partitioned: string[];
+  /** Partitions of each of them (default 4): at most this many instances share one's work. */
+  partitions: number;
 }
 
 /** Names of queues and exchanges: what RabbitMQ takes, short of `amq.` (reserved). */
@@ -47,5 +51,11 @@ export function readClusterOptions(read: OptionReader): ClusterOptions {
   if (leaseRetryMs * 2 > heartbeat) read.fail('leaseRetry', `must be at most half the heartbeat (${heartbeat} ms): the holder checks its link that often`);
   const everywhere = read.stringList('everywhere', []);
   const mirror = read.boolean('mirror', true);
-  return { ...broker, name, exchange, instance, heartbeatSeconds: heartbeat / 1000, leaseRetryMs, everywhere, mirror };
+  const partitioned = read.stringList('partitioned', []);
+  const partitions = read.number('partitions', 4, { min: 1, integer: true });
+  if (partitions > 64) read.fail('partitions', `at most 64 (a queue and a lease each), got ${partitions}`);
+  for (const name of partitioned) {
+    if (everywhere.includes(name)) read.fail('partitioned', `${JSON.stringify(name)} is also in everywhere: a source is either partitioned or run everywhere`);
+  }
+  return { ...broker, name, exchange, instance, heartbeatSeconds: heartbeat / 1000, leaseRetryMs, everywhere, mirror, partitioned, partitions };
 }

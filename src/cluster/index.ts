@@ -6,7 +6,9 @@
  *
  *   lease of S held ──▶ S runs here ──▶ baseline ──▶ cluster sink ──▶ exchange ──▶ every other instance's mirror
  */
-import { type Observable, type Subscription, distinctUntilChanged, of, switchMap } from 'rxjs';
+import { type Observable, type Subscription, asyncScheduler, distinctUntilChanged, of, switchMap } from 'rxjs';
+import type { NotificationOptions } from '../../sources/openstack/notifications.js';
+import type { SourceEntry } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Observation } from '../model.js';
 import { createAmqpSink, sinkMessage } from '../sinks/amqp.js';
@@ -15,6 +17,7 @@ import type { Source } from '../source.js';
 import type { SyncItem, Synchronizer } from '../synchronizer.js';
 import type { ClusterOptions } from './config.js';
 import { type LeaseStatus, createLeases } from './lease.js';
+import { partitionLeases, partitionedNotifications } from './partition.js';
 import { HELLO_ROUTING_KEY, type MirrorStats, createMirror } from './mirror.js';
 import { INSTANCE_HEADER, OBSERVED_AT_HEADER } from './stream.js';
 
@@ -31,8 +34,11 @@ export interface ClusterHealth extends LeaseStatus {
 
 export interface Cluster {
   readonly instance: string;
-  /** The source, run only while this instance holds its lease (as it is, when it runs everywhere). */
-  lease<R>(source: Source<R>): Source<R>;
+  /**
+   * The source, run only while this instance holds its lease (as it is, when it runs everywhere);
+   * a partitioned notifications source is rebuilt from its config entry's options.
+   */
+  lease(source: Source<unknown>, entry?: SourceEntry): Source<unknown>;
   /** The other instances' events, for createSynchronizer's `mirror` (undefined with `mirror: false`). */
   readonly mirror$: Observable<Observation> | undefined;
   /** The sink that publishes this instance's events to the cluster's exchange. */
@@ -61,7 +67,7 @@ export function createCluster(options: ClusterOptions, sourceNames: readonly str
   for (const name of options.everywhere) {
     if (!sourceNames.includes(name)) throw new Error(`cluster.everywhere names ${JSON.stringify(name)}, which is not a configured source`);
   }
-  const leased = sourceNames.filter((n) => !options.everywhere.includes(n));
+  const leased = sourceNames.filter((n) => !options.everywhere.includes(n)).flatMap((n) => (options.partitioned.includes(n) ? partitionLeases(n, options.partitions) : [n]));
   let sync: Synchronizer | undefined;
   /** A hello is owed to the cluster: the mirror (re)started and may have missed what was published before. */
   let helloOwed = false;
@@ -116,7 +122,12 @@ export function createCluster(options: ClusterOptions, sourceNames: readonly str
   };
   return {
     instance,
-    lease: (source) => (leased.includes(source.name) ? leasedSource(source, leases.held$(source.name)) : source),
+    lease(source, entry) {
+      if (options.partitioned.includes(source.name) && entry) {
+        return partitionedNotifications(entry.options as NotificationOptions, { name: source.name, log: log.child({ source: source.name }), scheduler: asyncScheduler }, { name: options.name, partitions: options.partitions, held$: (lease) => leases.held$(lease) }) as Source<unknown>;
+      }
+      return leased.includes(source.name) ? leasedSource(source, leases.held$(source.name)) : source;
+    },
     mirror$: mirror?.observation$,
     sink,
     start: () => leases.start(),

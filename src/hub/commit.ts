@@ -65,6 +65,11 @@ export interface CommitOptions {
   owners: () => ReadonlyMap<EntityType, string>;
   health: HealthBoard;
   log: Logger;
+  /**
+   * Without a store, settle (ack) an observation only once every sink accepted its events, as with
+   * one: a cluster's stream must not miss a notification acked here and never published.
+   */
+  settleAfterSinks?: boolean;
 }
 
 export function createCommitLine(options: CommitOptions): CommitLine {
@@ -117,6 +122,7 @@ export function createCommitLine(options: CommitOptions): CommitLine {
 
   const commit = (): void => {
     if (!store) {
+      if (options.settleAfterSinks) for (const p of ready) p.step.observation?.settle?.({ ok: true });
       ready = [];
       wakeIdlers();
       return;
@@ -170,7 +176,7 @@ export function createCommitLine(options: CommitOptions): CommitLine {
 
   return {
     push(step, firstSeq) {
-      if (!store) {
+      if (!store && !options.settleAfterSinks) {
         // Settled at once, as without a store it always was; still followed through the gates, so a
         // drain can wait until every sink took over what was emitted.
         step.observation?.settle?.({ ok: true });

@@ -92,6 +92,11 @@ export interface SynchronizerOptions {
    * other instances emitted (src/cluster/mirror.ts). Settled (acked) like any observation.
    */
   mirror?: Observable<Observation>;
+  /**
+   * Without `state`, still settle (ack) an observation only once every sink accepted its events
+   * (default false: settled once emitted). A cluster sets it: its stream is the output.
+   */
+  settleAfterSinks?: boolean;
 }
 
 export interface RegisterOptions {

@@ -170,6 +170,8 @@ export interface AmqpConsumerOptions {
   queue: string;
   /** Declared as a durable queue (default true): persistent messages wait for us across restarts. */
   durableQueue?: boolean;
+  /** The queue's `x-` arguments (e.g. `x-expires` for a queue that must not outlive its consumer for long). */
+  queueArguments?: Record<string, unknown>;
   /** Exchanges declared before binding: oslo's flags (topic, auto_delete=false). */
   exchanges: readonly string[];
   /**
@@ -177,6 +179,9 @@ export interface AmqpConsumerOptions {
    * is set): other flags than oslo's would make oslo's publishes fail with 406.
    */
   durableExchanges?: boolean;
+  /** Type and arguments of the exchanges declared (default `topic`, as oslo's; the cluster's partitions are `x-consistent-hash`). */
+  exchangeType?: string;
+  exchangeArguments?: Record<string, unknown>;
   bindings: readonly AmqpBinding[];
   /** Unacknowledged deliveries the broker may send ahead (basic.qos). */
   prefetch: number;
@@ -500,14 +505,15 @@ async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions,
     await step(`setting prefetch ${options.prefetch}`, () => channel.prefetch(options.prefetch));
     const durable = options.durableExchanges ?? false;
     for (const exchange of options.exchanges) {
-      await step(`declaring exchange ${exchange} (topic, durable=${durable}, as oslo does; set durableExchanges to match amqp_durable_queues)`, () =>
-        channel.assertExchange(exchange, 'topic', { durable, autoDelete: false }),
+      const type = options.exchangeType ?? 'topic';
+      await step(`declaring exchange ${exchange} (${type}, durable=${durable}${type === 'topic' ? ', as oslo does; set durableExchanges to match amqp_durable_queues' : ''})`, () =>
+        channel.assertExchange(exchange, type, { durable, autoDelete: false, ...(options.exchangeArguments ? { arguments: options.exchangeArguments } : {}) }),
       );
     }
     const dlx = options.deadLetterExchange;
     if (dlx) await step(`declaring dead-letter exchange ${dlx} (topic, durable)`, () => channel.assertExchange(dlx, 'topic', { durable: true, autoDelete: false }));
     await step(`declaring queue ${options.queue}`, () =>
-      channel.assertQueue(options.queue, { durable: options.durableQueue ?? true, autoDelete: false, exclusive: false }),
+      channel.assertQueue(options.queue, { durable: options.durableQueue ?? true, autoDelete: false, exclusive: false, ...(options.queueArguments ? { arguments: options.queueArguments } : {}) }),
     );
     for (const b of options.bindings) {
       await step(`binding queue ${options.queue} to ${b.exchange} with ${b.routingKey}`, () => channel.bindQueue(options.queue, b.exchange, b.routingKey));

@@ -10,6 +10,7 @@ import { ConfigError, OptionReader } from './options.js';
 import { parseYamlQuietly, resolveReferences } from './secrets.js';
 import type { Source, SourcePlugin } from './source.js';
 import { type SinkPlugin, builtinSinks } from './sinks/index.js';
+import { type ClusterOptions, readClusterOptions } from './cluster/config.js';
 
 /** One configured source: its plugin and checked options, not yet created. */
 export interface SourceEntry {
@@ -43,6 +44,8 @@ export interface ServiceConfig {
   state?: { dir: string };
   /** How long a SIGTERM/SIGINT may take to drain, ms (default 10 s); past it the process exits 1. */
   shutdownDeadlineMs: number;
+  /** Several instances of this config on one RabbitMQ (docs/operations.md, "A cluster"). */
+  cluster?: ClusterOptions;
 }
 
 function isPlugin(value: unknown): value is SourcePlugin<unknown> {
@@ -89,6 +92,12 @@ export async function parseConfig(doc: unknown, configDir: string): Promise<Serv
     stateReader.done();
   }
   const shutdownDeadlineMs = read.duration('shutdownDeadline', 10_000);
+  const clusterReader = read.optionalObject('cluster');
+  let cluster: ClusterOptions | undefined;
+  if (clusterReader) {
+    cluster = readClusterOptions(clusterReader);
+    clusterReader.done();
+  }
   if (listen !== undefined && !/^[^\s:]*:\d+$/.test(listen)) throw new ConfigError('listen', `expected host:port such as 127.0.0.1:9464, got ${JSON.stringify(listen)}`);
   const sourceReaders = read.objectList('sources');
   if (sourceReaders.length === 0) throw new ConfigError('sources', 'at least one source is required');
@@ -116,8 +125,15 @@ export async function parseConfig(doc: unknown, configDir: string): Promise<Serv
     optionsReader.done();
     sinks.push({ use, plugin, options });
   }
+  cluster?.everywhere.forEach((name, i) => {
+    if (!names.has(name)) throw new ConfigError(`cluster.everywhere[${i}]`, `${JSON.stringify(name)} is not the name of a configured source`);
+  });
+  cluster?.partitioned.forEach((name, i) => {
+    const entry = sources.find((s) => s.name === name);
+    if (entry?.use !== 'openstack.notifications') throw new ConfigError(`cluster.partitioned[${i}]`, `${JSON.stringify(name)} is not the name of a configured openstack.notifications source`);
+  });
   read.done();
-  return { configDir, ...(types ? { types } : {}), log, tombstoneMs, maxClockSkewMs, bufferSize, sources, sinks, ...(listen ? { listen } : {}), ...(state ? { state } : {}), shutdownDeadlineMs };
+  return { configDir, ...(types ? { types } : {}), log, tombstoneMs, maxClockSkewMs, bufferSize, sources, sinks, ...(listen ? { listen } : {}), ...(state ? { state } : {}), shutdownDeadlineMs, ...(cluster ? { cluster } : {}) };
 }
 
 /** Reads and checks a config file. */

@@ -20,3 +20,4 @@ export { amqpConsume$, parseTransportUrl, redactUrl, describeEndpoint, REASON_HE
 export { openBaselineStore, StateError, STATE_FORMAT, STATE_VERSION, type BaselineStore, type StoredBaseline } from './store/lmdb.js';
 export { pushReceiver$, readPushOptions, PushRefusal, DEFAULT_MAX_BODY_BYTES, type PushOptions, type PushAuth, type PushChange, type PushParser, type PushContext } from './push.js';
 export { listWatch, ExpiredError, type ListPage, type ListWatchResource, type ListWatchOptions, type WatchEvent } from './listWatch.js';
+export { applyClusterEvent, readClusterEvent, emptyClusterView, leasedSource, readClusterOptions, INSTANCE_HEADER, OBSERVED_AT_HEADER, type ClusterEvent, type ClusterView, type ClusterEventOutcome, type ClusterOptions, type ClusterHealth } from './cluster/index.js';

@@ -10,6 +10,8 @@ import { Routes } from './routes.js';
 import type { Sink } from './sinks/index.js';
 import { addStatusRoutes } from './status.js';
 import { type SourceHealth, type Synchronizer, createSynchronizer } from './synchronizer.js';
+import { createCluster } from './cluster/index.js';
+import { registerClusterMetrics } from './cluster/metrics.js';
 
 /** A running service: the synchronizer, its sinks and its listener (probes, metrics, status page). */
 export interface Service {
@@ -69,10 +71,14 @@ function snapshotFields(o: Observation): Record<string, unknown> {
 }
 
 /** Starts the service described by a checked config. */
-export async function startService(config: ServiceConfig, log: Logger = createLogger(config.log), options: ServiceOptions = {}): Promise<Service> {
+export async function startService(config: ServiceConfig, serviceLog: Logger = createLogger(config.log), options: ServiceOptions = {}): Promise<Service> {
+  // In a cluster every log line says which instance wrote it.
+  const log = config.cluster ? serviceLog.child({ instance: config.cluster.instance }) : serviceLog;
+  const cluster = config.cluster ? createCluster(config.cluster, config.sources.map((s) => s.name), log) : undefined;
   // First, so that a part created below (a push source's webhook) can add its path to it.
   const routes = new Routes();
-  const sources = createSources(config.sources, { log, configDir: config.configDir });
+  // In a cluster a source runs only on the instance that holds its lease.
+  const sources = createSources(config.sources, { log, configDir: config.configDir }).map((s, i) => (cluster ? cluster.lease(s, config.sources[i]) : s));
   const snapshotsSeen = new Set<string>();
   const onObserved = (o: Observation, events: readonly EntityEvent[]): void => {
     metrics.observed(o, events);
@@ -93,13 +99,21 @@ export async function startService(config: ServiceConfig, log: Logger = createLo
     ...(config.state ? { state: config.state } : {}),
     log,
     onObserved,
+    ...(cluster?.mirror$ ? { mirror: cluster.mirror$ } : {}),
+    ...(cluster ? { settleAfterSinks: true } : {}),
   });
   const sinks: Sink[] = config.sinks.map((s) => s.plugin.create(s.options, { log, configDir: config.configDir }));
+  const sinkNames = config.sinks.map((s, i) => (config.sinks.length > 1 ? `${s.use}-${i}` : s.use));
+  if (cluster) {
+    sinks.push(cluster.sink);
+    sinkNames.push('cluster');
+  }
   const metrics = createServiceMetrics(
     () => sync,
     sources,
-    sinks.map((s, i) => ({ name: config.sinks.length > 1 ? `${config.sinks[i]!.use}-${i}` : config.sinks[i]!.use, ...(s.stats ? { stats: () => s.stats!() } : {}) })),
+    sinks.map((s, i) => ({ name: sinkNames[i]!, ...(s.stats ? { stats: () => s.stats!() } : {}) })),
   );
+  if (cluster) registerClusterMetrics(metrics.registry, () => cluster.health());
   const running = new Subscription();
   running.add(metrics.attach(sync));
 
@@ -124,7 +138,7 @@ export async function startService(config: ServiceConfig, log: Logger = createLo
   const health = (_req: unknown, res: ServerResponse): void => {
     const sourcesHealth = sync.health();
     const ok = Object.values(sourcesHealth).every((h) => h.status === 'up');
-    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, sources: sourcesHealth }));
+    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, sources: sourcesHealth, ...(cluster ? { cluster: cluster.health() } : {}) }));
   };
   routes.add('/health', health);
   routes.add('/healthz', health);
@@ -143,7 +157,8 @@ export async function startService(config: ServiceConfig, log: Logger = createLo
     log.info('serving health and metrics', { listen: boundAddress(s), paths: ['/', '/livez', '/readyz', '/health', '/metrics'] });
   }
   sync.start();
-  log.info('synchronizer started', { sources: sources.map((s) => s.name), sinks: config.sinks.map((s) => s.use) });
+  cluster?.start();
+  log.info('synchronizer started', { sources: sources.map((s) => s.name), sinks: config.sinks.map((s) => s.use), ...(cluster ? { cluster: config.cluster!.name } : {}) });
 
   if (options.summaryIntervalMs) {
     let last = sync.metrics().events;
@@ -165,6 +180,8 @@ export async function startService(config: ServiceConfig, log: Logger = createLo
     ...(server ? { address: boundAddress(server) } : {}),
     async stop() {
       log.info('draining', { unsettled: sync.unsettled() });
+      // Leases first: the sources stop here and another instance takes them over while this one drains.
+      await cluster?.stop();
       await sync.drain();
       attached.forEach((a) => a.unsubscribe());
       running.unsubscribe();

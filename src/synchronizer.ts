@@ -1,4 +1,4 @@
-import { type Observable, Subject, type Subscription, asyncScheduler, filter, merge, scan } from 'rxjs';
+import { EMPTY, type Observable, Subject, type Subscription, asyncScheduler, filter, merge, scan, tap } from 'rxjs';
 import { type BaselineStep, type DiffOptions, applyObservation } from '../operators/diffAgainstBaseline.js';
 import type { InvalidRecord } from '../operators/normalizeEntity.js';
 import { typeMatcher } from '../operators/ofType.js';
@@ -79,7 +79,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     }
     return firstSeq;
   };
-  const commits = createCommitLine({ store, persisted: baseline.state(), lastOutboxId: stored?.lastOutboxId ?? 0, owners: ownership.owners, emit, health, log });
+  const commits = createCommitLine({ store, persisted: baseline.state(), lastOutboxId: stored?.lastOutboxId ?? 0, owners: ownership.owners, emit, health, log, settleAfterSinks: options.settleAfterSinks ?? false });
   /** The outbox the store held at start, emitted again at the first start (then dropped). */
   let outbox = stored?.outbox;
   const intake = {
@@ -105,9 +105,15 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
   /** False once draining: observations that arrive then are left unsettled (a push message is redelivered). */
   let taking = true;
   let pipelineError: string | undefined;
+  /** Observations of the cluster's mirror: folded into the baseline without events (another instance emitted them). */
+  const mirrored = new WeakSet<Observation>();
+  /** The time of the observation each event came from (a delete's entity carries an older one). */
+  const eventTimes = new WeakMap<object, string>();
 
-  const deliver = (step: BaselineStep): void => {
-    const observation = step.observation;
+  const deliver = (emitted: BaselineStep): void => {
+    const observation = emitted.observation;
+    const step = observation && mirrored.has(observation) ? { ...emitted, events: [] } : emitted;
+    if (observation) for (const e of step.events) eventTimes.set(e, observation.at);
     if (observation) counters.observations[observation.source] = (counters.observations[observation.source] ?? 0) + 1;
     if (step.skewedAt !== undefined) {
       const n = ++counters.clockSkewCorrections;
@@ -136,7 +142,8 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
         if (events > 0) log.info('state: events emitted again (written before the last stop, not confirmed by every sink)', { events, entries: outbox.length });
         outbox = undefined;
       }
-      running = merge(...sources.map((s) => observationsOf(s, intake)))
+      const mirror$ = options.mirror ? options.mirror.pipe(tap((o) => mirrored.add(o))) : EMPTY;
+      running = merge(...sources.map((s) => observationsOf(s, intake)), mirror$)
         .pipe(
           filter(() => taking),
           scan((step: BaselineStep, o: Observation) => applyObservation(step.state, o, diffOptions), { state: baseline.state(), events: [] }),
@@ -157,6 +164,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     health: () => health.value(),
     metrics: () => metricsOf(counters, baseline.state(), pipelineError),
     gate: (types) => commits.gate(types),
+    observedAt: (event) => eventTimes.get(event),
     async drain() {
       taking = false;
       await commits.idle();

@@ -1,6 +1,6 @@
 import { Observable } from 'rxjs';
 import { P, match } from 'ts-pattern';
-import { type AmqpDelivery, type AmqpEndpoint, amqpConsume$, capHeader, readBrokerOptions } from '../../src/amqp.js';
+import { type AmqpBinding, type AmqpDelivery, type AmqpEndpoint, amqpConsume$, capHeader, readBrokerOptions } from '../../src/amqp.js';
 import type { Logger } from '../../src/log.js';
 import type { EntityDraft, EntityType, Settlement } from '../../src/model.js';
 import type { OptionReader } from '../../src/options.js';
@@ -61,6 +61,11 @@ export interface NotificationOptions {
   maxReconnectMs: number;
   heartbeatSeconds: number;
   tls?: TlsOptions;
+  /**
+   * Consume these instead of the oslo exchanges: a cluster's partition queue bound to its
+   * consistent-hash exchange (src/cluster/partition.ts). Not a config key.
+   */
+  partition?: { exchange: string; exchangeArguments: Record<string, unknown> };
 }
 
 const FAMILIES = ['nova.legacy', 'nova.versioned', 'neutron.port', 'neutron.network', 'cinder.volume', 'heat.stack', 'aodh.alarm', 'ironic.node', 'octavia.loadbalancer'] as const;
@@ -429,13 +434,18 @@ export function readNotificationOptions(read: OptionReader): NotificationOptions
   return options;
 }
 
+/** The queue's bindings: every `<topic>.<priority>` of every exchange. */
+export function notificationBindings(options: Pick<NotificationOptions, 'exchanges' | 'topics' | 'priorities'>): AmqpBinding[] {
+  return options.exchanges.flatMap((exchange) => options.topics.flatMap((topic) => options.priorities.map((priority) => ({ exchange, routingKey: `${topic}.${priority}` }))));
+}
+
 /** Creates the source; `hooks` let tests and embedders watch every settlement. */
 export function createNotificationSource(options: NotificationOptions, context: Pick<SourceContext, 'name' | 'log' | 'scheduler'>, hooks: NotificationHooks = {}): NotificationSource {
   const { name, log, scheduler } = context;
   const stats: NotificationStats = { received: 0, mapped: 0, ignored: 0, unknown: new Map(), rejected: 0, deadLettered: 0, acked: 0 };
-  const bindings = options.exchanges.flatMap((exchange) =>
-    options.topics.flatMap((topic) => options.priorities.map((priority) => ({ exchange, routingKey: `${topic}.${priority}` }))),
-  );
+  const partition = options.partition;
+  // A consistent-hash exchange's binding key is the queue's weight.
+  const bindings = partition ? [{ exchange: partition.exchange, routingKey: '1' }] : notificationBindings(options);
 
   const settle = (delivery: AmqpDelivery, n: Partial<OsloNotification>, outcome: Settlement): void => {
     if (outcome.ok) {
@@ -489,8 +499,9 @@ export function createNotificationSource(options: NotificationOptions, context: 
     endpoints: options.endpoints,
     queue: options.queue,
     durableQueue: options.durableQueue,
-    exchanges: options.exchanges,
-    durableExchanges: options.durableExchanges,
+    ...(partition
+      ? { exchanges: [partition.exchange], durableExchanges: true, exchangeType: 'x-consistent-hash', exchangeArguments: partition.exchangeArguments }
+      : { exchanges: options.exchanges, durableExchanges: options.durableExchanges }),
     bindings,
     prefetch: options.prefetch,
     deadLetterExchange: options.deadLetterExchange,

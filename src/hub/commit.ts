@@ -91,6 +91,11 @@ export interface CommitOptions {
   emit: (step: BaselineStep) => number;
   health: HealthBoard;
   log: Logger;
+  /**
+   * Without a store, settle (ack) an observation only once every sink accepted its events, as with
+   * one: a cluster's stream must not miss a notification acked here and never published.
+   */
+  settleAfterSinks?: boolean;
 }
 
 export function createCommitLine(options: CommitOptions): CommitLine {
@@ -143,7 +148,7 @@ export function createCommitLine(options: CommitOptions): CommitLine {
       const p = waiting[waitingHead]!;
       waiting[waitingHead++] = undefined as unknown as Emitted;
       // The ack need not wait for the deletion: a crash in between re-emits the entry (at least once).
-      if (store) p.step.observation?.settle?.({ ok: true });
+      if (store || options.settleAfterSinks) p.step.observation?.settle?.({ ok: true });
       if (p.outboxId !== undefined) confirmed.push(p.outboxId);
     }
     if (waitingHead === waiting.length) waiting.length = waitingHead = 0;
@@ -214,6 +219,12 @@ export function createCommitLine(options: CommitOptions): CommitLine {
 
   return {
     push(step) {
+      if (!store && options.settleAfterSinks) {
+        // A cluster without a store: settled once every sink took the events (advance).
+        emitted(step, emit(step), undefined);
+        advance();
+        return;
+      }
       if (!store) {
         // Settled at once, as without a store it always was; still followed through the gates, so a
         // drain can wait until every sink took over what was emitted.

@@ -87,6 +87,16 @@ export interface SynchronizerOptions {
    * the pipeline: keep it cheap; what it throws is logged and ignored.
    */
   onObserved?: (observation: Observation, events: readonly EntityEvent[]) => void;
+  /**
+   * Changes folded into the baseline without emitting events: the cluster's mirror of what the
+   * other instances emitted (src/cluster/mirror.ts). Settled (acked) like any observation.
+   */
+  mirror?: Observable<Observation>;
+  /**
+   * Without `state`, still settle (ack) an observation only once every sink accepted its events
+   * (default false: settled once emitted). A cluster sets it: its stream is the output.
+   */
+  settleAfterSinks?: boolean;
 }
 
 export interface RegisterOptions {
@@ -123,6 +133,8 @@ export interface Synchronizer {
    * open gate passed its events. `types` as the sink's own filter.
    */
   gate(types?: readonly EntityType[]): Gate;
+  /** ISO time of the observation an event of entity$ came from (for a delete: when it was seen gone); undefined for another object. */
+  observedAt(event: EntityEvent): string | undefined;
   /**
    * A graceful stop: takes no more observations, waits until every one already taken is accepted
    * by the sinks, persisted and settled (its message acked), then stops the sources. It waits as

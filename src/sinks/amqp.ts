@@ -23,6 +23,10 @@ export interface AmqpSinkOptions extends BrokerOptions {
   closeTimeoutMs?: number;
   /** Larger messages are set aside instead of published, bytes (`maxMessageSize`, default RabbitMQ's 128MiB). */
   maxMessageBytes?: number;
+  /** More headers for an item's message (the cluster's instance and observation time). */
+  stamp?: (item: SyncItem) => Record<string, unknown> | undefined;
+  /** Shown as the connection name in RabbitMQ's management UI (default `synchronizer amqp sink`). */
+  connectionName?: string;
 }
 
 /** RabbitMQ's default max_message_size. */
@@ -194,7 +198,9 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink & { 
         continue;
       }
       written += 1;
-      const headers = message.entityKey !== undefined && message.entityKey.length <= MAX_KEY_HEADER ? { headers: { [ENTITY_KEY_HEADER]: message.entityKey } } : {};
+      const keyHeader = message.entityKey !== undefined && message.entityKey.length <= MAX_KEY_HEADER ? { [ENTITY_KEY_HEADER]: message.entityKey } : undefined;
+      const stamped = options.stamp?.(message.item);
+      const headers = keyHeader || stamped ? { headers: { ...keyHeader, ...stamped } } : {};
       let ok: boolean;
       try {
         ok = s.channel.publish(
@@ -232,7 +238,7 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink & { 
   };
 
   const open = async (endpoint: AmqpEndpoint): Promise<PublishSession> => {
-    const link = await openConnection(endpoint, { connectionName: 'synchronizer amqp sink', tls: options.tls });
+    const link = await openConnection(endpoint, { connectionName: options.connectionName ?? 'synchronizer amqp sink', tls: options.tls });
     try {
       const channel = await link.connection.createConfirmChannel();
       channel.on('error', (e: Error) => {

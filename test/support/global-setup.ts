@@ -33,7 +33,7 @@ function build(): Promise<void> {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const wanted = process.env.SYNC_TEST_RABBITMQ !== '0';
   // scripts/test.sh builds once for its several runs.
-  const [built, started] = await Promise.allSettled([process.env.SYNC_TEST_BUILT === '1' ? undefined : build(), wanted ? RabbitNode.start({ name: 'vitest' }) : undefined]);
+  const [built, started] = await Promise.allSettled([process.env.SYNC_TEST_BUILT === '1' ? undefined : build(), wanted ? RabbitNode.start({ name: 'vitest', plugins: ['rabbitmq_consistent_hash_exchange'] }) : undefined]);
   const broker = started.status === 'fulfilled' ? started.value : undefined;
   if (built.status === 'rejected') {
     await broker?.dispose();

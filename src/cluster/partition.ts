@@ -1,0 +1,166 @@
+/**
+ * Notifications spread over the instances by entity: every change of one entity is handled by one
+ * instance, in order, and a standby takes a dead instance's partition over. RabbitMQ's
+ * consistent-hash exchange (plugin `rabbitmq_consistent_hash_exchange`) does the spreading; the
+ * leases (lease.ts) decide who runs each piece.
+ *
+ * | piece        | lease          | what it does                                                              |
+ * |--------------|----------------|---------------------------------------------------------------------------|
+ * | router       | `<source>`     | consumes the source's own queue (bound to oslo's exchanges) and copies each message, in order, to `<cluster>.<source>.partitions` with header `x-entity-key` = the entity it is about; acks the original once the broker confirmed the copy |
+ * | partition k  | `<source>.p<k>`| consumes the durable queue `<cluster>.<source>.p<k>` (bound with weight 1) exactly as the notifications source does: acked once its entity was emitted |
+ *
+ * The exchange hashes `x-entity-key`, so one entity always lands in one partition queue, in the
+ * order the router copied it. A partition holder killed with -9 leaves its unacked messages in its
+ * queue: RabbitMQ requeues them, and the instance that takes the partition's lease consumes them.
+ * A message the router cannot decode goes to a partition all the same (key `undecodable`), whose
+ * consumer refuses it with the reason, as the notifications source always does.
+ */
+import type { ConfirmChannel } from 'amqplib';
+import { EMPTY, Observable, merge, of, switchMap } from 'rxjs';
+import { type AmqpDelivery, type AmqpSession, amqpConsume$, keepConnected, openConnection } from '../amqp.js';
+import { type Logger, errorMessage } from '../log.js';
+import { ENTITY_KEY_HEADER } from '../sinks/amqp.js';
+import type { HealthSignal, Source, SourceContext, SourceSignal } from '../source.js';
+import { type NotificationOptions, type NotificationRecord, createNotificationSource, decodeNotification, notificationBindings, notificationDraft, routeEvent } from '../../sources/openstack/notifications.js';
+
+/** The consistent-hash exchange of a partitioned source. */
+export function partitionExchange(cluster: string, source: string): string {
+  return `${cluster}.${source}.partitions`;
+}
+
+/** The lease names of a partitioned source: its router, then each partition. */
+export function partitionLeases(source: string, partitions: number): string[] {
+  return [source, ...Array.from({ length: partitions }, (_, k) => `${source}.p${k}`)];
+}
+
+const EXCHANGE_ARGUMENTS = { 'hash-header': ENTITY_KEY_HEADER };
+
+/** The entity a notification is about (what the partition is chosen by). */
+export function notificationKey(body: Buffer): string {
+  try {
+    const notification = decodeNotification(body);
+    const route = routeEvent(notification.eventType);
+    if (route === undefined || route.action === 'ignore') return notification.eventType;
+    const draft = notificationDraft({ family: route.family, action: route.action, notification });
+    return `${draft.type}:${draft.id}`;
+  } catch {
+    return 'undecodable';
+  }
+}
+
+interface RouterSession extends AmqpSession {
+  channel: ConfirmChannel;
+}
+
+/** The router: the source's queue → the partitions' exchange, each original acked once its copy is confirmed. */
+function router$(options: NotificationOptions, name: string, exchange: string, log: Logger): Observable<HealthSignal> {
+  return new Observable<HealthSignal>((subscriber) => {
+    let channel: ConfirmChannel | undefined;
+    const waiting: AmqpDelivery[] = [];
+    const forward = (d: AmqpDelivery): void => {
+      const ch = channel;
+      if (!ch) {
+        waiting.push(d);
+        return;
+      }
+      const headers = { ...(d.properties.headers as Record<string, unknown> | undefined), [ENTITY_KEY_HEADER]: notificationKey(d.body) };
+      try {
+        ch.publish(exchange, d.routingKey, d.body, { persistent: true, contentType: d.properties.contentType as string | undefined, contentEncoding: d.properties.contentEncoding as string | undefined, headers }, (error: unknown) => {
+          if (!error) d.ack();
+          // Not acked: the router starts over (with backoff) and the broker redelivers the original.
+          else subscriber.error(new Error(`${name}: copying a notification to ${exchange} failed: ${errorMessage(error)}`));
+        });
+      } catch (e) {
+        subscriber.error(new Error(`${name}: copying a notification to ${exchange} failed: ${errorMessage(e)}`));
+      }
+    };
+    const stopPublisher = keepConnected<RouterSession>({
+      endpoints: options.endpoints,
+      backoff: { initialMs: options.reconnectMs, maxMs: options.maxReconnectMs },
+      open: async (endpoint) => {
+        const link = await openConnection(endpoint, { connectionName: `synchronizer ${name} router`, tls: options.tls });
+        try {
+          const ch = await link.connection.createConfirmChannel();
+          ch.on('error', (e: Error) => link.end(new Error(`router channel on ${link.where} failed: ${e.message}`)));
+          ch.on('close', () => link.end(new Error(`router channel on ${link.where} closed`)));
+          await ch.assertExchange(exchange, 'x-consistent-hash', { durable: true, autoDelete: false, arguments: EXCHANGE_ARGUMENTS });
+          return { link, channel: ch, close: async () => void (await link.connection.close().catch(() => undefined)) };
+        } catch (e) {
+          link.connection.close().catch(() => undefined);
+          throw new Error(`declaring the consistent-hash exchange ${exchange} (is the rabbitmq_consistent_hash_exchange plugin enabled?): ${errorMessage(e)}`);
+        }
+      },
+      up: (s) => {
+        channel = s.channel;
+        void s.link.ended.then((error) => {
+          if (channel !== s.channel) return;
+          channel = undefined;
+          // Copies in flight are lost with the channel: start over, the originals come back.
+          subscriber.error(error);
+        });
+        for (const d of waiting.splice(0)) forward(d);
+      },
+      down: (error, retryInMs) => subscriber.next({ kind: 'health', status: 'down', error: `router: ${error}`, retryInMs }),
+    });
+    const consumer = amqpConsume$({
+      endpoints: options.endpoints,
+      queue: options.queue,
+      durableQueue: options.durableQueue,
+      exchanges: options.exchanges,
+      durableExchanges: options.durableExchanges,
+      bindings: notificationBindings(options),
+      prefetch: options.prefetch,
+      ...(options.deadLetterExchange ? { deadLetterExchange: options.deadLetterExchange } : {}),
+      backoff: { initialMs: options.reconnectMs, maxMs: options.maxReconnectMs },
+      heartbeatSeconds: options.heartbeatSeconds,
+      connectionName: `synchronizer ${name} router in`,
+      tls: options.tls,
+    }).subscribe((signal) => {
+      if (signal.kind === 'delivery') forward(signal.delivery);
+      else if (signal.kind === 'up') log.info('cluster: routing notifications to the partitions', { queue: options.queue, exchange });
+      else subscriber.next({ kind: 'health', status: 'down', error: `router: ${signal.error}`, retryInMs: signal.retryInMs });
+    });
+    return () => {
+      consumer.unsubscribe();
+      stopPublisher();
+    };
+  });
+}
+
+/**
+ * The notifications source `name` as a cluster runs it with `partitions` partitions: one Source
+ * (entities keep `source: name`) whose router and partitions each run only while this instance
+ * holds their lease.
+ */
+export function partitionedNotifications(
+  options: NotificationOptions,
+  context: Pick<SourceContext, 'name' | 'log' | 'scheduler'>,
+  cluster: { name: string; partitions: number; held$: (lease: string) => Observable<boolean> },
+): Source<NotificationRecord> {
+  const { name, log } = context;
+  const exchange = partitionExchange(cluster.name, name);
+  const [routerLease, ...partitionNames] = partitionLeases(name, cluster.partitions);
+  const parts = partitionNames.map((lease, k) => ({
+    lease,
+    source: createNotificationSource({ ...options, queue: `${cluster.name}.${name}.p${k}`, durableQueue: true, partition: { exchange, exchangeArguments: EXCHANGE_ARGUMENTS } }, { ...context, log: log.child({ partition: k }) }),
+  }));
+  const gated = <T>(lease: string, run: Observable<T>): Observable<T> => cluster.held$(lease).pipe(switchMap((held) => (held ? run : EMPTY)));
+  const signal$ = merge(
+    of<SourceSignal<NotificationRecord>>({ kind: 'health', status: 'up' }),
+    gated(routerLease!, router$(options, name, exchange, log)),
+    ...parts.map((p) => gated(p.lease, p.source.signal$)),
+  );
+  const sum = (field: 'acked' | 'rejected' | 'deadLettered'): number => parts.reduce((n, p) => n + p.source.stats[field], 0);
+  const stats = {
+    get acked() {
+      return sum('acked');
+    },
+    get rejected() {
+      return sum('rejected');
+    },
+    get deadLettered() {
+      return sum('deadLettered');
+    },
+  };
+  return { name, types: parts[0]!.source.types, signal$, map: parts[0]!.source.map, stats } as Source<NotificationRecord> & { stats: typeof stats };
+}

@@ -156,7 +156,7 @@ export function createCommitLine(options: CommitOptions): CommitLine {
         // the same steps are written again, with the ones accepted meanwhile.
         failures += 1;
         const retryInMs = backoffDelay(failures, { initialMs: 1000, maxMs: 30_000 });
-        health.set(STATE_HEALTH, { status: 'down', failures, error: `writing the state store in ${store.dir}: ${errorMessage(error)}`, retryInMs });
+        health.set(STATE_HEALTH, { status: 'down', failures, error: new Error(`writing the state store in ${store.dir}: ${errorMessage(error)}`, { cause: error }), retryInMs });
         ready = batch.concat(ready);
         inFlight = 0;
         setTimeout(() => {

@@ -32,6 +32,9 @@ describe('the npm package', () => {
     // rxjs is a peer: npm installs it beside the package, and both use the same copy.
     const installed = JSON.parse(readFileSync(join(project, 'node_modules', 'synchronizer', 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
     expect(Object.keys(installed.peerDependencies)).toEqual(['rxjs']);
+    // No source map is shipped, so no shipped file may name one (a debugger or bundler would look for it).
+    const named = files.filter((f) => /\.(js|d\.ts)$/.test(f) && readFileSync(join(project, 'node_modules', 'synchronizer', f), 'utf8').includes('sourceMappingURL'));
+    expect(named).toEqual([]);
 
     writeFileSync(
       join(project, 'use.js'),

@@ -36,7 +36,7 @@ describe.skipIf(missing !== undefined)('Dockerfile', () => {
     await d?.docker(['image', 'prune', '-f']).catch(() => undefined);
     await d?.stop();
     rmSync(dir, { recursive: true, force: true });
-  });
+  }, 120_000);
 
   it('builds, runs as non-root, turns healthy on /livez, is ready on loopback and prints events', { timeout: 1_200_000 }, async () => {
     let base = 'node:20-bookworm-slim';

@@ -5,15 +5,13 @@ import {
   asyncScheduler,
   catchError,
   defer,
+  finalize,
   from,
-  ignoreElements,
   map,
-  merge,
   mergeMap,
   of,
   repeat,
   take,
-  tap,
   throwError,
   timeout,
   timer,
@@ -167,21 +165,20 @@ export function pollSnapshots<R>(
         const now = count();
         return { responses: now.responses - before.responses, bytes: now.bytes - before.bytes, records: now.records - before.records };
       };
-      const progress$ = timer(progressEveryMs, progressEveryMs, scheduler).pipe(
-        tap(() => {
-          const { responses, bytes, records } = sofar();
-          log.info('still reading', { source, pages: responses, ...(records > 0 ? { records } : {}), bytes, elapsedMs: scheduler.now() - started });
-        }),
-        ignoreElements(),
-      );
-      const done$ = from(fetch(attempt)).pipe(
+      const progress = received
+        ? timer(progressEveryMs, progressEveryMs, scheduler).subscribe(() => {
+            const { responses, bytes, records } = sofar();
+            log.info('still reading', { source, pages: responses, ...(records > 0 ? { records } : {}), bytes, elapsedMs: scheduler.now() - started });
+          })
+        : undefined;
+      return from(fetch(attempt)).pipe(
         map((records) => {
           const { responses, bytes } = sofar();
           return { records, at: attempt.startedAt, ...(received ? { read: { pages: responses, bytes, readMs: scheduler.now() - started } } : {}) };
         }),
+        // Done, failed, timed out or stopped: the attempt's progress ends with it.
+        finalize(() => progress?.unsubscribe()),
       );
-      // poll() takes the first value: that ends the progress timer with the attempt.
-      return received ? merge(done$, progress$) : done$;
     });
   return defer(() => {
     let up = false;

@@ -1,7 +1,11 @@
 # The synchronizer service as an image: `docker build -t synchronizer .` (docs/deployment.md).
 # Stage 1 builds and packs the npm package exactly as it is published; stage 2 installs that
 # tarball and nothing else, and runs it as an unprivileged user.
-FROM node:20-bookworm-slim AS build
+# The Node.js image both stages start from: Node >= 20.12 with npm, Debian's useradd, node on PATH.
+# Override it to build where the Docker Hub is out of reach (scripts/docker-base.sh makes one from
+# the Debian mirror): docker build --build-arg NODE_IMAGE=synchronizer-base:node20 .
+ARG NODE_IMAGE=node:20-bookworm-slim
+FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
@@ -9,7 +13,7 @@ COPY . .
 # prepack builds dist/; the tarball holds what `files` lists.
 RUN mkdir /pkg && npm pack --pack-destination /pkg
 
-FROM node:20-bookworm-slim
+FROM ${NODE_IMAGE}
 ENV NODE_ENV=production \
     SYNCHRONIZER_CONFIG=/etc/synchronizer/synchronizer.yaml
 COPY --from=build /pkg/ /tmp/pkg/

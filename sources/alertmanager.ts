@@ -1,7 +1,6 @@
 import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
-import { type RestPollOptions, readRestPollOptions, restPollClient } from '../src/http.js';
+import { type RestPollOptions, readRestPollOptions, restPollClient, restPollSnapshots } from '../src/http.js';
 import type { EntityDraft } from '../src/model.js';
-import { pollSnapshots } from '../src/poll.js';
 import type { OptionReader } from '../src/options.js';
 import { defineSource } from '../src/source.js';
 
@@ -137,15 +136,9 @@ export default defineSource({
     return {
       name,
       types: ALERTMANAGER_TYPES,
-      signal$: pollSnapshots<Alert>(async ({ signal }) => parseAlerts(await http.get<unknown>(path, { signal }), `${name}: GET ${http.urlOf({ url: path })}`), {
-        types: ALERTMANAGER_TYPES,
-        source: name,
-        intervalMs: options.intervalMs,
-        timeoutMs: options.timeoutMs,
-        backoff: options.backoff,
-        scheduler,
-        missesBeforeDelete: options.missesBeforeDelete,
-      }),
+      signal$: restPollSnapshots<Alert>(http, options, { name, scheduler, log, types: ALERTMANAGER_TYPES }, async ({ signal }) =>
+        parseAlerts(await http.get<unknown>(path, { signal }), `${name}: GET ${http.urlOf({ url: path })}`),
+      ),
       map: (alert: Alert) => alertDraft(alert, mapping),
     };
   },

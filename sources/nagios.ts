@@ -1,8 +1,7 @@
 import { defer } from 'rxjs';
 import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
-import { type RestPollOptions, readRestPollOptions, restPollClient } from '../src/http.js';
+import { type RestPollOptions, readRestPollOptions, restPollClient, restPollSnapshots } from '../src/http.js';
 import { type EntityDraft, ref } from '../src/model.js';
-import { pollSnapshots } from '../src/poll.js';
 import { defineSource } from '../src/source.js';
 import { type NagiosStatus, parseStatusJson, parseStatusPage } from './nagios/status.js';
 
@@ -121,20 +120,17 @@ export default defineSource({
     const http = restPollClient(options, { name, scheduler, log }, ENDPOINTS[options.cgi].length);
     const signal$ = defer(() => {
       const settle = stableRecords(options.output === 'stable');
-      return pollSnapshots<NagiosStatus>(
-        async ({ signal }) => {
-          const lists = await Promise.all(
-            ENDPOINTS[options.cgi].map(async (e) => {
-              const request = { params: { ...e.params }, signal };
-              const where = `${name}: GET ${http.urlOf({ url: e.path, params: e.params })}`;
-              const doc = e.body === 'json' ? await http.get<unknown>(e.path, request) : await http.getText(e.path, request);
-              return e.read(doc, where);
-            }),
-          );
-          return settle(lists.flat());
-        },
-        { types: NAGIOS_TYPES, source: name, intervalMs: options.intervalMs, timeoutMs: options.timeoutMs, backoff: options.backoff, scheduler, missesBeforeDelete: options.missesBeforeDelete },
-      );
+      return restPollSnapshots<NagiosStatus>(http, options, { name, scheduler, log, types: NAGIOS_TYPES }, async ({ signal }) => {
+        const lists = await Promise.all(
+          ENDPOINTS[options.cgi].map(async (e) => {
+            const request = { params: { ...e.params }, signal };
+            const where = `${name}: GET ${http.urlOf({ url: e.path, params: e.params })}`;
+            const doc = e.body === 'json' ? await http.get<unknown>(e.path, request) : await http.getText(e.path, request);
+            return e.read(doc, where);
+          }),
+        );
+        return settle(lists.flat());
+      });
     });
     return {
       name,

@@ -1,7 +1,6 @@
 import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
-import { type RestPollOptions, readRestPollOptions, restPollClient } from '../src/http.js';
+import { type RestPollOptions, readRestPollOptions, restPollClient, restPollSnapshots } from '../src/http.js';
 import { type EntityDraft, type EntityRef, ref } from '../src/model.js';
-import { pollSnapshots } from '../src/poll.js';
 import { defineSource } from '../src/source.js';
 import { isObject, stringMap } from './alertmanager.js';
 
@@ -161,13 +160,10 @@ export default defineSource({
     return {
       name,
       types: PROMETHEUS_TYPES,
-      signal$: pollSnapshots<PrometheusRecord>(
-        async ({ signal }) => {
-          const [alerts, targets] = await Promise.all([get('api/v1/alerts', {}, signal), get('api/v1/targets', { state: 'active' }, signal)]);
-          return [...parsePrometheusAlerts(alerts.doc, alerts.where), ...parsePrometheusTargets(targets.doc, targets.where)];
-        },
-        { types: PROMETHEUS_TYPES, source: name, intervalMs: options.intervalMs, timeoutMs: options.timeoutMs, backoff: options.backoff, scheduler, missesBeforeDelete: options.missesBeforeDelete },
-      ),
+      signal$: restPollSnapshots<PrometheusRecord>(http, options, { name, scheduler, log, types: PROMETHEUS_TYPES }, async ({ signal }) => {
+        const [alerts, targets] = await Promise.all([get('api/v1/alerts', {}, signal), get('api/v1/targets', { state: 'active' }, signal)]);
+        return [...parsePrometheusAlerts(alerts.doc, alerts.where), ...parsePrometheusTargets(targets.doc, targets.where)];
+      }),
       map: (record: PrometheusRecord) => prometheusDraft(record, options),
     };
   },

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { Observable, catchError, concat, debounceTime, defer, map, mergeMap, of, switchMap } from 'rxjs';
 import { parse } from 'yaml';
-import { errorMessage } from '../src/log.js';
+import { asError, errorMessage } from '../src/log.js';
 import type { EntityDraft } from '../src/model.js';
 import { type SourceSignal, defineSource } from '../src/source.js';
 
@@ -82,7 +82,7 @@ export default defineSource({
         { kind: 'snapshot', source: name, types: [...known], at, records },
       ]),
       // A file that can't be read is not an empty file: report it, keep what we had.
-      catchError((e: unknown) => of<SourceSignal<unknown>[]>([{ kind: 'health', status: 'down', error: errorMessage(e) }])),
+      catchError((e: unknown) => of<SourceSignal<unknown>[]>([{ kind: 'health', status: 'down', error: asError(e) }])),
     );
     const trigger$ = options.watch ? concat(of(undefined), fileChange$(file).pipe(debounceTime(options.debounceMs, scheduler))) : of(undefined);
     return {

@@ -1,7 +1,6 @@
 import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
-import { type HttpClient, type RestPollOptions, readRestPollOptions, restPollClient } from '../src/http.js';
+import { type HttpClient, type RestPollOptions, readRestPollOptions, restPollClient, restPollSnapshots } from '../src/http.js';
 import { type EntityDraft, ref } from '../src/model.js';
-import { pollSnapshots } from '../src/poll.js';
 import { defineSource } from '../src/source.js';
 import { isObject } from './alertmanager.js';
 
@@ -254,8 +253,7 @@ export default defineSource({
     return {
       name,
       types: ZABBIX_TYPES,
-      signal$: pollSnapshots<ZabbixRecord>(
-        async ({ signal }) => {
+      signal$: restPollSnapshots<ZabbixRecord>(http, options, { name, scheduler, log, types: ZABBIX_TYPES }, async ({ signal }) => {
           const [hosts, problems] = await Promise.all([
             rpc('host.get', { output: ['hostid', 'host', 'name', 'status', 'maintenance_status'], selectGroups: ['name'], selectTags: 'extend' }, signal),
             rpc('problem.get', { output: 'extend', selectAcknowledges: 'extend', selectTags: 'extend', sortfield: ['eventid'] }, signal),
@@ -263,9 +261,7 @@ export default defineSource({
           const triggerids = [...new Set(list(problems, where('problem.get')).map((p) => String(p.objectid)))];
           const triggers = triggerids.length === 0 ? new Map<string, string[]>() : parseTriggerHosts(await rpc('trigger.get', { triggerids, output: ['triggerid'], selectHosts: ['host'] }, signal), where('trigger.get'));
           return [...parseHosts(hosts, where('host.get')), ...parseProblems(problems, where('problem.get'), triggers)];
-        },
-        { types: ZABBIX_TYPES, source: name, intervalMs: options.intervalMs, timeoutMs: options.timeoutMs, backoff: options.backoff, scheduler, missesBeforeDelete: options.missesBeforeDelete },
-      ),
+      }),
       map: (record: ZabbixRecord) => zabbixDraft(record, options.attach),
     };
   },

@@ -6,7 +6,7 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from 'amqplib';
 import { Observable, type SchedulerLike, asyncScheduler } from 'rxjs';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
-import { errorMessage } from './log.js';
+import { asError, errorMessage } from './log.js';
 import type { OptionReader } from './options.js';
 import { type TlsOptions, nodeTlsOptions, readTlsOptions } from './tls.js';
 
@@ -227,8 +227,8 @@ export interface AmqpDelivery {
 /** What became of a refused message: copied to the dead-letter exchange or not (and why not). */
 export interface DeadLetterOutcome {
   deadLettered: boolean;
-  /** Why the copy was not made, when a dead-letter exchange is configured. */
-  error?: string;
+  /** Why the copy was not made, when a dead-letter exchange is configured (its stack goes to the log at debug). */
+  error?: Error;
 }
 
 /** Longest header value taken from a message (the reason quotes payload fields). */
@@ -267,7 +267,8 @@ export function deadLetterHeaders(original: Record<string, unknown> | undefined,
 export type AmqpSignal =
   | { kind: 'delivery'; delivery: AmqpDelivery }
   | { kind: 'up'; endpoint: string }
-  | { kind: 'down'; error: string; retryInMs: number };
+  /** `error` keeps its stack for the log at debug. */
+  | { kind: 'down'; error: Error; retryInMs: number };
 
 /** Header that carries why the synchronizer dead-lettered a message. */
 export const REASON_HEADER = 'x-synchronizer-reason';
@@ -542,7 +543,7 @@ async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions,
             properties: message.properties,
             ack: () => acks.ack(tracked),
             reject: (reason: string) => {
-              if (tracked.done || refusing.has(tracked)) return Promise.resolve({ deadLettered: false, error: 'already settled' });
+              if (tracked.done || refusing.has(tracked)) return Promise.resolve({ deadLettered: false, error: new Error('already settled') });
               if (!dlx) {
                 acks.reject(tracked);
                 return Promise.resolve({ deadLettered: false });
@@ -550,7 +551,7 @@ async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions,
               refusing.add(tracked);
               return deadLetters!.send(message, reason).then(
                 () => ({ deadLettered: true }),
-                (e: unknown) => ({ deadLettered: false, error: errorMessage(e) }),
+                (e: unknown) => ({ deadLettered: false, error: asError(e) }),
               ).then((outcome: DeadLetterOutcome) => {
                 refusing.delete(tracked);
                 acks.reject(tracked);
@@ -627,7 +628,7 @@ export interface KeepConnectedOptions<S extends AmqpSession> {
   /** A session is open (`endpoint` as describeEndpoint gives it). */
   up(session: S, endpoint: string): void;
   /** An attempt failed or the session ended; the next attempt follows in `retryInMs`. */
-  down(error: string, retryInMs: number): void;
+  down(error: Error, retryInMs: number): void;
 }
 
 /**
@@ -670,7 +671,7 @@ export function keepConnected<S extends AmqpSession>(options: KeepConnectedOptio
       attempt += 1;
       index += 1;
       const delay = backoffDelay(attempt, options.backoff);
-      options.down(error.message, delay);
+      options.down(error, delay);
       await new Promise<void>((resolve) => {
         wake = resolve;
         timer = scheduler.schedule(() => resolve(), delay);

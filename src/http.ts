@@ -28,7 +28,9 @@ import {
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { type Logger, errorMessage, silentLogger } from './log.js';
 import type { OptionReader } from './options.js';
-import { type PollTiming, readPollTiming } from './poll.js';
+import type { EntityType } from './model.js';
+import { type PollAttempt, type PollTiming, type ReadCount, pollSnapshots, readPollTiming } from './poll.js';
+import type { SourceSignal } from './source.js';
 import { INSECURE_WARNING, type TlsOptions, nodeTlsOptions, readTlsOptions } from './tls.js';
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -257,11 +259,13 @@ function excerpt(body: string): string {
 export class HttpClient {
   private readonly axios: AxiosInstance;
   private readonly scheduler: SchedulerLike;
-  /** The source's logger (fetchAllPages reports a long read's progress on it). */
-  readonly log: Logger;
+  private readonly log: Logger;
   private readonly prefix: string;
-  /** Successful responses and their body bytes, since the client was made (progress logs). */
-  readonly received = { responses: 0, bytes: 0 };
+  /**
+   * Successful responses, their body bytes and the records fetchAllPages took from them, since
+   * the client was made: pollSnapshots' `received` reads them for progress logs.
+   */
+  readonly received: ReadCount = { responses: 0, bytes: 0, records: 0 };
 
   constructor(readonly options: HttpClientOptions = {}) {
     this.scheduler = options.scheduler ?? asyncScheduler;
@@ -325,7 +329,7 @@ export class HttpClient {
         retries: this.options.retries ?? 3,
         backoff: this.options.backoff ?? {},
         scheduler: this.scheduler,
-        onRetry: ({ error, attempt, delayMs }) => this.log.debug('retrying HTTP request', { error: error.message, attempt, delayMs }),
+        onRetry: ({ error, attempt, delayMs }) => this.log.debug('retrying HTTP request', { error, attempt, delayMs }),
       }),
     );
   }
@@ -511,8 +515,6 @@ export interface PagesOptions<T = unknown> {
    * anything else is kept as it is, for the mapping to report.
    */
   pick?: (record: T) => T;
-  /** A read that takes longer logs its progress (pages and records so far) at info this often, ms (default 5000). */
-  progressEveryMs?: number;
 }
 
 interface Link {
@@ -540,9 +542,7 @@ function nextHref(page: Record<string, unknown>, key: string, style: PagesOption
  * their own configured prefix, which behind a proxy may name an address the client can't reach.
  */
 export async function fetchAllPages<T>(http: HttpClient, url: string, options: PagesOptions<T>): Promise<T[]> {
-  const { key, limit, signal, headers, maxPages = 100_000, pick, progressEveryMs = 5000 } = options;
-  const started = Date.now();
-  let reported = started;
+  const { key, limit, signal, headers, maxPages = 100_000, pick } = options;
   const markerOf = options.markerOf ?? ((r: unknown) => (r as { id?: unknown } | null)?.id?.toString());
   const base = { ...options.params, ...(limit !== undefined ? { limit } : {}) };
   const records: T[] = [];
@@ -557,11 +557,8 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
     if (!Array.isArray(items)) throw new Error(`GET ${where}: expected ${key === null ? 'a JSON array' : `a JSON object with a "${key}" list`}`);
     if (pick === undefined) for (const item of items as T[]) records.push(item);
     else for (const item of items as T[]) records.push(item !== null && typeof item === 'object' ? pick(item) : item);
-    // A first sync of 100,000 servers takes minutes: say how far it got, every few seconds.
-    if (Date.now() - reported >= progressEveryMs) {
-      reported = Date.now();
-      http.log.info('still reading', { ...(http.options.name ? { source: http.options.name } : {}), path: url, pages: pageNo, records: records.length, elapsedMs: reported - started });
-    }
+    // The poll's progress line (pollSnapshots) says how many records it has so far.
+    http.received.records += items.length;
     const href = key === null ? null : nextHref(page as Record<string, unknown>, key, options.next);
     if (typeof href === 'string') {
       params = { ...base, ...Object.fromEntries(new URL(href, 'http://link.invalid/').searchParams) };
@@ -637,5 +634,30 @@ export function restPollClient(
     name: context.name,
     ...(options.tls ? { tls: options.tls } : {}),
     maxResponseBytes: options.maxResponseBytes,
+  });
+}
+
+/**
+ * A REST poll source's stream: {@link pollSnapshots} timed by its options, reading what its
+ * client received (each snapshot says what it read; a long poll logs its progress on the
+ * client's logger).
+ */
+export function restPollSnapshots<R>(
+  http: HttpClient,
+  options: RestPollOptions,
+  context: { name: string; scheduler: SchedulerLike; log: Logger; types: readonly EntityType[] },
+  fetch: (attempt: PollAttempt) => Promise<R[]>,
+): Observable<SourceSignal<R>> {
+  return pollSnapshots<R>(fetch, {
+    types: context.types,
+    source: context.name,
+    intervalMs: options.intervalMs,
+    timeoutMs: options.timeoutMs,
+    backoff: options.backoff,
+    scheduler: context.scheduler,
+    missesBeforeDelete: options.missesBeforeDelete,
+    progressEveryMs: options.progressEveryMs,
+    received: () => http.received,
+    log: context.log,
   });
 }

@@ -150,7 +150,7 @@ function followResource<R>(resource: ListWatchResource<R>, options: ListWatchOpt
       failures += 1;
       up = false;
       const retryInMs = backoffDelay(failures, backoff);
-      subscriber.next({ kind: 'health', status: 'down', error: `${source}: ${what} ${resource.name}: ${errorMessage(error)}`, retryInMs });
+      subscriber.next({ kind: 'health', status: 'down', error: new Error(`${source}: ${what} ${resource.name}: ${errorMessage(error)}`, { cause: error }), retryInMs });
       current = timer(retryInMs, scheduler).subscribe(retry);
     };
 

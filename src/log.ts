@@ -16,7 +16,9 @@ export interface Logger {
 
 /**
  * One JSON object per line: `{"time","level","msg",...fields}` (stderr by default). A field that
- * is an Error is written as its message; at level debug its stack follows as `<field>Stack`.
+ * is an Error is written as its message; at level debug its stack follows as `<field>Stack`, and
+ * the stacks of its causes after it (`caused by: …`), since a wrapped error's own stack only says
+ * where it was wrapped.
  */
 export function createLogger(
   level: LogLevel = 'info',
@@ -31,7 +33,7 @@ export function createLogger(
       if (!(v instanceof Error)) line[k] = v;
       else {
         line[k] = v.message;
-        if (threshold === 0 && v.stack) line[`${k}Stack`] = v.stack;
+        if (threshold === 0 && v.stack) line[`${k}Stack`] = stackWithCauses(v);
       }
     }
     write(JSON.stringify(line) + '\n');
@@ -45,8 +47,26 @@ export function createLogger(
   };
 }
 
+/** Causes followed at most this deep: a cycle of causes must not loop. */
+const MAX_CAUSES = 5;
+
+function stackWithCauses(error: Error): string {
+  let text = error.stack ?? error.message;
+  let cause: unknown = error.cause;
+  for (let depth = 0; cause !== undefined && cause !== null && depth < MAX_CAUSES; depth += 1) {
+    text += `\ncaused by: ${cause instanceof Error ? (cause.stack ?? cause.message) : String(cause)}`;
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return text;
+}
+
 /** A logger that drops everything (library default). */
 export const silentLogger: Logger = createLogger('silent', () => {});
+
+/** Anything thrown, as an Error (a thrown string or object gets one, so the log has a stack to show). */
+export function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
 
 /** Message of anything thrown. */
 export function errorMessage(error: unknown): string {

@@ -89,6 +89,18 @@ export interface SnapshotObservation<R = Entity> extends ObservationBase {
    * treated as missing, so a bad record never deletes what it describes.
    */
   keep?: string[];
+  /** What the poll read to make it, when its source counts that (every HTTP poll source does). */
+  read?: ReadStats;
+}
+
+/** What one successful poll read: the progress logs and the first-snapshot line show it. */
+export interface ReadStats {
+  /** Responses received (pages). */
+  pages: number;
+  /** Their body bytes. */
+  bytes: number;
+  /** From the poll's start until its last record was read, ms. */
+  readMs: number;
 }
 
 /** One change: an entity upserted or deleted. */

@@ -5,6 +5,7 @@ import {
   asyncScheduler,
   catchError,
   defer,
+  finalize,
   from,
   map,
   mergeMap,
@@ -16,8 +17,8 @@ import {
   timer,
 } from 'rxjs';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
-import { errorMessage } from './log.js';
-import type { EntityType, SnapshotObservation } from './model.js';
+import { type Logger, asError, silentLogger } from './log.js';
+import type { EntityType, ReadStats, SnapshotObservation } from './model.js';
 import type { OptionReader } from './options.js';
 import type { HealthSignal, SourceSignal } from './source.js';
 
@@ -109,31 +110,84 @@ export function poll<T>(
 
 export type PollOutcome<T> = { ok: true; value: T } | { ok: false; error: unknown; retryInMs: number };
 
+/**
+ * What a source's requests have received so far, counted up for ever (HttpClient.received): a
+ * poll's share is the difference between its end and its start.
+ */
+export interface ReadCount {
+  /** Successful responses (pages). */
+  responses: number;
+  /** Their body bytes. */
+  bytes: number;
+  /** Records taken from them, where the reader counts them (fetchAllPages does). */
+  records: number;
+}
+
 export interface PollSnapshotsOptions extends PollOptions {
   /** The entity types every snapshot is complete for. */
   types: readonly EntityType[];
   source: string;
   missesBeforeDelete?: number;
+  /**
+   * What the source's HTTP clients have received so far (their `received`, summed). With it each
+   * snapshot says what its poll read (`read`), and a long poll logs its progress.
+   */
+  received?: () => ReadCount;
+  /** Where a long poll's progress goes (the source's logger). */
+  log?: Logger;
+  /** A poll still running logs `still reading` (pages, records, bytes so far) at info this often, ms (default 5000). */
+  progressEveryMs?: number;
 }
+
+const NOTHING_READ: ReadCount = { responses: 0, bytes: 0, records: 0 };
 
 /**
  * The poll source's stream: a snapshot per successful attempt and a health signal whenever the
  * health changes (down on every failure, with the reason and the time to the next attempt; up on
  * the first success after a failure or at start). A failed attempt emits no snapshot (DESIGN
  * rule 5): an outage never looks like an empty source.
+ *
+ * With `received`, every snapshot carries what its poll read (pages, bytes, time), and while an
+ * attempt runs longer than `progressEveryMs` a `still reading` line says how far it got: a first
+ * sync of 100,000 servers takes minutes, and an operator should see it move.
  */
 export function pollSnapshots<R>(
   fetch: (attempt: PollAttempt) => ObservableInput<R[]>,
   options: PollSnapshotsOptions,
 ): Observable<SourceSignal<R>> {
-  const { types, source, missesBeforeDelete } = options;
+  const { types, source, missesBeforeDelete, received, log = silentLogger, progressEveryMs = 5000, scheduler = asyncScheduler } = options;
+  const count = received ?? ((): ReadCount => NOTHING_READ);
+  const read = (attempt: PollAttempt): Observable<{ records: R[]; at: string; read?: ReadStats }> =>
+    defer(() => {
+      const before = { ...count() };
+      const started = scheduler.now();
+      const sofar = (): ReadCount => {
+        const now = count();
+        return { responses: now.responses - before.responses, bytes: now.bytes - before.bytes, records: now.records - before.records };
+      };
+      const progress = received
+        ? timer(progressEveryMs, progressEveryMs, scheduler).subscribe(() => {
+            const { responses, bytes, records } = sofar();
+            log.info('still reading', { source, pages: responses, ...(records > 0 ? { records } : {}), bytes, elapsedMs: scheduler.now() - started });
+          })
+        : undefined;
+      return from(fetch(attempt)).pipe(
+        map((records) => {
+          const { responses, bytes } = sofar();
+          return { records, at: attempt.startedAt, ...(received ? { read: { pages: responses, bytes, readMs: scheduler.now() - started } } : {}) };
+        }),
+        // Done, failed, timed out or stopped: the attempt's progress ends with it.
+        finalize(() => progress?.unsubscribe()),
+      );
+    });
   return defer(() => {
     let up = false;
-    return poll((attempt) => from(fetch(attempt)).pipe(map((records) => ({ records, at: attempt.startedAt }))), options).pipe(
+    return poll(read, options).pipe(
       map((outcome): SourceSignal<R>[] => {
         if (!outcome.ok) {
           up = false;
-          const down: HealthSignal = { kind: 'health', status: 'down', error: errorMessage(outcome.error), retryInMs: outcome.retryInMs };
+          // The Error itself: the hub logs its message, and its stack at debug.
+          const down: HealthSignal = { kind: 'health', status: 'down', error: asError(outcome.error), retryInMs: outcome.retryInMs };
           return [down];
         }
         const snapshot: SnapshotObservation<R> = {
@@ -143,6 +197,7 @@ export function pollSnapshots<R>(
           at: outcome.value.at,
           records: outcome.value.records,
           ...(missesBeforeDelete !== undefined ? { missesBeforeDelete } : {}),
+          ...(outcome.value.read ? { read: outcome.value.read } : {}),
         };
         if (up) return [snapshot];
         up = true;
@@ -158,19 +213,24 @@ export interface PollTiming {
   intervalMs: number;
   timeoutMs: number;
   missesBeforeDelete: number;
+  /** A poll still running logs its progress this often, ms (`progressInterval`). */
+  progressEveryMs: number;
 }
 
 /**
- * Reads `interval` (default 30s), `timeout` (default `timeoutMs`) and `missesBeforeDelete`
- * (default 1) — the same keys, with the same checks, for every poll source.
+ * Reads `interval` (default 30s), `timeout` (default `timeoutMs`), `missesBeforeDelete`
+ * (default 1) and `progressInterval` (default 5s) — the same keys, with the same checks, for
+ * every poll source.
  */
 export function readPollTiming(read: OptionReader, timeoutMs: number): PollTiming {
   const timing = {
     intervalMs: read.duration('interval', 30_000),
     timeoutMs: read.duration('timeout', timeoutMs),
     missesBeforeDelete: read.number('missesBeforeDelete', 1, { min: 1, integer: true }),
+    progressEveryMs: read.duration('progressInterval', 5000),
   };
   if (timing.intervalMs <= 0) read.fail('interval', 'must be more than 0');
+  if (timing.progressEveryMs <= 0) read.fail('progressInterval', 'must be more than 0');
   if (timing.timeoutMs <= 0) read.fail('timeout', 'must be more than 0');
   return timing;
 }

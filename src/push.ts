@@ -21,8 +21,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { Observable, type SchedulerLike, asyncScheduler } from 'rxjs';
-import type { Logger } from './log.js';
-import { errorMessage } from './log.js';
+import { type Logger, asError, errorMessage } from './log.js';
 import type { Settlement } from './model.js';
 import type { OptionReader } from './options.js';
 import type { SourceSignal } from './source.js';
@@ -292,9 +291,11 @@ export function pushReceiver$<R>(options: PushOptions, context: PushContext, par
 
     const server: Server = createServer((req, res) => {
       handle(req, res).catch((e: unknown) => {
-        const problem = e instanceof HttpProblem ? e : new HttpProblem(500, errorMessage(e));
+        // Not one of ours: a fault, whose stack the log keeps at debug.
+        const fault = e instanceof HttpProblem ? undefined : asError(e);
+        const problem = fault ? new HttpProblem(500, fault.message) : (e as HttpProblem);
         if (problem.status >= 500 || problem.status === 422 || problem.status === 400) {
-          log.warn('push refused', { status: problem.status, path: req.url ?? '', reason: problem.message });
+          log.warn('push refused', { status: problem.status, path: req.url ?? '', reason: problem.message, ...(fault ? { error: fault } : {}) });
         }
         // 413: the rest of the body is not read; the connection closes after the answer.
         reply(res, problem.status, { error: problem.message }, { ...problem.headers, ...(problem.status === 413 ? { connection: 'close' } : {}) });

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type Logger, asError, silentLogger } from './log.js';
 
 /** Handles one request to its path; `url` is parsed (its query is the handler's to read or ignore). */
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
@@ -16,6 +17,9 @@ export interface Route {
  */
 export class Routes {
   private readonly table = new Map<string, Route>();
+
+  /** `log` is told of every handler that failed (a 500), with the error's stack at debug. */
+  constructor(private readonly log: Logger = silentLogger) {}
 
   /** Adds `path`; a path already taken is refused, so two parts never answer for one URL. */
   add(path: string, handler: RouteHandler, methods: readonly string[] = ['GET', 'HEAD']): this {
@@ -44,9 +48,11 @@ export class Routes {
     }
     try {
       await route.handler(req, res, url);
-    } catch (error) {
+    } catch (e) {
+      const error = asError(e);
+      this.log.error('request failed', { path: url.pathname, method, error });
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
-      res.end(`${url.pathname} failed: ${error instanceof Error ? error.message : String(error)}\n`);
+      res.end(`${url.pathname} failed: ${error.message}\n`);
     }
   }
 }

@@ -57,17 +57,20 @@ function listen(server: Server, listenOn: string): Promise<void> {
 
 /**
  * What a source's first complete snapshot and each later one look like in the log: entities by
- * type, records, how long the poll took.
+ * type, what the poll read (pages, bytes, time) when the source counts it, and how long it took
+ * from the poll's start until its events were out.
  */
 function snapshotFields(o: Observation): Record<string, unknown> {
   if (o.kind !== 'snapshot') return {};
   const byType: Record<string, number> = {};
-  for (const r of o.records) {
-    const type = (r as { type?: unknown }).type;
-    if (typeof type === 'string') byType[type] = (byType[type] ?? 0) + 1;
-  }
+  for (const r of o.records) byType[r.type] = (byType[r.type] ?? 0) + 1;
   const started = Date.parse(o.at);
-  return { entities: byType, records: o.records.length, ...(Number.isNaN(started) ? {} : { durationMs: Math.max(0, Date.now() - started) }) };
+  return {
+    entities: byType,
+    records: o.records.length,
+    ...(o.read ? { pages: o.read.pages, bytes: o.read.bytes, readMs: o.read.readMs } : {}),
+    ...(Number.isNaN(started) ? {} : { durationMs: Math.max(0, Date.now() - started) }),
+  };
 }
 
 /** Starts the service described by a checked config. */
@@ -76,7 +79,7 @@ export async function startService(config: ServiceConfig, serviceLog: Logger = c
   const log = config.cluster ? serviceLog.child({ instance: config.cluster.instance }) : serviceLog;
   const cluster = config.cluster ? createCluster(config.cluster, config.sources.map((s) => s.name), log) : undefined;
   // First, so that a part created below (a push source's webhook) can add its path to it.
-  const routes = new Routes();
+  const routes = new Routes(log);
   // In a cluster a source runs only on the instance that holds its lease.
   const sources = createSources(config.sources, { log, configDir: config.configDir }).map((s, i) => (cluster ? cluster.lease(s, config.sources[i]) : s));
   const snapshotsSeen = new Set<string>();

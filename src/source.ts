@@ -7,8 +7,11 @@ import type { OptionReader } from './options.js';
 export interface HealthSignal {
   kind: 'health';
   status: 'up' | 'down';
-  /** For `down`: what failed, with enough context to act on (URL, status, field…). */
-  error?: string;
+  /**
+   * For `down`: what failed, with enough context to act on (URL, status, field…). An Error keeps
+   * its stack for the log at debug; /health shows its message.
+   */
+  error?: string | Error;
   /** For `down`: the ms until the next attempt. */
   retryInMs?: number;
 }

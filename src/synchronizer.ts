@@ -2,7 +2,7 @@ import { EMPTY, type Observable, Subject, type Subscription, asyncScheduler, fil
 import { type BaselineStep, type DiffOptions, applyObservation } from '../operators/diffAgainstBaseline.js';
 import type { InvalidRecord } from '../operators/normalizeEntity.js';
 import { typeMatcher } from '../operators/ofType.js';
-import { errorMessage, silentLogger } from './log.js';
+import { asError, errorMessage, silentLogger } from './log.js';
 import type { Observation } from './model.js';
 import { createHubBaseline } from './hub/baseline.js';
 import { STATE_HEALTH, createCommitLine } from './hub/commit.js';
@@ -74,7 +74,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
       try {
         onObserved(step.observation, step.events);
       } catch (error) {
-        log.error('onObserved failed', { error: errorMessage(error) });
+        log.error('onObserved failed', { error: asError(error) });
       }
     }
     return firstSeq;
@@ -153,7 +153,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
           // Unreachable in practice (every source is retried); logged rather than lost.
           error: (error: unknown) => {
             pipelineError = errorMessage(error);
-            log.error('pipeline failed', { error: pipelineError });
+            log.error('pipeline failed', { error: asError(error) });
           },
         });
     },

@@ -6,7 +6,8 @@
 import { DEFAULT_MAX_RESPONSE_BYTES, type HttpClient, createHttpClient } from '../../src/http.js';
 import type { EntityType } from '../../src/model.js';
 import type { OptionReader } from '../../src/options.js';
-import { type PollAttempt, pollSnapshots, readPollTiming } from '../../src/poll.js';
+import { errorMessage } from '../../src/log.js';
+import { type PollAttempt, type ReadCount, pollSnapshots, readPollTiming } from '../../src/poll.js';
 import type { EntityMapping, Source, SourceContext } from '../../src/source.js';
 import { type CloudConfig, type KeystoneSession, type KeystoneToken, readCloudOptions, sharedSession } from './keystone.js';
 
@@ -20,6 +21,8 @@ export interface OpenStackPollOptions {
   requestTimeoutMs: number;
   /** Deletion hysteresis (`missesBeforeDelete`, default 1). */
   missesBeforeDelete: number;
+  /** A poll still running logs its progress this often, ms (`progressInterval`, default 5s). */
+  progressEveryMs: number;
   /** Cap of one response body after decompression (`maxResponseSize`, default 64MiB). */
   maxResponseBytes: number;
 }
@@ -92,32 +95,23 @@ export function openstackSource<R>(spec: OpenStackSourceSpec<R>, options: OpenSt
     }
     return client;
   };
-  /** Responses and bytes over every client of the source. */
-  const received = (): { responses: number; bytes: number } => {
-    let responses = 0;
-    let bytes = 0;
+  /** What every client of the source received: a poll's progress and its snapshot's `read`. */
+  const received = (): ReadCount => {
+    const sum = { responses: 0, bytes: 0, records: 0 };
     for (const c of clients.values()) {
-      responses += c.received.responses;
-      bytes += c.received.bytes;
+      sum.responses += c.received.responses;
+      sum.bytes += c.received.bytes;
+      sum.records += c.received.records;
     }
-    return { responses, bytes };
+    return sum;
   };
-  let polls = 0;
   const fetch = async ({ signal }: PollAttempt): Promise<R[]> => {
     const token = await session.token();
     const url = await session.endpoint(spec.serviceTypes).catch((e: unknown) => {
-      throw new Error(`${name}: ${e instanceof Error ? e.message : String(e)} (credentials from ${options.cloud.origin})`);
+      throw new Error(`${name}: ${errorMessage(e)} (credentials from ${options.cloud.origin})`, { cause: e });
     });
     const service = async (types: readonly string[], fix = (u: string): string => u): Promise<HttpClient> => clientFor(fix(await session.endpoint(types)));
-    const started = Date.now();
-    const before = received();
-    const records = await spec.fetch({ http: clientFor(spec.endpoint ? spec.endpoint(url, token) : url), token, signal, service });
-    const after = received();
-    // What the first complete read took is worth an info line; every later one, a debug line.
-    const fields = { source: name, records: records.length, pages: after.responses - before.responses, bytes: after.bytes - before.bytes, durationMs: Date.now() - started };
-    if (polls++ === 0) log.info('first complete read', fields);
-    else log.debug('read', fields);
-    return records;
+    return spec.fetch({ http: clientFor(spec.endpoint ? spec.endpoint(url, token) : url), token, signal, service });
   };
   return {
     name,
@@ -129,6 +123,9 @@ export function openstackSource<R>(spec: OpenStackSourceSpec<R>, options: OpenSt
       types: spec.types,
       source: name,
       missesBeforeDelete: options.missesBeforeDelete,
+      progressEveryMs: options.progressEveryMs,
+      received,
+      log,
     }),
     map: spec.map,
   };

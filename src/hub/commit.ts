@@ -199,7 +199,7 @@ export function createCommitLine(options: CommitOptions): CommitLine {
         // are written again, with the ones taken meanwhile.
         failures += 1;
         const retryInMs = backoffDelay(failures, { initialMs: 1000, maxMs: 30_000 });
-        health.set(STATE_HEALTH, { status: 'down', failures, error: `writing the state store in ${store.dir}: ${errorMessage(error)}`, retryInMs });
+        health.set(STATE_HEALTH, { status: 'down', failures, error: new Error(`writing the state store in ${store.dir}: ${errorMessage(error)}`, { cause: error }), retryInMs });
         if (!closed) taken = batch.concat(taken);
         confirmed = deleted.concat(confirmed);
         inFlight = 0;

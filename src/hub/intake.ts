@@ -1,7 +1,7 @@
 import { type Observable, type SchedulerLike, filter, map, tap } from 'rxjs';
 import { type InvalidRecord, normalizeEntity } from '../../operators/normalizeEntity.js';
 import { type BackoffOptions, retryWithBackoff } from '../backoff.js';
-import { type Logger, errorMessage } from '../log.js';
+import { type Logger, asError } from '../log.js';
 import { type EntityType, type Observation, unreachable } from '../model.js';
 import type { HealthSignal, Source, SourceSignal } from '../source.js';
 import type { HealthBoard } from './health.js';
@@ -57,7 +57,7 @@ export function observationsOf(source: Source<unknown>, options: IntakeOptions):
     retryWithBackoff<SourceSignal<unknown>>({
       ...options.retry,
       scheduler: options.scheduler,
-      onRetry: ({ error, delayMs }) => health.signal(source.name, { kind: 'health', status: 'down', error: errorMessage(error), retryInMs: delayMs }),
+      onRetry: ({ error, delayMs }) => health.signal(source.name, { kind: 'health', status: 'down', error: asError(error), retryInMs: delayMs }),
     }),
     filter((signal): signal is Observation<unknown> => {
       if (!isHealth(signal)) return true;

@@ -1,5 +1,5 @@
 import { type Observable, Subscription } from 'rxjs';
-import { type Logger, errorMessage } from '../log.js';
+import { type Logger, asError } from '../log.js';
 import type { EntityType } from '../model.js';
 import type { HubCounters } from './metrics.js';
 import type { RegisterOptions, SyncItem } from './types.js';
@@ -74,7 +74,7 @@ export function registerWith(context: RegisterContext) {
           await callback(item);
         } catch (error) {
           counters.callbackErrors += 1;
-          log.error('consumer callback failed', { types, error: errorMessage(error) });
+          log.error('consumer callback failed', { types, error: asError(error) });
         }
       }
       draining = false;

@@ -6,7 +6,7 @@
 import type { ConfirmChannel } from 'amqplib';
 import { match } from 'ts-pattern';
 import { type AmqpEndpoint, type AmqpSession, type BrokerOptions, keepConnected, openConnection, readBrokerOptions, redactUrl } from '../amqp.js';
-import { type Logger, errorMessage } from '../log.js';
+import { type Logger, asError, errorMessage } from '../log.js';
 import { INSECURE_WARNING } from '../tls.js';
 import type { EntityType } from '../model.js';
 import type { OptionReader } from '../options.js';
@@ -143,7 +143,7 @@ export function createAmqpSink(options: AmqpSinkOptions, log: Logger): Sink & { 
       // A nack, or the channel closed with it unconfirmed. Ending the session republishes from the
       // oldest unconfirmed message, so order is kept; one log line per session (`failed` above).
       s.failed = true;
-      log.warn('amqp sink: a message was not confirmed, republishing it and every later one', { ...where, routingKey: message.routingKey, error: errorMessage(error), unconfirmed: pending.length });
+      log.warn('amqp sink: a message was not confirmed, republishing it and every later one', { ...where, routingKey: message.routingKey, error: asError(error), unconfirmed: pending.length });
       s.link.end(new Error(`a message was not confirmed on ${s.link.where}: ${errorMessage(error)}`));
       return;
     }

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import amqp from 'amqplib';
 import { afterEach, describe, expect, inject, it } from 'vitest';
@@ -205,6 +207,34 @@ describe('synchronizer CLI', () => {
     expect(await v.exited).toBe(0);
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
     expect(v.stdout).toBe(`synchronizer ${pkg.version}\n`);
+  });
+
+  it('logs a failing source\'s error with its stack and its cause\'s at debug, and the message alone at info', async () => {
+    // An "API" that hangs up on every request: the poll fails with an HttpError caused by ECONNRESET.
+    const hangUp = createServer((req) => req.socket.destroy());
+    await new Promise<void>((resolve) => hangUp.listen(0, '127.0.0.1', resolve));
+    try {
+      const dir = workdir();
+      const { port } = hangUp.address() as AddressInfo;
+      writeFileSync(join(dir, 'synchronizer.yaml'), `sources:\n  - name: alerts\n    use: alertmanager\n    url: http://127.0.0.1:${port}\n    timeout: 5s\n    backoff: 100ms\n`);
+      const down = async (level: string): Promise<Record<string, unknown>> => {
+        const c = cli('--config', join(dir, 'synchronizer.yaml'), '--log', level);
+        const line = await waitFor(`"source is down" at --log ${level}`, () => /^\{.*"msg":"source is down".*$/m.exec(c.stderr)?.[0], { context: () => c.stderr });
+        c.child.kill('SIGTERM');
+        await c.exited;
+        return JSON.parse(line) as Record<string, unknown>;
+      };
+      const debug = await down('debug');
+      expect(debug.error).toMatch(new RegExp(`^alerts: GET http://127\\.0\\.0\\.1:${port}/api/v2/alerts failed: ECONNRESET`));
+      // Where it was thrown (the HTTP transport), then what caused it (the socket's error).
+      expect(debug.errorStack).toMatch(/^HttpError: alerts: GET .* failed: ECONNRESET\n\s+at .*http\.js/);
+      expect(debug.errorStack).toMatch(/\ncaused by: Error: ECONNRESET: socket hang up\n\s+at /);
+      const info = await down('info');
+      expect(info.error).toBe(debug.error);
+      expect(info).not.toHaveProperty('errorStack');
+    } finally {
+      await new Promise<void>((resolve) => hangUp.close(() => resolve()));
+    }
   });
 
   it('keeps an error\'s stack in the log at debug level, not above', () => {

@@ -66,10 +66,9 @@ describe('probes', () => {
     expect(await (await get('/readyz?verbose=1')).text()).toBe('ready\n');
     expect((await get('/livez')).status).toBe(200);
     expect((await get('/health')).status).toBe(200);
-    expect(logs).toMatch(/"msg":"first complete snapshot","source":"nova","entities":\{"nova\.instance":3,.*"records":\d+,"durationMs":\d+/);
-    expect(logs).toMatch(/"msg":"first complete read","source":"nova","records":\d+,"pages":[1-9]\d*,"bytes":[1-9]\d*,"durationMs":\d+/);
-    await waitFor('a later read, at debug', () => /"level":"debug","msg":"read","source":"nova"/.test(logs));
-    await waitFor('a later snapshot, at debug', () => /"level":"debug","msg":"snapshot","source":"nova","entities":\{/.test(logs));
+    // The OpenStack sources log what they read through the same mechanism as the REST ones (progress.test.ts).
+    expect(logs).toMatch(/"msg":"first complete snapshot","source":"nova","entities":\{"nova\.instance":3,.*"records":\d+,"pages":[1-9]\d*,"bytes":[1-9]\d*,"readMs":\d+,"durationMs":\d+/);
+    await waitFor('a later snapshot, at debug', () => /"level":"debug","msg":"snapshot","source":"nova","entities":\{.*"pages":[1-9]/.test(logs));
   });
 
   it('answers 404 to unknown paths, 405 to other methods, ignores query strings, and HEAD has no body', async () => {

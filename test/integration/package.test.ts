@@ -3,7 +3,7 @@
  * into a fresh project, and used there as a library and as a CLI.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -32,6 +32,9 @@ describe('the npm package', () => {
     // rxjs is a peer: npm installs it beside the package, and both use the same copy.
     const installed = JSON.parse(readFileSync(join(project, 'node_modules', 'synchronizer', 'package.json'), 'utf8')) as { peerDependencies: Record<string, string> };
     expect(Object.keys(installed.peerDependencies)).toEqual(['rxjs']);
+    // No source map is shipped, so no shipped file may name one (a debugger or bundler would look for it).
+    const named = files.filter((f) => /\.(js|d\.ts)$/.test(f) && readFileSync(join(project, 'node_modules', 'synchronizer', f), 'utf8').includes('sourceMappingURL'));
+    expect(named).toEqual([]);
 
     writeFileSync(
       join(project, 'use.js'),
@@ -58,5 +61,15 @@ sync.start();
     const demo = join(project, 'node_modules', 'synchronizer', 'docs', 'examples', 'demo.yaml');
     const check = await run(bin, ['--check', '--config', demo], { cwd: project });
     expect(check.stderr).toContain('is valid (1 sources)');
+  });
+
+  it('has metadata npm takes as written: `npm pkg fix` changes nothing (npm publish would otherwise correct it, e.g. drop the bin)', { timeout: 60_000 }, async () => {
+    const copy = join(dir, 'fix');
+    mkdirSync(join(copy, 'bin'), { recursive: true });
+    const original = readFileSync(join(root, 'package.json'), 'utf8');
+    writeFileSync(join(copy, 'package.json'), original);
+    copyFileSync(join(root, 'bin', 'synchronizer.js'), join(copy, 'bin', 'synchronizer.js'));
+    await npm(['pkg', 'fix'], copy);
+    expect(JSON.parse(readFileSync(join(copy, 'package.json'), 'utf8'))).toEqual(JSON.parse(original));
   });
 });

@@ -24,9 +24,9 @@ export interface MonitoringServer {
   requests: SeenRequest[];
   /**
    * Answers requests for `path` whose query holds every pair of `query` (later routes win).
-   * `reply` may be a function, called per request.
+   * `reply` may be a function, called per request; a promise holds the answer until it resolves.
    */
-  route(path: string, query: Record<string, string>, reply: Reply | (() => Reply)): void;
+  route(path: string, query: Record<string, string>, reply: Reply | (() => Reply | Promise<Reply>)): void;
   close(): Promise<void>;
 }
 
@@ -41,7 +41,7 @@ export function wire(file: string, status = 200): Reply {
  * answers it; a request no route matches gets 404.
  */
 export async function startMonitoringServer(options: { basicAuth?: { username: string; password: string } } = {}): Promise<MonitoringServer> {
-  const routes: { path: string; query: Record<string, string>; reply: Reply | (() => Reply) }[] = [];
+  const routes: { path: string; query: Record<string, string>; reply: Reply | (() => Reply | Promise<Reply>) }[] = [];
   const requests: SeenRequest[] = [];
   const expected = options.basicAuth ? `Basic ${Buffer.from(`${options.basicAuth.username}:${options.basicAuth.password}`).toString('base64')}` : undefined;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -58,9 +58,10 @@ export async function startMonitoringServer(options: { basicAuth?: { username: s
       res.end(`no route for ${req.url}`);
       return;
     }
-    const reply = typeof route.reply === 'function' ? route.reply() : route.reply;
-    res.writeHead(reply.status ?? 200, { 'Content-Type': reply.contentType ?? 'application/json' });
-    res.end(reply.body);
+    void Promise.resolve(typeof route.reply === 'function' ? route.reply() : route.reply).then((reply) => {
+      res.writeHead(reply.status ?? 200, { 'Content-Type': reply.contentType ?? 'application/json' });
+      res.end(reply.body);
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

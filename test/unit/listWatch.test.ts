@@ -44,7 +44,8 @@ function resource(lists: Observable<ListPage<Rec>>[], watches: Observable<WatchE
 /** What the stream emitted, each with its virtual time: easier to read than an output marble with groups. */
 function record(signal$: Observable<SourceSignal<Rec>>, scheduler: SchedulerLike, until?: number) {
   const out: [number, SourceSignal<Rec>][] = [];
-  const sub = signal$.subscribe((s) => out.push([scheduler.now(), s]));
+  // A down signal carries the Error (its stack is for the log): compared here by its message.
+  const sub = signal$.subscribe((s) => out.push([scheduler.now(), s.kind === 'health' && s.error instanceof Error ? { ...s, error: s.error.message } : s]));
   if (until !== undefined) scheduler.schedule(() => sub.unsubscribe(), until);
   return out;
 }

@@ -3,7 +3,7 @@ import { map } from 'rxjs';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import alertmanagerSource from '../../sources/alertmanager.js';
 import nagiosSource from '../../sources/nagios.js';
-import { silentLogger } from '../../src/log.js';
+import { errorMessage, silentLogger } from '../../src/log.js';
 import { OptionReader } from '../../src/options.js';
 import type { SourcePlugin, SourceSignal } from '../../src/source.js';
 import { marbles } from '../support/marbles.js';
@@ -34,7 +34,7 @@ function create(plugin: SourcePlugin<unknown>, options: Record<string, unknown>,
   return plugin.create(parsed, { name: 'mon', scheduler, log: silentLogger, configDir: '.' });
 }
 
-const label = (s: SourceSignal<unknown>): string => (s.kind === 'health' ? `${s.status}: ${s.error ?? ''}` : s.kind);
+const label = (s: SourceSignal<unknown>): string => (s.kind === 'health' ? `${s.status}: ${s.error === undefined ? '' : errorMessage(s.error)}` : s.kind);
 
 describe('monitoring sources in virtual time', () => {
   for (const [name, plugin, options] of [

@@ -1,5 +1,6 @@
 import { Observable, of, throwError } from 'rxjs';
 import { describe, expect, it } from 'vitest';
+import { errorMessage } from '../../src/log.js';
 import type { SnapshotObservation } from '../../src/model.js';
 import { OptionReader } from '../../src/options.js';
 import { PollTimeoutError, poll, pollSnapshots, readPollTiming } from '../../src/poll.js';
@@ -68,7 +69,7 @@ describe('pollSnapshots', () => {
       const fetch = (): Observable<string[]> => (++attempt <= 2 ? throwError(() => new Error(`refused ${attempt}`)) : of(['r']));
       const signal$ = pollSnapshots<string>(fetch, { intervalMs: 100, timeoutMs: 5, backoff: { initialMs: 4, factor: 3, ...exact }, scheduler: m.scheduler, types: ['x.y'], source: 's' });
       const brief = (s: SourceSignal<string>): string =>
-        s.kind === 'health' ? `${s.status}${s.status === 'down' ? `:${s.error}:${s.retryInMs}` : ''}` : `snap:${s.kind === 'snapshot' ? s.records.join() : ''}`;
+        s.kind === 'health' ? `${s.status}${s.status === 'down' ? `:${errorMessage(s.error)}:${s.retryInMs}` : ''}` : `snap:${s.kind === 'snapshot' ? s.records.join() : ''}`;
       const seen = collect(m, signal$, 50).map(brief);
       expect(seen.slice(0, 4)).toEqual(['down:refused 1:4', 'down:refused 2:12', 'up', 'snap:r']);
     }),
@@ -118,13 +119,14 @@ describe('readPollTiming', () => {
   const read = (value: Record<string, unknown>): ReturnType<typeof readPollTiming> => readPollTiming(new OptionReader(value, 'sources[0]'), 10_000);
 
   it('reads interval, timeout and missesBeforeDelete with their defaults', () => {
-    expect(read({})).toEqual({ intervalMs: 30_000, timeoutMs: 10_000, missesBeforeDelete: 1 });
-    expect(read({ interval: '5s', timeout: '2s', missesBeforeDelete: 3 })).toEqual({ intervalMs: 5_000, timeoutMs: 2_000, missesBeforeDelete: 3 });
+    expect(read({})).toEqual({ intervalMs: 30_000, timeoutMs: 10_000, missesBeforeDelete: 1, progressEveryMs: 5_000 });
+    expect(read({ interval: '5s', timeout: '2s', missesBeforeDelete: 3, progressInterval: '1m' })).toEqual({ intervalMs: 5_000, timeoutMs: 2_000, missesBeforeDelete: 3, progressEveryMs: 60_000 });
   });
 
   it('refuses what cannot be a timing, naming the field', () => {
     expect(() => read({ interval: 0 })).toThrow('sources[0].interval: must be more than 0');
     expect(() => read({ timeout: '0s' })).toThrow('sources[0].timeout: must be more than 0');
+    expect(() => read({ progressInterval: '0s' })).toThrow('sources[0].progressInterval: must be more than 0');
     expect(() => read({ missesBeforeDelete: 0 })).toThrow('sources[0].missesBeforeDelete: expected at least 1, got 0');
     expect(() => read({ missesBeforeDelete: 1.5 })).toThrow('sources[0].missesBeforeDelete: expected a whole number, got 1.5');
     expect(read({ interval: '1ms', timeout: '1ms' })).toMatchObject({ intervalMs: 1, timeoutMs: 1 });

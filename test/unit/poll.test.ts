@@ -1,6 +1,7 @@
-import { NEVER, Observable, defer, map } from 'rxjs';
+import { NEVER, Observable, defer, filter, map, tap } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type PollOutcome, poll, pollSnapshots } from '../../src/poll.js';
+import { createLogger, errorMessage } from '../../src/log.js';
+import { type PollOutcome, type ReadCount, poll, pollSnapshots } from '../../src/poll.js';
 import type { SourceSignal } from '../../src/source.js';
 import { marbles } from '../support/marbles.js';
 
@@ -73,7 +74,7 @@ describe('poll', () => {
       let attempt = 0;
       const fetch = () => (++attempt === 2 ? m.cold('#', {}, new Error('HTTP 500 from http://127.0.0.1/servers')) : m.cold('-(r|)', { r: [attempt] }));
       const signal$ = pollSnapshots<number>(fetch, { intervalMs: 10, timeoutMs: 5, backoff: { initialMs: 3, ...exact }, scheduler: m.scheduler, types: ['x.y'], source: 'nova' });
-      const brief = (s: SourceSignal<number>): string => (s.kind === 'health' ? `${s.status}${s.error ? ':' + s.error : ''}` : s.kind === 'snapshot' ? `snap${s.records.join()}@${s.at.slice(17, 23)}` : s.kind);
+      const brief = (s: SourceSignal<number>): string => (s.kind === 'health' ? `${s.status}${s.error ? ':' + errorMessage(s.error) : ''}` : s.kind === 'snapshot' ? `snap${s.records.join()}@${s.at.slice(17, 23)}` : s.kind);
       m.expect(signal$.pipe(mapAny(brief)), '^ 29ms !').toBeObservable('-(us) 6ms d 3ms (ut) 7ms v', {
         u: 'up',
         s: 'snap1@00.000',
@@ -93,6 +94,45 @@ describe('poll', () => {
       const options = { intervalMs: 10, timeoutMs: 5, scheduler: m.scheduler, types: ['x.y'], source: 'nova' };
       m.expect(hysteresis(pollSnapshots<number>(fetch, { ...options, missesBeforeDelete: 3 })), '^ 15ms !').toBeObservable('-(hs) 7ms s', { h: 'health', s: 'm3' });
       m.expect(hysteresis(pollSnapshots<number>(fetch, options)), '^ 15ms !').toBeObservable('-(hs) 7ms s', { h: 'health', s: 'm-' });
+    }),
+  );
+
+  it(
+    'pollSnapshots logs a long poll\'s progress every `progressEveryMs` and gives each snapshot what its poll read',
+    marbles((m) => {
+      // What the source's clients received before this poll (an earlier one) is not this poll's.
+      const received: ReadCount = { responses: 7, bytes: 100, records: 0 };
+      const page = (records: number) => () => {
+        received.responses += 1;
+        received.bytes += 10;
+        received.records += records;
+      };
+      const pages = { a: page(2), b: page(2), r: () => undefined };
+      const fetch = () =>
+        m.cold('- a 3ms b 4ms (r|)', pages).pipe(
+          tap((f) => f()),
+          filter((f) => f === pages.r),
+          map(() => [1, 2, 3, 4]),
+        );
+      const lines: Record<string, unknown>[] = [];
+      const log = createLogger('info', (l) => lines.push(JSON.parse(l) as Record<string, unknown>));
+      const signal$ = pollSnapshots<number>(fetch, { intervalMs: 100, timeoutMs: 50, progressEveryMs: 4, received: () => received, log, scheduler: m.scheduler, types: ['x.y'], source: 'nagios' });
+      const read = (s: SourceSignal<number>) => (s.kind === 'snapshot' ? JSON.stringify(s.read) : s.kind);
+      m.expect(signal$.pipe(mapAny(read)), '^ 40ms !').toBeObservable('10ms (hs)', { h: 'health', s: JSON.stringify({ pages: 2, bytes: 20, readMs: 10 }) });
+      m.flush();
+      // At 4 and 8 ms; none after the poll ended at 10 (its timer went with it).
+      expect(lines.map(({ level, msg, source, pages, records, bytes, elapsedMs }) => ({ level, msg, source, pages, records, bytes, elapsedMs }))).toEqual([
+        { level: 'info', msg: 'still reading', source: 'nagios', pages: 1, records: 2, bytes: 10, elapsedMs: 4 },
+        { level: 'info', msg: 'still reading', source: 'nagios', pages: 2, records: 4, bytes: 20, elapsedMs: 8 },
+      ]);
+    }),
+  );
+
+  it(
+    'pollSnapshots without `received` says nothing of what a poll read',
+    marbles((m) => {
+      const signal$ = pollSnapshots<number>(() => m.cold('10ms (r|)', { r: [1] }), { intervalMs: 100, timeoutMs: 50, progressEveryMs: 4, scheduler: m.scheduler, types: ['x.y'], source: 'nova' });
+      m.expect(signal$.pipe(mapAny((s) => (s.kind === 'snapshot' ? String('read' in s) : s.kind))), '^ 20ms !').toBeObservable('10ms (hs)', { h: 'health', s: 'false' });
     }),
   );
 });

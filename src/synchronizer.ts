@@ -65,6 +65,8 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
   const commits = createCommitLine({ store, persisted: baseline.state(), owners: ownership.owners, health, log });
   const intake = {
     health,
+    // Every source's: a nagios source's attach refs to nova.host are qualified like nova's own.
+    localTypes: [...new Set(sources.flatMap((s) => s.localTypes ?? []))],
     ownership,
     active: typeMatcher(options.types),
     onInvalid: (record: InvalidRecord) => {

@@ -7,7 +7,7 @@
  * Layout (one environment, `baseline.mdb`, with named databases):
  *   meta        format → {format, version}; syncedAt → {type: ms}; clock → ms; owners → {type: source}
  *   entities    entity key → [type, id, name, state, project, parents, children, observedAt, source,
- *                                 attributes, at, bySnapshot (0/1), misses]   (version 2; see StoredEntry)
+ *                                 attributes, at, bySnapshot (0/1), misses, scope?]   (version 2; see StoredEntry)
  *   tombstones  entity key → deletion time, ms
  */
 import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
@@ -90,13 +90,17 @@ type StoredEntry = [
   at: number,
   bySnapshot: 0 | 1,
   misses: number,
+  /** Only for a scoped entity: an unscoped entry is what format 2 always wrote, so no migration. */
+  scope?: string,
 ];
 
 const NO_REFS: EntityRef[] = Object.freeze([]) as unknown as EntityRef[];
 
 function stored(entry: BaselineEntry): StoredEntry {
   const e = entry.entity;
-  return [e.type, e.id, e.name ?? null, e.state, e.project ?? null, e.parents, e.children, e.observedAt, e.source, e.attributes, entry.at, entry.bySnapshot ? 1 : 0, entry.misses];
+  const v: StoredEntry = [e.type, e.id, e.name ?? null, e.state, e.project ?? null, e.parents, e.children, e.observedAt, e.source, e.attributes, entry.at, entry.bySnapshot ? 1 : 0, entry.misses];
+  if (e.scope !== undefined) v.push(e.scope);
+  return v;
 }
 
 /** An entry back from its stored form, the entity in normalizeEntity's shape (one hidden class for all). */
@@ -105,6 +109,7 @@ function restored(key: string, v: StoredEntry): BaselineEntry {
     key,
     type: v[0],
     id: v[1],
+    scope: v[13],
     name: v[2] ?? undefined,
     state: v[3],
     project: v[4] ?? undefined,

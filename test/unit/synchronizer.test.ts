@@ -209,6 +209,7 @@ describe('createSynchronizer', () => {
     expect([sync.health()['nova-a']!.status, sync.health()['nova-b']!.status]).not.toContain('down');
     // A second poll source in the same scope is refused, as without scopes.
     also$.next(snapshot(t(3), [onHost('i3')], ['nova.instance']));
+    expect(() => createSynchronizer({ sources: [scoped('x', new Subject(), 'a/b')] })).toThrow(/source "x": a scope is 1 to 63 letters/);
     expect(sync.health()['nova-a2']).toMatchObject({ status: 'down', error: expect.stringMatching(/nova-a2 and nova-a both send complete snapshots of nova\.instance in scope a/) });
   });
 

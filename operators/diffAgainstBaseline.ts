@@ -1,7 +1,18 @@
 import { Map as ImmutableMap } from 'immutable';
 import { type OperatorFunction, mergeMap, scan } from 'rxjs';
-import { changedFields, entityHash, sameMeaning } from '../src/hash.js';
-import { type ChangeObservation, type Entity, type EntityEvent, type EntityType, type Observation, type SnapshotObservation, unreachable } from '../src/model.js';
+import { canonicalize, changedFields, entityHash, sameMeaning } from '../src/hash.js';
+import {
+  type ChangeObservation,
+  type Entity,
+  type EntityEvent,
+  type EntityPatch,
+  type EntityType,
+  type Observation,
+  type PatchObservation,
+  type SnapshotObservation,
+  unreachable,
+} from '../src/model.js';
+import { scopedType } from '../src/scope.js';
 
 /** What the baseline knows of one entity. */
 export interface BaselineEntry {
@@ -22,7 +33,10 @@ export interface BaselineState {
   readonly entities: ImmutableMap<string, BaselineEntry>;
   /** Deleted keys → time (epoch ms) of the deletion, kept for `tombstoneMs`. */
   readonly tombstones: ImmutableMap<string, number>;
-  /** Entity type → time (epoch ms) of the last complete snapshot of that type. */
+  /**
+   * Entity type → time (epoch ms) of the last complete snapshot of that type; per type and scope
+   * (`<scope>/<type>`, src/scope.ts `scopedType`) for scoped snapshots.
+   */
   readonly syncedAt: ImmutableMap<EntityType, number>;
   /** Newest observation time seen, epoch ms; drives tombstone expiry. */
   readonly clock: number;
@@ -102,16 +116,21 @@ function correctClock(observation: Observation, at: number, options: DiffOptions
   const limit = local + (options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS);
   if (at <= limit) return undefined;
   const stamp = new Date(local).toISOString();
-  const fix = (entity: Entity): Entity => (Date.parse(entity.observedAt) > limit ? { ...entity, observedAt: stamp } : entity);
+  const fix = <E extends Entity | EntityPatch>(entity: E): E => (Date.parse(entity.observedAt) > limit ? { ...entity, observedAt: stamp } : entity);
   const corrected: Observation =
-    observation.kind === 'snapshot' ? { ...observation, at: stamp, records: observation.records.map(fix) } : { ...observation, at: stamp, record: fix(observation.record) };
+    observation.kind === 'snapshot'
+      ? { ...observation, at: stamp, records: observation.records.map(fix) }
+      : observation.kind === 'change'
+        ? { ...observation, at: stamp, record: fix(observation.record) }
+        : { ...observation, at: stamp, record: fix(observation.record) };
   return { observation: corrected, at: local };
 }
 
 /** The time of the newest observation that vouches for an entry's state. */
 function effectiveAt(state: BaselineState, entry: BaselineEntry): number {
   if (!entry.bySnapshot || entry.misses > 0) return entry.at;
-  return Math.max(entry.at, state.syncedAt.get(entry.entity.type) ?? 0);
+  const e = entry.entity;
+  return Math.max(entry.at, state.syncedAt.get(e.scope === undefined ? e.type : scopedType(e.type, e.scope)) ?? 0);
 }
 
 /** Hashes computed so far, per event (see {@link event}). */
@@ -187,6 +206,7 @@ function withIndex(state: BaselineState, index: BaselineIndex): BaselineState {
 function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: number): BaselineStep {
   const events: EntityEvent[] = [];
   const types = new Set<EntityType>(snapshot.types);
+  const scope = snapshot.scope;
   const missesBeforeDelete = Math.max(1, snapshot.missesBeforeDelete ?? 1);
   const baselineIndex = indexOf(state);
   const index = baselineIndex.byKey;
@@ -232,14 +252,14 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
       else index.set(key, { entry, seen: gen, created: gen });
       events.push(upsertEvent(prev, entity, 'snapshot'));
     }
-    // Complete for its types (rules 2 and 5): whatever of those types it did not hold is gone —
-    // in key order, so the events do not depend on the index's history.
+    // Complete for its types within its scope (rules 2 and 5): whatever of those it did not hold
+    // is gone — in key order, so the events do not depend on the index's history.
     const missing: string[] = [];
     // Over values, not [key, slot] entries: no pair allocated per entity (0.4 µs each at 10,000).
     for (const slot of index.values()) {
       if (slot.seen === gen) continue;
       const entry = slot.entry;
-      if (types.has(entry.entity.type) && effectiveAt(state, entry) <= at) missing.push(entry.entity.key);
+      if (types.has(entry.entity.type) && entry.entity.scope === scope && effectiveAt(state, entry) <= at) missing.push(entry.entity.key);
     }
     for (const key of missing.sort()) {
       const slot = index.get(key)!;
@@ -256,7 +276,10 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
     }
   });
   const syncedAt = state.syncedAt.withMutations((m) => {
-    for (const type of types) m.set(type, Math.max(at, m.get(type) ?? 0));
+    for (const type of types) {
+      const name = scopedType(type, scope);
+      m.set(name, Math.max(at, m.get(name) ?? 0));
+    }
   });
   return { state: withIndex(baseline(entities, tombstones, syncedAt, state.clock, baselineIndex), baselineIndex), events, observation: snapshot };
 }
@@ -293,13 +316,57 @@ function applyDelete(state: BaselineState, change: ChangeObservation, at: number
   return { state: baseline(entities, tombstones, state.syncedAt, state.clock, state.index), events: [event('delete', 'notification', prev.entity)], observation: change };
 }
 
-function applyChange(state: BaselineState, change: ChangeObservation, at: number): BaselineStep {
+/**
+ * The entity a patch makes of the one the baseline holds: the fields it sets replace, attributes
+ * name by name (undefined removes one); `observedAt` and `source` are the patch's.
+ */
+function patched(prev: Entity, patch: EntityPatch): Entity {
+  let attributes = prev.attributes;
+  if (patch.attributes !== undefined) {
+    const merged: Record<string, unknown> = { ...prev.attributes };
+    for (const name of Object.keys(patch.attributes)) {
+      const v = patch.attributes[name];
+      if (v === undefined) delete merged[name];
+      else merged[name] = v;
+    }
+    attributes = canonicalize(merged);
+  }
+  // A spread of prev: the entity keeps normalizeEntity's shape and field order.
+  const entity: Entity = {
+    ...prev,
+    name: 'name' in patch ? patch.name : prev.name,
+    state: patch.state ?? prev.state,
+    project: 'project' in patch ? patch.project : prev.project,
+    parents: patch.parents ?? prev.parents,
+    children: patch.children ?? prev.children,
+    observedAt: patch.observedAt,
+    source: patch.source,
+    attributes,
+  };
+  if (patch.raw !== undefined) entity.raw = patch.raw;
+  return entity;
+}
+
+/**
+ * A patch onto the entity the baseline holds, then as an upsert of the result (rules 3 and 4). An
+ * entity it does not hold (never seen, or deleted) gets nothing: a patch is no whole entity, and
+ * the next complete observation (a poll) brings it whole.
+ */
+function applyPatch(state: BaselineState, patch: PatchObservation, at: number, index: Map<string, Slot>): BaselineStep {
+  const prev = index.get(patch.record.key)?.entry;
+  if (prev === undefined) return { state, events: [], observation: patch };
+  const change: ChangeObservation = { kind: 'change', source: patch.source, action: 'upsert', at: patch.at, record: patched(prev.entity, patch.record) };
+  return { ...applyUpsert(state, change, at, index), observation: patch };
+}
+
+function applyChange(state: BaselineState, change: ChangeObservation | PatchObservation, at: number): BaselineStep {
   const baselineIndex = indexOf(state);
   const index = baselineIndex.byKey;
   const step = ((): BaselineStep => {
     const prev = index.get(change.record.key)?.entry;
     // Older than what the baseline already holds: never overrides it (rule 4).
     if (prev !== undefined && effectiveAt(state, prev) > at) return { state, events: [], observation: change };
+    if (change.kind === 'patch') return applyPatch(state, change, at, index);
     // A switch, not ts-pattern, on this per-message path: it costs nothing and `never` keeps it exhaustive.
     switch (change.action) {
       case 'upsert':
@@ -341,6 +408,7 @@ export function applyObservation(state: BaselineState, observation: Observation,
       case 'snapshot':
         return applySnapshot(current, taken, at);
       case 'change':
+      case 'patch':
         return applyChange(current, taken, at);
       default:
         return unreachable(taken, 'observation');
@@ -374,9 +442,11 @@ export function baselineSteps(options: DiffOptions = {}, seed: BaselineState = e
  *
  * 1. The hash covers the entity's meaning (type, id, name, state, project, parents, children,
  *    attributes), not observedAt, source or raw: equal meaning ⇒ equal hash, no event.
- * 2. A snapshot is complete for its `types`: baseline entities of those types it lacks are
- *    deleted (after `missesBeforeDelete` snapshots in a row). Other types are left alone.
- * 3. A change upserts or deletes one entity.
+ * 2. A snapshot is complete for its `types` within its `scope`: baseline entities of those types
+ *    and that scope it lacks are deleted (after `missesBeforeDelete` snapshots in a row). Other
+ *    types, and other scopes, are left alone.
+ * 3. A change upserts or deletes one entity. A patch sets some fields of the entity the baseline
+ *    holds (then as an upsert of the result); of an entity it does not hold, it makes nothing.
  * 4. An older observation never overrides a newer one: a snapshot started before a notification
  *    that changed an entity leaves that entity alone, and a deleted entity keeps a tombstone for
  *    `tombstoneMs` so a late or redelivered older notification cannot bring it back.

@@ -1,4 +1,4 @@
-export { normalizeEntity, toEntity, type InvalidRecord, type NormalizeOptions } from './normalizeEntity.js';
+export { normalizeEntity, toEntity, toPatch, type InvalidRecord, type NormalizeOptions } from './normalizeEntity.js';
 export {
   diffAgainstBaseline,
   baselineSteps,

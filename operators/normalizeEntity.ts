@@ -1,6 +1,7 @@
 import { type OperatorFunction, Observable } from 'rxjs';
-import { type Entity, type EntityDraft, type EntityRef, type Observation, entityKey } from '../src/model.js';
+import { type Entity, type EntityDraft, type EntityPatch, type EntityRef, type Observation, entityKey } from '../src/model.js';
 import { canonicalize } from '../src/hash.js';
+import { type EntityScope, qualifiedId } from '../src/scope.js';
 import type { EntityMapping } from '../src/source.js';
 
 /** A raw record that could not become an entity, and why. */
@@ -17,6 +18,11 @@ export interface NormalizeOptions {
   onInvalid?: (invalid: InvalidRecord) => void;
   /** Keep the raw record on the entity (`Entity.raw`). Off by default: it costs memory. */
   keepRaw?: boolean;
+  /**
+   * The source's scope: every entity carries it, and the ids of its local types — the entity's
+   * and those its refs name — are qualified by it (src/scope.ts). Absent: entities as mapped.
+   */
+  scope?: EntityScope;
 }
 
 class InvalidEntity extends Error {
@@ -60,8 +66,9 @@ function compareRefs(a: EntityRef, b: EntityRef): number {
 /** The refs of every entity that has none: one shared, frozen empty list (most have no children). */
 const NO_REFS: EntityRef[] = Object.freeze([]) as unknown as EntityRef[];
 
-function checkRefs(refs: unknown, field: 'parents' | 'children', key: string): EntityRef[] {
+function checkRefs(refs: unknown, field: 'parents' | 'children', key: string, scope?: EntityScope): EntityRef[] {
   if (refs === undefined || refs === null) return NO_REFS;
+  if (scope !== undefined && Array.isArray(refs)) refs = refs.map((r: unknown) => scopedRef(r, scope));
   if (!Array.isArray(refs)) throw new InvalidEntity(`${field} must be a list of {type, id}`, key);
   let canonical = true;
   for (let i = 0; i < refs.length; i++) {
@@ -82,18 +89,27 @@ function checkRefs(refs: unknown, field: 'parents' | 'children', key: string): E
   return sorted.filter((r, i) => i === 0 || compareRefs(sorted[i - 1]!, r) !== 0);
 }
 
-/**
- * Checks one draft and completes it into an Entity. Throws InvalidEntity with the reason.
- * `requireState` is false for deletes, which only need type and id.
- */
-export function toEntity(draft: EntityDraft, source: string, observedAt: string, requireState = true, keepRaw = false): Entity {
+/** A ref as a scoped source means it: to the entity of its own scope when the type is local. */
+function scopedRef(r: unknown, scope: EntityScope): unknown {
+  const ref = r as Partial<EntityRef> | null | undefined;
+  if (!isNonEmptyString(ref?.type) || !isNonEmptyString(ref.id) || !scope.isLocal(ref.type)) return r;
+  return { type: ref.type, id: qualifiedId(scope.name, ref.id) };
+}
+
+/** The checked type, id (qualified in a scope) and key of a draft. Throws InvalidEntity. */
+function identify(draft: EntityDraft, scope: EntityScope | undefined): { type: string; id: string; key: string } {
   if (draft === null || typeof draft !== 'object') throw new InvalidEntity(`mapping returned ${JSON.stringify(draft)}, not an entity`);
-  const { type, id, name, state, project, attributes } = draft;
+  const { type, id } = draft;
   if (!isNonEmptyString(type)) throw new InvalidEntity(`type must be a non-empty string, got ${JSON.stringify(type)}`);
   if (!isNonEmptyString(id)) throw new InvalidEntity(`id of ${type} must be a non-empty string, got ${JSON.stringify(id)}`);
-  const key = entityKey(type, id);
+  const scoped = scope !== undefined && scope.isLocal(type) ? qualifiedId(scope.name, id) : id;
+  return { type, id: scoped, key: entityKey(type, scoped) };
+}
+
+/** Checks the optional fields of a draft, as far as they are present. Throws InvalidEntity. */
+function checkFields(draft: EntityDraft, key: string): void {
+  const { state, name, project, attributes } = draft;
   if (state !== undefined && !isNonEmptyString(state)) throw new InvalidEntity(`state must be a non-empty string, got ${JSON.stringify(state)}`, key);
-  if (state === undefined && requireState) throw new InvalidEntity('state is missing', key);
   if (name !== undefined && name !== null && typeof name !== 'string') throw new InvalidEntity(`name must be a string, got ${JSON.stringify(name)}`, key);
   if (project !== undefined && project !== null && typeof project !== 'string') {
     throw new InvalidEntity(`project must be a string, got ${JSON.stringify(project)}`, key);
@@ -101,23 +117,62 @@ export function toEntity(draft: EntityDraft, source: string, observedAt: string,
   if (attributes !== undefined && (attributes === null || typeof attributes !== 'object' || Array.isArray(attributes))) {
     throw new InvalidEntity('attributes must be a mapping', key);
   }
+}
+
+/**
+ * Checks one draft and completes it into an Entity. Throws InvalidEntity with the reason.
+ * `requireState` is false for deletes, which only need type and id. With a `scope`, the entity
+ * carries it and local types' ids (its own and its refs') are qualified by it.
+ */
+export function toEntity(draft: EntityDraft, source: string, observedAt: string, requireState = true, keepRaw = false, scope?: EntityScope): Entity {
+  const { type, id, key } = identify(draft, scope);
+  checkFields(draft, key);
+  const { name, state, project, attributes } = draft;
+  if (state === undefined && requireState) throw new InvalidEntity('state is missing', key);
   // One literal, fields always present (undefined when unset): one object shape for every
   // entity, and the contract's field order in the JSON output (undefined members are not written).
   const entity: Entity = {
     key,
     type: intern(type),
     id,
+    scope: scope?.name,
     name: isNonEmptyString(name) ? name : undefined,
     state: state === undefined ? 'DELETED' : normalizeState(state),
     project: isNonEmptyString(project) ? intern(project) : undefined,
-    parents: checkRefs(draft.parents, 'parents', key),
-    children: checkRefs(draft.children, 'children', key),
+    parents: checkRefs(draft.parents, 'parents', key, scope),
+    children: checkRefs(draft.children, 'children', key, scope),
     observedAt,
     source,
     attributes: attributes === undefined ? {} : canonicalize(attributes),
   };
   if (keepRaw && draft.raw !== undefined) entity.raw = draft.raw;
   return entity;
+}
+
+/**
+ * Checks a partial draft (a patch: type, id and the fields it sets) and completes it into an
+ * EntityPatch. A field the draft leaves undefined is not set; an attribute whose value is
+ * undefined is removed. Throws InvalidEntity with the reason.
+ */
+export function toPatch(draft: EntityDraft, source: string, observedAt: string, keepRaw = false, scope?: EntityScope): EntityPatch {
+  const { type, id, key } = identify(draft, scope);
+  checkFields(draft, key);
+  const { name, state, project, attributes } = draft;
+  const patch: EntityPatch = { key, type: intern(type), id, observedAt, source };
+  if (scope !== undefined) patch.scope = scope.name;
+  // null or '' clears name and project, as a whole entity without them has none.
+  if (name !== undefined) patch.name = isNonEmptyString(name) ? name : undefined;
+  if (state !== undefined) patch.state = normalizeState(state);
+  if (project !== undefined) patch.project = isNonEmptyString(project) ? intern(project) : undefined;
+  if (draft.parents !== undefined) patch.parents = checkRefs(draft.parents, 'parents', key, scope);
+  if (draft.children !== undefined) patch.children = checkRefs(draft.children, 'children', key, scope);
+  if (attributes !== undefined) {
+    const set: Record<string, unknown> = {};
+    for (const name of Object.keys(attributes)) set[name] = attributes[name] === undefined ? undefined : canonicalize(attributes[name]);
+    patch.attributes = set;
+  }
+  if (keepRaw && draft.raw !== undefined) patch.raw = draft.raw;
+  return patch;
 }
 
 function drafts<R>(map: EntityMapping<R>, record: R): readonly EntityDraft[] {
@@ -143,9 +198,12 @@ function drafts<R>(map: EntityMapping<R>, record: R): readonly EntityDraft[] {
  *    snapshot lists it in `keep`, so the bad record does not delete the entity it describes.
  * 3. A change whose record is invalid is dropped whole and settled `{ ok: false, reason }`, so a
  *    push source can set its message aside; one the mapping ignores (no drafts) is settled ok.
+ *    A patch is the same, its drafts completed into EntityPatches (only the fields they set).
  * 4. An observation whose `at` is not a date is reported and dropped (settled not ok); a snapshot
  *    record whose type is not among the snapshot's `types` is invalid (it could never be deleted).
- * 5. Completes and errors with the source.
+ * 5. With `scope`, every entity carries it, its snapshots name it, and the ids of local types
+ *    (the entity's and its refs') are qualified by it: `nova.host:a/compute-01` (src/scope.ts).
+ * 6. Completes and errors with the source.
  *
  * @example
  * ```ts
@@ -155,7 +213,7 @@ function drafts<R>(map: EntityMapping<R>, record: R): readonly EntityDraft[] {
  * @returns observations of valid entities only.
  */
 export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOptions = {}): OperatorFunction<Observation<R>, Observation<Entity>> {
-  const { onInvalid, keepRaw = false } = options;
+  const { onInvalid, keepRaw = false, scope } = options;
   return (source$) =>
     new Observable<Observation<Entity>>((subscriber) =>
       source$.subscribe({
@@ -174,7 +232,7 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
             const types = new Set(observation.types);
             const add = (draft: EntityDraft, record: R): void => {
               try {
-                const entity = toEntity(draft, observation.source, observation.at, true, keepRaw);
+                const entity = toEntity(draft, observation.source, observation.at, true, keepRaw, scope);
                 if (!types.has(entity.type)) {
                   throw new InvalidEntity(`type ${entity.type} is not among the snapshot's types (${observation.types.join(', ')})`);
                 }
@@ -199,13 +257,16 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
               else add(out as EntityDraft, record);
             }
             const { records: _raw, keep: _keep, ...rest } = observation;
-            subscriber.next({ ...rest, records, ...(keep.length > 0 ? { keep } : {}) });
+            subscriber.next({ ...rest, records, ...(keep.length > 0 ? { keep } : {}), ...(scope !== undefined ? { scope: scope.name } : {}) });
             return;
           }
-          let entities: Entity[];
+          let entities: (Entity | EntityPatch)[];
           try {
-            entities = drafts(map, observation.record).map((d) =>
-              toEntity(d, observation.source, observation.at, observation.action === 'upsert', keepRaw),
+            const record = observation.record as R;
+            entities = drafts(map, record).map((d) =>
+              observation.kind === 'patch'
+                ? toPatch(d, observation.source, observation.at, keepRaw, scope)
+                : toEntity(d, observation.source, observation.at, observation.action === 'upsert', keepRaw, scope),
             );
           } catch (e) {
             const reason = e instanceof InvalidEntity ? e.message : `mapping failed: ${e instanceof Error ? e.message : String(e)}`;
@@ -218,9 +279,12 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
             return;
           }
           // One record may describe several entities; the last one carries the settle hook.
-          const { source, action, at, settle } = observation;
+          const { source, at, settle } = observation;
           for (let i = 0; i < entities.length; i++) {
-            const change: Observation<Entity> = { kind: 'change', source, action, at, record: entities[i]! };
+            const change: Observation<Entity> =
+              observation.kind === 'patch'
+                ? { kind: 'patch', source, at, record: entities[i] as EntityPatch }
+                : { kind: 'change', source, action: observation.action, at, record: entities[i] as Entity };
             if (settle && i === entities.length - 1) change.settle = settle;
             subscriber.next(change);
           }

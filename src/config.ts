@@ -7,6 +7,7 @@ import { DEFAULT_MAX_CLOCK_SKEW_MS, DEFAULT_TOMBSTONE_MS } from '../operators/di
 import { LOG_LEVELS, type LogLevel, type Logger, errorMessage, silentLogger } from './log.js';
 import type { EntityType } from './model.js';
 import { ConfigError, OptionReader } from './options.js';
+import { scopeNameProblem } from './scope.js';
 import { parseYamlQuietly, resolveReferences } from './secrets.js';
 import type { Source, SourcePlugin } from './source.js';
 import { type SinkPlugin, builtinSinks } from './sinks/index.js';
@@ -16,6 +17,8 @@ import { type ClusterOptions, readClusterOptions } from './cluster/config.js';
 export interface SourceEntry {
   name: string;
   use: string;
+  /** The cloud or region it sees (src/scope.ts). */
+  scope?: string;
   plugin: SourcePlugin<unknown>;
   options: unknown;
 }
@@ -108,11 +111,14 @@ export async function parseConfig(doc: unknown, configDir: string): Promise<Serv
     if (names.has(name)) throw new ConfigError(s.at('name'), `${JSON.stringify(name)} is already the name of another source`);
     names.add(name);
     const use = s.string('use');
+    const scope = s.optionalString('scope');
+    const scopeProblem = scope === undefined ? undefined : scopeNameProblem(scope);
+    if (scopeProblem !== undefined) throw new ConfigError(s.at('scope'), scopeProblem);
     const plugin = await loadPlugin(use, configDir, s.at('use'));
-    const optionsReader = new OptionReader(s.value, s.path, ['name', 'use'], configDir);
+    const optionsReader = new OptionReader(s.value, s.path, ['name', 'use', 'scope'], configDir);
     const options = plugin.options(optionsReader);
     optionsReader.done();
-    sources.push({ name, use, plugin, options });
+    sources.push({ name, use, ...(scope === undefined ? {} : { scope }), plugin, options });
   }
   const sinkReaders = read.has('sinks') ? read.objectList('sinks') : [new OptionReader({ use: 'stdout' }, 'sinks[0]')];
   const sinks: SinkEntry[] = [];
@@ -162,7 +168,12 @@ export interface CreateSourceContext {
 /** Creates the configured sources. */
 export function createSources(entries: readonly SourceEntry[], context: CreateSourceContext = {}): Source<unknown>[] {
   const { scheduler = asyncScheduler, log = silentLogger, configDir = process.cwd() } = context;
-  return entries.map((e) => e.plugin.create(e.options, { name: e.name, scheduler, log: log.child({ source: e.name }), configDir }));
+  return entries.map((e) => {
+    const source = e.plugin.create(e.options, { name: e.name, ...(e.scope === undefined ? {} : { scope: e.scope }), scheduler, log: log.child({ source: e.name }), configDir });
+    // The config's scope is the source's, whatever the plugin set.
+    if (e.scope !== undefined) source.scope = e.scope;
+    return source;
+  });
 }
 
 /**

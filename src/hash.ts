@@ -90,6 +90,7 @@ const T = 0x54; // T
 const F = 0x46; // F
 const Z = 0x7a; // z
 const J = 0x6a; // j
+const SCOPE = 0x40; // @
 
 function writeRefs(refs: readonly EntityRef[], sink: MeaningSink): void {
   sink.mark(R);
@@ -119,10 +120,10 @@ function writeValue(v: unknown, sink: MeaningSink): void {
 }
 
 /**
- * Writes an entity's meaning (type, id, name, state, project, parents, children, attributes),
- * not observedAt, source or raw (DESIGN rule 1). Every token is self-delimiting, so different
- * meanings write different token streams. Expects what normalizeEntity makes: refs in canonical
- * order, attributes canonicalized (sorted keys).
+ * Writes an entity's meaning (type, id, name, state, project, parents, children, attributes, and
+ * its scope when it has one), not observedAt, source or raw (DESIGN rule 1). Every token is
+ * self-delimiting, so different meanings write different token streams. Expects what
+ * normalizeEntity makes: refs in canonical order, attributes canonicalized (sorted keys).
  */
 function writeMeaning(e: Entity, sink: MeaningSink): void {
   sink.str(e.type);
@@ -139,6 +140,11 @@ function writeMeaning(e: Entity, sink: MeaningSink): void {
     if (v === undefined || typeof v === 'function') continue;
     sink.str(key);
     writeValue(v, sink);
+  }
+  // Last and only when set: an unscoped entity's hash is what it always was.
+  if (e.scope !== undefined) {
+    sink.mark(SCOPE);
+    sink.str(e.scope);
   }
 }
 
@@ -293,6 +299,7 @@ export function sameMeaning(a: Entity, b: Entity): boolean {
   return (
     a.type === b.type &&
     a.id === b.id &&
+    a.scope === b.scope &&
     a.name === b.name &&
     a.state === b.state &&
     a.project === b.project &&
@@ -309,6 +316,7 @@ export function sameMeaning(a: Entity, b: Entity): boolean {
  */
 export function changedFields(before: Entity, after: Entity): string[] {
   const changed: string[] = [];
+  if (before.scope !== after.scope) changed.push('scope');
   if (before.name !== after.name) changed.push('name');
   if (before.state !== after.state) changed.push('state');
   if (before.project !== after.project) changed.push('project');

@@ -19,5 +19,6 @@ export { attachRefs, readAttachRules, type AttachRule, type ReadAttachOptions } 
 export { amqpConsume$, parseTransportUrl, redactUrl, describeEndpoint, REASON_HEADER, type AmqpEndpoint, type AmqpBinding, type AmqpConsumerOptions, type AmqpDelivery, type AmqpSignal } from './amqp.js';
 export { openBaselineStore, StateError, STATE_FORMAT, STATE_VERSION, type BaselineStore, type StoredBaseline } from './store/lmdb.js';
 export { pushReceiver$, readPushOptions, PushRefusal, DEFAULT_MAX_BODY_BYTES, type PushOptions, type PushAuth, type PushChange, type PushParser, type PushContext } from './push.js';
+export { LOCAL_TYPES, entityScope, qualifiedId, scopeNameProblem, type EntityScope } from './scope.js';
 export { listWatch, ExpiredError, type ListPage, type ListWatchResource, type ListWatchOptions, type WatchEvent } from './listWatch.js';
 export { applyClusterEvent, readClusterEvent, emptyClusterView, leasedSource, readClusterOptions, INSTANCE_HEADER, OBSERVED_AT_HEADER, type ClusterEvent, type ClusterView, type ClusterEventOutcome, type ClusterOptions, type ClusterHealth } from './cluster/index.js';

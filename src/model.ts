@@ -16,7 +16,10 @@ export interface Entity {
   /** `${type}:${id}`, unique within the synchronizer. */
   key: string;
   type: EntityType;
+  /** Qualified as `<scope>/<id>` when its type's ids are unique only within a scope (src/scope.ts). */
   id: string;
+  /** The cloud or region of the source that saw it (its `scope`); absent for an unscoped source. */
+  scope?: string | undefined;
   name?: string;
   /** Normalized, upper case: ACTIVE, SHUTOFF, ERROR, DOWN, OK, CRITICAL… */
   state: string;
@@ -81,6 +84,8 @@ interface ObservationBase {
 export interface SnapshotObservation<R = Entity> extends ObservationBase {
   kind: 'snapshot';
   types: EntityType[];
+  /** Complete only within this scope: entities of `types` in other scopes are left alone. */
+  scope?: string | undefined;
   records: R[];
   /** Deletion hysteresis: delete only after this many complete snapshots missed it (default 1). */
   missesBeforeDelete?: number;
@@ -110,8 +115,41 @@ export interface ChangeObservation<R = Entity> extends ObservationBase {
   record: R;
 }
 
+/**
+ * A partial observation of one entity: only the fields it carries (Aodh's `alarm.state_transition`
+ * says the new state, not the alarm). Applied onto the entity the baseline holds; one the baseline
+ * does not hold makes no event (it waits for the next complete observation, e.g. a poll).
+ */
+export interface PatchObservation<R = EntityPatch> extends ObservationBase {
+  kind: 'patch';
+  record: R;
+}
+
+/**
+ * What a patch sets, normalized: the fields present replace the entity's; `attributes` are set
+ * name by name (an `undefined` value removes that attribute), the others stay as they were.
+ */
+export interface EntityPatch {
+  key: string;
+  type: EntityType;
+  id: string;
+  scope?: string | undefined;
+  name?: string | undefined;
+  state?: string | undefined;
+  project?: string | undefined;
+  parents?: EntityRef[] | undefined;
+  children?: EntityRef[] | undefined;
+  attributes?: Record<string, unknown> | undefined;
+  observedAt: string;
+  source: string;
+  raw?: unknown;
+}
+
+/** The record type of a patch: raw before normalizeEntity, {@link EntityPatch} after. */
+type PatchRecord<R> = [R] extends [Entity] ? EntityPatch : R;
+
 /** What a source emits; `R` is its raw record type before normalizeEntity, `Entity` after. */
-export type Observation<R = Entity> = SnapshotObservation<R> | ChangeObservation<R>;
+export type Observation<R = Entity> = SnapshotObservation<R> | ChangeObservation<R> | PatchObservation<PatchRecord<R>>;
 
 export type EntityAction = 'create' | 'update' | 'delete';
 export type EventOrigin = 'snapshot' | 'notification';

@@ -31,6 +31,13 @@ export interface Source<R = unknown> {
   name: string;
   /** Entity types it produces. */
   types: readonly EntityType[];
+  /**
+   * The cloud or region it sees (config `scope`): its entities carry it, ids of local types are
+   * qualified by it, its snapshots are complete only within it (src/scope.ts).
+   */
+  scope?: string | undefined;
+  /** Types of its own whose ids are unique only within a scope, beyond src/scope.ts's LOCAL_TYPES. */
+  localTypes?: readonly EntityType[] | undefined;
   signal$: Observable<SourceSignal<R>>;
   map: EntityMapping<R>;
 }
@@ -39,6 +46,8 @@ export interface Source<R = unknown> {
 export interface SourceContext {
   /** The source instance's name (config `name`). */
   name: string;
+  /** Its config `scope`, if any (the hub applies it; a source rarely needs it). */
+  scope?: string | undefined;
   /** Time source of polling, timeouts and backoff; virtual in marble tests. */
   scheduler: SchedulerLike;
   log: Logger;

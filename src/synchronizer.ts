@@ -13,6 +13,7 @@ import { createOwnership } from './hub/ownership.js';
 import { registerWith } from './hub/register.js';
 import { replayOf } from './hub/replay.js';
 import type { Synchronizer, SynchronizerOptions } from './hub/types.js';
+import { scopeNameProblem } from './scope.js';
 import { type StoredBaseline, openBaselineStore } from './store/lmdb.js';
 
 export type { RegisterOptions, SourceHealth, SyncItem, Synchronizer, SynchronizerMetrics, SynchronizerOptions } from './hub/types.js';
@@ -38,6 +39,8 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
   for (const s of sources) {
     if (names.has(s.name)) throw new Error(`two sources are named ${JSON.stringify(s.name)}: names must be unique`);
     names.add(s.name);
+    const scopeProblem = s.scope === undefined ? undefined : scopeNameProblem(s.scope);
+    if (scopeProblem !== undefined) throw new Error(`source ${JSON.stringify(s.name)}: ${scopeProblem}`);
   }
   if (options.state && names.has(STATE_HEALTH)) throw new Error(`a source is named ${JSON.stringify(STATE_HEALTH)}: with a state store that name is the store's health entry`);
   // Loaded before any source runs: the first snapshot of each type then emits only what changed.
@@ -84,6 +87,8 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
   let outbox = stored?.outbox;
   const intake = {
     health,
+    // Every source's: a nagios source's attach refs to nova.host are qualified like nova's own.
+    localTypes: [...new Set(sources.flatMap((s) => s.localTypes ?? []))],
     ownership,
     active: typeMatcher(options.types),
     onInvalid: (record: InvalidRecord) => {

@@ -152,6 +152,39 @@ export function alarmDraft(f: AlarmFacts): EntityDraft {
   };
 }
 
+/** The alarm's fields (as a notification's `detail` names them) → the attribute each one makes. */
+const DETAIL_ATTRIBUTES: Readonly<Record<string, string>> = {
+  description: 'description',
+  enabled: 'enabled',
+  rule: 'resource_id',
+  severity: 'severity',
+  state_reason: 'state_reason',
+  type: 'type',
+};
+
+/**
+ * The patch of an `alarm.state_transition` or `alarm.rule_change`, whose `detail` holds only the
+ * fields that changed (`{state, state_reason}`, or e.g. `{description, severity}`): the fields of
+ * {@link alarmDraft} that those make, and nothing else, so the alarm the baseline holds keeps the
+ * rest. An attribute a changed field no longer makes (a description emptied) is removed.
+ */
+export function alarmPatchDraft(f: AlarmFacts, changed: readonly string[]): EntityDraft {
+  const whole = alarmDraft(f);
+  const patch: EntityDraft = { type: 'aodh.alarm', id: f.id };
+  const attributes: Record<string, unknown> = {};
+  for (const field of changed) {
+    // '' clears a name or project (normalizeEntity's toPatch), as a whole alarm without one has none.
+    if (field === 'name') patch.name = whole.name ?? '';
+    else if (field === 'state' && whole.state !== undefined) patch.state = whole.state;
+    else if (field === 'project_id') patch.project = whole.project ?? '';
+    if (field === 'rule') patch.parents = whole.parents ?? [];
+    const attribute = DETAIL_ATTRIBUTES[field];
+    if (attribute !== undefined) attributes[attribute] = whole.attributes?.[attribute];
+  }
+  if (Object.keys(attributes).length > 0) patch.attributes = attributes;
+  return patch;
+}
+
 /** Aodh's default max page; asked for explicitly so that a full page means "ask for more". */
 const AODH_PAGE = 1000;
 

@@ -6,7 +6,7 @@ import type { EntityDraft, EntityType, Settlement } from '../../src/model.js';
 import type { OptionReader } from '../../src/options.js';
 import { INSECURE_WARNING, type TlsOptions } from '../../src/tls.js';
 import { type Source, type SourceContext, type SourceSignal, defineSource } from '../../src/source.js';
-import { type AlarmFacts, alarmDraft } from './aodh.js';
+import { type AlarmFacts, alarmDraft, alarmPatchDraft } from './aodh.js';
 import { type VolumeFacts, volumeDraft } from './cinder.js';
 import { type StackFacts, stackDraft } from './heat.js';
 import { type InstanceFacts, instanceDraft } from './instance.js';
@@ -26,13 +26,14 @@ import { type ApiNetwork, type ApiPort, networkDraft, portDraft } from './neutro
  * | `network.*`                                  | `neutron.network` | `*.end`                  | `.delete.end`          | `network.id` / `network_id`      |
  * | `volume.*` (Cinder)                          | `cinder.volume`   | `*.end`                  | `.delete.end`          | `volume_id`                      |
  * | `orchestration.stack.*`                      | `heat.stack`      | `*.end`, `*.error`       | `.delete.end`          | `stack_identity`                 |
- * | `alarm.*` (Aodh)                             | `aodh.alarm`      | `.creation`              | `.deletion`            | `alarm_id`                       |
+ * | `alarm.*` (Aodh)                             | `aodh.alarm`      | `.creation`; patch: `.state_transition`, `.rule_change` | `.deletion` | `alarm_id`  |
  * | `baremetal.node.*` (Ironic, versioned)       | `ironic.node`     | `*.end`, `*.success`, `*.error` | `.delete.end`   | `ironic_object.data.uuid`        |
  * | `octavia.loadbalancer.*`                     | `octavia.loadbalancer` | —                   | `.delete.end`          | `loadbalancer_id`                |
  *
  * Aodh's `alarm.state_transition` and `alarm.rule_change` carry only what changed (the state, or
- * the changed fields), not the alarm, and an entity is only ever replaced whole: they are acked
- * without an event and the next poll of `openstack.aodh` brings the change. Octavia's create and
+ * the changed fields), not the alarm: they are patches, applied onto the alarm the baseline holds
+ * (an update with the new state); one of an alarm it does not hold is acked without an event, and
+ * the next poll of `openstack.aodh` brings the alarm whole. Octavia's create and
  * update notifications carry no status, and `update.end` the load balancer as it was before the
  * update: only its delete is taken. Ironic can drop a `provision_set.end`; the poll catches up.
  *
@@ -70,7 +71,8 @@ export interface NotificationOptions {
 
 const FAMILIES = ['nova.legacy', 'nova.versioned', 'neutron.port', 'neutron.network', 'cinder.volume', 'heat.stack', 'aodh.alarm', 'ironic.node', 'octavia.loadbalancer'] as const;
 type Family = (typeof FAMILIES)[number];
-type Action = 'upsert' | 'delete' | 'ignore';
+/** `patch`: the notification carries only what changed (DESIGN, "patch" observations). */
+type Action = 'upsert' | 'delete' | 'patch' | 'ignore';
 
 /** Which entity an event type's family describes. */
 const FAMILY_TYPE: Readonly<Record<Family, EntityType>> = {
@@ -181,6 +183,14 @@ export function decodeNotification(body: Buffer | string): OsloNotification {
 
 type Route = { family: Family; action: Action } | undefined;
 
+/** Aodh's event types: a creation is the whole alarm, a state transition or rule change only what changed. */
+const ALARM_ACTIONS: Readonly<Record<string, Action>> = {
+  'alarm.creation': 'upsert',
+  'alarm.state_transition': 'patch',
+  'alarm.rule_change': 'patch',
+  'alarm.deletion': 'delete',
+};
+
 // Event types are few, and routing one costs more than decoding it: remember them (bounded, so a
 // stream of garbage event types cannot grow it).
 const routeCache = new Map<string, Route>();
@@ -207,7 +217,7 @@ function computeRoute(eventType: string): Route {
     .with(P.string.startsWith('octavia.loadbalancer.'), () => 'octavia.loadbalancer')
     .otherwise(() => undefined);
   if (family === undefined) return undefined;
-  if (family === 'aodh.alarm') return { family, action: eventType === 'alarm.creation' ? 'upsert' : eventType === 'alarm.deletion' ? 'delete' : 'ignore' };
+  if (family === 'aodh.alarm') return { family, action: ALARM_ACTIONS[eventType] ?? 'ignore' };
   if (family === 'octavia.loadbalancer') return { family, action: eventType === 'octavia.loadbalancer.delete.end' ? 'delete' : 'ignore' };
   if (family === 'ironic.node' && /\.(success|error)$/.test(eventType)) return { family, action: 'upsert' };
   // Nova's legacy nova-network used network.floating_ip.*: not a Neutron network.
@@ -370,7 +380,7 @@ export function notificationDraft(record: NotificationRecord): EntityDraft {
     .with('neutron.network', () => networkDraft(neutronRecord(n, 'network') as ApiNetwork))
     .with('cinder.volume', () => volumeDraft(volumeFacts(n)))
     .with('heat.stack', () => stackDraft(stackFacts(n)))
-    .with('aodh.alarm', () => alarmDraft(alarmFacts(n)))
+    .with('aodh.alarm', () => (record.action === 'patch' ? alarmPatchDraft(alarmFacts(n), isObject(n.payload.detail) ? Object.keys(n.payload.detail) : []) : alarmDraft(alarmFacts(n))))
     .with('ironic.node', () => nodeDraft(ironicNode(n)))
     .with('octavia.loadbalancer', () => ({ type: 'octavia.loadbalancer', id: idOf(n, n.payload.loadbalancer_id, 'loadbalancer_id') }))
     .exhaustive();
@@ -409,6 +419,13 @@ export interface NotificationSource extends Source<NotificationRecord> {
   readonly stats: NotificationStats;
 }
 
+/**
+ * Where every family this source maps is published by default: each service's control exchange
+ * (oslo's own default is `openstack`), and Ironic's own topic for its versioned notifications.
+ */
+export const DEFAULT_EXCHANGES = ['nova', 'neutron', 'cinder', 'heat', 'openstack', 'aodh', 'ironic', 'octavia'];
+export const DEFAULT_TOPICS = ['notifications', 'versioned_notifications', 'ironic_versioned_notifications'];
+
 /** Reads the `use: openstack.notifications` options. */
 export function readNotificationOptions(read: OptionReader): NotificationOptions {
   const { url: transportUrl, endpoints, reconnectMs, maxReconnectMs, tls } = readBrokerOptions(read, 'transportUrl');
@@ -416,8 +433,8 @@ export function readNotificationOptions(read: OptionReader): NotificationOptions
   const options: NotificationOptions = {
     transportUrl,
     endpoints,
-    exchanges: read.stringList('exchanges', ['nova', 'neutron', 'cinder', 'heat', 'openstack']),
-    topics: read.stringList('topics', ['notifications', 'versioned_notifications']),
+    exchanges: read.stringList('exchanges', DEFAULT_EXCHANGES),
+    topics: read.stringList('topics', DEFAULT_TOPICS),
     priorities: lower('priorities', ['info']),
     queue: read.string('queue', 'synchronizer'),
     prefetch: read.number('prefetch', 200, { min: 1, integer: true }),
@@ -485,14 +502,12 @@ export function createNotificationSource(options: NotificationOptions, context: 
       return undefined;
     }
     stats.mapped += 1;
-    return {
-      kind: 'change',
-      source: name,
-      action: route.action,
-      at: notification.timestamp,
-      record: { family: route.family, action: route.action, notification },
-      settle: (outcome: Settlement) => settle(delivery, notification, outcome),
-    };
+    const record: NotificationRecord = { family: route.family, action: route.action, notification };
+    const at = notification.timestamp;
+    const done = (outcome: Settlement): void => settle(delivery, notification, outcome);
+    return route.action === 'patch'
+      ? { kind: 'patch', source: name, at, record, settle: done }
+      : { kind: 'change', source: name, action: route.action, at, record, settle: done };
   };
 
   const amqp$ = amqpConsume$({

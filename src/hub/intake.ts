@@ -4,11 +4,14 @@ import { type BackoffOptions, retryWithBackoff } from '../backoff.js';
 import { type Logger, asError } from '../log.js';
 import { type EntityType, type Observation, unreachable } from '../model.js';
 import type { HealthSignal, Source, SourceSignal } from '../source.js';
+import { entityScope } from '../scope.js';
 import type { HealthBoard } from './health.js';
 import type { Ownership } from './ownership.js';
 
 export interface IntakeOptions {
   health: HealthBoard;
+  /** Types whose ids a scope qualifies, beyond src/scope.ts's LOCAL_TYPES (every source's `localTypes`). */
+  localTypes: readonly EntityType[];
   ownership: Ownership;
   /** Is this entity type active? */
   active: (type: EntityType) => boolean;
@@ -36,6 +39,7 @@ function onlyActive(o: Observation, active: (type: EntityType) => boolean): Obse
       return { ...o, types, records: o.records.filter((r) => active(r.type)) };
     }
     case 'change':
+    case 'patch':
       if (active(o.record.type)) return o;
       o.settle?.({ ok: true });
       return undefined;
@@ -46,7 +50,7 @@ function onlyActive(o: Observation, active: (type: EntityType) => boolean): Obse
 
 /**
  * One source's way into the baseline: retried with backoff for ever (its health reported), its
- * records normalized, inactive types dropped, and snapshots of types another source owns refused.
+ * records normalized (and qualified by its scope, if it has one), inactive types dropped, and snapshots of types another source owns refused.
  */
 export function observationsOf(source: Source<unknown>, options: IntakeOptions): Observable<Observation> {
   const { health, ownership, active, log } = options;
@@ -66,7 +70,11 @@ export function observationsOf(source: Source<unknown>, options: IntakeOptions):
     }),
     // The source's name is what entities carry, whatever the plugin wrote.
     map((o) => (o.source === source.name ? o : { ...o, source: source.name })),
-    normalizeEntity(source.map, { keepRaw: options.keepRaw, onInvalid: options.onInvalid }),
+    normalizeEntity(source.map, {
+      keepRaw: options.keepRaw,
+      onInvalid: options.onInvalid,
+      ...(source.scope === undefined ? {} : { scope: entityScope(source.scope, options.localTypes) }),
+    }),
     map((o) => onlyActive(o, active)),
     filter((o): o is Observation => o !== undefined && ownership.admits(o)),
   );

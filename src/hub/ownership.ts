@@ -1,14 +1,16 @@
 import type { EntityType, Observation } from '../model.js';
+import { scopedType } from '../scope.js';
 
 /**
- * Entity type → the one source whose snapshots are complete for it: the first to send one. A
- * second source's snapshots of that type are refused, since each would delete every entity the
- * other one wrote — two clouds polled into one hub, for instance (DESIGN rule 7).
+ * Entity type and scope → the one source whose snapshots are complete for it: the first to send
+ * one. A second source's snapshots of that type in that scope are refused, since each would delete
+ * every entity the other one wrote (DESIGN rule 7). Two clouds are two scopes: `nova.instance`
+ * (unscoped), `region-a/nova.instance` and `region-b/nova.instance` have an owner each.
  */
 export interface Ownership {
   /** True when `o` may go on: a change, or a snapshot of types its source owns (or nobody does yet). */
   admits(o: Observation): boolean;
-  /** Type → owning source, for the store. */
+  /** Type (`<scope>/<type>` when scoped) → owning source, for the store. */
   owners(): ReadonlyMap<EntityType, string>;
 }
 
@@ -18,15 +20,17 @@ export function createOwnership(refuse: (o: Observation, error: string) => void,
   return {
     admits(o) {
       if (o.kind !== 'snapshot') return true;
-      const clash = o.types.find((type) => (owners.get(type) ?? o.source) !== o.source);
+      const names = o.types.map((type) => scopedType(type, o.scope));
+      const clash = names.find((name) => (owners.get(name) ?? o.source) !== o.source);
       if (clash === undefined) {
-        for (const type of o.types) owners.set(type, o.source);
+        for (const name of names) owners.set(name, o.source);
         return true;
       }
+      const what = o.scope === undefined ? clash : `${clash.slice(o.scope.length + 1)} in scope ${o.scope}`;
       refuse(
         o,
-        `${o.source} and ${owners.get(clash)} both send complete snapshots of ${clash}, so each would delete the other's entities: ` +
-          `${o.source}'s snapshots are refused. Give each entity type to one poll source (its types option).`,
+        `${o.source} and ${owners.get(clash)} both send complete snapshots of ${what}, so each would delete the other's entities: ` +
+          `${o.source}'s snapshots are refused. Give each entity type to one poll source (its types option), or each cloud its own scope.`,
       );
       return false;
     },

@@ -7,7 +7,7 @@
  * Layout (one environment, `baseline.mdb`, with named databases):
  *   meta        format → {format, version}; syncedAt → {type: ms}; clock → ms; owners → {type: source}
  *   entities    entity key → [type, id, name, state, project, parents, children, observedAt, source,
- *                                 attributes, at, bySnapshot (0/1), misses]   (version 2; see StoredEntry)
+ *                                 attributes, at, bySnapshot (0/1), misses, scope?]   (version 2; see StoredEntry)
  *   tombstones  entity key → deletion time, ms
  *   outbox      id (a growing integer) → the events of one step, written with the step before they
  *               are emitted and deleted once every sink took them over (version 3; see StoredEvent)
@@ -107,6 +107,8 @@ type StoredEntry = [
   at: number,
   bySnapshot: 0 | 1,
   misses: number,
+  /** Only for a scoped entity: an unscoped entry is what format 2 always wrote, so no migration. */
+  scope?: string,
 ];
 
 /**
@@ -157,7 +159,9 @@ function restoredEvent(v: StoredEvent, entries: ReadonlyMap<string, BaselineEntr
 
 function stored(entry: BaselineEntry): StoredEntry {
   const e = entry.entity;
-  return [e.type, e.id, e.name ?? null, e.state, e.project ?? null, e.parents, e.children, e.observedAt, e.source, e.attributes, entry.at, entry.bySnapshot ? 1 : 0, entry.misses];
+  const v: StoredEntry = [e.type, e.id, e.name ?? null, e.state, e.project ?? null, e.parents, e.children, e.observedAt, e.source, e.attributes, entry.at, entry.bySnapshot ? 1 : 0, entry.misses];
+  if (e.scope !== undefined) v.push(e.scope);
+  return v;
 }
 
 /** An entry back from its stored form, the entity in normalizeEntity's shape (one hidden class for all). */
@@ -170,6 +174,7 @@ function restoredEntity(key: string, v: StoredEntity | StoredEntry): Entity {
     key,
     type: v[0],
     id: v[1],
+    scope: v[13],
     name: v[2] ?? undefined,
     state: v[3],
     project: v[4] ?? undefined,

@@ -8,7 +8,7 @@
  * Where the implementation made a choice the rules leave open, the model states it as a rule of
  * its own (marked "Choice:"), so a change of behaviour shows up as a difference, not as silence.
  */
-import type { Entity, EntityRef, Observation } from '../../src/model.js';
+import type { Entity, EntityPatch, EntityRef, Observation } from '../../src/model.js';
 
 export interface ModelOptions {
   /** How long a tombstone holds, ms. Default: ten minutes. */
@@ -64,6 +64,8 @@ export function meaningOf(e: Entity): string {
   return JSON.stringify({
     type: e.type,
     id: e.id,
+    // Only when set, so an unscoped meaning is the text it always was.
+    ...(e.scope === undefined ? {} : { scope: e.scope }),
     name: e.name === undefined ? null : ['name', e.name],
     state: e.state,
     project: e.project === undefined ? null : ['project', e.project],
@@ -76,6 +78,7 @@ export function meaningOf(e: Entity): string {
 /** The fields whose value differs, in the contract's order; attributes one by one, by name. */
 function changedFieldsOf(before: Entity, after: Entity): string[] {
   const changed: string[] = [];
+  if (before.scope !== after.scope) changed.push('scope');
   if (before.name !== after.name) changed.push('name');
   if (before.state !== after.state) changed.push('state');
   if (before.project !== after.project) changed.push('project');
@@ -88,13 +91,18 @@ function changedFieldsOf(before: Entity, after: Entity): string[] {
   return changed;
 }
 
+/** How syncedAt names a type within a scope. */
+function typeIn(type: string, scope: string | undefined): string {
+  return scope === undefined ? type : `${scope}/${type}`;
+}
+
 // ——— The model ———
 
 export class BaselineModel {
   readonly entities = new Map<string, Known>();
   /** Deleted key → when it was deleted. */
   readonly tombstones = new Map<string, number>();
-  /** Entity type → time of the newest complete snapshot of it. */
+  /** Entity type and scope (`type` alone, or `scope/type`) → time of the newest complete snapshot of it. */
   readonly syncedAt = new Map<string, number>();
   /** The newest observation time seen. */
   clock = 0;
@@ -112,7 +120,7 @@ export class BaselineModel {
    * that the latest snapshots kept holding is vouched for by the newest of them.
    */
   private vouchedAt(known: Known, syncedAt: ReadonlyMap<string, number>): number {
-    if (known.bySnapshot && known.misses === 0) return Math.max(known.writtenAt, syncedAt.get(known.entity.type) ?? 0);
+    if (known.bySnapshot && known.misses === 0) return Math.max(known.writtenAt, syncedAt.get(typeIn(known.entity.type, known.entity.scope)) ?? 0);
     return known.writtenAt;
   }
 
@@ -130,7 +138,11 @@ export class BaselineModel {
     }
     this.sweepTombstones(at);
     if (observation.kind === 'snapshot') {
-      return this.applySnapshot(observation.records.map(stampOf), observation.types, at, observation.missesBeforeDelete, observation.keep ?? []);
+      return this.applySnapshot(observation.records.map(stampOf), observation.types, observation.scope, at, observation.missesBeforeDelete, observation.keep ?? []);
+    }
+    if (observation.kind === 'patch') {
+      const patch = observation.record;
+      return this.applyPatch(Date.parse(patch.observedAt) > limit ? { ...patch, observedAt: new Date(local).toISOString() } : patch, at);
     }
     const entity = stampOf(observation.record);
     return observation.action === 'upsert' ? this.applyUpsert(entity, at) : this.applyDelete(entity, at);
@@ -151,8 +163,8 @@ export class BaselineModel {
     }
   }
 
-  /** Rules 2, 4 and 5. */
-  private applySnapshot(records: Entity[], types: string[], at: number, missesBeforeDelete: number | undefined, keep: string[]): ModelEvent[] {
+  /** Rules 2, 4 and 5; a snapshot is complete for its types within its scope only. */
+  private applySnapshot(records: Entity[], types: string[], scope: string | undefined, at: number, missesBeforeDelete: number | undefined, keep: string[]): ModelEvent[] {
     const events: ModelEvent[] = [];
     // Rule 4 compares with what vouched for each entry before this snapshot.
     const syncedBefore = new Map(this.syncedAt);
@@ -201,7 +213,7 @@ export class BaselineModel {
       .filter((key) => !held.has(key))
       .filter((key) => {
         const known = this.entities.get(key)!;
-        return types.includes(known.entity.type) && this.vouchedAt(known, syncedBefore) <= at;
+        return types.includes(known.entity.type) && known.entity.scope === scope && this.vouchedAt(known, syncedBefore) <= at;
       })
       .sort();
     for (const key of lacking) {
@@ -214,8 +226,38 @@ export class BaselineModel {
       this.tombstones.set(key, at);
       events.push({ action: 'delete', origin: 'snapshot', entity: known.entity });
     }
-    for (const type of types) this.syncedAt.set(type, Math.max(at, this.syncedAt.get(type) ?? 0));
+    for (const type of types) this.syncedAt.set(typeIn(type, scope), Math.max(at, this.syncedAt.get(typeIn(type, scope)) ?? 0));
     return events;
+  }
+
+  /**
+   * A patch: the fields it sets onto the entity held (attributes one by one; an undefined one is
+   * removed), then as an upsert. Choice: a patch of an entity not held makes nothing, and leaves
+   * no trace (not even a tombstone's removal): the next whole observation brings the entity.
+   */
+  private applyPatch(patch: EntityPatch, at: number): ModelEvent[] {
+    const known = this.entities.get(patch.key);
+    if (known === undefined) return [];
+    const before = known.entity;
+    const attributes: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(before.attributes)) if (value !== undefined) attributes[name] = value;
+    for (const [name, value] of Object.entries(patch.attributes ?? {})) {
+      if (value === undefined) delete attributes[name];
+      else attributes[name] = value;
+    }
+    const after: Entity = {
+      ...before,
+      name: Object.hasOwn(patch, 'name') ? patch.name : before.name,
+      state: patch.state ?? before.state,
+      project: Object.hasOwn(patch, 'project') ? patch.project : before.project,
+      parents: patch.parents ?? before.parents,
+      children: patch.children ?? before.children,
+      observedAt: patch.observedAt,
+      source: patch.source,
+      attributes,
+    };
+    if (patch.raw !== undefined) after.raw = patch.raw;
+    return this.applyUpsert(after, at);
   }
 
   /** Rules 3 and 4 for an upsert. */

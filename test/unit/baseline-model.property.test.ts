@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type BaselineState, type DiffOptions, applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
-import { toEntity } from '../../operators/normalizeEntity.js';
+import { toEntity, toPatch } from '../../operators/normalizeEntity.js';
+import { type EntityScope, entityScope } from '../../src/scope.js';
 import { changedFields, entityHash, sameMeaning } from '../../src/hash.js';
 import type { Entity, EntityDraft, EntityEvent, EntityRef, Observation } from '../../src/model.js';
 import { BaselineModel, type ModelEvent, type ModelOptions, meaningOf } from '../support/baseline-model.js';
@@ -53,6 +54,16 @@ const arbTime: fc.Arbitrary<string> = fc.oneof(
 
 const arbSource = fc.constantFrom(...SOURCES);
 
+/**
+ * Mostly unscoped (single-cloud configs), sometimes one of two clouds: `nova.host` ids are then
+ * qualified (`a/h1`), `nova.instance` and `neutron.port` ids are not, so the same key can be met
+ * from two scopes too.
+ */
+const arbScope: fc.Arbitrary<EntityScope | undefined> = fc.oneof(
+  { weight: 2, arbitrary: fc.constant(undefined) },
+  { weight: 1, arbitrary: fc.constantFrom(entityScope('a'), entityScope('b')) },
+);
+
 const arbSnapshot: fc.Arbitrary<Observation> = fc
   .record({
     at: arbTime,
@@ -61,11 +72,12 @@ const arbSnapshot: fc.Arbitrary<Observation> = fc
     drafts: fc.array(arbDraft, { maxLength: 7 }),
     repeat: fc.array(fc.nat(), { maxLength: 2 }),
     missesBeforeDelete: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
-    keep: fc.option(fc.subarray(['nova.instance:a', 'nova.host:b', 'neutron.port:c', 'nova.instance:zz']), { nil: undefined, freq: 3 }),
+    keep: fc.option(fc.subarray(['nova.instance:a', 'nova.host:b', 'nova.host:a/b', 'neutron.port:c', 'nova.instance:zz']), { nil: undefined, freq: 3 }),
     keepRaw: fc.boolean(),
+    scope: arbScope,
   })
-  .map(({ at, source, types, drafts, repeat, missesBeforeDelete, keep, keepRaw }) => {
-    const records = drafts.filter((d) => types.includes(d.type as (typeof TYPES)[number])).map((d) => toEntity(d, source, at, true, keepRaw));
+  .map(({ at, source, types, drafts, repeat, missesBeforeDelete, keep, keepRaw, scope }) => {
+    const records = drafts.filter((d) => types.includes(d.type as (typeof TYPES)[number])).map((d) => toEntity(d, source, at, true, keepRaw, scope));
     // A record repeated in one snapshot, as when a page shifts under a paginated poll.
     for (const i of repeat) if (records.length > 0) records.push(records[i % records.length]!);
     return {
@@ -76,20 +88,38 @@ const arbSnapshot: fc.Arbitrary<Observation> = fc
       records,
       ...(missesBeforeDelete !== undefined ? { missesBeforeDelete } : {}),
       ...(keep !== undefined ? { keep } : {}),
+      ...(scope !== undefined ? { scope: scope.name } : {}),
     };
   });
 
 const arbChange: fc.Arbitrary<Observation> = fc
-  .record({ at: arbTime, source: arbSource, draft: arbDraft, del: fc.boolean() })
-  .map(({ at, source, draft, del }) => ({
+  .record({ at: arbTime, source: arbSource, draft: arbDraft, del: fc.boolean(), scope: arbScope })
+  .map(({ at, source, draft, del, scope }) => ({
     kind: 'change' as const,
     source,
     at,
     action: del ? ('delete' as const) : ('upsert' as const),
-    record: toEntity(del ? { type: draft.type, id: draft.id } : draft, source, at, !del),
+    record: toEntity(del ? { type: draft.type, id: draft.id } : draft, source, at, !del, false, scope),
   }));
 
-const arbObservations = fc.array(fc.oneof(arbSnapshot, arbChange), { maxLength: 30 });
+/**
+ * A partial draft: type and id, and any subset of the other fields (an attribute may be set to
+ * undefined: removed), as Aodh's state transitions and rule changes carry.
+ */
+const arbPatchDraft: fc.Arbitrary<EntityDraft> = fc
+  .tuple(arbDraft, fc.subarray(['name', 'state', 'project', 'parents', 'children', 'attributes'] as const), fc.option(fc.constantFrom('flavor', 'az', 'zz'), { nil: undefined }))
+  .map(([draft, fields, removed]) => {
+    const patch: EntityDraft = { type: draft.type, id: draft.id };
+    for (const field of fields) (patch as unknown as Record<string, unknown>)[field] = draft[field];
+    if (removed !== undefined) patch.attributes = { ...patch.attributes, [removed]: undefined };
+    return patch;
+  });
+
+const arbPatch: fc.Arbitrary<Observation> = fc
+  .record({ at: arbTime, source: arbSource, draft: arbPatchDraft, scope: arbScope, keepRaw: fc.boolean() })
+  .map(({ at, source, draft, scope, keepRaw }) => ({ kind: 'patch' as const, source, at, record: toPatch(draft, source, at, keepRaw, scope) }));
+
+const arbObservations = fc.array(fc.oneof(arbSnapshot, arbChange, arbPatch), { maxLength: 30 });
 
 /** Default options in a good share of runs: a changed default must show. */
 const arbOptions: fc.Arbitrary<ModelOptions> = fc.record({
@@ -170,9 +200,9 @@ describe('the baseline against its reference model (test/support/baseline-model.
   });
 
   it('sameMeaning, entityHash and changedFields agree with the model on any two entities', () => {
-    const pair = fc.tuple(arbDraft, arbDraft, fc.boolean()).map(([x, y, sameKey]) => {
-      const a = toEntity(x, 'nova', t(0));
-      const b = toEntity(sameKey ? { ...y, type: x.type, id: x.id } : y, 'bus', t(1));
+    const pair = fc.tuple(arbDraft, arbDraft, fc.boolean(), arbScope, arbScope).map(([x, y, sameKey, sx, sy]) => {
+      const a = toEntity(x, 'nova', t(0), true, false, sx);
+      const b = toEntity(sameKey ? { ...y, type: x.type, id: x.id } : y, 'bus', t(1), true, false, sameKey && x.type === 'nova.host' ? sx : sy);
       return [a, b] as const;
     });
     fc.assert(

@@ -1,6 +1,7 @@
 import { of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { type InvalidRecord, normalizeEntity } from '../../operators/normalizeEntity.js';
+import { entityScope } from '../../src/scope.js';
 import type { EntityDraft, Observation, Settlement } from '../../src/model.js';
 import { t } from '../support/entities.js';
 import { marbles } from '../support/marbles.js';
@@ -41,6 +42,7 @@ describe('normalizeEntity', () => {
               key: 'nova.instance:a',
               type: 'nova.instance',
               id: 'a',
+              scope: undefined,
               name: undefined,
               state: 'ACTIVE',
               project: undefined,
@@ -105,5 +107,48 @@ describe('normalizeEntity', () => {
     normalizeEntity(map, { onInvalid: (r) => invalid.push(r) })(of<Observation<Raw>>({ kind: "snapshot", source: 'nova', types: ['nova.instance'], at: 'yesterday', records: [] })).subscribe((o) => seen.push(o));
     expect(seen).toEqual([]);
     expect(invalid[0]!.reason).toBe('observation time is not a date: "yesterday"');
+  });
+
+  it('in a scope: every entity carries it, and local types (the entity and its refs) are qualified by it', () => {
+    const seen: Observation[] = [];
+    const records: Raw[] = [{ id: 'a', status: 'active', host: 'compute-01', extra: true }];
+    normalizeEntity(map, { scope: entityScope('region-a') })(
+      of<Observation<Raw>[]>({ kind: 'snapshot', source: 'nova', types: ['nova.instance', 'nova.host'], at: t(0), records }, { kind: 'change', source: 'nova', action: 'upsert', at: t(1), record: records[0]! }),
+    ).subscribe((o) => seen.push(o));
+    const snapshot = seen[0]!;
+    expect(snapshot.kind === 'snapshot' && [snapshot.scope, snapshot.records.map((e) => [e.key, e.id, e.scope, e.parents])]).toEqual([
+      'region-a',
+      [
+        ['nova.instance:a', 'a', 'region-a', [{ type: 'nova.host', id: 'region-a/compute-01' }]],
+        ['nova.host:region-a/compute-01', 'region-a/compute-01', 'region-a', []],
+      ],
+    ]);
+    expect(seen.slice(1).map((o) => o.kind === 'change' && o.record.key)).toEqual(['nova.instance:a', 'nova.host:region-a/compute-01']);
+    // Without a scope: exactly what it always was (no scope field set, ids as mapped).
+    const plain: Observation[] = [];
+    normalizeEntity(map)(of<Observation<Raw>>({ kind: 'snapshot', source: 'nova', types: ['nova.instance', 'nova.host'], at: t(0), records })).subscribe((o) => plain.push(o));
+    expect(plain[0]!.kind === 'snapshot' && [Object.hasOwn(plain[0]!, 'scope'), plain[0]!.records.map((e) => e.key)]).toEqual([false, ['nova.instance:a', 'nova.host:compute-01']]);
+  });
+
+  it('makes a patch of a partial draft: only the fields it sets, checked as a whole entity\'s are', () => {
+    const seen: Observation[] = [];
+    const settled: Settlement[] = [];
+    const partial = (r: { id: string; state?: unknown; reason?: string }): EntityDraft => ({
+      type: 'aodh.alarm',
+      id: r.id,
+      ...(r.state !== undefined ? { state: r.state as string } : {}),
+      ...(r.reason !== undefined ? { attributes: { state_reason: r.reason, gone: undefined } } : {}),
+    });
+    normalizeEntity(partial)(
+      of<Observation<{ id: string; state?: unknown; reason?: string }>[]>(
+        { kind: 'patch', source: 'bus', at: t(1), record: { id: 'x', state: 'alarm', reason: 'Manually set' }, settle: (s: Settlement) => settled.push(s) },
+        { kind: 'patch', source: 'bus', at: t(2), record: { id: 'x', state: 7 }, settle: (s: Settlement) => settled.push(s) },
+      ),
+    ).subscribe((o) => seen.push(o));
+    expect(seen).toEqual([
+      { kind: 'patch', source: 'bus', at: t(1), record: { key: 'aodh.alarm:x', type: 'aodh.alarm', id: 'x', state: 'ALARM', attributes: { state_reason: 'Manually set', gone: undefined }, observedAt: t(1), source: 'bus' }, settle: expect.any(Function) },
+    ]);
+    expect(seen[0]!.kind === 'patch' && Object.keys(seen[0]!.record)).not.toContain('name');
+    expect(settled).toEqual([{ ok: false, reason: 'state must be a non-empty string, got 7' }]);
   });
 });

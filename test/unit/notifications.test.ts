@@ -27,7 +27,7 @@ const wire = (file: string): Buffer => readFileSync(join(WIRE, file));
 const real = (file: string): Buffer => readFileSync(join(REAL, file));
 
 /** Decode + route + map, as the source and normalizeEntity do. */
-function draftOf(n: OsloNotification): { draft: EntityDraft; action: 'upsert' | 'delete' } {
+function draftOf(n: OsloNotification): { draft: EntityDraft; action: 'upsert' | 'delete' | 'patch' } {
   const route = routeEvent(n.eventType);
   if (!route || route.action === 'ignore') throw new Error(`${n.eventType} is not mapped`);
   const record: NotificationRecord = { family: route.family, action: route.action, notification: n };
@@ -337,8 +337,9 @@ describe('options and transport URLs', () => {
   it('reads the options with defaults, and names the bad field', () => {
     const o = readNotificationOptions(new OptionReader({ transportUrl: 'rabbit://u:p@127.0.0.1:5672/' }, 'sources[0]'));
     expect(o).toMatchObject({
-      exchanges: ['nova', 'neutron', 'cinder', 'heat', 'openstack'],
-      topics: ['notifications', 'versioned_notifications'],
+      // Every family's: Aodh, Ironic and Octavia publish on their own exchanges, Ironic on its own topic.
+      exchanges: ['nova', 'neutron', 'cinder', 'heat', 'openstack', 'aodh', 'ironic', 'octavia'],
+      topics: ['notifications', 'versioned_notifications', 'ironic_versioned_notifications'],
       priorities: ['info'],
       queue: 'synchronizer',
       durableExchanges: false,

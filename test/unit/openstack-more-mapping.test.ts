@@ -1,7 +1,11 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { of } from 'rxjs';
+import { applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
+import { normalizeEntity } from '../../operators/normalizeEntity.js';
 import { createSource } from '../../src/config.js';
+import type { EntityDraft, EntityEvent, Observation } from '../../src/model.js';
 import { type ApiAlarm, alarmDraft, apiAlarmFacts, pickAlarm, ruleResource } from '../../sources/openstack/aodh.js';
 import { type ApiNode, nodeDraft, pickNode } from '../../sources/openstack/ironic.js';
 import { type OsloNotification, decodeNotification, notificationDraft, routeEvent } from '../../sources/openstack/notifications.js';
@@ -44,22 +48,69 @@ describe('Aodh (real Aodh 15)', () => {
     for (const a of alarms) expect(alarmDraft(apiAlarmFacts(pickAlarm(a)))).toEqual(alarmDraft(apiAlarmFacts(a)));
   });
 
-  it('alarm.creation gives the entity the API shows for an alarm unchanged since; partial events give none; deletion deletes', () => {
+  it('alarm.creation gives the entity the API shows for an alarm unchanged since; state transitions and rule changes are patches; deletion deletes', () => {
     const notes = recorded('aodh');
     expect(notes.map((n) => [n.eventType, routeEvent(n.eventType)?.action])).toEqual([
       ['alarm.creation', 'upsert'],
       ['alarm.creation', 'upsert'],
       ['alarm.creation', 'upsert'],
       ['alarm.creation', 'upsert'],
-      ['alarm.rule_change', 'ignore'],
-      ['alarm.state_transition', 'ignore'],
-      ['alarm.state_transition', 'ignore'],
+      ['alarm.rule_change', 'patch'],
+      ['alarm.state_transition', 'patch'],
+      ['alarm.state_transition', 'patch'],
       ['alarm.deletion', 'delete'],
     ]);
     const volume = alarms.find((a) => a.name === 'volume-error')!;
     const created = notes.find((n) => (n.payload.detail as { name?: string }).name === 'volume-error')!;
     expect(draftOf(created)).toEqual(alarmDraft(apiAlarmFacts(volume)));
+    // Only what changed: the rule change's description and severity (alarm_actions and
+    // evaluate_timestamp make nothing), the transition's state and its reason.
+    expect(draftOf(notes[4]!)).toEqual({ type: 'aodh.alarm', id: 'f94bfd9b-0bc6-462e-9f34-efbb0bcd8806', attributes: { description: 'an instance went to error (rule changed)', severity: 'moderate' } });
+    expect(draftOf(notes[5]!)).toEqual({ type: 'aodh.alarm', id: 'f94bfd9b-0bc6-462e-9f34-efbb0bcd8806', state: 'alarm', attributes: { state_reason: 'Manually set via API' } });
     expect(draftOf(notes[7]!)).toMatchObject({ type: 'aodh.alarm', id: 'e573d9bf-162e-4ef0-a139-9d0aee0a21e8' });
+  });
+
+  it('the recorded notifications through the baseline end where the poll that followed them is: one event per change, none from the poll', () => {
+    const events: EntityEvent[] = [];
+    let state = emptyBaseline();
+    const take = (o: Observation<unknown>, map: (r: never) => EntityDraft | EntityDraft[] | undefined): void => {
+      const normalized: Observation[] = [];
+      normalizeEntity(map as (r: unknown) => EntityDraft | undefined)(of(o)).subscribe((n) => normalized.push(n));
+      for (const n of normalized) {
+        const step = applyObservation(state, n);
+        state = step.state;
+        events.push(...step.events);
+      }
+    };
+    for (const n of recorded('aodh')) {
+      const route = routeEvent(n.eventType)!;
+      const record = { family: route.family, action: route.action as 'upsert' | 'delete' | 'patch', notification: n };
+      const o: Observation<unknown> = route.action === 'patch' ? { kind: 'patch', source: 'bus', at: n.timestamp, record } : { kind: 'change', source: 'bus', action: route.action as 'upsert' | 'delete', at: n.timestamp, record };
+      take(o, notificationDraft as (r: never) => EntityDraft);
+    }
+    expect(events.map((e) => `${e.action}:${e.entity.name}:${e.entity.state}${e.changed ? ':' + e.changed.join('+') : ''}`)).toEqual([
+      'create:instance-error:INSUFFICIENT DATA',
+      'create:volume-error:INSUFFICIENT DATA',
+      'create:demo-port-error:INSUFFICIENT DATA',
+      'create:to-delete:INSUFFICIENT DATA',
+      'update:instance-error:INSUFFICIENT DATA:attributes.description+attributes.severity',
+      'update:instance-error:ALARM:state+attributes.state_reason',
+      'update:demo-port-error:OK:state+attributes.state_reason',
+      'delete:to-delete:INSUFFICIENT DATA',
+    ]);
+    const pushed = events.length;
+    // The list read after every change: it agrees with every alarm the notifications made.
+    take({ kind: 'snapshot', source: 'aodh', types: ['aodh.alarm'], at: '2026-11-30T03:00:00Z', records: alarms }, ((a: ApiAlarm) => alarmDraft(apiAlarmFacts(a))) as (r: never) => EntityDraft);
+    expect(events.slice(pushed)).toEqual([]);
+  });
+
+  it('a patch of an alarm the baseline does not hold makes nothing: it waits for the poll', () => {
+    const transition = recorded('aodh')[5]!;
+    const o: Observation<unknown> = { kind: 'patch', source: 'bus', at: transition.timestamp, record: { family: 'aodh.alarm', action: 'patch', notification: transition } };
+    const normalized: Observation[] = [];
+    normalizeEntity(notificationDraft as (r: unknown) => EntityDraft)(of(o)).subscribe((n) => normalized.push(n));
+    const step = applyObservation(emptyBaseline(), normalized[0]!);
+    expect([step.events, step.state.entities.size, step.state.tombstones.size]).toEqual([[], 0, 0]);
   });
 
   it('attaches an alarm to the resource its rule names', () => {

@@ -11,6 +11,8 @@ import { STATE_VERSION, StateError, openBaselineStore } from '../../src/store/lm
 import { type SyncItem, type Synchronizer, createSynchronizer } from '../../src/synchronizer.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
 import { waitFor } from '../support/wait.js';
+import { toEntity } from '../../operators/normalizeEntity.js';
+import { entityScope } from '../../src/scope.js';
 
 const dirs: string[] = [];
 const open_: Synchronizer[] = [];
@@ -164,6 +166,31 @@ describe('createSynchronizer({state})', () => {
     expect(Object.keys(b)).toEqual(Object.keys(entity('b')));
     expect([b.name, b.project]).toEqual([undefined, undefined]);
     expect(Object.isFrozen(b.parents) && b.parents === b.children).toBe(true); // one shared frozen empty list
+  });
+
+  it('keeps a scoped entry\'s scope, and writes an unscoped entry as format 2 always did (13 fields)', async () => {
+    const dir = tempDir();
+    const scope = entityScope('region-a');
+    const host = toEntity({ type: 'nova.host', id: 'compute-01', state: 'UP' }, 'nova-a', t(0), true, false, scope);
+    const vm = toEntity({ type: 'nova.instance', id: 'i', state: 'ACTIVE', parents: [{ type: 'nova.host', id: 'compute-01' }] }, 'nova-a', t(0), true, false, scope);
+    let state = applyObservation(emptyBaseline(), snapshot(t(0), [host, vm], ['nova.instance', 'nova.host'], { scope: 'region-a' })).state;
+    state = applyObservation(state, snapshot(t(1), [entity('plain')])).state;
+    const store = openBaselineStore(dir);
+    await store.write({ prev: emptyBaseline(), next: state, keys: undefined, owners: new Map([['region-a/nova.instance', 'nova-a']]) });
+    await store.close();
+    const again = openBaselineStore(dir);
+    const { state: loaded, owners } = again.load();
+    await again.close();
+    expect(loaded.entities.toJS()).toEqual(state.entities.toJS());
+    expect(loaded.entities.get('nova.host:region-a/compute-01')!.entity).toMatchObject({ id: 'region-a/compute-01', scope: 'region-a' });
+    expect(Object.keys(loaded.entities.get('nova.instance:i')!.entity)).toEqual(Object.keys(vm));
+    expect([loaded.syncedAt.toJS(), owners]).toEqual([state.syncedAt.toJS(), new Map([['region-a/nova.instance', 'nova-a']])]);
+    expect(Object.keys(loaded.syncedAt.toJS()).sort()).toEqual(['nova.instance', 'region-a/nova.host', 'region-a/nova.instance']);
+    const raw = open({ path: join(dir, 'baseline.mdb') });
+    const entries = raw.openDB({ name: 'entities', encoding: 'json' });
+    expect((entries.get('nova.instance:plain') as unknown[]).length).toBe(13);
+    expect((entries.get('nova.instance:i') as unknown[]).at(-1)).toBe('region-a');
+    await raw.close();
   });
 
   it('migrates a format-1 store (entries as objects) in place and loads it', async () => {

@@ -183,6 +183,36 @@ describe('createSynchronizer', () => {
     expect(seen.at(-1)).toBe('create:d');
   });
 
+  it('takes the snapshots of two sources of the same type in two scopes: each complete within its own, local ids qualified', () => {
+    const one$ = new Subject<SourceSignal<Entity>>();
+    const two$ = new Subject<SourceSignal<Entity>>();
+    const also$ = new Subject<SourceSignal<Entity>>();
+    const scoped = (name: string, signal$: Subject<SourceSignal<Entity>>, scope: string): Source<unknown> => ({ ...sourceOf(name, signal$), scope });
+    const sync = createSynchronizer({ sources: [scoped('nova-a', one$, 'a'), scoped('nova-b', two$, 'b'), scoped('nova-a2', also$, 'a')] });
+    const seen: string[] = [];
+    sync.entity$.subscribe((e) => seen.push(`${e.action}:${e.entity.key}${e.entity.parents.map((p) => `>${p.id}`).join('')}`));
+    sync.start();
+    const onHost = (id: string): Entity => entity(id, 'ACTIVE', { parents: [{ type: 'nova.host', id: 'compute-01' }] });
+    const host = entity('compute-01', 'UP', { type: 'nova.host' });
+    one$.next(snapshot(t(0), [onHost('i1'), host], ['nova.instance', 'nova.host']));
+    two$.next(snapshot(t(1), [onHost('i2'), host], ['nova.instance', 'nova.host']));
+    expect(seen).toEqual([
+      'create:nova.instance:i1>a/compute-01',
+      'create:nova.host:a/compute-01',
+      'create:nova.instance:i2>b/compute-01',
+      'create:nova.host:b/compute-01',
+    ]);
+    // Cloud a loses everything: b's instance and host stay.
+    one$.next(snapshot(t(2), [], ['nova.instance', 'nova.host']));
+    expect(seen.slice(4)).toEqual(['delete:nova.host:a/compute-01', 'delete:nova.instance:i1>a/compute-01']);
+    expect(sync.snapshot().map((e) => e.key).sort()).toEqual(['nova.host:b/compute-01', 'nova.instance:i2']);
+    expect([sync.health()['nova-a']!.status, sync.health()['nova-b']!.status]).not.toContain('down');
+    // A second poll source in the same scope is refused, as without scopes.
+    also$.next(snapshot(t(3), [onHost('i3')], ['nova.instance']));
+    expect(() => createSynchronizer({ sources: [scoped('x', new Subject(), 'a/b')] })).toThrow(/source "x": a scope is 1 to 63 letters/);
+    expect(sync.health()['nova-a2']).toMatchObject({ status: 'down', error: expect.stringMatching(/nova-a2 and nova-a both send complete snapshots of nova\.instance in scope a/) });
+  });
+
   it('composes with ofType on entity$', () => {
     const source$ = new Subject<SourceSignal<Entity>>();
     const sync = createSynchronizer({ sources: [sourceOf('nova', source$)] });

@@ -25,6 +25,7 @@ const BENCHES: Record<string, () => Promise<{ default: Bench }>> = {
   persist: () => import('./persist.js'),
   webhook: () => import('./webhook.js'),
   hostile: () => import('./hostile.js'),
+  isolation: () => import('./isolation.js'),
 };
 
 function table(rows: BenchRow[]): string {

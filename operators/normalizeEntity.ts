@@ -1,4 +1,4 @@
-import { type OperatorFunction, Observable } from 'rxjs';
+import { type OperatorFunction, Observable, concatMap } from 'rxjs';
 import { type Entity, type EntityDraft, type EntityRef, type Observation, entityKey } from '../src/model.js';
 import { canonicalize } from '../src/hash.js';
 import type { EntityMapping } from '../src/source.js';
@@ -17,6 +17,19 @@ export interface NormalizeOptions {
   onInvalid?: (invalid: InvalidRecord) => void;
   /** Keep the raw record on the entity (`Entity.raw`). Off by default: it costs memory. */
   keepRaw?: boolean;
+  /**
+   * Normalize a snapshot of more than `records` records in slices of that many, awaiting
+   * `pause()` between two (the hub yields to the event loop there, so a big poll does not stall
+   * the push path); the observations after it wait for it, in order. Without it every
+   * observation is normalized at once, synchronously.
+   */
+  slice?: SliceOptions;
+}
+
+/** Work in slices: at most `records` items, then `await pause()`. */
+export interface SliceOptions {
+  records: number;
+  pause: () => Promise<void>;
 }
 
 class InvalidEntity extends Error {
@@ -155,76 +168,111 @@ function drafts<R>(map: EntityMapping<R>, record: R): readonly EntityDraft[] {
  * @returns observations of valid entities only.
  */
 export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOptions = {}): OperatorFunction<Observation<R>, Observation<Entity>> {
-  const { onInvalid, keepRaw = false } = options;
+  const { onInvalid, keepRaw = false, slice } = options;
+  /** Normalizes one observation, emitting what it becomes; a big snapshot (with `slice`) resolves once emitted. */
+  const one = (observation: Observation<R>, emit: (o: Observation<Entity>) => void, stopped = (): boolean => false): Promise<void> | undefined => {
+    if (Number.isNaN(Date.parse(observation.at))) {
+      const reason = `observation time is not a date: ${JSON.stringify(observation.at)}`;
+      onInvalid?.({ source: observation.source, reason, record: observation.kind === 'snapshot' ? undefined : observation.record });
+      observation.settle?.({ ok: false, reason });
+      return undefined;
+    }
+    const report = (reason: string, record: unknown, key?: string): void =>
+      onInvalid?.({ source: observation.source, reason, record, ...(key !== undefined ? { key } : {}) });
+    if (observation.kind === 'snapshot') {
+      const records: Entity[] = [];
+      const keep: string[] = observation.keep ? [...observation.keep] : [];
+      const types = new Set(observation.types);
+      const add = (draft: EntityDraft, record: R): void => {
+        try {
+          const entity = toEntity(draft, observation.source, observation.at, true, keepRaw);
+          if (!types.has(entity.type)) {
+            throw new InvalidEntity(`type ${entity.type} is not among the snapshot's types (${observation.types.join(', ')})`);
+          }
+          records.push(entity);
+        } catch (e) {
+          const key = e instanceof InvalidEntity ? e.key : undefined;
+          if (key !== undefined) keep.push(key);
+          report(e instanceof Error ? e.message : String(e), record, key);
+        }
+      };
+      const raw = observation.records;
+      const range = (from: number, to: number): void => {
+        for (let i = from; i < to; i++) {
+          const record = raw[i]!;
+          let out: ReturnType<EntityMapping<R>>;
+          try {
+            out = map(record);
+          } catch (e) {
+            report(`mapping failed: ${e instanceof Error ? e.message : String(e)}`, record);
+            continue;
+          }
+          // The common case, one draft per record, allocates no array.
+          if (out === undefined) continue;
+          if (Array.isArray(out)) for (const d of out as readonly EntityDraft[]) add(d, record);
+          else add(out as EntityDraft, record);
+        }
+      };
+      const done = (): void => {
+        const { records: _raw, keep: _keep, ...rest } = observation;
+        emit({ ...rest, records, ...(keep.length > 0 ? { keep } : {}) });
+      };
+      if (slice === undefined || raw.length <= slice.records) {
+        range(0, raw.length);
+        done();
+        return undefined;
+      }
+      return (async () => {
+        for (let i = 0; i < raw.length; i += slice.records) {
+          if (i > 0) await slice.pause();
+          // Unsubscribed meanwhile (the source stopped): the rest is nobody's.
+          if (stopped()) return;
+          range(i, Math.min(raw.length, i + slice.records));
+        }
+        done();
+      })();
+    }
+    let entities: Entity[];
+    try {
+      entities = drafts(map, observation.record).map((d) => toEntity(d, observation.source, observation.at, observation.action === 'upsert', keepRaw));
+    } catch (e) {
+      const reason = e instanceof InvalidEntity ? e.message : `mapping failed: ${e instanceof Error ? e.message : String(e)}`;
+      report(reason, observation.record, e instanceof InvalidEntity ? e.key : undefined);
+      observation.settle?.({ ok: false, reason });
+      return undefined;
+    }
+    if (entities.length === 0) {
+      observation.settle?.({ ok: true });
+      return undefined;
+    }
+    // One record may describe several entities; the last one carries the settle hook.
+    const { source, action, at, settle } = observation;
+    for (let i = 0; i < entities.length; i++) {
+      const change: Observation<Entity> = { kind: 'change', source, action, at, record: entities[i]! };
+      if (settle && i === entities.length - 1) change.settle = settle;
+      emit(change);
+    }
+    return undefined;
+  };
+  if (slice !== undefined) {
+    // In order: what a source observes after a big snapshot waits until that snapshot is out.
+    return (source$) =>
+      source$.pipe(
+        concatMap(
+          (observation) =>
+            new Observable<Observation<Entity>>((subscriber) => {
+              const emit = (o: Observation<Entity>): void => subscriber.next(o);
+              const pending = one(observation, emit, () => subscriber.closed);
+              if (pending === undefined) subscriber.complete();
+              else pending.then(() => subscriber.complete(), (e: unknown) => subscriber.error(e));
+            }),
+        ),
+      );
+  }
   return (source$) =>
     new Observable<Observation<Entity>>((subscriber) =>
       source$.subscribe({
-        next(observation) {
-          if (Number.isNaN(Date.parse(observation.at))) {
-            const reason = `observation time is not a date: ${JSON.stringify(observation.at)}`;
-            onInvalid?.({ source: observation.source, reason, record: observation.kind === 'snapshot' ? undefined : observation.record });
-            observation.settle?.({ ok: false, reason });
-            return;
-          }
-          const report = (reason: string, record: unknown, key?: string): void =>
-            onInvalid?.({ source: observation.source, reason, record, ...(key !== undefined ? { key } : {}) });
-          if (observation.kind === 'snapshot') {
-            const records: Entity[] = [];
-            const keep: string[] = observation.keep ? [...observation.keep] : [];
-            const types = new Set(observation.types);
-            const add = (draft: EntityDraft, record: R): void => {
-              try {
-                const entity = toEntity(draft, observation.source, observation.at, true, keepRaw);
-                if (!types.has(entity.type)) {
-                  throw new InvalidEntity(`type ${entity.type} is not among the snapshot's types (${observation.types.join(', ')})`);
-                }
-                records.push(entity);
-              } catch (e) {
-                const key = e instanceof InvalidEntity ? e.key : undefined;
-                if (key !== undefined) keep.push(key);
-                report(e instanceof Error ? e.message : String(e), record, key);
-              }
-            };
-            for (const record of observation.records) {
-              let out: ReturnType<EntityMapping<R>>;
-              try {
-                out = map(record);
-              } catch (e) {
-                report(`mapping failed: ${e instanceof Error ? e.message : String(e)}`, record);
-                continue;
-              }
-              // The common case, one draft per record, allocates no array.
-              if (out === undefined) continue;
-              if (Array.isArray(out)) for (const d of out as readonly EntityDraft[]) add(d, record);
-              else add(out as EntityDraft, record);
-            }
-            const { records: _raw, keep: _keep, ...rest } = observation;
-            subscriber.next({ ...rest, records, ...(keep.length > 0 ? { keep } : {}) });
-            return;
-          }
-          let entities: Entity[];
-          try {
-            entities = drafts(map, observation.record).map((d) =>
-              toEntity(d, observation.source, observation.at, observation.action === 'upsert', keepRaw),
-            );
-          } catch (e) {
-            const reason = e instanceof InvalidEntity ? e.message : `mapping failed: ${e instanceof Error ? e.message : String(e)}`;
-            report(reason, observation.record, e instanceof InvalidEntity ? e.key : undefined);
-            observation.settle?.({ ok: false, reason });
-            return;
-          }
-          if (entities.length === 0) {
-            observation.settle?.({ ok: true });
-            return;
-          }
-          // One record may describe several entities; the last one carries the settle hook.
-          const { source, action, at, settle } = observation;
-          for (let i = 0; i < entities.length; i++) {
-            const change: Observation<Entity> = { kind: 'change', source, action, at, record: entities[i]! };
-            if (settle && i === entities.length - 1) change.settle = settle;
-            subscriber.next(change);
-          }
-        },
+        next: (observation) => void one(observation, (o) => subscriber.next(o)),
         error: (e: unknown) => subscriber.error(e),
         complete: () => subscriber.complete(),
       }),

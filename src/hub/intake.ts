@@ -1,5 +1,5 @@
 import { type Observable, type SchedulerLike, filter, map, tap } from 'rxjs';
-import { type InvalidRecord, normalizeEntity } from '../../operators/normalizeEntity.js';
+import { type InvalidRecord, type SliceOptions, normalizeEntity } from '../../operators/normalizeEntity.js';
 import { type BackoffOptions, retryWithBackoff } from '../backoff.js';
 import { type Logger, errorMessage } from '../log.js';
 import { type EntityType, type Observation, unreachable } from '../model.js';
@@ -15,6 +15,8 @@ export interface IntakeOptions {
   onInvalid: (record: InvalidRecord) => void;
   retry: BackoffOptions;
   keepRaw: boolean;
+  /** Normalize big snapshots in slices (see src/hub/slicing.ts). */
+  slice?: SliceOptions;
   scheduler: SchedulerLike;
   log: Logger;
 }
@@ -66,7 +68,7 @@ export function observationsOf(source: Source<unknown>, options: IntakeOptions):
     }),
     // The source's name is what entities carry, whatever the plugin wrote.
     map((o) => (o.source === source.name ? o : { ...o, source: source.name })),
-    normalizeEntity(source.map, { keepRaw: options.keepRaw, onInvalid: options.onInvalid }),
+    normalizeEntity(source.map, { keepRaw: options.keepRaw, onInvalid: options.onInvalid, ...(options.slice ? { slice: options.slice } : {}) }),
     map((o) => onlyActive(o, active)),
     filter((o): o is Observation => o !== undefined && ownership.admits(o)),
   );

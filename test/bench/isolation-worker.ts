@@ -4,8 +4,8 @@
  * and hide itself from the latency):
  * - `openstack`: the local OpenStack (test/support/openstack-server.ts) with N servers, 1 % of
  *   them changing state every `churnEveryMs`;
- * - `publisher`: instance.update notifications at `rate`/s for `seconds`, each one's send time
- *   (epoch ms, sub-ms) posted back at the end.
+ * - `publisher`: instance.update notifications at `rate`/s until told to stop (or `maxSeconds`),
+ *   each one's send time (epoch ms, sub-ms) posted back at the end.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
@@ -16,7 +16,7 @@ import { body } from './amqp.js';
 
 export type IsolationWorkerData =
   | { role: 'openstack'; servers: number; churnEveryMs: number }
-  | { role: 'publisher'; url: string; exchange: string; routingKey: string; rate: number; seconds: number; prefix: string };
+  | { role: 'publisher'; url: string; exchange: string; routingKey: string; rate: number; maxSeconds: number; prefix: string };
 
 /** Epoch ms with sub-ms precision, comparable across threads (each has its own timeOrigin). */
 export const epochNow = (): number => performance.timeOrigin + performance.now();
@@ -43,11 +43,13 @@ async function openstack(data: Extract<IsolationWorkerData, { role: 'openstack' 
 
 async function publisher(data: Extract<IsolationWorkerData, { role: 'publisher' }>): Promise<void> {
   const publisher = await OsloPublisher.connect(data.url);
-  const total = data.rate * data.seconds;
+  let stop = false;
+  parentPort!.once('message', () => (stop = true));
+  const total = data.rate * data.maxSeconds;
   const sentAt = new Float64Array(total);
   const t0 = performance.now();
   let i = 0;
-  while (i < total) {
+  while (i < total && !stop) {
     const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * data.rate) + 1);
     for (; i < due; i++) {
       const b = body(i, osloTimestamp(new Date()), `${data.prefix}${i}`);
@@ -58,7 +60,8 @@ async function publisher(data: Extract<IsolationWorkerData, { role: 'publisher' 
   }
   await publisher.flush();
   await publisher.close();
-  parentPort!.postMessage(sentAt, [sentAt.buffer]);
+  const sent = sentAt.slice(0, i);
+  parentPort!.postMessage(sent, [sent.buffer]);
 }
 
 const data = workerData as IsolationWorkerData | undefined;

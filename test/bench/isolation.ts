@@ -5,13 +5,16 @@
  * 1. idle: the notification source alone;
  * 2. during snapshots: the same, while a Nova source polls N servers (pages of 1000) from a local
  *    OpenStack back to back (interval 1 ms), 1 % of them changing every second; the window opens
- *    once the first (all-create) snapshot went through, so it measures the steady state.
+ *    once the first (all-create) snapshot went through, so it measures the steady state, and
+ *    closes once SNAPSHOTS more snapshots were diffed in it (and at least SECONDS passed).
  * The OpenStack server and the publisher run in worker threads: their work is not on the event
  * loop measured, and a stall of that loop cannot delay a publish and so hide itself. Also the
  * event loop's longest stall in each window (perf_hooks.monitorEventLoopDelay, 1 ms resolution)
  * and, separately, in the window of the first snapshot.
  *
- * ISOLATION_BENCH_N overrides N (default 100,000); ISOLATION_BENCH_SECONDS each window (default 20).
+ * ISOLATION_BENCH_N overrides N (default 100,000); ISOLATION_BENCH_SECONDS the idle window and the
+ * least of the other (default 20); ISOLATION_BENCH_SNAPSHOTS the snapshots in it (default 3).
+ * ISOLATION_BENCH_DEBUG=1 prints each snapshot's time to stderr.
  */
 import { existsSync } from 'node:fs';
 import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
@@ -31,6 +34,9 @@ import type { Bench, BenchRow } from './run.js';
 
 const N = Number(process.env.ISOLATION_BENCH_N ?? 100_000);
 const SECONDS = Number(process.env.ISOLATION_BENCH_SECONDS ?? 20);
+const SNAPSHOTS = Number(process.env.ISOLATION_BENCH_SNAPSHOTS ?? 3);
+/** The publisher's bound, whatever happens: a window never runs longer. */
+const MAX_SECONDS = 900;
 const RATE = 1_000;
 const EXCHANGE = 'nova';
 const ROUTING_KEY = 'versioned_notifications.info';
@@ -61,10 +67,9 @@ interface Window {
   maxStallMs: number;
 }
 
-/** Publishes RATE/s for SECONDS from a worker; each notification's publish-to-emit time. */
-async function measure(node: RabbitNode, sync: Synchronizer): Promise<Window> {
-  const total = RATE * SECONDS;
-  const emittedAt = new Float64Array(total);
+/** Publishes RATE/s from a worker until `done()`; each notification's publish-to-emit time. */
+async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean): Promise<Window> {
+  const emittedAt = new Float64Array(RATE * MAX_SECONDS);
   let emitted = 0;
   const subscription = sync.entity$.subscribe((e) => {
     const name = e.entity.name;
@@ -74,8 +79,12 @@ async function measure(node: RabbitNode, sync: Synchronizer): Promise<Window> {
   });
   const loop: IntervalHistogram = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
-  const { worker: publisher, first } = worker<Float64Array>({ role: 'publisher', url: node.url, exchange: EXCHANGE, routingKey: ROUTING_KEY, rate: RATE, seconds: SECONDS, prefix: PREFIX });
+  const { worker: publisher, first } = worker<Float64Array>({ role: 'publisher', url: node.url, exchange: EXCHANGE, routingKey: ROUTING_KEY, rate: RATE, maxSeconds: MAX_SECONDS, prefix: PREFIX });
+  const started = performance.now();
+  await waitFor('the window to close', () => performance.now() - started >= SECONDS * 1000 && done(), { timeoutMs: MAX_SECONDS * 1000, everyMs: 50 });
+  publisher.postMessage('stop');
   const sentAt = await first;
+  const total = sentAt.length;
   await publisher.terminate();
   await waitFor('every published notification to be emitted', () => emitted >= total, { timeoutMs: 120_000, everyMs: 5 });
   loop.disable();
@@ -90,7 +99,7 @@ const round = (x: number): number => Number(x.toFixed(2));
 
 const bench: Bench = {
   name: 'isolation',
-  title: `publish-to-emit latency of notifications at ${RATE}/s through RabbitMQ, idle vs while ${N}-server Nova snapshots (1 % churn) are polled and diffed back to back; ${SECONDS} s each`,
+  title: `publish-to-emit latency of notifications at ${RATE}/s through RabbitMQ, idle (${SECONDS} s) vs while ${SNAPSHOTS} ${N}-server Nova snapshots (1 % churn) are polled and diffed back to back`,
   needs: `RabbitMQ (Debian package rabbitmq-server: ${RABBITMQ_SERVER}), started privately on loopback`,
   missing: () => (existsSync(RABBITMQ_SERVER) ? undefined : `${RABBITMQ_SERVER} (apt-get install rabbitmq-server; scripts/test.sh installs it)`),
   async run(): Promise<BenchRow[]> {
@@ -106,7 +115,7 @@ const bench: Bench = {
       const idleSync = createSynchronizer({ sources: [notificationSource(node, 'iso-idle')], tombstoneMs: 60_000 });
       idleSync.start();
       await waitFor('the idle source to be up', () => idleSync.health().bus?.status === 'up', { timeoutMs: 30_000, everyMs: 5 });
-      const idle = await measure(node, idleSync);
+      const idle = await measure(node, idleSync, () => true);
       idleSync.stop();
 
       // 2. During back-to-back snapshots.
@@ -114,7 +123,16 @@ const bench: Bench = {
         { sources: [{ name: 'nova', use: 'openstack.nova', types: ['nova.instance'], interval: '1ms', timeout: '10m', region: 'RegionOne', auth: os.auth }], sinks: [] },
         process.cwd(),
       );
-      const sync = createSynchronizer({ sources: [notificationSource(node, 'iso-during'), ...createSources(config.sources)], tombstoneMs: 60_000 });
+      let last = performance.now();
+      const sync = createSynchronizer({
+        sources: [notificationSource(node, 'iso-during'), ...createSources(config.sources)],
+        tombstoneMs: 60_000,
+        onObserved: (o, events) => {
+          if (o.kind !== 'snapshot' || !process.env.ISOLATION_BENCH_DEBUG) return;
+          process.stderr.write(`isolation: snapshot of ${o.records.length} diffed, ${events.length} events, ${Math.round(performance.now() - last)} ms after the last\n`);
+          last = performance.now();
+        },
+      });
       const firstLoop = monitorEventLoopDelay({ resolution: 1 });
       firstLoop.enable();
       sync.start();
@@ -123,7 +141,7 @@ const bench: Bench = {
       await waitFor('the bus source to be up', () => sync.health().bus?.status === 'up', { timeoutMs: 30_000, everyMs: 5 });
       const before = sync.metrics();
       const started = performance.now();
-      const during = await measure(node, sync);
+      const during = await measure(node, sync, () => (sync.metrics().observations.nova ?? 0) - (before.observations.nova ?? 0) >= SNAPSHOTS);
       const after = sync.metrics();
       const seconds = (performance.now() - started) / 1000;
       sync.stop();

@@ -51,6 +51,63 @@ function intern(s: string): string {
   return s;
 }
 
+/**
+ * Attribute values repeat across entities (a flavor, an image, a host, a zone, a user on thousands
+ * of instances), yet every record parsed from JSON brings its own copy: one copy per distinct
+ * value and attribute name instead. Bounded and adaptive: an attribute that shows more than
+ * VALUES_PER_ATTRIBUTE distinct values (addresses, ids) stops being interned and its table is
+ * dropped, and at most INTERNED_ATTRIBUTES names are followed.
+ */
+const INTERNED_ATTRIBUTES = 1000;
+const VALUES_PER_ATTRIBUTE = 4096;
+const attributeValues = new Map<string, Map<string, string> | null>();
+
+function internAttributes(attributes: Record<string, unknown>): void {
+  if (Object.isFrozen(attributes)) return;
+  for (const name in attributes) {
+    const value = attributes[name];
+    if (typeof value !== 'string' || value.length > 256) continue;
+    let values = attributeValues.get(name);
+    if (values === null) continue;
+    if (values === undefined) {
+      if (attributeValues.size >= INTERNED_ATTRIBUTES) continue;
+      attributeValues.set(name, (values = new Map()));
+    }
+    const hit = values.get(value);
+    // Equal strings are === whatever their copy: the table's copy is written back unconditionally.
+    if (hit !== undefined) attributes[name] = hit;
+    else if (values.size >= VALUES_PER_ATTRIBUTE) attributeValues.set(name, null);
+    else values.set(value, value);
+  }
+}
+
+/**
+ * A list of one ref (an instance's host, a port's network) is the most common list, and many
+ * entities name the same one: one frozen list per ref, per type while it has fewer than
+ * REFS_PER_TYPE distinct ids (then, as above, that type's table is dropped).
+ */
+const REFS_PER_TYPE = 65_536;
+const singleRefs = new Map<string, Map<string, EntityRef[]> | null>();
+
+function sharedRef(ref: EntityRef): EntityRef[] | undefined {
+  let lists = singleRefs.get(ref.type);
+  if (lists === null) return undefined;
+  if (lists === undefined) {
+    if (singleRefs.size >= INTERNED_ATTRIBUTES) return undefined;
+    singleRefs.set(ref.type, (lists = new Map()));
+  }
+  let list = lists.get(ref.id);
+  if (list === undefined) {
+    if (lists.size >= REFS_PER_TYPE) {
+      singleRefs.set(ref.type, null);
+      return undefined;
+    }
+    list = Object.freeze([Object.freeze({ type: intern(ref.type), id: ref.id })]) as unknown as EntityRef[];
+    lists.set(ref.id, list);
+  }
+  return list;
+}
+
 const upperCache = new Map<string, string>();
 function normalizeState(state: string): string {
   let upper = upperCache.get(state);
@@ -90,6 +147,7 @@ function checkRefs(refs: unknown, field: 'parents' | 'children', key: string): E
   // Refs are a set: canonical order (and {type, id} only) makes the hash and the output
   // independent of API order. The usual case — already canonical — is kept as it is.
   if (refs.length === 0) return NO_REFS;
+  if (refs.length === 1 && canonical) return sharedRef(refs[0] as EntityRef) ?? (refs as EntityRef[]);
   if (canonical) return refs as EntityRef[];
   const sorted = (refs as EntityRef[]).map((r) => ({ type: intern(r.type), id: r.id })).sort(compareRefs);
   return sorted.filter((r, i) => i === 0 || compareRefs(sorted[i - 1]!, r) !== 0);
@@ -129,6 +187,7 @@ export function toEntity(draft: EntityDraft, source: string, observedAt: string,
     source,
     attributes: attributes === undefined ? {} : canonicalize(attributes),
   };
+  internAttributes(entity.attributes);
   if (keepRaw && draft.raw !== undefined) entity.raw = draft.raw;
   return entity;
 }

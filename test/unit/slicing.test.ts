@@ -96,7 +96,7 @@ describe('preparedInSlices', () => {
   it('passes changes and small snapshots at once', () => {
     const out: Observation[] = [];
     const small = snapshot(t(0), [entity('a')]);
-    of<Observation>(upsert(t(0), entity('x')), small)
+    of<Observation[]>(upsert(t(0), entity('x')), small)
       .pipe(preparedInSlices(() => emptyBaseline(), manualPauses(2)))
       .subscribe((o) => out.push(o));
     expect(out.map((o) => o.kind)).toEqual(['change', 'snapshot']);

@@ -3,7 +3,7 @@
  * notifications runs on the event loop being measured (a stall there would delay the publish too,
  * and hide itself from the latency):
  * - `openstack`: the local OpenStack (test/support/openstack-server.ts) with N servers, 1 % of
- *   them changing state every `churnEveryMs`;
+ *   them changing state at the start of every poll (its first page asked for);
  * - `publisher`: instance.update notifications at `rate`/s until told to stop (or `maxSeconds`),
  *   each one's send time (epoch ms, sub-ms) posted back at the end.
  */
@@ -15,7 +15,7 @@ import { OsloPublisher } from '../support/oslo-publisher.js';
 import { body } from './amqp.js';
 
 export type IsolationWorkerData =
-  | { role: 'openstack'; servers: number; churnEveryMs: number }
+  | { role: 'openstack'; servers: number }
   | { role: 'publisher'; url: string; exchange: string; routingKey: string; rate: number; maxSeconds: number; prefix: string };
 
 /** Epoch ms with sub-ms precision, comparable across threads (each has its own timeOrigin). */
@@ -27,13 +27,18 @@ async function openstack(data: Extract<IsolationWorkerData, { role: 'openstack' 
   const os = await startOpenStackServer({ servers: data.servers, novaMaxLimit: 1000 });
   let round = 0;
   const timer = setInterval(() => {
-    round += 1;
-    const servers = os.state.servers;
-    for (let i = round % 100; i < servers.length; i += 100) {
-      const s = servers[i]!;
-      s.status = s.status === 'SHUTOFF' ? 'ACTIVE' : 'SHUTOFF';
+    // A poll started (its first page, without a marker): 1 % of the servers change.
+    const started = os.requests.filter((r) => r.path.endsWith('/servers/detail') && !r.query.includes('marker=')).length;
+    os.requests.length = 0;
+    for (let k = 0; k < started; k++) {
+      round += 1;
+      const servers = os.state.servers;
+      for (let i = round % 100; i < servers.length; i += 100) {
+        const s = servers[i]!;
+        s.status = s.status === 'SHUTOFF' ? 'ACTIVE' : 'SHUTOFF';
+      }
     }
-  }, data.churnEveryMs);
+  }, 20);
   parentPort!.postMessage({ url: os.url, auth: os.auth });
   parentPort!.once('message', () => {
     clearInterval(timer);

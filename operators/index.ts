@@ -1,8 +1,9 @@
-export { normalizeEntity, toEntity, toPatch, type InvalidRecord, type NormalizeOptions } from './normalizeEntity.js';
+export { normalizeEntity, toEntity, toPatch, type InvalidRecord, type NormalizeOptions, type SliceOptions } from './normalizeEntity.js';
 export {
   diffAgainstBaseline,
   baselineSteps,
   applyObservation,
+  prepareSnapshot,
   emptyBaseline,
   DEFAULT_TOMBSTONE_MS,
   DEFAULT_MAX_CLOCK_SKEW_MS,

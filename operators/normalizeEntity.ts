@@ -1,4 +1,4 @@
-import { type OperatorFunction, Observable } from 'rxjs';
+import { type OperatorFunction, Observable, concatMap } from 'rxjs';
 import { type Entity, type EntityDraft, type EntityPatch, type EntityRef, type Observation, entityKey } from '../src/model.js';
 import { canonicalize } from '../src/hash.js';
 import { type EntityScope, qualifiedId } from '../src/scope.js';
@@ -23,6 +23,19 @@ export interface NormalizeOptions {
    * and those its refs name — are qualified by it (src/scope.ts). Absent: entities as mapped.
    */
   scope?: EntityScope;
+  /**
+   * Normalize a snapshot of more than `records` records in slices of that many, awaiting
+   * `pause()` between two (the hub yields to the event loop there, so a big poll does not stall
+   * the push path); the observations after it wait for it, in order. Without it every
+   * observation is normalized at once, synchronously.
+   */
+  slice?: SliceOptions;
+}
+
+/** Work in slices: at most `records` items, then `await pause()`. */
+export interface SliceOptions {
+  records: number;
+  pause: () => Promise<void>;
 }
 
 class InvalidEntity extends Error {
@@ -42,6 +55,63 @@ function intern(s: string): string {
   if (hit !== undefined) return hit;
   if (internTable.size < 10_000) internTable.set(s, s);
   return s;
+}
+
+/**
+ * Attribute values repeat across entities (a flavor, an image, a host, a zone, a user on thousands
+ * of instances), yet every record parsed from JSON brings its own copy: one copy per distinct
+ * value and attribute name instead. Bounded and adaptive: an attribute that shows more than
+ * VALUES_PER_ATTRIBUTE distinct values (addresses, ids) stops being interned and its table is
+ * dropped, and at most INTERNED_ATTRIBUTES names are followed.
+ */
+const INTERNED_ATTRIBUTES = 1000;
+const VALUES_PER_ATTRIBUTE = 4096;
+const attributeValues = new Map<string, Map<string, string> | null>();
+
+function internAttributes(attributes: Record<string, unknown>): void {
+  if (Object.isFrozen(attributes)) return;
+  for (const name in attributes) {
+    const value = attributes[name];
+    if (typeof value !== 'string' || value.length > 256) continue;
+    let values = attributeValues.get(name);
+    if (values === null) continue;
+    if (values === undefined) {
+      if (attributeValues.size >= INTERNED_ATTRIBUTES) continue;
+      attributeValues.set(name, (values = new Map()));
+    }
+    const hit = values.get(value);
+    // Equal strings are === whatever their copy: the table's copy is written back unconditionally.
+    if (hit !== undefined) attributes[name] = hit;
+    else if (values.size >= VALUES_PER_ATTRIBUTE) attributeValues.set(name, null);
+    else values.set(value, value);
+  }
+}
+
+/**
+ * A list of one ref (an instance's host, a port's network) is the most common list, and many
+ * entities name the same one: one frozen list per ref, per type while it has fewer than
+ * REFS_PER_TYPE distinct ids (then, as above, that type's table is dropped).
+ */
+const REFS_PER_TYPE = 65_536;
+const singleRefs = new Map<string, Map<string, EntityRef[]> | null>();
+
+function sharedRef(ref: EntityRef): EntityRef[] | undefined {
+  let lists = singleRefs.get(ref.type);
+  if (lists === null) return undefined;
+  if (lists === undefined) {
+    if (singleRefs.size >= INTERNED_ATTRIBUTES) return undefined;
+    singleRefs.set(ref.type, (lists = new Map()));
+  }
+  let list = lists.get(ref.id);
+  if (list === undefined) {
+    if (lists.size >= REFS_PER_TYPE) {
+      singleRefs.set(ref.type, null);
+      return undefined;
+    }
+    list = Object.freeze([Object.freeze({ type: intern(ref.type), id: ref.id })]) as unknown as EntityRef[];
+    lists.set(ref.id, list);
+  }
+  return list;
 }
 
 const upperCache = new Map<string, string>();
@@ -84,6 +154,7 @@ function checkRefs(refs: unknown, field: 'parents' | 'children', key: string, sc
   // Refs are a set: canonical order (and {type, id} only) makes the hash and the output
   // independent of API order. The usual case — already canonical — is kept as it is.
   if (refs.length === 0) return NO_REFS;
+  if (refs.length === 1 && canonical) return sharedRef(refs[0] as EntityRef) ?? (refs as EntityRef[]);
   if (canonical) return refs as EntityRef[];
   const sorted = (refs as EntityRef[]).map((r) => ({ type: intern(r.type), id: r.id })).sort(compareRefs);
   return sorted.filter((r, i) => i === 0 || compareRefs(sorted[i - 1]!, r) !== 0);
@@ -145,6 +216,7 @@ export function toEntity(draft: EntityDraft, source: string, observedAt: string,
     source,
     attributes: attributes === undefined ? {} : canonicalize(attributes),
   };
+  internAttributes(entity.attributes);
   if (keepRaw && draft.raw !== undefined) entity.raw = draft.raw;
   return entity;
 }
@@ -213,82 +285,119 @@ function drafts<R>(map: EntityMapping<R>, record: R): readonly EntityDraft[] {
  * @returns observations of valid entities only.
  */
 export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOptions = {}): OperatorFunction<Observation<R>, Observation<Entity>> {
-  const { onInvalid, keepRaw = false, scope } = options;
+  const { onInvalid, keepRaw = false, slice, scope } = options;
+  /** Normalizes one observation, emitting what it becomes; a big snapshot (with `slice`) resolves once emitted. */
+  const one = (observation: Observation<R>, emit: (o: Observation<Entity>) => void, stopped = (): boolean => false): Promise<void> | undefined => {
+    if (Number.isNaN(Date.parse(observation.at))) {
+      const reason = `observation time is not a date: ${JSON.stringify(observation.at)}`;
+      onInvalid?.({ source: observation.source, reason, record: observation.kind === 'snapshot' ? undefined : observation.record });
+      observation.settle?.({ ok: false, reason });
+      return undefined;
+    }
+    const report = (reason: string, record: unknown, key?: string): void =>
+      onInvalid?.({ source: observation.source, reason, record, ...(key !== undefined ? { key } : {}) });
+    if (observation.kind === 'snapshot') {
+      const records: Entity[] = [];
+      const keep: string[] = observation.keep ? [...observation.keep] : [];
+      const types = new Set(observation.types);
+      const add = (draft: EntityDraft, record: R): void => {
+        try {
+          const entity = toEntity(draft, observation.source, observation.at, true, keepRaw, scope);
+          if (!types.has(entity.type)) {
+            throw new InvalidEntity(`type ${entity.type} is not among the snapshot's types (${observation.types.join(', ')})`);
+          }
+          records.push(entity);
+        } catch (e) {
+          const key = e instanceof InvalidEntity ? e.key : undefined;
+          if (key !== undefined) keep.push(key);
+          report(e instanceof Error ? e.message : String(e), record, key);
+        }
+      };
+      const raw = observation.records;
+      const range = (from: number, to: number): void => {
+        for (let i = from; i < to; i++) {
+          const record = raw[i]!;
+          let out: ReturnType<EntityMapping<R>>;
+          try {
+            out = map(record);
+          } catch (e) {
+            report(`mapping failed: ${e instanceof Error ? e.message : String(e)}`, record);
+            continue;
+          }
+          // The common case, one draft per record, allocates no array.
+          if (out === undefined) continue;
+          if (Array.isArray(out)) for (const d of out as readonly EntityDraft[]) add(d, record);
+          else add(out as EntityDraft, record);
+        }
+      };
+      const done = (): void => {
+        const { records: _raw, keep: _keep, ...rest } = observation;
+        emit({ ...rest, records, ...(keep.length > 0 ? { keep } : {}), ...(scope !== undefined ? { scope: scope.name } : {}) });
+      };
+      if (slice === undefined || raw.length <= slice.records) {
+        range(0, raw.length);
+        done();
+        return undefined;
+      }
+      return (async () => {
+        for (let i = 0; i < raw.length; i += slice.records) {
+          if (i > 0) await slice.pause();
+          // Unsubscribed meanwhile (the source stopped): the rest is nobody's.
+          if (stopped()) return;
+          range(i, Math.min(raw.length, i + slice.records));
+        }
+        done();
+      })();
+    }
+    let entities: (Entity | EntityPatch)[];
+    try {
+      const record = observation.record as R;
+      entities = drafts(map, record).map((d) =>
+        observation.kind === 'patch'
+          ? toPatch(d, observation.source, observation.at, keepRaw, scope)
+          : toEntity(d, observation.source, observation.at, observation.action === 'upsert', keepRaw, scope),
+      );
+    } catch (e) {
+      const reason = e instanceof InvalidEntity ? e.message : `mapping failed: ${e instanceof Error ? e.message : String(e)}`;
+      report(reason, observation.record, e instanceof InvalidEntity ? e.key : undefined);
+      observation.settle?.({ ok: false, reason });
+      return undefined;
+    }
+    if (entities.length === 0) {
+      observation.settle?.({ ok: true });
+      return undefined;
+    }
+    // One record may describe several entities; the last one carries the settle hook.
+    const { source, at, settle } = observation;
+    for (let i = 0; i < entities.length; i++) {
+      const change: Observation<Entity> =
+        observation.kind === 'patch'
+          ? { kind: 'patch', source, at, record: entities[i] as EntityPatch }
+          : { kind: 'change', source, action: observation.action, at, record: entities[i] as Entity };
+      if (settle && i === entities.length - 1) change.settle = settle;
+      emit(change);
+    }
+    return undefined;
+  };
+  if (slice !== undefined) {
+    // In order: what a source observes after a big snapshot waits until that snapshot is out.
+    return (source$) =>
+      source$.pipe(
+        concatMap(
+          (observation) =>
+            new Observable<Observation<Entity>>((subscriber) => {
+              const emit = (o: Observation<Entity>): void => subscriber.next(o);
+              const pending = one(observation, emit, () => subscriber.closed);
+              if (pending === undefined) subscriber.complete();
+              else pending.then(() => subscriber.complete(), (e: unknown) => subscriber.error(e));
+            }),
+        ),
+      );
+  }
   return (source$) =>
     new Observable<Observation<Entity>>((subscriber) =>
       source$.subscribe({
-        next(observation) {
-          if (Number.isNaN(Date.parse(observation.at))) {
-            const reason = `observation time is not a date: ${JSON.stringify(observation.at)}`;
-            onInvalid?.({ source: observation.source, reason, record: observation.kind === 'snapshot' ? undefined : observation.record });
-            observation.settle?.({ ok: false, reason });
-            return;
-          }
-          const report = (reason: string, record: unknown, key?: string): void =>
-            onInvalid?.({ source: observation.source, reason, record, ...(key !== undefined ? { key } : {}) });
-          if (observation.kind === 'snapshot') {
-            const records: Entity[] = [];
-            const keep: string[] = observation.keep ? [...observation.keep] : [];
-            const types = new Set(observation.types);
-            const add = (draft: EntityDraft, record: R): void => {
-              try {
-                const entity = toEntity(draft, observation.source, observation.at, true, keepRaw, scope);
-                if (!types.has(entity.type)) {
-                  throw new InvalidEntity(`type ${entity.type} is not among the snapshot's types (${observation.types.join(', ')})`);
-                }
-                records.push(entity);
-              } catch (e) {
-                const key = e instanceof InvalidEntity ? e.key : undefined;
-                if (key !== undefined) keep.push(key);
-                report(e instanceof Error ? e.message : String(e), record, key);
-              }
-            };
-            for (const record of observation.records) {
-              let out: ReturnType<EntityMapping<R>>;
-              try {
-                out = map(record);
-              } catch (e) {
-                report(`mapping failed: ${e instanceof Error ? e.message : String(e)}`, record);
-                continue;
-              }
-              // The common case, one draft per record, allocates no array.
-              if (out === undefined) continue;
-              if (Array.isArray(out)) for (const d of out as readonly EntityDraft[]) add(d, record);
-              else add(out as EntityDraft, record);
-            }
-            const { records: _raw, keep: _keep, ...rest } = observation;
-            subscriber.next({ ...rest, records, ...(keep.length > 0 ? { keep } : {}), ...(scope !== undefined ? { scope: scope.name } : {}) });
-            return;
-          }
-          let entities: (Entity | EntityPatch)[];
-          try {
-            const record = observation.record as R;
-            entities = drafts(map, record).map((d) =>
-              observation.kind === 'patch'
-                ? toPatch(d, observation.source, observation.at, keepRaw, scope)
-                : toEntity(d, observation.source, observation.at, observation.action === 'upsert', keepRaw, scope),
-            );
-          } catch (e) {
-            const reason = e instanceof InvalidEntity ? e.message : `mapping failed: ${e instanceof Error ? e.message : String(e)}`;
-            report(reason, observation.record, e instanceof InvalidEntity ? e.key : undefined);
-            observation.settle?.({ ok: false, reason });
-            return;
-          }
-          if (entities.length === 0) {
-            observation.settle?.({ ok: true });
-            return;
-          }
-          // One record may describe several entities; the last one carries the settle hook.
-          const { source, at, settle } = observation;
-          for (let i = 0; i < entities.length; i++) {
-            const change: Observation<Entity> =
-              observation.kind === 'patch'
-                ? { kind: 'patch', source, at, record: entities[i] as EntityPatch }
-                : { kind: 'change', source, action: observation.action, at, record: entities[i] as Entity };
-            if (settle && i === entities.length - 1) change.settle = settle;
-            subscriber.next(change);
-          }
-        },
+        next: (observation) => void one(observation, (o) => subscriber.next(o)),
         error: (e: unknown) => subscriber.error(e),
         complete: () => subscriber.complete(),
       }),

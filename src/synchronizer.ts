@@ -8,6 +8,7 @@ import { createHubBaseline } from './hub/baseline.js';
 import { STATE_HEALTH, createCommitLine } from './hub/commit.js';
 import { createHealthBoard } from './hub/health.js';
 import { observationsOf } from './hub/intake.js';
+import { HUB_SLICES, preparedInSlices } from './hub/slicing.js';
 import { createCounters, metricsOf } from './hub/metrics.js';
 import { createOwnership } from './hub/ownership.js';
 import { registerWith } from './hub/register.js';
@@ -98,6 +99,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     },
     retry,
     keepRaw,
+    slice: HUB_SLICES,
     scheduler,
     log,
   };
@@ -148,7 +150,8 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
         outbox = undefined;
       }
       const mirror$ = options.mirror ? options.mirror.pipe(tap((o) => mirrored.add(o))) : EMPTY;
-      running = merge(...sources.map((s) => observationsOf(s, intake)), mirror$)
+      // Big snapshots are read in slices first, so the push path is served meanwhile (hub/slicing.ts).
+      running = merge(...sources.map((s) => observationsOf(s, intake).pipe(preparedInSlices(baseline.state))), mirror$)
         .pipe(
           filter(() => taking),
           scan((step: BaselineStep, o: Observation) => applyObservation(step.state, o, diffOptions), { state: baseline.state(), events: [] }),

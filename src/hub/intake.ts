@@ -1,5 +1,5 @@
 import { type Observable, type SchedulerLike, filter, map, tap } from 'rxjs';
-import { type InvalidRecord, normalizeEntity } from '../../operators/normalizeEntity.js';
+import { type InvalidRecord, type SliceOptions, normalizeEntity } from '../../operators/normalizeEntity.js';
 import { type BackoffOptions, retryWithBackoff } from '../backoff.js';
 import { type Logger, asError } from '../log.js';
 import { type EntityType, type Observation, unreachable } from '../model.js';
@@ -18,6 +18,8 @@ export interface IntakeOptions {
   onInvalid: (record: InvalidRecord) => void;
   retry: BackoffOptions;
   keepRaw: boolean;
+  /** Normalize big snapshots in slices (see src/hub/slicing.ts). */
+  slice?: SliceOptions;
   scheduler: SchedulerLike;
   log: Logger;
 }
@@ -73,6 +75,7 @@ export function observationsOf(source: Source<unknown>, options: IntakeOptions):
     normalizeEntity(source.map, {
       keepRaw: options.keepRaw,
       onInvalid: options.onInvalid,
+      ...(options.slice ? { slice: options.slice } : {}),
       ...(source.scope === undefined ? {} : { scope: entityScope(source.scope, options.localTypes) }),
     }),
     map((o) => onlyActive(o, active)),

@@ -38,7 +38,7 @@ const ROUTING_KEY = 'versioned_notifications.info';
 const template = novaSample('instance-update.json');
 
 /** Message i: instance i mod 10,000; the name and task state change, so every message is an event. */
-function body(i: number, stamp: string, name = `vm-${i}`): Buffer {
+export function body(i: number, stamp: string, name = `vm-${i}`): Buffer {
   const payload = structuredClone(template.payload) as { 'nova_object.data': Record<string, unknown> };
   const data = payload['nova_object.data'];
   data.uuid = `178b0921-8f85-4257-88b6-${(i % INSTANCES).toString(16).padStart(12, '0')}`;

@@ -26,6 +26,7 @@ const BENCHES: Record<string, () => Promise<{ default: Bench }>> = {
   webhook: () => import('./webhook.js'),
   hostile: () => import('./hostile.js'),
   cluster: () => import('./cluster.js'),
+  isolation: () => import('./isolation.js'),
 };
 
 function table(rows: BenchRow[]): string {

@@ -36,7 +36,15 @@ afterEach(async () => {
 describe('OpenStack poll sources against a local OpenStack', () => {
   it('config → Keystone → catalog → every page → creates, then one update, one delete', async () => {
     await startSync();
-    await waitFor('first snapshots', () => ['nova', 'neutron', 'cinder', 'heat'].every((s) => sync.health()[s]?.status === 'up') && sync.snapshot(['heat.stack']).length > 0);
+    // A snapshot of more than 1000 records goes in a few slices after its source reports up.
+    await waitFor(
+      'first snapshots',
+      () =>
+        ['nova', 'neutron', 'cinder', 'heat'].every((s) => sync.health()[s]?.status === 'up') &&
+        sync.snapshot(['heat.stack']).length > 0 &&
+        sync.snapshot(['nova.instance']).length === 2500 &&
+        sync.snapshot(['neutron.port']).length === 2502,
+    );
     // Nova pages at 1000: 2500 servers take three pages, and all of them arrive.
     expect(sync.snapshot(['nova.instance'])).toHaveLength(2500);
     expect(os.requestsTo('/servers/detail').slice(0, 3).map((r) => new URLSearchParams(r.query).get('marker'))).toEqual([null, serverId(999), serverId(1999)]);

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type BaselineState, type DiffOptions, applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
+import { type BaselineState, type DiffOptions, applyObservation, emptyBaseline, prepareSnapshot } from '../../operators/diffAgainstBaseline.js';
 import { toEntity, toPatch } from '../../operators/normalizeEntity.js';
 import { type EntityScope, entityScope } from '../../src/scope.js';
 import { changedFields, entityHash, sameMeaning } from '../../src/hash.js';
@@ -177,6 +177,57 @@ describe('the baseline against its reference model (test/support/baseline-model.
         for (const [, entry] of state.entities) hashes.check(entry.entity, entityHash(entry.entity));
       }),
       { numRuns: 1500 },
+    );
+  });
+
+  it('a snapshot prepared in slices while other observations are applied steps exactly as the model says', () => {
+    // Each snapshot's preparation (prepareSnapshot) runs in slices of 1–4 records or entries,
+    // interleaved with the steps of the observations before it (changes, other snapshots, a
+    // preparation of another snapshot), as the hub interleaves them; the steps, in their order,
+    // must emit what the model emits and end where it ends.
+    const arbRun = arbObservations.chain((observations) =>
+      fc.tuple(
+        fc.constant(observations),
+        // Per observation: how many steps before its own its preparation starts, and slice sizes.
+        fc.array(fc.record({ lead: fc.integer({ min: 0, max: 4 }), budgets: fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 12 }) }), {
+          minLength: observations.length,
+          maxLength: observations.length,
+        }),
+      ),
+    );
+    fc.assert(
+      fc.property(arbRun, arbOptions, ([observations, schedule], options) => {
+        const model = new BaselineModel(options);
+        const diffOptions = diffOptionsOf(options);
+        // The actions in time order: a step at 10·j + 5; slices of j's preparation spread from
+        // 10·(j − lead) up to just before its step (several slices may fall between two steps).
+        const actions: { time: number; j: number; budget?: number }[] = [];
+        observations.forEach((o, j) => {
+          actions.push({ time: 10 * j + 5, j });
+          if (o.kind !== 'snapshot') return;
+          const { lead, budgets } = schedule[j]!;
+          const from = 10 * (j - lead);
+          budgets.forEach((budget, k) => actions.push({ time: from + (k * (10 * lead + 4)) / budgets.length, j, budget }));
+        });
+        actions.sort((a, b) => a.time - b.time || (a.budget === undefined ? 1 : 0) - (b.budget === undefined ? 1 : 0));
+        let state: BaselineState = emptyBaseline();
+        for (const action of actions) {
+          const o = observations[action.j]!;
+          if (action.budget !== undefined) {
+            prepareSnapshot(state, o as Extract<Observation, { kind: 'snapshot' }>, action.budget);
+            continue;
+          }
+          const step = applyObservation(state, o, diffOptions);
+          expect(step.events.map(asModelEvent), `events of observation #${action.j}`).toEqual(model.apply(o));
+          state = step.state;
+        }
+        expect(sorted([...state.entities].map(([k, v]) => [k, v.entity]))).toEqual(sorted(model.entityMap()));
+        expect(sorted([...state.entities].map(([k, v]) => [k, [v.at, v.bySnapshot, v.misses]]))).toEqual(
+          sorted([...model.entities].map(([k, v]) => [k, [v.writtenAt, v.bySnapshot, v.misses]])),
+        );
+        expect(sorted(state.tombstones)).toEqual(sorted(model.tombstones));
+      }),
+      { numRuns: 3000 },
     );
   });
 

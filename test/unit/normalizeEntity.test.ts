@@ -1,6 +1,6 @@
 import { of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type InvalidRecord, normalizeEntity } from '../../operators/normalizeEntity.js';
+import { type InvalidRecord, normalizeEntity, toEntity } from '../../operators/normalizeEntity.js';
 import { entityScope } from '../../src/scope.js';
 import type { EntityDraft, Observation, Settlement } from '../../src/model.js';
 import { t } from '../support/entities.js';
@@ -150,5 +150,27 @@ describe('normalizeEntity', () => {
     ]);
     expect(seen[0]!.kind === 'patch' && Object.keys(seen[0]!.record)).not.toContain('name');
     expect(settled).toEqual([{ ok: false, reason: 'state must be a non-empty string, got 7' }]);
+  });
+});
+
+describe('normalizeEntity keeps the baseline small', () => {
+  it('shares one frozen list for entities that name the same single parent, equal in value to the one mapped', () => {
+    const a = toEntity({ type: 'nova.instance', id: 'a', state: 'ACTIVE', parents: [{ type: 'nova.host', id: 'compute-1' }] }, 'nova', t(0));
+    const b = toEntity({ type: 'nova.instance', id: 'b', state: 'ACTIVE', parents: [{ type: 'nova.host', id: 'compute-1' }] }, 'nova', t(0));
+    const c = toEntity({ type: 'nova.instance', id: 'c', state: 'ACTIVE', parents: [{ type: 'nova.host', id: 'compute-2' }] }, 'nova', t(0));
+    expect(a.parents).toBe(b.parents);
+    expect(a.parents).not.toBe(c.parents);
+    expect(a.parents).toEqual([{ type: 'nova.host', id: 'compute-1' }]);
+    expect(Object.isFrozen(a.parents) && Object.isFrozen(a.parents[0])).toBe(true);
+  });
+
+  it('interns attribute values in place, and leaves a frozen attributes object as it is', () => {
+    const frozen = Object.freeze({ flavor: 'm1.tiny' });
+    const e = toEntity({ type: 'nova.instance', id: 'f', state: 'ACTIVE', attributes: frozen }, 'nova', t(0));
+    expect(e.attributes).toBe(frozen);
+    const values = Array.from({ length: 5000 }, (_, i) => toEntity({ type: 'nova.instance', id: `v${i}`, state: 'ACTIVE', attributes: { address: `10.0.${i >> 8}.${i & 255}`, zone: 'nova' } }, 'nova', t(0)));
+    // High-cardinality values stop being interned; every value stays what was mapped.
+    expect(values.map((v) => v.attributes.address)).toEqual(Array.from({ length: 5000 }, (_, i) => `10.0.${i >> 8}.${i & 255}`));
+    expect(values.every((v) => v.attributes.zone === 'nova')).toBe(true);
   });
 });

@@ -1,0 +1,45 @@
+/**
+ * How a big snapshot shares the event loop with the push path. Its records are normalized, then
+ * read against the baseline (prepareSnapshot), in slices with a pause for I/O between two; only
+ * then does it take its turn in the baseline, whose step is left with what the snapshot writes.
+ * Meanwhile notifications, webhooks, AMQP heartbeats and HTTP probes are served between slices.
+ * Per source and in order: what a source observes after a big snapshot waits for it.
+ */
+import { type MonoTypeOperatorFunction, Observable, concatMap, of } from 'rxjs';
+import { type BaselineState, prepareSnapshot } from '../../operators/diffAgainstBaseline.js';
+import type { SliceOptions } from '../../operators/normalizeEntity.js';
+import type { Observation } from '../model.js';
+
+/**
+ * Records (or index entries) per slice. About 1–5 ms of work on a loaded 2-core machine
+ * (docs/architecture.md, "Big snapshots"): short enough for a 10 ms p99 of the push path.
+ */
+export const SLICE_RECORDS = 1000;
+
+/** Yields to the event loop: pending I/O callbacks (a delivered message, a request) run first. */
+export function pauseForIo(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+export const HUB_SLICES: SliceOptions = { records: SLICE_RECORDS, pause: pauseForIo };
+
+/**
+ * Prepares each snapshot of more than `slice.records` records against the baseline as it is
+ * slice after slice (`state()`), then emits it; anything else passes at once (unless a snapshot
+ * before it is still being prepared).
+ */
+export function preparedInSlices(state: () => BaselineState, slice: SliceOptions = HUB_SLICES): MonoTypeOperatorFunction<Observation> {
+  return concatMap((o) => {
+    if (o.kind !== 'snapshot' || o.records.length <= slice.records) return of(o);
+    return new Observable<Observation>((subscriber) => {
+      (async () => {
+        while (!prepareSnapshot(state(), o, slice.records)) {
+          await slice.pause();
+          if (subscriber.closed) return;
+        }
+        subscriber.next(o);
+        subscriber.complete();
+      })().catch((e: unknown) => subscriber.error(e));
+    });
+  });
+}

@@ -1,0 +1,174 @@
+/**
+ * `isolation` benchmark: does a big poll stall the push path? Notifications (versioned
+ * instance.update) are published at 1,000/s through a private RabbitMQ node and consumed by the
+ * synchronizer's notification source; the time from publish to emission on entity$ is measured
+ * 1. idle: the notification source alone;
+ * 2. during snapshots: the same, while a Nova source polls N servers (pages of 1000) from a local
+ *    OpenStack back to back (interval 1 ms), 1 % of them changing at the start of each poll; the window opens
+ *    once the first (all-create) snapshot went through, so it measures the steady state, and
+ *    closes once SNAPSHOTS more snapshots were diffed in it (and at least SECONDS passed).
+ * The OpenStack server and the publisher run in worker threads: their work is not on the event
+ * loop measured, and a stall of that loop cannot delay a publish and so hide itself. Also the
+ * event loop's longest stall in each window (perf_hooks.monitorEventLoopDelay, 1 ms resolution)
+ * and, separately, in the window of the first snapshot.
+ *
+ * ISOLATION_BENCH_N overrides N (default 100,000); ISOLATION_BENCH_SECONDS the idle window and the
+ * least of the other (default 20); ISOLATION_BENCH_SNAPSHOTS the snapshots in it (default 3).
+ * ISOLATION_BENCH_DEBUG=1 prints each snapshot's time to stderr.
+ */
+import { existsSync } from 'node:fs';
+import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import { asyncScheduler } from 'rxjs';
+import { createSources, parseConfig } from '../../src/config.js';
+import { createLogger } from '../../src/log.js';
+import { OptionReader } from '../../src/options.js';
+import type { Source } from '../../src/source.js';
+import { type Synchronizer, createSynchronizer } from '../../src/synchronizer.js';
+import { createNotificationSource, readNotificationOptions } from '../../sources/openstack/notifications.js';
+import { OsloPublisher } from '../support/oslo-publisher.js';
+import { RABBITMQ_SERVER, RabbitNode } from '../support/rabbitmq.js';
+import { waitFor } from '../support/wait.js';
+import { type IsolationWorkerData, epochNow } from './isolation-worker.js';
+import type { Bench, BenchRow } from './run.js';
+
+const N = Number(process.env.ISOLATION_BENCH_N ?? 100_000);
+const SECONDS = Number(process.env.ISOLATION_BENCH_SECONDS ?? 20);
+const SNAPSHOTS = Number(process.env.ISOLATION_BENCH_SNAPSHOTS ?? 3);
+/** The publisher's bound, whatever happens: a window never runs longer. */
+const MAX_SECONDS = 900;
+const RATE = 1_000;
+const EXCHANGE = 'nova';
+const ROUTING_KEY = 'versioned_notifications.info';
+const PREFIX = 'iso-';
+
+function worker<T>(data: IsolationWorkerData): { worker: Worker; first: Promise<T> } {
+  const w = new Worker(new URL('./isolation-worker.js', import.meta.url), { workerData: data });
+  const first = new Promise<T>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  return { worker: w, first };
+}
+
+function notificationSource(node: RabbitNode, queue: string): Source<unknown> {
+  const options = readNotificationOptions(new OptionReader({ transportUrl: node.transportUrl, exchanges: [EXCHANGE], topics: ['versioned_notifications'], queue }, 'bench'));
+  return createNotificationSource(options, { name: 'bus', log: createLogger('warn'), scheduler: asyncScheduler }) as Source<unknown>;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+interface Window {
+  p50: number;
+  p99: number;
+  max: number;
+  maxStallMs: number;
+}
+
+/** Publishes RATE/s from a worker until `done()`; each notification's publish-to-emit time. */
+async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean): Promise<Window> {
+  const emittedAt = new Float64Array(RATE * MAX_SECONDS);
+  let emitted = 0;
+  const subscription = sync.entity$.subscribe((e) => {
+    const name = e.entity.name;
+    if (name === undefined || !name.startsWith(PREFIX)) return;
+    emittedAt[Number(name.slice(PREFIX.length))] = epochNow();
+    emitted += 1;
+  });
+  const loop: IntervalHistogram = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  const { worker: publisher, first } = worker<Float64Array>({ role: 'publisher', url: node.url, exchange: EXCHANGE, routingKey: ROUTING_KEY, rate: RATE, maxSeconds: MAX_SECONDS, prefix: PREFIX });
+  const started = performance.now();
+  await waitFor('the window to close', () => performance.now() - started >= SECONDS * 1000 && done(), { timeoutMs: MAX_SECONDS * 1000, everyMs: 50 });
+  publisher.postMessage('stop');
+  const sentAt = await first;
+  const total = sentAt.length;
+  await publisher.terminate();
+  await waitFor('every published notification to be emitted', () => emitted >= total, { timeoutMs: 120_000, everyMs: 5 });
+  loop.disable();
+  subscription.unsubscribe();
+  const latencies = new Float64Array(total);
+  for (let i = 0; i < total; i++) latencies[i] = emittedAt[i]! - sentAt[i]!;
+  latencies.sort();
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[total - 1]!, maxStallMs: loop.max / 1e6 };
+}
+
+const round = (x: number): number => Number(x.toFixed(2));
+
+const bench: Bench = {
+  name: 'isolation',
+  title: `publish-to-emit latency of notifications at ${RATE}/s through RabbitMQ, idle (${SECONDS} s) vs while ${SNAPSHOTS} ${N}-server Nova snapshots (1 % churn) are polled and diffed back to back`,
+  needs: `RabbitMQ (Debian package rabbitmq-server: ${RABBITMQ_SERVER}), started privately on loopback`,
+  missing: () => (existsSync(RABBITMQ_SERVER) ? undefined : `${RABBITMQ_SERVER} (apt-get install rabbitmq-server; scripts/test.sh installs it)`),
+  async run(): Promise<BenchRow[]> {
+    const node = await RabbitNode.start({ name: 'isolation' });
+    const { worker: cloud, first: cloudUp } = worker<{ url: string; auth: Record<string, string> }>({ role: 'openstack', servers: N });
+    try {
+      const os = await cloudUp;
+      const setup = await OsloPublisher.connect(node.url);
+      await setup.raw.assertExchange(EXCHANGE, 'topic', { durable: false, autoDelete: false });
+      await setup.close();
+
+      // 1. Idle.
+      const idleSync = createSynchronizer({ sources: [notificationSource(node, 'iso-idle')], tombstoneMs: 60_000 });
+      idleSync.start();
+      await waitFor('the idle source to be up', () => idleSync.health().bus?.status === 'up', { timeoutMs: 30_000, everyMs: 5 });
+      const idle = await measure(node, idleSync, () => true);
+      idleSync.stop();
+
+      // 2. During back-to-back snapshots.
+      const config = await parseConfig(
+        { sources: [{ name: 'nova', use: 'openstack.nova', types: ['nova.instance'], interval: '1ms', timeout: '10m', region: 'RegionOne', auth: os.auth }], sinks: [] },
+        process.cwd(),
+      );
+      let last = performance.now();
+      const sync = createSynchronizer({
+        sources: [notificationSource(node, 'iso-during'), ...createSources(config.sources)],
+        tombstoneMs: 60_000,
+        onObserved: (o, events) => {
+          if (o.kind !== 'snapshot' || !process.env.ISOLATION_BENCH_DEBUG) return;
+          process.stderr.write(`isolation: snapshot of ${o.records.length} diffed, ${events.length} events, ${Math.round(performance.now() - last)} ms after the last\n`);
+          last = performance.now();
+        },
+      });
+      const firstLoop = monitorEventLoopDelay({ resolution: 1 });
+      firstLoop.enable();
+      sync.start();
+      await waitFor('the first snapshot', () => (sync.metrics().observations.nova ?? 0) >= 1, { timeoutMs: 600_000, everyMs: 20 });
+      firstLoop.disable();
+      await waitFor('the bus source to be up', () => sync.health().bus?.status === 'up', { timeoutMs: 30_000, everyMs: 5 });
+      const before = sync.metrics();
+      const started = performance.now();
+      const during = await measure(node, sync, () => (sync.metrics().observations.nova ?? 0) - (before.observations.nova ?? 0) >= SNAPSHOTS);
+      const after = sync.metrics();
+      const seconds = (performance.now() - started) / 1000;
+      sync.stop();
+      const snapshots = (after.observations.nova ?? 0) - (before.observations.nova ?? 0);
+      if (snapshots < 1) throw new Error('isolation bench: no snapshot was diffed during the measured window');
+      return [
+        {
+          bench: 'isolation',
+          n: N,
+          idleP50Ms: round(idle.p50),
+          idleP99Ms: round(idle.p99),
+          idleMaxStallMs: round(idle.maxStallMs),
+          duringSnapshotP50Ms: round(during.p50),
+          duringSnapshotP99Ms: round(during.p99),
+          duringSnapshotMaxMs: round(during.max),
+          maxStallMs: round(during.maxStallMs),
+          snapshots,
+          snapshotEverySec: round(seconds / snapshots),
+          firstSnapshotMaxStallMs: round(firstLoop.max / 1e6),
+        },
+      ];
+    } finally {
+      cloud.postMessage('close');
+      await cloud.terminate();
+      await node.dispose();
+    }
+  },
+};
+
+export default bench;

@@ -67,7 +67,7 @@ afterEach(async () => {
   dir = undefined;
 });
 
-describe('kubernetes source: list then watch through @kubernetes/client-node', { shuffle: false }, () => {
+describe('kubernetes source: list then watch through @kubernetes/client-node', () => {
   it('lists every page: nodes attached to their Nova servers, pods to their nodes', async () => {
     expect(events.every((e) => e.action === 'create' && e.origin === 'snapshot')).toBe(true);
     const worker1 = sync.snapshot(['kubernetes.node']).find((e) => e.id === 'worker-1')!;

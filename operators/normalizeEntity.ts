@@ -34,6 +34,7 @@ const internTable = new Map<string, string>();
 function intern(s: string): string {
   const hit = internTable.get(s);
   if (hit !== undefined) return hit;
+  // Stryker disable next-line ConditionalExpression,EqualityOperator: the bound limits memory only; an equal string is returned either way
   if (internTable.size < 10_000) internTable.set(s, s);
   return s;
 }
@@ -41,8 +42,10 @@ function intern(s: string): string {
 const upperCache = new Map<string, string>();
 function normalizeState(state: string): string {
   let upper = upperCache.get(state);
+  // Stryker disable next-line ConditionalExpression: without the cache the same text is computed again
   if (upper === undefined) {
     upper = intern(state.trim().toUpperCase());
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: the bound limits memory only
     if (upperCache.size < 10_000) upperCache.set(state, upper);
   }
   return upper;

@@ -125,6 +125,7 @@ const hashProperty: PropertyDescriptor = {
   enumerable: true,
   get(this: EntityEvent): string {
     let hash = hashes.get(this);
+    // Stryker disable next-line ConditionalExpression: computing the hash again gives the same hash
     if (hash === undefined) hashes.set(this, (hash = entityHash(this.entity)));
     return hash;
   },

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { createSource } from '../../src/config.js';
 import { alertDraft } from '../../sources/alertmanager.js';
 import { nagiosDraft } from '../../sources/nagios.js';
 import { apiVolumeFacts, pickVolume, volumeDraft } from '../../sources/openstack/cinder.js';
@@ -175,6 +176,21 @@ describe('Cinder and Heat', () => {
       parents: [],
       attributes: { status_reason: 'done' },
     });
+  });
+});
+
+describe('the sources map their API records with these functions', () => {
+  it('openstack.heat and openstack.cinder: map is the draft of the record', async () => {
+    // Created, never started: no request is made, so the address only has to be well formed.
+    const auth = { auth_url: 'http://127.0.0.1:9/v3', username: 'u', password: 'p', project_name: 'p', user_domain_name: 'Default', project_domain_name: 'Default' };
+    const heat = await createSource({ name: 'heat', use: 'openstack.heat', auth });
+    const stack = { id: '1', stack_name: 'st', stack_status: 'CREATE_COMPLETE', stack_status_reason: 'done', links: [{ rel: 'self', href: 'http://h/v1/proj/stacks/st/1' }] };
+    expect(heat.map(stack)).toStrictEqual(stackDraft(apiStackFacts(stack)));
+    expect(heat.map(stack)).toMatchObject({ type: 'heat.stack', id: '1', project: 'proj' });
+    const cinder = await createSource({ name: 'cinder', use: 'openstack.cinder', auth });
+    const volume = { id: 'v', name: 'data', status: 'in-use', size: 10, attachments: [{ server_id: 's1' }] };
+    expect(cinder.map(volume)).toStrictEqual(volumeDraft(apiVolumeFacts(volume)));
+    expect(cinder.map(volume)).toMatchObject({ type: 'cinder.volume', id: 'v', parents: [{ type: 'nova.instance', id: 's1' }] });
   });
 });
 

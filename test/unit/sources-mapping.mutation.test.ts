@@ -282,5 +282,9 @@ describe('monitoring', () => {
     expect(plain.state).toBe('FIRING');
     expect(plain.attributes).not.toHaveProperty('severity');
     expect(plain.attributes).toMatchObject({ annotations: { summary: 's' }, status: 'active', startsAt: '2026-11-25T12:00:00.000Z' });
+    // Silences and inhibitions are sets: sorted, so Alertmanager's order does not change the hash.
+    const silenced = alertDraft({ ...alert, status: { state: 'suppressed' as const, silencedBy: ['s2', 's1'], inhibitedBy: ['i2', 'i1'] } });
+    expect(silenced.attributes).toMatchObject({ silencedBy: ['s1', 's2'], inhibitedBy: ['i1', 'i2'] });
+    expect(silenced.state).toBe('SUPPRESSED');
   });
 });

@@ -152,6 +152,7 @@ describe('Cinder and Heat', () => {
     });
     expect(apiVolumeFacts({ id: 'v', attachments: [{ server_id: 's1' }, { server_id: '' }, { server_id: null }] }).attachedTo).toStrictEqual(['s1']);
     expect(apiVolumeFacts({ id: 'v', attachments: null }).attachedTo).toStrictEqual([]);
+    expect(volumeDraft({ id: 'v' }).parents).toStrictEqual([]);
     expect(pickVolume({ id: 'v', attachments: null }).attachments).toBeNull();
     expect(pickVolume({ id: 'v', attachments: [{ server_id: 's', id: 'x' } as { server_id: string }, null as never] }).attachments).toStrictEqual([{ server_id: 's' }, null]);
   });

@@ -53,6 +53,7 @@ const internTable = new Map<string, string>();
 function intern(s: string): string {
   const hit = internTable.get(s);
   if (hit !== undefined) return hit;
+  // Stryker disable next-line ConditionalExpression,EqualityOperator: the bound limits memory only; an equal string is returned either way
   if (internTable.size < 10_000) internTable.set(s, s);
   return s;
 }
@@ -117,8 +118,10 @@ function sharedRef(ref: EntityRef): EntityRef[] | undefined {
 const upperCache = new Map<string, string>();
 function normalizeState(state: string): string {
   let upper = upperCache.get(state);
+  // Stryker disable next-line ConditionalExpression: without the cache the same text is computed again
   if (upper === undefined) {
     upper = intern(state.trim().toUpperCase());
+    // Stryker disable next-line ConditionalExpression,EqualityOperator: the bound limits memory only
     if (upperCache.size < 10_000) upperCache.set(state, upper);
   }
   return upper;
@@ -129,8 +132,11 @@ function isNonEmptyString(v: unknown): v is string {
 }
 
 function compareRefs(a: EntityRef, b: EntityRef): number {
+  // Stryker disable next-line EqualityOperator: only reached when the types differ, where < and <= agree
   if (a.type !== b.type) return a.type < b.type ? -1 : 1;
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  if (a.id < b.id) return -1;
+  // Stryker disable next-line ConditionalExpression: every caller only tells < 0 from the rest (sort, `>= 0`, `!== 0` of neighbours in order)
+  return a.id > b.id ? 1 : 0;
 }
 
 /** The refs of every entity that has none: one shared, frozen empty list (most have no children). */

@@ -31,8 +31,10 @@ export function ofType<T extends HasEntity>(...types: EntityType[]): MonoTypeOpe
 /** A predicate for entity types: exact names, `family.*` patterns; empty matches all. */
 export function typeMatcher(types: readonly EntityType[] | undefined): (type: EntityType) => boolean {
   if (!types || types.length === 0) return () => true;
-  const exact = new Set(types.filter((t) => !t.endsWith('.*')));
+  // A pattern in the set matches only a type of that very name, which its prefix matches too.
+  const exact = new Set(types);
   const prefixes = types.filter((t) => t.endsWith('.*')).map((t) => t.slice(0, -1));
+  // Stryker disable next-line ConditionalExpression: a shortcut; with no prefixes the general predicate is this one
   if (prefixes.length === 0) return (type) => exact.has(type);
   return (type) => exact.has(type) || prefixes.some((p) => type.startsWith(p));
 }

@@ -13,7 +13,6 @@ export function canonicalJson(value: unknown): string {
     case 'number':
       return Number.isFinite(value) ? String(value) : 'null';
     case 'boolean':
-      return value ? 'true' : 'false';
     case 'bigint':
       return String(value);
     case 'object': {
@@ -22,8 +21,8 @@ export function canonicalJson(value: unknown): string {
         let out = '[';
         for (let i = 0; i < value.length; i++) {
           if (i > 0) out += ',';
-          const item: unknown = value[i];
-          out += item === undefined ? 'null' : canonicalJson(item);
+          // An undefined item is written `null`, as JSON does (the default case below).
+          out += canonicalJson(value[i]);
         }
         return out + ']';
       }
@@ -52,7 +51,7 @@ function isCanonical(value: unknown): boolean {
     for (const item of value) if (!isCanonical(item)) return false;
     return true;
   }
-  if (value instanceof Date) return true;
+  // A Date has no enumerable keys: canonical, as the loop finds.
   let previous = '';
   for (const key in value) {
     if (key < previous) return false;
@@ -167,7 +166,9 @@ class ByteSink implements MeaningSink {
   buf = Buffer.allocUnsafe(8192);
   off = 0;
   private room(n: number): void {
+    // Stryker disable next-line EqualityOperator: growing when the token would fit exactly only allocates sooner
     if (this.off + n <= this.buf.length) return;
+    // Stryker disable next-line ArithmeticOperator: the new size is at least off + n either way; only how far ahead it grows differs
     const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.off + n));
     this.buf.copy(bigger, 0, 0, this.off);
     this.buf = bigger;

@@ -80,7 +80,8 @@ export function volumeDraft(f: VolumeFacts): EntityDraft {
   if (zone) attributes.availability_zone = zone;
   const host = present(f.host);
   if (host) attributes.host = host;
-  const size = f.size === null || f.size === undefined || f.size === '' ? undefined : Number(f.size);
+  // Absent is NaN to Number(), left out below; null and '' would be 0.
+  const size = f.size === null || f.size === '' ? undefined : Number(f.size);
   if (size !== undefined && Number.isFinite(size)) attributes.size = size;
   return {
     type: 'cinder.volume',

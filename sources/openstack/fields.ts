@@ -1,4 +1,4 @@
 /** `null`, `''` and `undefined` all mean "not set" in OpenStack's records and notifications. */
 export function present(value: string | null | undefined): string | undefined {
-  return value === null || value === undefined || value === '' ? undefined : value;
+  return value === null || value === '' ? undefined : value;
 }

@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type EntityEvent, type Synchronizer, createSource, createSynchronizer } from '../../src/index.js';
 import { KubeApiServer, node, pod } from '../support/kube-apiserver.js';
 import { waitFor } from '../support/wait.js';
@@ -12,10 +12,11 @@ import { waitFor } from '../support/wait.js';
  */
 const SERVER = ['5b1f4a7e-0c1d-4e55-9d6f-2b7f0c1e9a01', '5b1f4a7e-0c1d-4e55-9d6f-2b7f0c1e9a02', '5b1f4a7e-0c1d-4e55-9d6f-2b7f0c1e9a03'];
 
+// Each test has a cluster of its own (beforeEach): its API server, its synchronizer, its events.
 let api: KubeApiServer;
 let sync: Synchronizer;
-let dir: string;
-const events: EntityEvent[] = [];
+let dir: string | undefined;
+let events: EntityEvent[] = [];
 
 const seen = (): string => `health: ${JSON.stringify(sync.health().k8s)}; events: ${events.map((e) => `${e.action} ${e.entity.type}:${e.entity.name} ${e.entity.state}`).join(", ")}`;
 const lists = (collection: 'nodes' | 'pods'): number => api.requests.filter((r) => r.collection === collection && !r.watch && r.query.continue === undefined).length;
@@ -36,7 +37,9 @@ async function settle(): Promise<void> {
 }
 const withoutMarkers = (lines: string[]): string[] => lines.filter((l) => !l.includes(' marker/'));
 
-beforeAll(async () => {
+/** The cluster every test starts from: 3 nodes, pods web-1…web-5 running, listed and watched. */
+beforeEach(async () => {
+  events = [];
   api = new KubeApiServer();
   await api.start();
   dir = await mkdtemp(join(tmpdir(), 'sync-k8s-'));
@@ -51,21 +54,21 @@ beforeAll(async () => {
     { configDir: dir },
   );
   sync = createSynchronizer({ sources: [source] });
-  sync.entity$.subscribe((e) => events.push(e));
+  const seenBy = events;
+  sync.entity$.subscribe((e) => seenBy.push(e));
   sync.start();
+  await waitFor('3 nodes and 5 pods', () => sync.snapshot(['kubernetes.node']).length === 3 && sync.snapshot(['kubernetes.pod']).length === 5, { context: seen });
 });
 
-afterAll(async () => {
+afterEach(async () => {
   sync?.stop();
   await api?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
+  dir = undefined;
 });
 
-// One scenario against one API server: each step starts from the cluster the step before left
-// (pods created, deleted, watches cut), so the steps keep their order under --sequence.shuffle.
-describe('kubernetes source: list then watch through @kubernetes/client-node', { shuffle: false }, () => {
+describe('kubernetes source: list then watch through @kubernetes/client-node', () => {
   it('lists every page: nodes attached to their Nova servers, pods to their nodes', async () => {
-    await waitFor('3 nodes and 5 pods', () => sync.snapshot(['kubernetes.node']).length === 3 && sync.snapshot(['kubernetes.pod']).length === 5, { context: seen });
     expect(events.every((e) => e.action === 'create' && e.origin === 'snapshot')).toBe(true);
     const worker1 = sync.snapshot(['kubernetes.node']).find((e) => e.id === 'worker-1')!;
     expect(worker1).toMatchObject({ key: 'kubernetes.node:worker-1', state: 'READY', source: 'k8s', parents: [{ type: 'nova.instance', id: SERVER[0] }] });
@@ -122,6 +125,8 @@ describe('kubernetes source: list then watch through @kubernetes/client-node', {
 
   it('relists after 410 Gone as one complete snapshot: only what changed while blind, no spurious events', async () => {
     await waitFor('watches', () => api.openWatches('pods') === 1);
+    api.put('pods', pod('shop', 'web-6', 'worker-1', 'Pending'));
+    await settle();
     const from = events.length;
     const podListsBefore = lists('pods');
     const web6 = podUid('web-6');
@@ -137,11 +142,13 @@ describe('kubernetes source: list then watch through @kubernetes/client-node', {
     expect(events.slice(from).filter((e) => !e.entity.name!.startsWith('marker/')).every((e) => e.origin === 'snapshot')).toBe(true);
     expect(podUid('web-6')).toBe(web6);
     // The unchanged pods and every node: untouched.
-    expect(sync.snapshot(['kubernetes.pod']).map((e) => e.name).filter((n) => !n!.startsWith('marker/')).sort()).toEqual(['shop/web-2', 'shop/web-3', 'shop/web-6', 'shop/web-7']);
+    expect(sync.snapshot(['kubernetes.pod']).map((e) => e.name).filter((n) => !n!.startsWith('marker/')).sort()).toEqual(['shop/web-2', 'shop/web-3', 'shop/web-4', 'shop/web-5', 'shop/web-6', 'shop/web-7']);
   });
 
   it('a quiet collection resumes from its last BOOKMARK after compaction, without a relist', async () => {
     await waitFor('watches', () => api.openWatches('nodes') === 1 && api.openWatches('pods') === 1);
+    api.put('nodes', node('worker-1', SERVER[0]!, 'False'));
+    await waitFor('worker-1 NOT_READY', () => sync.snapshot(['kubernetes.node']).find((e) => e.id === 'worker-1')?.state === 'NOT_READY', { context: seen });
     const nodeListsBefore = lists('nodes');
     const from = events.length;
     // Pods churn; the node watch sees nothing of it but the bookmark that moves its version on.
@@ -159,6 +166,7 @@ describe('kubernetes source: list then watch through @kubernetes/client-node', {
   });
 
   it('reopens the watch the server ends (timeoutSeconds) from the last version', async () => {
+    await waitFor('a node watch', () => api.openWatches('nodes') === 1);
     const before = api.requests.filter((r) => r.collection === 'nodes' && r.watch).length;
     const from = events.length;
     await waitFor('a node watch reopened after the server ended it', () => api.requests.filter((r) => r.collection === 'nodes' && r.watch).length > before, 10_000);

@@ -62,6 +62,16 @@ describe('rule 8: an observation stamped beyond the allowed clock skew is taken 
     expect(state.tombstones.has(a.key)).toBe(false);
   });
 
+  it("corrects only the entities' observedAt that lie beyond the skew, not those of a skewed observation that are fine", () => {
+    // A snapshot stamped in 2099 whose records carry their own times: one in the past, one exactly
+    // at the allowed skew (t(100) + 60 s), one in 2099 too. Only the last is taken at the local time.
+    const records = [entity('past', 'ACTIVE', {}, t(50)), entity('edge', 'ACTIVE', {}, t(160)), entity('ahead', 'ACTIVE', {}, FUTURE)];
+    const skewedSnapshot: Observation = { kind: 'snapshot', source: 'test', types: ['nova.instance'], at: FUTURE, records };
+    const { events, skewed } = run([skewedSnapshot], { now, maxClockSkewMs: 60_000 });
+    expect(events).toEqual([`create nova.instance:past ACTIVE ${t(50)}`, `create nova.instance:edge ACTIVE ${t(160)}`, `create nova.instance:ahead ACTIVE ${t(100)}`]);
+    expect(skewed).toBe(1);
+  });
+
   it('leaves alone observations stamped within the skew, and defaults the skew to five minutes', () => {
     const within = run([upsert(t(150), entity('a'))], { now, maxClockSkewMs: 60_000 });
     expect(within).toMatchObject({ events: [`create nova.instance:a ACTIVE ${t(150)}`], skewed: 0 });

@@ -111,8 +111,10 @@ describe('the mutation testing scope (stryker.config.mjs)', () => {
     expect(config.default.checkers).toContain('typescript');
     expect(config.default.incremental).toBe(true);
     expect(config.default.concurrency).toBeLessThanOrEqual(2);
-    // Each mutant's run gets fresh modules: shared ones carry one mutant's state into the next.
-    expect(mutationVitest.test?.isolate).not.toBe(false);
+    // Each mutant's run gets fresh modules of ours: shared ones carry one mutant's state into the
+    // next. Either vitest isolates the files, or the setup file re-evaluates our modules per file.
+    const fresh = mutationVitest.test?.isolate !== false || [mutationVitest.test?.setupFiles ?? []].flat().includes('test/support/fresh-modules.ts');
+    expect(fresh, 'isolate: false without test/support/fresh-modules.ts').toBe(true);
     expect(mutationVitest.test?.include).toEqual(['test/unit/**/*.test.ts']);
   });
 });

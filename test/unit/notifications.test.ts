@@ -318,6 +318,9 @@ describe('payload missing its id', () => {
     expect(() => draftOf(legacy)).toThrow(/payload has no instance_id/);
     const port: OsloNotification = { eventType: 'port.update.end', timestamp: '2026-01-01T00:00:00.000Z', payload: { port: { name: 'p' } } };
     expect(() => draftOf(port)).toThrow(/payload has no port.id or port_id/);
+    // An empty id is no id either.
+    const empty: OsloNotification = { eventType: 'compute.instance.update', timestamp: '2026-01-01T00:00:00.000Z', payload: { instance_id: '', state: 'active' } };
+    expect(() => draftOf(empty)).toThrow(/payload has no instance_id/);
   });
 });
 

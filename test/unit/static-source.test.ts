@@ -19,6 +19,17 @@ function topology(yaml: string): string {
   return dir;
 }
 
+describe('static source: `map`', () => {
+  it('refuses an entry that is not a mapping, saying what it got, and passes a mapping on as it is', async () => {
+    const source = await createSource({ name: 'topology', use: 'static', file: './topology.yaml', watch: false }, { configDir: topology('entities: []\n') });
+    for (const entry of [null, 'vm-1', 7, [{ type: 'nova.instance', id: 'vm-1', state: 'active' }]]) {
+      expect(() => source.map(entry), JSON.stringify(entry)).toThrow(`each entity must be a mapping with type, id and state, got ${JSON.stringify(entry)}`);
+    }
+    const draft = { type: 'nova.instance', id: 'vm-1', state: 'active' };
+    expect(source.map(draft)).toBe(draft);
+  });
+});
+
 describe('static source: `types`', () => {
   it('makes its snapshots complete for the listed types even when the file holds none of them', async () => {
     const dir = topology('entities:\n  - { type: nova.instance, id: vm-1, state: active }\n');

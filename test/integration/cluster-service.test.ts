@@ -58,7 +58,12 @@ describe('a cluster of two services in one process', () => {
     // The standby folds them in without an event of its own.
     await waitFor('the standby to mirror them', () => standby.service.sync.snapshot(['nova.host']).length === 3);
     expect(standby.events).toEqual([]);
-    const metrics = await get(owner.service, '/metrics');
+    // The broker's count of live instances is read at each lease check (every leaseRetry): the
+    // owner may have last counted before the standby joined.
+    const metrics = await waitFor('the owner to count both instances', async () => {
+      const text = await get(owner.service, '/metrics');
+      return /^synchronizer_cluster_instances 2$/m.test(text) ? text : undefined;
+    });
     expect(metrics).toMatch(/^synchronizer_cluster_lease_held\{source="topo"\} 1$/m);
     expect(metrics).toMatch(new RegExp(`^synchronizer_cluster_info\\{cluster="${name}",instance_id="(a|b)"\\} 1$`, 'm'));
     expect(metrics).toMatch(/^synchronizer_cluster_instances 2$/m);

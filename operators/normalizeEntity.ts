@@ -293,7 +293,7 @@ function drafts<R>(map: EntityMapping<R>, record: R): readonly EntityDraft[] {
 export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOptions = {}): OperatorFunction<Observation<R>, Observation<Entity>> {
   const { onInvalid, keepRaw = false, slice, scope } = options;
   /** Normalizes one observation, emitting what it becomes; a big snapshot (with `slice`) resolves once emitted. */
-  const one = (observation: Observation<R>, emit: (o: Observation<Entity>) => void, stopped = (): boolean => false): Promise<void> | undefined => {
+  const one = (observation: Observation<R>, emit: (o: Observation<Entity>) => void, stopped?: () => boolean): Promise<void> | undefined => {
     if (Number.isNaN(Date.parse(observation.at))) {
       const reason = `observation time is not a date: ${JSON.stringify(observation.at)}`;
       onInvalid?.({ source: observation.source, reason, record: observation.kind === 'snapshot' ? undefined : observation.record });
@@ -349,7 +349,7 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
         for (let i = 0; i < raw.length; i += slice.records) {
           if (i > 0) await slice.pause();
           // Unsubscribed meanwhile (the source stopped): the rest is nobody's.
-          if (stopped()) return;
+          if (stopped?.()) return;
           range(i, Math.min(raw.length, i + slice.records));
         }
         done();

@@ -69,6 +69,27 @@ describe('normalizeEntity in slices', () => {
     await settled();
     expect(mapped).toBe(2);
   });
+
+  it("hands the stream an error thrown in a later slice (the caller's onInvalid), rather than losing it", async () => {
+    const slice = manualPauses(2);
+    const records = drafts(6);
+    records[4] = { type: 'nova.instance', id: 'bad' } as EntityDraft;
+    const failure = firstValueFrom(
+      of<Observation<EntityDraft>>({ kind: 'snapshot', source: 's', types: ['nova.instance'], at: t(1), records }).pipe(
+        normalizeEntity((d: EntityDraft) => d, {
+          slice,
+          onInvalid: (r) => {
+            throw new Error(`refused: ${r.reason}`);
+          },
+        }),
+        toArray(),
+      ),
+    );
+    slice.resume();
+    await settled();
+    slice.resume();
+    await expect(failure).rejects.toThrow(/refused: .*state/);
+  });
 });
 
 describe('preparedInSlices', () => {

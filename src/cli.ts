@@ -80,7 +80,8 @@ async function main(argv: string[]): Promise<number> {
     service = await startService(config, log, { summaryIntervalMs: SUMMARY_INTERVAL_MS });
   } catch (e) {
     if (!(e instanceof StateError)) throw e;
-    process.stderr.write(`synchronizer: ${errorMessage(e)}\n`);
+    // In our log like every other error (its stack and the database's own error at debug).
+    log.error('the state folder cannot be used', { error: e });
     return 2;
   }
   const deadlineMs = config.shutdownDeadlineMs;

@@ -193,7 +193,7 @@ function checkFolder(dir: string): void {
     try {
       mkdirSync(dir, { recursive: true });
     } catch (e) {
-      throw new StateError(`cannot create the state folder ${dir}: ${errorMessage(e)}`);
+      throw new StateError(`cannot create the state folder ${dir}: ${errorMessage(e)}`, { cause: e });
     }
     return;
   }
@@ -263,17 +263,17 @@ export function openBaselineStore(dirOption: string): BaselineStore {
   try {
     openEnvironment();
   } catch (e) {
-    throw new StateError(`cannot open the state store in ${dir} (corrupt, or not a synchronizer state folder): ${errorMessage(e)}; nothing was changed`);
+    throw new StateError(`cannot open the state store in ${dir} (corrupt, or not a synchronizer state folder): ${errorMessage(e)}; nothing was changed`, { cause: e });
   }
-  const refuse = (why: string): never => {
+  const refuse = (why: string, cause?: unknown): never => {
     void root.close();
-    throw new StateError(`state.dir ${dir}: ${why}; nothing was changed`);
+    throw new StateError(`state.dir ${dir}: ${why}; nothing was changed`, cause === undefined ? undefined : { cause });
   };
   let format: { format?: unknown; version?: unknown } | undefined;
   try {
     format = meta.get('format') as typeof format;
   } catch (e) {
-    refuse(`cannot read the store (corrupt?): ${errorMessage(e)}`);
+    refuse(`cannot read the store (corrupt?): ${errorMessage(e)}`, e);
   }
   if (format === undefined) {
     // A new store, or an LMDB file of someone else's.

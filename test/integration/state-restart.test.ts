@@ -105,9 +105,14 @@ describe('the CLI with state.dir', () => {
   it('refuses a state folder that is not its own, with a clear message, and leaves it alone', async () => {
     const dir = run.workdir('state-');
     writeFileSync(join(dir, 'precious.txt'), 'do not delete');
-    writeFileSync(join(dir, 'synchronizer.yaml'), `state:\n  dir: .\nsources:\n  - name: t\n    use: static\n    file: ./x.yaml\n`);
+    writeFileSync(join(dir, 'synchronizer.yaml'), `log: debug\nstate:\n  dir: .\nsources:\n  - name: t\n    use: static\n    file: ./x.yaml\n`);
     const c = run.cli('--config', join(dir, 'synchronizer.yaml'));
     expect(await c.exited).toBe(2);
     expect(c.stderr).toMatch(/state\.dir .* holds files that are not the synchronizer's \(precious\.txt, synchronizer\.yaml\)/);
+    // In our log format, with the stack at debug (every stderr line is one of ours).
+    const lines = c.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const refusal = lines.find((l) => l.msg === 'the state folder cannot be used');
+    expect(refusal).toMatchObject({ level: 'error', error: expect.stringContaining('precious.txt') });
+    expect(refusal?.errorStack).toMatch(/^StateError: state\.dir [\s\S]*\n\s+at /);
   });
 });

@@ -45,7 +45,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
   }
   if (options.state && names.has(STATE_HEALTH)) throw new Error(`a source is named ${JSON.stringify(STATE_HEALTH)}: with a state store that name is the store's health entry`);
   // Loaded before any source runs: the first snapshot of each type then emits only what changed.
-  const store = options.state ? openBaselineStore(options.state.dir) : undefined;
+  const store = options.state ? openBaselineStore(options.state.dir, { log }) : undefined;
   let stored: StoredBaseline | undefined;
   if (store) {
     const started = Date.now();

@@ -18,7 +18,7 @@ import { Map as ImmutableMap } from 'immutable';
 import { createRequire } from 'node:module';
 import type { Database, RootDatabase, open as OpenLmdb } from 'lmdb';
 import { type BaselineEntry, type BaselineState, restoreBaseline } from '../../operators/diffAgainstBaseline.js';
-import { errorMessage } from '../log.js';
+import { type Logger, errorMessage, silentLogger } from '../log.js';
 import { entityHash } from '../hash.js';
 import type { Entity, EntityEvent, EntityRef, EntityType } from '../model.js';
 
@@ -240,11 +240,45 @@ function checkDataFile(file: string): void {
   }
 }
 
+/** Loggers of the stores open now: where lmdb-js's own error output goes instead of the console. */
+const lmdbLogs = new Set<Logger>();
+let consoleWrapped = false;
+
+/** True when console.error was called from lmdb-js's code (the frame after the wrapper's). */
+function calledFromLmdb(): boolean {
+  const frames = (new Error().stack ?? '').split('\n');
+  // [0] "Error", [1] this function, [2] the wrapper, [3] its caller.
+  return /[\\/]lmdb[\\/]/.test(frames[3] ?? '');
+}
+
+/**
+ * lmdb-js writes a failed commit's error to console.error itself (`Error: Input/output error`),
+ * outside our log format; the same failure rejects the write, which the commit line reports (state
+ * health, our log). While a store is open, an Error lmdb-js hands to console.error goes to the
+ * store's log at debug instead; anything else passes through untouched.
+ */
+function routeLmdbConsole(log: Logger): () => void {
+  lmdbLogs.add(log);
+  if (!consoleWrapped) {
+    consoleWrapped = true;
+    const original = console.error;
+    console.error = function (this: unknown, ...args: unknown[]): void {
+      const [first] = lmdbLogs;
+      if (first !== undefined && args.length === 1 && args[0] instanceof Error && calledFromLmdb()) {
+        first.debug('state: lmdb reported an error (the failed write reports it too)', { error: args[0] });
+        return;
+      }
+      original.apply(this, args);
+    };
+  }
+  return () => void lmdbLogs.delete(log);
+}
+
 /**
  * Opens (creating if needed) the store in `dir`. Throws a StateError for a foreign, corrupt or
- * newer folder, and leaves it as it was.
+ * newer folder, and leaves it as it was. `log` takes what lmdb-js itself would print.
  */
-export function openBaselineStore(dirOption: string): BaselineStore {
+export function openBaselineStore(dirOption: string, { log = silentLogger }: { log?: Logger } = {}): BaselineStore {
   const dir = resolve(dirOption);
   checkFolder(dir);
   checkDataFile(join(dir, FILE));
@@ -295,6 +329,7 @@ export function openBaselineStore(dirOption: string): BaselineStore {
     }
   }
 
+  const unroute = routeLmdbConsole(log);
   /**
    * What the store holds, entry by entry (the baseline's own objects): a snapshot's write finds
    * what changed by identity in this plain Map (V8 keeps a string's hash) rather than by looking
@@ -345,6 +380,7 @@ export function openBaselineStore(dirOption: string): BaselineStore {
       // After a failed commit lmdb-js's close() never resolves: do not wait for it then.
       if (failed) void root.close().catch(() => undefined);
       else await root.close();
+      unroute();
     },
   };
 

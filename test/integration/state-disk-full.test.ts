@@ -11,7 +11,8 @@ import { mkdtempSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Subject } from 'rxjs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createLogger } from '../../src/log.js';
 import type { Entity, EntityDraft, Settlement } from '../../src/model.js';
 import type { Source, SourceSignal } from '../../src/source.js';
 import { createSynchronizer } from '../../src/synchronizer.js';
@@ -52,7 +53,11 @@ describe('a full disk under state.dir', () => {
     const dir = join(mnt, 'state');
     const signal$ = new Subject<SourceSignal<Entity>>();
     const source = { name: 'test', types: ['nova.instance'], signal$, map: (r: unknown) => r as EntityDraft } as Source<unknown>;
-    const sync = createSynchronizer({ sources: [source], state: { dir } });
+    // lmdb-js prints a failed commit's error to console.error itself: it must come to our log instead.
+    const consoleErrors = vi.spyOn(console, 'error');
+    const logLines: Record<string, unknown>[] = [];
+    const log = createLogger('debug', (line) => void logLines.push(JSON.parse(line) as Record<string, unknown>));
+    const sync = createSynchronizer({ sources: [source], state: { dir }, log });
     const events: string[] = [];
     sync.entity$.subscribe((e) => events.push(e.entity.id));
     sync.start();
@@ -66,6 +71,9 @@ describe('a full disk under state.dir', () => {
     expect(events).toEqual([]);
     expect(settled).toBeUndefined();
     expect(sync.unsettled()).toBe(1);
+    await waitFor('lmdb-js\'s own report of the failure in our log', () => logLines.some((l) => l.msg === 'state: lmdb reported an error (the failed write reports it too)'), 5000);
+    expect(consoleErrors).not.toHaveBeenCalled();
+    consoleErrors.mockRestore();
 
     execFileSync('mount', ['-o', 'remount,size=64m', mnt]);
     await waitFor('the retry to write, emit and settle', () => settled !== undefined, 20_000);

@@ -153,7 +153,8 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
       // Big snapshots are read in slices first, so the push path is served meanwhile (hub/slicing.ts).
       running = merge(...sources.map((s) => observationsOf(s, intake).pipe(preparedInSlices(baseline.state))), mirror$)
         .pipe(
-          filter(() => taking),
+          // Backpressure: snapshots past the store's backlog are left out (hub/commit.ts).
+          filter((o) => taking && commits.admits(o)),
           scan((step: BaselineStep, o: Observation) => applyObservation(step.state, o, diffOptions), { state: baseline.state(), events: [] }),
         )
         .subscribe({

@@ -18,7 +18,7 @@ import type { BaselineState, BaselineStep } from '../../operators/diffAgainstBas
 import { typeMatcher } from '../../operators/ofType.js';
 import { backoffDelay } from '../backoff.js';
 import { type Logger, errorMessage } from '../log.js';
-import type { EntityEvent, EntityType } from '../model.js';
+import type { EntityEvent, EntityType, Observation } from '../model.js';
 import type { BaselineStore, OutboxEntry } from '../store/lmdb.js';
 import type { HealthBoard } from './health.js';
 import type { SyncItem } from './types.js';
@@ -36,6 +36,14 @@ export interface Gate {
 
 /** The health entry the store reports under. */
 export const STATE_HEALTH = 'state';
+
+/**
+ * Snapshots taken but not yet written past which newer ones are not taken (backpressure): while
+ * the store fails (or cannot keep up), every poll would otherwise add a step holding all its
+ * records. A snapshot left out is harmless (the next poll brings the whole state again); changes
+ * are still taken, as their transports bound them (AMQP prefetch: unacked until written).
+ */
+export const MAX_UNWRITTEN_SNAPSHOTS = 4;
 
 /** A step emitted, waiting for the gates. */
 interface Emitted {
@@ -59,6 +67,12 @@ interface GateState {
 }
 
 export interface CommitLine {
+  /**
+   * Whether the hub may take this observation now: false for a snapshot while
+   * {@link MAX_UNWRITTEN_SNAPSHOTS} (or the option's limit) wait to be written; said in the
+   * state's health and the log. A snapshot left out is not settled, like a failed poll.
+   */
+  admits(observation: Observation): boolean;
   /** A reducer step: written (with a store), then emitted, then settled once every gate passed its events. */
   push(step: BaselineStep): void;
   /**
@@ -96,6 +110,8 @@ export interface CommitOptions {
    * one: a cluster's stream must not miss a notification acked here and never published.
    */
   settleAfterSinks?: boolean;
+  /** Default {@link MAX_UNWRITTEN_SNAPSHOTS}. */
+  maxUnwrittenSnapshots?: number;
 }
 
 export function createCommitLine(options: CommitOptions): CommitLine {
@@ -120,7 +136,26 @@ export function createCommitLine(options: CommitOptions): CommitLine {
   let ended = false;
   let written: Promise<unknown> = Promise.resolve();
   let failures = 0;
+  /** The last write's error while the store fails. */
+  let writeError: Error | undefined;
+  /** Snapshot steps taken and not yet written (the write in flight included). */
+  let unwrittenSnapshots = 0;
+  const maxUnwrittenSnapshots = options.maxUnwrittenSnapshots ?? MAX_UNWRITTEN_SNAPSHOTS;
+  /** Snapshots left out since the backlog reached the limit (0: taking them). */
+  let refused = 0;
   let idlers: (() => void)[] = [];
+
+  const snapshotsIn = (steps: readonly Taken[]): number => {
+    let n = 0;
+    for (const { step } of steps) if (step.observation?.kind === 'snapshot') n++;
+    return n;
+  };
+  /** The state's health: the write's error, and the backpressure while snapshots are left out. */
+  const reportDown = (retryInMs?: number): void => {
+    const backlog = refused > 0 ? `${unwrittenSnapshots} snapshots wait to be written, newer ones are not taken until they are (${refused} left out so far)` : undefined;
+    const message = [writeError ? `writing the state store in ${store?.dir}: ${errorMessage(writeError)}` : undefined, backlog].filter((m) => m !== undefined).join('; ');
+    health.set(STATE_HEALTH, { status: 'down', failures, error: writeError ? new Error(message, { cause: writeError }) : message, ...(retryInMs === undefined ? {} : { retryInMs }) });
+  };
 
   const isIdle = (): boolean => waitingHead >= waiting.length && taken.length === 0 && confirmed.length === 0 && !writing;
   const wakeIdlers = (): void => {
@@ -187,10 +222,16 @@ export function createCommitLine(options: CommitOptions): CommitLine {
         persisted = next;
         writing = false;
         inFlight = 0;
-        if (failures > 0) {
-          failures = 0;
-          health.set(STATE_HEALTH, { status: 'up' });
+        unwrittenSnapshots -= snapshotsIn(batch);
+        if (refused > 0 && unwrittenSnapshots < maxUnwrittenSnapshots) {
+          log.info('state: taking snapshots again', { leftOut: refused });
+          refused = 0;
         }
+        if (failures > 0 || writeError) {
+          failures = 0;
+          writeError = undefined;
+        }
+        if (health.value()[STATE_HEALTH]?.status !== 'up' && refused === 0) health.set(STATE_HEALTH, { status: 'up' });
         for (const { step, outboxId } of batch) emitted(step, emit(step), outboxId);
         advance();
       },
@@ -198,8 +239,9 @@ export function createCommitLine(options: CommitOptions): CommitLine {
         // Disk full, I/O error: nothing is emitted, settled (acked) or dropped; the same steps
         // are written again, with the ones taken meanwhile.
         failures += 1;
+        writeError = error instanceof Error ? error : new Error(String(error));
         const retryInMs = backoffDelay(failures, { initialMs: 1000, maxMs: 30_000 });
-        health.set(STATE_HEALTH, { status: 'down', failures, error: new Error(`writing the state store in ${store.dir}: ${errorMessage(error)}`, { cause: error }), retryInMs });
+        reportDown(retryInMs);
         if (!closed) taken = batch.concat(taken);
         confirmed = deleted.concat(confirmed);
         inFlight = 0;
@@ -218,6 +260,12 @@ export function createCommitLine(options: CommitOptions): CommitLine {
   };
 
   return {
+    admits(o) {
+      if (!store || o.kind !== 'snapshot' || unwrittenSnapshots < maxUnwrittenSnapshots) return true;
+      if (refused++ === 0) log.warn('state: snapshots wait to be written, newer ones are not taken until they are', { waiting: unwrittenSnapshots, source: o.source });
+      reportDown();
+      return false;
+    },
     push(step) {
       if (!store && options.settleAfterSinks) {
         // A cluster without a store: settled once every sink took the events (advance).
@@ -236,6 +284,7 @@ export function createCommitLine(options: CommitOptions): CommitLine {
         return;
       }
       taken.push({ step, outboxId: step.events.length > 0 ? nextOutboxId++ : undefined });
+      if (step.observation?.kind === 'snapshot') unwrittenSnapshots++;
       commit();
     },
     reemit(entries) {

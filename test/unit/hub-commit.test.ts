@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type BaselineStep, applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
-import { createCommitLine } from '../../src/hub/commit.js';
+import { MAX_UNWRITTEN_SNAPSHOTS, createCommitLine } from '../../src/hub/commit.js';
 import { createHealthBoard } from '../../src/hub/health.js';
 import { silentLogger } from '../../src/log.js';
 import type { Observation } from '../../src/model.js';
@@ -107,6 +107,25 @@ describe('the commit line', () => {
     // One transaction for both: the snapshot and the change written together, with both outbox entries.
     expect(store.writes[0]!.next.entities.size).toBe(2);
     expect(store.writes[0]!.outbox!.add.map((e) => e.id)).toEqual([1, 2]);
+  });
+
+  it('leaves snapshots out while MAX_UNWRITTEN_SNAPSHOTS wait to be written (backpressure), says so in health, and takes them again once written', async () => {
+    const store = fakeStore();
+    const { commits, health, push, settled } = line(store);
+    store.failing = true;
+    const polls = Array.from({ length: MAX_UNWRITTEN_SNAPSHOTS + 2 }, (_, i) => snapshot(t(i), [entity('a', i % 2 ? 'SHUTOFF' : 'ACTIVE')]));
+    const taken: string[] = [];
+    for (const [i, o] of polls.entries()) if (commits.admits(o)) taken.push(`poll${i}`), push(`poll${i}`, o);
+    expect(taken).toEqual(Array.from({ length: MAX_UNWRITTEN_SNAPSHOTS }, (_, i) => `poll${i}`));
+    // Changes are still taken: their transport bounds them (unacked until written).
+    expect(commits.admits(upsert(t(9), entity('b')))).toBe(true);
+    await waitFor('the write failure reported', () => /ENOSPC/.test(health.value().state?.error ?? ''));
+    expect(health.value().state).toMatchObject({ status: 'down', error: expect.stringMatching(/4 snapshots wait to be written, newer ones are not taken until they are \(2 left out so far\)/) });
+    expect(commits.pending()).toBe(MAX_UNWRITTEN_SNAPSHOTS);
+    store.failing = false;
+    await waitFor('the backlog written and settled', () => settled.length === MAX_UNWRITTEN_SNAPSHOTS, 10_000);
+    expect(health.value().state?.status).toBe('up');
+    expect(commits.admits(polls[0]!)).toBe(true);
   });
 
   it('emits the outbox of the last run again, numbers new entries after it, and deletes each once every gate passed it', async () => {

@@ -227,10 +227,8 @@ export function createCommitLine(options: CommitOptions): CommitLine {
           log.info('state: taking snapshots again', { leftOut: refused });
           refused = 0;
         }
-        if (failures > 0 || writeError) {
-          failures = 0;
-          writeError = undefined;
-        }
+        failures = 0;
+        writeError = undefined;
         if (health.value()[STATE_HEALTH]?.status !== 'up' && refused === 0) health.set(STATE_HEALTH, { status: 'up' });
         for (const { step, outboxId } of batch) emitted(step, emit(step), outboxId);
         advance();

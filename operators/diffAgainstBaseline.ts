@@ -200,6 +200,15 @@ function indexOf(state: BaselineState): BaselineIndex {
   return index;
 }
 
+/**
+ * The same baseline with its internal index built, so that a snapshot can be prepared against
+ * it (prepareSnapshot) before its first step: an empty or restored baseline has none until then,
+ * and a first snapshot, all creates, is the one that most needs preparing.
+ */
+export function indexedBaseline(state: BaselineState): BaselineState {
+  return withIndex(state, indexOf(state));
+}
+
 /** The state with the index handed on to it. */
 function withIndex(state: BaselineState, index: BaselineIndex): BaselineState {
   index.entities = state.entities;

@@ -200,6 +200,15 @@ function indexOf(state: BaselineState): BaselineIndex {
   return index;
 }
 
+/**
+ * The same baseline with its internal index built, so that a snapshot can be prepared against
+ * it (prepareSnapshot) before its first step: an empty or restored baseline has none until then,
+ * and a first snapshot, all creates, is the one that most needs preparing.
+ */
+export function indexedBaseline(state: BaselineState): BaselineState {
+  return withIndex(state, indexOf(state));
+}
+
 /** The state with the index handed on to it. */
 function withIndex(state: BaselineState, index: BaselineIndex): BaselineState {
   index.entities = state.entities;
@@ -257,6 +266,15 @@ interface Preparation {
   /** `sameMeaning` of record i and `prev[i]`, the entity the baseline held for its key then. */
   readonly prev: (Entity | undefined)[];
   readonly same: Uint8Array;
+  /**
+   * Creates built ahead: the entry of each record new to the baseline when read (not held, no
+   * tombstone), as `built[i]` and in `created`, which the step joins to the baseline's map
+   * instead of setting them one by one. A first snapshot is nearly all creates, and the sets were
+   * most of its step. A key a change touched meanwhile is taken out of both (planOf) and visited
+   * as any other; a repeated record needs nothing more (its second visit replaces the create).
+   */
+  readonly built: (BaselineEntry | undefined)[];
+  created: ImmutableMap<string, BaselineEntry>;
   /** Records read so far. */
   done: number;
   /** The scan of the index for `lacking`, once the records are read. */
@@ -280,6 +298,8 @@ function startPreparation(snapshot: SnapshotObservation, index: BaselineIndex): 
     lacking: [],
     prev: new Array<Entity | undefined>(n),
     same: new Uint8Array(n),
+    built: new Array<BaselineEntry | undefined>(n),
+    created: ImmutableMap(),
     done: 0,
     scan: undefined,
     complete: false,
@@ -306,6 +326,8 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
   const records = snapshot.records;
   const byKey = index.byKey;
   let left = Math.max(1, budget);
+  /** This slice's creates built ahead. */
+  const built: BaselineEntry[] = [];
   for (; p.done < records.length && left > 0; p.done++, left--) {
     const i = p.done;
     const entity = records[i]!;
@@ -321,6 +343,7 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
     const entry = byKey.get(key)?.entry;
     if (entry === undefined) {
       p.work.push(i);
+      if (!state.tombstones.has(key)) built.push((p.built[i] = { entity, at: p.at, bySnapshot: true, misses: 0 }));
       continue;
     }
     const same = sameMeaning(entry.entity, entity);
@@ -328,6 +351,11 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
     p.same[i] = same ? 1 : 0;
     const newer = effectiveAt(state, entry) > p.at;
     if (!newer && !(same && entry.bySnapshot && entry.misses === 0)) p.work.push(i);
+  }
+  if (built.length > 0) {
+    p.created = p.created.withMutations((m) => {
+      for (const b of built) m.set(b.entity.key, b);
+    });
   }
   if (p.done < records.length) return false;
   p.scan ??= byKey.values();
@@ -364,11 +392,19 @@ function planOf(snapshot: SnapshotObservation, index: BaselineIndex, at: number)
   if (touched.length === 0) return { work: p.work, lacking: p.lacking, prepared: p };
   const work = new Set(p.work);
   const lacking = new Set(p.lacking);
+  const unbuilt: string[] = [];
   for (const key of touched) {
     const i = p.positions.get(key);
     if (i === undefined) lacking.add(key);
-    else work.add(i);
+    else {
+      work.add(i);
+      if (p.built[i] !== undefined) {
+        p.built[i] = undefined;
+        unbuilt.push(key);
+      }
+    }
   }
+  if (unbuilt.length > 0) p.created = p.created.deleteAll(unbuilt);
   return { work: [...work].sort((a, b) => a - b), lacking, prepared: p };
 }
 
@@ -390,10 +426,23 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
   }
   let tombstones = state.tombstones;
   const records = snapshot.records;
-  const entities = state.entities.withMutations((map) => {
+  // The creates built ahead, joined to the baseline's map: their keys are in neither the baseline
+  // nor its tombstones (read so, and nothing touched them since), so the join is a disjoint union,
+  // made by setting the smaller map's entries into the larger one.
+  const created = plan?.prepared.created;
+  const start = created === undefined || created.size === 0 ? state.entities : created.size > state.entities.size ? created.merge(state.entities) : state.entities.merge(created);
+  const built = plan?.prepared.built;
+  const entities = start.withMutations((map) => {
     const visit = (i: number): void => {
       const entity = records[i]!;
       const key = entity.key;
+      const ahead = built?.[i];
+      if (ahead !== undefined) {
+        // What the lines below do for a new record, its entry already in the map.
+        index.set(key, { entry: ahead, seen: gen, created: gen });
+        events.push(event('create', 'snapshot', entity));
+        return;
+      }
       const slot = index.get(key);
       if (slot !== undefined && slot.created === gen) {
         // Created earlier in this same snapshot (a page repeated a record): one create, the last state.

@@ -4,6 +4,7 @@ export {
   baselineSteps,
   applyObservation,
   prepareSnapshot,
+  indexedBaseline,
   emptyBaseline,
   DEFAULT_TOMBSTONE_MS,
   DEFAULT_MAX_CLOCK_SKEW_MS,

@@ -303,11 +303,7 @@ export class AckBatcher {
     if (t.done) return;
     t.done = true;
     t.ok = true;
-    if (!this.scheduled) {
-      this.scheduled = true;
-      // One macrotask: the deliveries of one socket read settle synchronously, then one ack frame.
-      setImmediate(() => this.flush());
-    }
+    this.schedule();
   }
 
   /** Rejects at once (no requeue): nothing later depends on it. */
@@ -321,10 +317,20 @@ export class AckBatcher {
         // The channel closed meanwhile: the broker requeues it, and it will be refused again.
       }
     }
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.schedule();
+  }
+
+  /**
+   * One flush after the synchronous run that settled (amqplib hands every delivery of one socket
+   * read over in one loop, and the hub settles them as it emits): one ack frame for them. A
+   * microtask, not setImmediate: amqplib writes the frame itself in a setImmediate, so ours
+   * would put a whole turn of the event loop (a snapshot's slice, a page's parse) between the
+   * settle and the frame, and the broker sends no more than `prefetch` ahead of the acks.
+   */
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => this.flush());
   }
 
   flush(): void {

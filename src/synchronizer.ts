@@ -1,5 +1,5 @@
 import { EMPTY, type Observable, Subject, type Subscription, asyncScheduler, filter, merge, scan, tap } from 'rxjs';
-import { type BaselineStep, type DiffOptions, applyObservation } from '../operators/diffAgainstBaseline.js';
+import { type BaselineStep, type DiffOptions, applyObservation, indexedBaseline } from '../operators/diffAgainstBaseline.js';
 import type { InvalidRecord } from '../operators/normalizeEntity.js';
 import { typeMatcher } from '../operators/ofType.js';
 import { asError, errorMessage, silentLogger } from './log.js';
@@ -150,12 +150,15 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
         outbox = undefined;
       }
       const mirror$ = options.mirror ? options.mirror.pipe(tap((o) => mirrored.add(o))) : EMPTY;
+      // The reducer's latest step: what a snapshot is prepared against, as its step will be taken on
+      // it (the hub's state lags it while the store writes). Indexed, so a first snapshot is prepared too.
+      let latest: BaselineStep = { state: indexedBaseline(baseline.state()), events: [] };
       // Big snapshots are read in slices first, so the push path is served meanwhile (hub/slicing.ts).
-      running = merge(...sources.map((s) => observationsOf(s, intake).pipe(preparedInSlices(baseline.state))), mirror$)
+      running = merge(...sources.map((s) => observationsOf(s, intake).pipe(preparedInSlices(() => latest.state))), mirror$)
         .pipe(
           // Backpressure: snapshots past the store's backlog are left out (hub/commit.ts).
           filter((o) => taking && commits.admits(o)),
-          scan((step: BaselineStep, o: Observation) => applyObservation(step.state, o, diffOptions), { state: baseline.state(), events: [] }),
+          scan((step: BaselineStep, o: Observation) => (latest = applyObservation(step.state, o, diffOptions)), latest),
         )
         .subscribe({
           next: deliver,

@@ -425,6 +425,13 @@ export interface NotificationSource extends Source<NotificationRecord> {
  */
 export const DEFAULT_EXCHANGES = ['nova', 'neutron', 'cinder', 'heat', 'openstack', 'aodh', 'ironic', 'octavia'];
 export const DEFAULT_TOPICS = ['notifications', 'versioned_notifications', 'ironic_versioned_notifications'];
+/**
+ * Deliveries the broker sends ahead of the acks. An ack reaches the broker a turn or two of the
+ * event loop after its message was emitted, and a turn lasts as long as the longest block in it
+ * (a page's JSON.parse, a snapshot's slice): the window must hold what arrives meanwhile, or the
+ * queue grows during every big poll (measured with 200 at 1,000 msg/s: docs/scale.md).
+ */
+export const DEFAULT_PREFETCH = 1000;
 
 /** Reads the `use: openstack.notifications` options. */
 export function readNotificationOptions(read: OptionReader): NotificationOptions {
@@ -437,7 +444,7 @@ export function readNotificationOptions(read: OptionReader): NotificationOptions
     topics: read.stringList('topics', DEFAULT_TOPICS),
     priorities: lower('priorities', ['info']),
     queue: read.string('queue', 'synchronizer'),
-    prefetch: read.number('prefetch', 200, { min: 1, integer: true }),
+    prefetch: read.number('prefetch', DEFAULT_PREFETCH, { min: 1, integer: true }),
     deadLetterExchange: read.optionalString('deadLetterExchange'),
     durableExchanges: read.boolean('durableExchanges', false),
     durableQueue: read.boolean('durableQueue', true),

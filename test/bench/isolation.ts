@@ -16,7 +16,8 @@
  * least of the other (default 20); ISOLATION_BENCH_SNAPSHOTS the snapshots in it (default 3).
  * ISOLATION_BENCH_DEBUG=1 prints each snapshot's time to stderr.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { asyncScheduler } from 'rxjs';
@@ -67,20 +68,74 @@ interface Window {
   maxStallMs: number;
 }
 
+/** CPU seconds (user + system) a process used so far, from /proc. */
+function processCpu(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * With ISOLATION_BENCH_DEBUG: every 500 ms on stderr, what the window looked like: notifications
+ * emitted, the queue's ready messages (a passive check on a channel of its own), the event loop's
+ * longest delay, the CPU the broker and this process used, and how busy the cloud worker's loop was.
+ */
+async function traceWindow(node: RabbitNode, queue: string, cloud: Worker | undefined, emitted: () => number): Promise<() => Promise<void>> {
+  const conn = await OsloPublisher.connect(node.url);
+  const beamPid = Number(readFileSync(join(node.dir, 'rabbitmq.pid'), 'utf8').trim());
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
+  const t0 = performance.now();
+  let last = { emitted: emitted(), beam: processCpu(beamPid), self: process.cpuUsage(), elu: cloud?.performance.eventLoopUtilization() };
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void conn.raw.checkQueue(queue).then(
+      (q) => {
+        const now = { emitted: emitted(), beam: processCpu(beamPid), self: process.cpuUsage(), elu: cloud?.performance.eventLoopUtilization() };
+        const elu = cloud && last.elu && now.elu ? cloud.performance.eventLoopUtilization(now.elu, last.elu).utilization : NaN;
+        const self = (now.self.user + now.self.system - last.self.user - last.self.system) / 1e6;
+        process.stderr.write(
+          `trace t=${((performance.now() - t0) / 1000).toFixed(1)}s emitted=${now.emitted - last.emitted} ready=${q.messageCount} loopMax=${(loop.max / 1e6).toFixed(0)}ms beamCpu=${(now.beam - last.beam).toFixed(2)}s selfCpu=${self.toFixed(2)}s cloudElu=${elu.toFixed(2)}\n`,
+        );
+        loop.reset();
+        last = now;
+        busy = false;
+      },
+      () => (busy = false),
+    );
+  }, 500);
+  return async () => {
+    clearInterval(timer);
+    loop.disable();
+    await conn.close();
+  };
+}
+
 /** Publishes RATE/s from a worker until `done()`; each notification's publish-to-emit time. */
-async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean): Promise<Window> {
+async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean, trace?: { queue: string; cloud?: Worker }): Promise<Window> {
   const emittedAt = new Float64Array(RATE * MAX_SECONDS);
   let emitted = 0;
   const subscription = sync.entity$.subscribe((e) => {
+    // The notification's own event only: the instances it names are not in the polled cloud, so
+    // a later snapshot deletes them, and that delete carries the notification's name too.
     const name = e.entity.name;
-    if (name === undefined || !name.startsWith(PREFIX)) return;
-    emittedAt[Number(name.slice(PREFIX.length))] = epochNow();
+    if (e.origin !== 'notification' || name === undefined || !name.startsWith(PREFIX)) return;
+    const i = Number(name.slice(PREFIX.length));
+    if (emittedAt[i] !== 0) return;
+    emittedAt[i] = epochNow();
     emitted += 1;
   });
   const loop: IntervalHistogram = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
   const { worker: publisher, first } = worker<Float64Array>({ role: 'publisher', url: node.url, exchange: EXCHANGE, routingKey: ROUTING_KEY, rate: RATE, maxSeconds: MAX_SECONDS, prefix: PREFIX });
   const started = performance.now();
+  const stopTrace = process.env.ISOLATION_BENCH_DEBUG && trace ? await traceWindow(node, trace.queue, trace.cloud, () => emitted) : undefined;
   await waitFor('the window to close', () => performance.now() - started >= SECONDS * 1000 && done(), { timeoutMs: MAX_SECONDS * 1000, everyMs: 50 });
   publisher.postMessage('stop');
   const sentAt = await first;
@@ -88,6 +143,7 @@ async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean
   await publisher.terminate();
   await waitFor('every published notification to be emitted', () => emitted >= total, { timeoutMs: 120_000, everyMs: 5 });
   loop.disable();
+  await stopTrace?.();
   subscription.unsubscribe();
   const latencies = new Float64Array(total);
   for (let i = 0; i < total; i++) latencies[i] = emittedAt[i]! - sentAt[i]!;
@@ -115,7 +171,7 @@ const bench: Bench = {
       const idleSync = createSynchronizer({ sources: [notificationSource(node, 'iso-idle')], tombstoneMs: 60_000 });
       idleSync.start();
       await waitFor('the idle source to be up', () => idleSync.health().bus?.status === 'up', { timeoutMs: 30_000, everyMs: 5 });
-      const idle = await measure(node, idleSync, () => true);
+      const idle = await measure(node, idleSync, () => true, { queue: 'iso-idle' });
       idleSync.stop();
 
       // 2. During back-to-back snapshots.
@@ -141,7 +197,7 @@ const bench: Bench = {
       await waitFor('the bus source to be up', () => sync.health().bus?.status === 'up', { timeoutMs: 30_000, everyMs: 5 });
       const before = sync.metrics();
       const started = performance.now();
-      const during = await measure(node, sync, () => (sync.metrics().observations.nova ?? 0) - (before.observations.nova ?? 0) >= SNAPSHOTS);
+      const during = await measure(node, sync, () => (sync.metrics().observations.nova ?? 0) - (before.observations.nova ?? 0) >= SNAPSHOTS, { queue: 'iso-during', cloud });
       const after = sync.metrics();
       const seconds = (performance.now() - started) / 1000;
       sync.stop();

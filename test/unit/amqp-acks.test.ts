@@ -91,4 +91,23 @@ describe('AckBatcher', () => {
     expect([...broker.outstanding]).toEqual([1]);
     expect(broker.violations).toEqual([]);
   });
+
+  it('sends the ack frame before the event loop turns (a microtask), one frame for a synchronous run of settles', async () => {
+    // amqplib writes the frame in a setImmediate of its own; a flush that waited for one more
+    // turn would hold the prefetch window through a whole snapshot slice (docs/scale.md).
+    const broker = new BrokerChannel();
+    const batcher = new AckBatcher(broker);
+    const tracked = Array.from({ length: 50 }, (_, i) => {
+      broker.outstanding.add(i + 1);
+      return batcher.track(message(i + 1));
+    });
+    for (const t of tracked) {
+      broker.settled.add(t.message.fields.deliveryTag);
+      batcher.ack(t);
+    }
+    expect(broker.frames).toBe(0);
+    await Promise.resolve();
+    expect(broker.frames).toBe(1);
+    expect(broker.outstanding.size).toBe(0);
+  });
 });

@@ -1,6 +1,6 @@
 import { Subject, firstValueFrom, of, toArray } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
+import { applyObservation, emptyBaseline, indexedBaseline } from '../../operators/diffAgainstBaseline.js';
 import { type SliceOptions, normalizeEntity } from '../../operators/normalizeEntity.js';
 import { preparedInSlices } from '../../src/hub/slicing.js';
 import type { Entity, EntityDraft, EntityEvent, Observation } from '../../src/model.js';
@@ -112,6 +112,32 @@ describe('preparedInSlices', () => {
     const step = applyObservation(state, big);
     // b changed; d was changed after the snapshot's request started (rule 4); c is gone.
     expect(step.events.map((e) => `${e.action} ${e.entity.id} ${e.entity.state}`)).toEqual(['update b SHUTOFF', 'delete c ACTIVE']);
+  });
+
+  it("prepares a first snapshot once the empty baseline is indexed (as the hub seeds it); a key a change created meanwhile stays the change's", async () => {
+    const first = (): Observation => snapshot(t(10), [entity('a'), entity('b'), entity('c'), entity('d')]);
+    // Without an index there is nothing to prepare against: the snapshot passes at once, whole.
+    const unprepared: Observation[] = [];
+    of(first()).pipe(preparedInSlices(() => emptyBaseline(), manualPauses(2))).subscribe((o) => unprepared.push(o));
+    expect(unprepared).toHaveLength(1);
+
+    const slice = manualPauses(2);
+    let state = indexedBaseline(emptyBaseline());
+    const input = new Subject<Observation>();
+    const out: Observation[] = [];
+    input.pipe(preparedInSlices(() => state, slice)).subscribe((o) => out.push(o));
+    const big = first();
+    input.next(big);
+    expect(out).toEqual([]);
+    state = applyObservation(state, upsert(t(20), entity('c', 'ERROR'))).state;
+    while (slice.pending > 0) {
+      slice.resume();
+      await settled();
+    }
+    expect(out).toEqual([big]);
+    const step = applyObservation(state, big);
+    expect(step.events.map((e) => `${e.action} ${e.entity.id} ${e.entity.state}`)).toEqual(['create a ACTIVE', 'create b ACTIVE', 'create d ACTIVE']);
+    expect([...step.state.entities.values()].map((v) => `${v.entity.id} ${v.entity.state} ${v.bySnapshot}`).sort()).toEqual(['a ACTIVE true', 'b ACTIVE true', 'c ERROR false', 'd ACTIVE true']);
   });
 
   it('passes changes and small snapshots at once', () => {

@@ -48,8 +48,8 @@ export class JsonStreamError extends Error {
   constructor(
     message: string,
     readonly offset: number,
-    /** `limit`: valid so far, but larger or deeper than allowed. */
-    readonly kind: 'syntax' | 'limit',
+    /** Not JSON, or valid so far but past a bound: `maxBytes`, `maxElements`, `maxDepth`. */
+    readonly kind: 'syntax' | 'bytes' | 'elements' | 'depth',
   ) {
     super(message);
     this.name = 'JsonStreamError';
@@ -149,6 +149,9 @@ export class JsonSelectStream {
   private root: unknown = undefined;
   /** Bytes before the current chunk. */
   private offset = 0;
+  /** The first bytes of a body, while they are fewer than a byte order mark. */
+  private head: Buffer | undefined;
+  private ending = false;
   private elements = 0;
   /** Bytes of the document around the elements (off-path values, keys). */
   private restBytes = 0;
@@ -182,8 +185,19 @@ export class JsonSelectStream {
   /** Reads the next chunk of the body; throws a {@link JsonStreamError}, or what `onElement` threw. */
   write(chunk: Buffer): void {
     let i = 0;
-    // A UTF-8 byte order mark, as axios strips it from a text body.
-    if (this.offset === 0 && chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) i = 3;
+    if (this.offset === 0) {
+      // A UTF-8 byte order mark is skipped, as axios strips it from a text body: the first three
+      // bytes are looked at together, however the body was cut.
+      if (this.head !== undefined) {
+        chunk = Buffer.concat([this.head, chunk]);
+        this.head = undefined;
+      }
+      if (chunk.length < 3 && !this.ending) {
+        this.head = chunk;
+        return;
+      }
+      if (chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) i = 3;
+    }
     const n = chunk.length;
     while (i < n) {
       if (this.mode === Mode.Capture) {
@@ -211,6 +225,10 @@ export class JsonSelectStream {
 
   /** The body ended: returns the document without its elements (their containers left empty). */
   end(): unknown {
+    if (this.head !== undefined) {
+      this.ending = true;
+      this.write(Buffer.alloc(0));
+    }
     // A scalar ends where the body does.
     if (this.mode === Mode.Capture && this.scalar) this.finishCapture(Buffer.alloc(0), 0);
     if (this.mode !== Mode.Done) {
@@ -338,7 +356,7 @@ export class JsonSelectStream {
       } else if (c === LBRACE || c === LBRACKET) {
         this.depth += 1;
         if (this.depth > this.maxDepth) {
-          throw new JsonStreamError(`a value nested deeper than ${this.maxDepth} levels at byte ${this.offset + i}`, this.offset + i, 'limit');
+          throw new JsonStreamError(`a value nested deeper than ${this.maxDepth} levels at byte ${this.offset + i}`, this.offset + i, 'depth');
         }
       } else if (c === RBRACE || c === RBRACKET) {
         this.depth -= 1;
@@ -378,10 +396,10 @@ export class JsonSelectStream {
     const size = upTo - this.captureStart;
     if (this.role === Role.Element) {
       if (size > this.maxBytes) {
-        throw new JsonStreamError(`an element of ${this.path()} starting at byte ${this.captureStart} is larger than ${this.maxBytes} bytes`, this.captureStart, 'limit');
+        throw new JsonStreamError(`an element of ${this.path()} starting at byte ${this.captureStart} is larger than ${this.maxBytes} bytes`, this.captureStart, 'bytes');
       }
     } else if (this.restBytes + size > this.maxBytes) {
-      throw new JsonStreamError(`the document around ${this.path()} is larger than ${this.maxBytes} bytes (at byte ${upTo})`, upTo, 'limit');
+      throw new JsonStreamError(`the document around ${this.path()} is larger than ${this.maxBytes} bytes (at byte ${upTo})`, upTo, 'bytes');
     }
   }
 
@@ -416,7 +434,7 @@ export class JsonSelectStream {
     } else {
       this.elements += 1;
       if (this.elements > this.maxElements) {
-        throw new JsonStreamError(`more than ${this.maxElements} elements at ${this.path()} (at byte ${this.captureStart})`, this.captureStart, 'limit');
+        throw new JsonStreamError(`more than ${this.maxElements} elements at ${this.path()} (at byte ${this.captureStart})`, this.captureStart, 'elements');
       }
       this.frames[this.frames.length - 1]!.count += 1;
       this.onElement(value, this.wildcardLevels.map((l) => this.keysAt[l]!));

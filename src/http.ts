@@ -483,6 +483,8 @@ export class HttpClient {
       },
     });
     const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    // The start of the body, for the message when it is not JSON (an HTML error page, a proxy's login).
+    let start = '';
     try {
       for (;;) {
         let next: IteratorResult<Buffer>;
@@ -496,18 +498,18 @@ export class HttpClient {
           throw fail(`failed while reading the body at byte ${reader.bytes}: ${cause.message}`, undefined, !(typeof code === 'string' && code.startsWith('Z_')), undefined, cause);
         }
         if (next.done) break;
+        if (start.length < 200) start += next.value.toString('utf8', 0, 200 - start.length);
         this.received.bytes += next.value.length;
         reader.write(next.value);
       }
       return { records, rest: reader.end() };
     } catch (e) {
       if (!(e instanceof JsonStreamError)) throw e;
-      if (e.kind === 'syntax') throw fail(`answered ${status} with a body that is not valid JSON: ${e.message}`, status, false);
+      if (e.kind === 'syntax') throw fail(`answered ${status} with a body that is not valid JSON: ${e.message}${start.trim() === '' ? '' : `; it begins: ${excerpt(start)}`}`, status, false);
       const key = e.kind === 'elements' ? 'maxResponseItems' : e.kind === 'bytes' ? 'maxResponseSize' : undefined;
       throw fail(`answered ${status} with ${e.message}${key ? ` (counted after decompression; raise ${key} if it is expected)` : ''}`, status, false);
-    } finally {
-      stream.destroy();
     }
+    // No need to destroy the stream here: the attempt ends, its teardown aborts the request.
   }
 
   /** One attempt, no retry. */

@@ -78,6 +78,9 @@ const RBRACE = 0x7d;
 const LBRACKET = 0x5b;
 const RBRACKET = 0x5d;
 
+/** The first bytes a JSON value can have: `{ [ " - 0-9 t f n`. */
+const VALUE_START = new Set([LBRACE, LBRACKET, QUOTE, 0x2d, ...'0123456789tfn'.split('').map((d) => d.charCodeAt(0))]);
+
 function isSpace(c: number): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
@@ -250,7 +253,7 @@ export class JsonSelectStream {
       case Mode.Value:
       case Mode.ValueOrClose:
         if (c === RBRACKET && this.mode === Mode.ValueOrClose) return this.close();
-        if (c === RBRACKET || c === RBRACE || c === COMMA || c === COLON) this.fail(`unexpected ${describeByte(c)}, expected a value`, at);
+        if (!VALUE_START.has(c)) this.fail(`unexpected ${describeByte(c)}, expected a value`, at);
         return this.beginValue(c, i);
       case Mode.Key:
       case Mode.KeyOrClose:

@@ -65,3 +65,21 @@ export function expectedSelection(text: string, select: string): Expected {
 export function byKeys(elements: [SelectKey[], unknown][]): [SelectKey[], unknown][] {
   return [...elements].sort((a, b) => (JSON.stringify(a[0]) < JSON.stringify(b[0]) ? -1 : JSON.stringify(a[0]) > JSON.stringify(b[0]) ? 1 : 0));
 }
+
+/** Real answers and where their records are (what the sources select). */
+export const WIRE: readonly [string[], string][] = [
+  [['wire', 'alertmanager-v2-get-alerts.json'], '[*]'],
+  [['wire', 'alertmanager-v2-get-alerts-groups.json'], '[*]'],
+  [['wire', 'prometheus', 'alertmanager-v2-alerts-from-prometheus.json'], '[*]'],
+  [['wire', 'prometheus', 'targets.json'], 'data.activeTargets[*]'],
+  [['wire', 'prometheus', 'targets-state-active.json'], 'data.activeTargets[*]'],
+  [['wire', 'prometheus', 'alerts-firing-and-pending.json'], 'data.alerts[*]'],
+  [['wire', 'prometheus', 'alerts-none.json'], 'data.alerts[*]'],
+  [['wire', 'nagios-statusjson-hostlist-details.json'], 'data.hostlist.*'],
+  [['wire', 'nagios-statusjson-servicelist-details.json'], 'data.servicelist.*.*'],
+  [['wire', 'nagios-statusjson-servicelist-details-enumerate.json'], 'data.servicelist.*.*'],
+  [['wire', 'nagios-statusjson-servicelist.json'], 'data.servicelist.*.*'],
+  // A path that does not fit the answer: everything stays in the rest.
+  [['wire', 'alertmanager-v2-get-alerts.json'], 'data.alerts[*]'],
+  [['wire', 'nagios-statusjson-hostlist-details.json'], '[*]'],
+];

@@ -467,7 +467,8 @@ export class HttpClient {
   /**
    * Reads a streamed JSON body through the element reader: records as `each` makes them, the
    * rest at the end. A body that is not JSON or breaks a bound fails (not retried: the server
-   * would send the same), naming the byte; a connection lost mid-body is retried.
+   * would send the same), naming the byte; a connection lost mid-body is retried. The stream
+   * needs no destroy here: when the attempt ends, its teardown aborts the request.
    */
   private async readSelected(stream: Readable, select: SelectOptions<unknown>, status: number, fail: (what: string, status: number | undefined, retryable: boolean, retryAfterMs?: number, cause?: unknown) => HttpError): Promise<Selected<unknown>> {
     const records: unknown[] = [];
@@ -509,7 +510,6 @@ export class HttpClient {
       const key = e.kind === 'elements' ? 'maxResponseItems' : e.kind === 'bytes' ? 'maxResponseSize' : undefined;
       throw fail(`answered ${status} with ${e.message}${key ? ` (counted after decompression; raise ${key} if it is expected)` : ''}`, status, false);
     }
-    // No need to destroy the stream here: the attempt ends, its teardown aborts the request.
   }
 
   /** One attempt, no retry. */

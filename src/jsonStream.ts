@@ -274,8 +274,7 @@ export class JsonSelectStream {
         return this.fail(`unexpected ${describeByte(c)}, expected "," or "${frame.array ? ']' : '}'}"`, at);
       case Mode.Done:
         return this.fail(`unexpected ${describeByte(c)} after the end of the document`, at);
-      case Mode.Capture:
-        return;
+      // Mode.Capture: write() hands a capture's bytes to scan(), never here.
     }
   }
 

@@ -11,6 +11,7 @@ import { defineSource } from '../src/source.js';
  * |-------------------------------------------|-------------------------------------------------------------|
  * | `GET api/v2/alerts` (+ `filter=` matchers) | `alertmanager.alert` per fingerprint; parents from `attach` |
  *
+ * The list is streamed (`getEach`): each alert is checked as it arrives, the body is never held whole.
  * State: `SUPPRESSED` when silenced or inhibited, else the severity label upper-cased
  * (`CRITICAL`, `WARNING`, …), `FIRING` without one. A resolved alert leaves the list, so it is
  * missing from the next snapshot: a delete.
@@ -49,28 +50,31 @@ function stringList(v: unknown): v is string[] {
  */
 export function parseAlerts(doc: unknown, where: string): Alert[] {
   if (!Array.isArray(doc)) throw new Error(`${where}: expected a list of alerts, got ${JSON.stringify(doc)?.slice(0, 120)}`);
-  return doc.map((a: unknown, i): Alert => {
-    const fail = (field: string, expected: string): never => {
-      throw new Error(`${where}: [${i}].${field}: expected ${expected}, got ${JSON.stringify(isObject(a) ? field.split('.').reduce<unknown>((o, k) => (isObject(o) ? o[k] : undefined), a) : a)}`);
-    };
-    if (!isObject(a)) return fail('', 'an alert object');
-    const { fingerprint, labels, annotations, startsAt, status } = a;
-    if (typeof fingerprint !== 'string' || fingerprint === '') fail('fingerprint', 'a non-empty string');
-    if (!stringMap(labels)) fail('labels', 'a mapping of strings');
-    if (annotations !== undefined && !stringMap(annotations)) fail('annotations', 'a mapping of strings');
-    if (typeof startsAt !== 'string' || Number.isNaN(Date.parse(startsAt))) fail('startsAt', 'a date-time');
-    if (!isObject(status)) return fail('status', 'a mapping');
-    if (status.state !== 'active' && status.state !== 'suppressed' && status.state !== 'unprocessed') fail('status.state', 'active, suppressed or unprocessed');
-    if (!stringList(status.silencedBy)) fail('status.silencedBy', 'a list of silence ids');
-    if (!stringList(status.inhibitedBy)) fail('status.inhibitedBy', 'a list of fingerprints');
-    return {
-      fingerprint: fingerprint as string,
-      labels: labels as Record<string, string>,
-      annotations: (annotations ?? {}) as Record<string, string>,
-      startsAt: new Date(startsAt as string).toISOString(),
-      status: status as Alert['status'],
-    };
-  });
+  return doc.map((a: unknown, i) => parseAlert(a, i, where));
+}
+
+/** One alert of the list (the `i`th), checked as {@link parseAlerts} does: read as it streams in. */
+export function parseAlert(a: unknown, i: number, where: string): Alert {
+  const fail = (field: string, expected: string): never => {
+    throw new Error(`${where}: [${i}].${field}: expected ${expected}, got ${JSON.stringify(isObject(a) ? field.split('.').reduce<unknown>((o, k) => (isObject(o) ? o[k] : undefined), a) : a)}`);
+  };
+  if (!isObject(a)) return fail('', 'an alert object');
+  const { fingerprint, labels, annotations, startsAt, status } = a;
+  if (typeof fingerprint !== 'string' || fingerprint === '') fail('fingerprint', 'a non-empty string');
+  if (!stringMap(labels)) fail('labels', 'a mapping of strings');
+  if (annotations !== undefined && !stringMap(annotations)) fail('annotations', 'a mapping of strings');
+  if (typeof startsAt !== 'string' || Number.isNaN(Date.parse(startsAt))) fail('startsAt', 'a date-time');
+  if (!isObject(status)) return fail('status', 'a mapping');
+  if (status.state !== 'active' && status.state !== 'suppressed' && status.state !== 'unprocessed') fail('status.state', 'active, suppressed or unprocessed');
+  if (!stringList(status.silencedBy)) fail('status.silencedBy', 'a list of silence ids');
+  if (!stringList(status.inhibitedBy)) fail('status.inhibitedBy', 'a list of fingerprints');
+  return {
+    fingerprint: fingerprint as string,
+    labels: labels as Record<string, string>,
+    annotations: (annotations ?? {}) as Record<string, string>,
+    startsAt: new Date(startsAt as string).toISOString(),
+    status: status as Alert['status'],
+  };
 }
 
 /** How an alert becomes an entity; the poll and the webhook source read the same keys, so they agree. */
@@ -133,12 +137,15 @@ export default defineSource({
     // filter= repeats, which QueryParams can't say: build the query by hand.
     const path = `api/v2/alerts${options.filter.length > 0 ? `?${options.filter.map((f) => `filter=${encodeURIComponent(f)}`).join('&')}` : ''}`;
     const mapping: AlertMappingOptions = { ...options };
+    const where = `${name}: GET ${http.urlOf({ url: path })}`;
     return {
       name,
       types: ALERTMANAGER_TYPES,
-      signal$: restPollSnapshots<Alert>(http, options, { name, scheduler, log, types: ALERTMANAGER_TYPES }, async ({ signal }) =>
-        parseAlerts(await http.get<unknown>(path, { signal }), `${name}: GET ${http.urlOf({ url: path })}`),
-      ),
+      signal$: restPollSnapshots<Alert>(http, options, { name, scheduler, log, types: ALERTMANAGER_TYPES }, async ({ signal }) => {
+        const { records, rest } = await http.getEach(path, { select: '[*]', each: (a, [i]) => parseAlert(a, i as number, where), signal });
+        // Not a list: nothing was taken from it, and parseAlerts names what came instead.
+        return Array.isArray(rest) ? records : parseAlerts(rest, where);
+      }),
       map: (alert: Alert) => alertDraft(alert, mapping),
     };
   },

@@ -1,9 +1,9 @@
 import { defer } from 'rxjs';
 import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
-import { type RestPollOptions, readRestPollOptions, restPollClient, restPollSnapshots } from '../src/http.js';
+import { type HttpClient, type RestPollOptions, readRestPollOptions, restPollClient, restPollSnapshots } from '../src/http.js';
 import { type EntityDraft, ref } from '../src/model.js';
 import { defineSource } from '../src/source.js';
-import { type NagiosStatus, parseStatusJson, parseStatusPage } from './nagios/status.js';
+import { type NagiosStatus, STATUSJSON_SELECT, checkStatusJson, parseStatusPage, statusJsonRecord } from './nagios/status.js';
 
 /**
  * `use: nagios` — host and service states from Nagios Core 4's CGIs, one complete snapshot per poll.
@@ -13,6 +13,7 @@ import { type NagiosStatus, parseStatusJson, parseStatusPage } from './nagios/st
  * | statusjson | `statusjson.cgi?query=hostlist&details=true`, `…query=servicelist&details=true`  |
  * | status     | `status.cgi?hostgroup=all&style=hostdetail&limit=0`, `status.cgi?host=all&style=detail&limit=0` |
  *
+ * statusjson's answers are streamed (`getEach`): each host or service is read as it arrives.
  * | record  | entity                                                                           |
  * |---------|----------------------------------------------------------------------------------|
  * | host    | `nagios.host` id `<host>`, state UP/DOWN/UNREACHABLE/PENDING, parents from `attach` |
@@ -30,17 +31,28 @@ export interface NagiosOptions extends RestPollOptions {
 
 export const NAGIOS_TYPES = ['nagios.host', 'nagios.service'] as const;
 
-/** The requests of one poll, per CGI: URL relative to the cgi-bin folder, and how to read the answer. */
+/** The requests of one poll, per CGI: URL relative to the cgi-bin folder, and what it answers. */
 const ENDPOINTS = {
   statusjson: [
-    { path: 'statusjson.cgi', params: { query: 'hostlist', details: 'true' }, body: 'json', read: (doc: unknown, where: string) => parseStatusJson(doc, 'hostlist', where) },
-    { path: 'statusjson.cgi', params: { query: 'servicelist', details: 'true' }, body: 'json', read: (doc: unknown, where: string) => parseStatusJson(doc, 'servicelist', where) },
+    { path: 'statusjson.cgi', params: { query: 'hostlist', details: 'true' }, query: 'hostlist' },
+    { path: 'statusjson.cgi', params: { query: 'servicelist', details: 'true' }, query: 'servicelist' },
   ],
   status: [
-    { path: 'status.cgi', params: { hostgroup: 'all', style: 'hostdetail', limit: '0' }, body: 'text', read: (doc: unknown, where: string) => parseStatusPage(String(doc), 'hosts', where) },
-    { path: 'status.cgi', params: { host: 'all', style: 'detail', limit: '0' }, body: 'text', read: (doc: unknown, where: string) => parseStatusPage(String(doc), 'services', where) },
+    { path: 'status.cgi', params: { hostgroup: 'all', style: 'hostdetail', limit: '0' }, page: 'hosts' },
+    { path: 'status.cgi', params: { host: 'all', style: 'detail', limit: '0' }, page: 'services' },
   ],
 } as const;
+
+type Endpoint = (typeof ENDPOINTS)[keyof typeof ENDPOINTS][number];
+
+/** One request of a poll, read as its CGI answers: JSON streamed record by record, or an HTML page. */
+async function readEndpoint(http: HttpClient, e: Endpoint, where: string, signal: AbortSignal): Promise<NagiosStatus[]> {
+  const request = { params: { ...e.params }, signal };
+  if ('page' in e) return parseStatusPage(await http.getText(e.path, request), e.page, where);
+  const { records, rest } = await http.getEach(e.path, { ...request, select: STATUSJSON_SELECT[e.query], each: (record, keys) => statusJsonRecord(e.query, record, keys, where) });
+  checkStatusJson(rest, e.query, where, records.length);
+  return records;
+}
 
 /** A host or service record → its entity. */
 export function nagiosDraft(record: NagiosStatus, attach: readonly AttachRule[] = []): EntityDraft {
@@ -122,12 +134,7 @@ export default defineSource({
       const settle = stableRecords(options.output === 'stable');
       return restPollSnapshots<NagiosStatus>(http, options, { name, scheduler, log, types: NAGIOS_TYPES }, async ({ signal }) => {
         const lists = await Promise.all(
-          ENDPOINTS[options.cgi].map(async (e) => {
-            const request = { params: { ...e.params }, signal };
-            const where = `${name}: GET ${http.urlOf({ url: e.path, params: e.params })}`;
-            const doc = e.body === 'json' ? await http.get<unknown>(e.path, request) : await http.getText(e.path, request);
-            return e.read(doc, where);
-          }),
+          ENDPOINTS[options.cgi].map((e: Endpoint) => readEndpoint(http, e, `${name}: GET ${http.urlOf({ url: e.path, params: e.params })}`, signal)),
         );
         return settle(lists.flat());
       });

@@ -58,44 +58,53 @@ function dataOf(doc: unknown, where: string): Record<string, unknown> {
 
 /** The alerts of `GET /api/v1/alerts`, checked field by field. */
 export function parsePrometheusAlerts(doc: unknown, where: string): PrometheusAlert[] {
-  const data = dataOf(doc, where);
-  if (!Array.isArray(data.alerts)) fail(where, 'data.alerts', 'a list', data.alerts);
-  return (data.alerts as unknown[]).map((a, i): PrometheusAlert => {
-    const f = `data.alerts[${i}]`;
-    if (!isObject(a)) return fail(where, f, 'an alert', a);
-    if (!stringMap(a.labels) || typeof a.labels.alertname !== 'string') fail(where, `${f}.labels`, 'a mapping of strings with alertname', a.labels);
-    if (a.annotations !== undefined && !stringMap(a.annotations)) fail(where, `${f}.annotations`, 'a mapping of strings', a.annotations);
-    if (a.state !== 'pending' && a.state !== 'firing') fail(where, `${f}.state`, 'pending or firing', a.state);
-    if (typeof a.activeAt !== 'string' || Number.isNaN(Date.parse(a.activeAt))) fail(where, `${f}.activeAt`, 'a date-time', a.activeAt);
-    return {
-      kind: 'alert',
-      labels: a.labels as Record<string, string>,
-      annotations: (a.annotations ?? {}) as Record<string, string>,
-      state: a.state as PrometheusAlert['state'],
-      // RFC 3339 with nanoseconds: Date keeps milliseconds, the same as Alertmanager's startsAt.
-      activeAt: new Date(a.activeAt as string).toISOString(),
-    };
-  });
+  return listOf(doc, 'alerts', where).map((a, i) => parsePrometheusAlert(a, i, where));
 }
 
 /** The active targets of `GET /api/v1/targets`, checked field by field. */
 export function parsePrometheusTargets(doc: unknown, where: string): PrometheusTarget[] {
+  return listOf(doc, 'activeTargets', where).map((t, i) => parsePrometheusTarget(t, i, where));
+}
+
+/** `data.<list>` of an answer, checked to be a list (of a streamed answer: the list left empty). */
+function listOf(doc: unknown, list: 'alerts' | 'activeTargets', where: string): unknown[] {
   const data = dataOf(doc, where);
-  if (!Array.isArray(data.activeTargets)) fail(where, 'data.activeTargets', 'a list', data.activeTargets);
-  return (data.activeTargets as unknown[]).map((t, i): PrometheusTarget => {
-    const f = `data.activeTargets[${i}]`;
-    if (!isObject(t)) return fail(where, f, 'a target', t);
-    if (!stringMap(t.labels)) fail(where, `${f}.labels`, 'a mapping of strings', t.labels);
-    for (const k of ['scrapePool', 'scrapeUrl', 'health'] as const) if (typeof t[k] !== 'string' || t[k] === '') fail(where, `${f}.${k}`, 'a non-empty string', t[k]);
-    return {
-      kind: 'target',
-      labels: t.labels as Record<string, string>,
-      scrapePool: t.scrapePool as string,
-      scrapeUrl: t.scrapeUrl as string,
-      health: t.health as string,
-      lastError: typeof t.lastError === 'string' ? t.lastError : '',
-    };
-  });
+  if (!Array.isArray(data[list])) fail(where, `data.${list}`, 'a list', data[list]);
+  return data[list] as unknown[];
+}
+
+/** `data.alerts[i]`, checked; read one by one as the answer streams in. */
+export function parsePrometheusAlert(a: unknown, i: number, where: string): PrometheusAlert {
+  const f = `data.alerts[${i}]`;
+  if (!isObject(a)) return fail(where, f, 'an alert', a);
+  if (!stringMap(a.labels) || typeof a.labels.alertname !== 'string') fail(where, `${f}.labels`, 'a mapping of strings with alertname', a.labels);
+  if (a.annotations !== undefined && !stringMap(a.annotations)) fail(where, `${f}.annotations`, 'a mapping of strings', a.annotations);
+  if (a.state !== 'pending' && a.state !== 'firing') fail(where, `${f}.state`, 'pending or firing', a.state);
+  if (typeof a.activeAt !== 'string' || Number.isNaN(Date.parse(a.activeAt))) fail(where, `${f}.activeAt`, 'a date-time', a.activeAt);
+  return {
+    kind: 'alert',
+    labels: a.labels as Record<string, string>,
+    annotations: (a.annotations ?? {}) as Record<string, string>,
+    state: a.state as PrometheusAlert['state'],
+    // RFC 3339 with nanoseconds: Date keeps milliseconds, the same as Alertmanager's startsAt.
+    activeAt: new Date(a.activeAt as string).toISOString(),
+  };
+}
+
+/** `data.activeTargets[i]`, checked; read one by one as the answer streams in. */
+export function parsePrometheusTarget(t: unknown, i: number, where: string): PrometheusTarget {
+  const f = `data.activeTargets[${i}]`;
+  if (!isObject(t)) return fail(where, f, 'a target', t);
+  if (!stringMap(t.labels)) fail(where, `${f}.labels`, 'a mapping of strings', t.labels);
+  for (const k of ['scrapePool', 'scrapeUrl', 'health'] as const) if (typeof t[k] !== 'string' || t[k] === '') fail(where, `${f}.${k}`, 'a non-empty string', t[k]);
+  return {
+    kind: 'target',
+    labels: t.labels as Record<string, string>,
+    scrapePool: t.scrapePool as string,
+    scrapeUrl: t.scrapeUrl as string,
+    health: t.health as string,
+    lastError: typeof t.lastError === 'string' ? t.lastError : '',
+  };
 }
 
 /** An alert's id: its name, then its other labels in Prometheus' own notation, sorted. */
@@ -153,16 +162,23 @@ export default defineSource({
 
   create(options, { name, scheduler, log }) {
     const http = restPollClient(options, { name, scheduler, log }, 2);
-    const get = async (path: string, params: Record<string, string>, signal: AbortSignal): Promise<{ doc: unknown; where: string }> => ({
-      doc: await http.get<unknown>(path, { params, signal }),
-      where: `${name}: GET ${http.urlOf({ url: path, params })}`,
-    });
+    // Streamed: each alert or target is checked as it arrives; the envelope (status, the list's
+    // kind) is checked on what is left once the body has ended.
+    const get = async <R>(path: string, params: Record<string, string>, list: 'alerts' | 'activeTargets', parse: (element: unknown, i: number, where: string) => R, signal: AbortSignal): Promise<R[]> => {
+      const where = `${name}: GET ${http.urlOf({ url: path, params })}`;
+      const { records, rest } = await http.getEach(path, { params, select: `data.${list}[*]`, each: (e, [i]) => parse(e, i as number, where), signal });
+      listOf(rest, list, where);
+      return records;
+    };
     return {
       name,
       types: PROMETHEUS_TYPES,
       signal$: restPollSnapshots<PrometheusRecord>(http, options, { name, scheduler, log, types: PROMETHEUS_TYPES }, async ({ signal }) => {
-        const [alerts, targets] = await Promise.all([get('api/v1/alerts', {}, signal), get('api/v1/targets', { state: 'active' }, signal)]);
-        return [...parsePrometheusAlerts(alerts.doc, alerts.where), ...parsePrometheusTargets(targets.doc, targets.where)];
+        const [alerts, targets] = await Promise.all([
+          get('api/v1/alerts', {}, 'alerts', parsePrometheusAlert, signal),
+          get('api/v1/targets', { state: 'active' }, 'activeTargets', parsePrometheusTarget, signal),
+        ]);
+        return [...alerts, ...targets];
       }),
       map: (record: PrometheusRecord) => prometheusDraft(record, options),
     };

@@ -1,5 +1,5 @@
 import { type AttachRule, attachRefs, readAttachRules } from '../src/attach.js';
-import { type HttpClient, type RestPollOptions, readRestPollOptions, restPollClient, restPollSnapshots } from '../src/http.js';
+import { type HttpClient, type RestPollOptions, type Selected, readRestPollOptions, restPollClient, restPollSnapshots } from '../src/http.js';
 import { type EntityDraft, ref } from '../src/model.js';
 import { defineSource } from '../src/source.js';
 import { isObject } from './alertmanager.js';
@@ -102,20 +102,24 @@ function list(result: unknown, where: string): Record<string, unknown>[] {
 
 /** The hosts of a `host.get` result. */
 export function parseHosts(result: unknown, where: string): ZabbixHost[] {
-  return list(result, where).map((h, i): ZabbixHost => {
-    const f = (k: string): string => `result[${i}].${k}`;
-    const groups = Array.isArray(h.groups) ? h.groups.map((g: unknown, j) => str(isObject(g) ? g.name : g, where, `${f('groups')}[${j}].name`)).sort() : [];
-    return {
-      kind: 'host',
-      hostid: str(h.hostid, where, f('hostid')),
-      host: str(h.host, where, f('host')),
-      name: str(h.name ?? h.host, where, f('name')),
-      status: str(h.status, where, f('status')),
-      maintenance: str(h.maintenance_status ?? '0', where, f('maintenance_status')) === '1',
-      groups,
-      tags: tags(h.tags, where, f('tags')),
-    };
-  });
+  return list(result, where).map((h, i) => parseHost(h, i, where));
+}
+
+/** `result[i]` of `host.get`, checked; read one by one as the answer streams in. */
+export function parseHost(h: unknown, i: number, where: string): ZabbixHost {
+  if (!isObject(h)) throw new Error(`${where}: result[${i}]: expected an object`);
+  const f = (k: string): string => `result[${i}].${k}`;
+  const groups = Array.isArray(h.groups) ? h.groups.map((g: unknown, j) => str(isObject(g) ? g.name : g, where, `${f('groups')}[${j}].name`)).sort() : [];
+  return {
+    kind: 'host',
+    hostid: str(h.hostid, where, f('hostid')),
+    host: str(h.host, where, f('host')),
+    name: str(h.name ?? h.host, where, f('name')),
+    status: str(h.status, where, f('status')),
+    maintenance: str(h.maintenance_status ?? '0', where, f('maintenance_status')) === '1',
+    groups,
+    tags: tags(h.tags, where, f('tags')),
+  };
 }
 
 /** The problems of a `problem.get` result, with the hosts of each one's trigger. */
@@ -195,26 +199,43 @@ export function zabbixDraft(record: ZabbixRecord, attach: readonly AttachRule[] 
 /** Session errors after which a new user.login helps. */
 const SESSION_GONE = /re-login|not authori[sz]ed|session terminated/i;
 
-/** A JSON-RPC client of one Zabbix API: calls with the token or a session it logs in for. */
-export function zabbixRpc(http: HttpClient, options: Pick<ZabbixOptions, 'token' | 'login'>, name: string): (method: string, params: Record<string, unknown>, signal?: AbortSignal) => Promise<unknown> {
+/**
+ * A JSON-RPC client of one Zabbix API: calls with the token or a session it logs in for. With
+ * `each`, a list result is streamed: each item is handed to it as it arrives (with its index) and
+ * the call resolves with what it returned, so the answer's text is never held whole.
+ */
+export function zabbixRpc(
+  http: HttpClient,
+  options: Pick<ZabbixOptions, 'token' | 'login'>,
+  name: string,
+): (method: string, params: Record<string, unknown>, signal?: AbortSignal, each?: (item: unknown, i: number) => unknown) => Promise<unknown> {
   // One login for the calls of a poll that run together.
   let session: Promise<string> | undefined;
   let id = 0;
-  const call = async (method: string, params: Record<string, unknown>, auth: string | undefined, signal?: AbortSignal): Promise<unknown> => {
+  const call = async (method: string, params: Record<string, unknown>, auth: string | undefined, signal?: AbortSignal, each?: (item: unknown, i: number) => unknown): Promise<unknown> => {
     id += 1;
     const where = `${name}: ${method} at ${http.urlOf({ url: 'api_jsonrpc.php' })}`;
-    const res = await http.post<unknown>('api_jsonrpc.php', { jsonrpc: '2.0', method, params, id, ...(auth !== undefined ? { auth } : {}) }, { headers: { 'content-type': 'application/json-rpc' }, ...(signal ? { signal } : {}) });
-    const doc = res.data;
+    const request = { method: 'POST', url: 'api_jsonrpc.php', body: { jsonrpc: '2.0', method, params, id, ...(auth !== undefined ? { auth } : {}) }, headers: { 'content-type': 'application/json-rpc' }, ...(signal ? { signal } : {}) } as const;
+    let doc: unknown;
+    let items: unknown[] | undefined;
+    if (each === undefined) {
+      doc = (await http.request<unknown>(request)).data;
+    } else {
+      const { data } = await http.request<Selected<unknown>>({ ...request, select: { select: 'result[*]', each: (item, [i]) => each(item, i as number) } });
+      doc = data.rest;
+      items = data.records;
+    }
     if (!isObject(doc)) throw new ZabbixError(`${where}: expected a JSON-RPC answer, got ${JSON.stringify(doc)?.slice(0, 120)}`, undefined);
     if (isObject(doc.error)) {
       const e = doc.error;
       throw new ZabbixError(`${where}: error ${String(e.code)}: ${String(e.message)} ${String(e.data ?? '')}`.trim(), typeof e.code === 'number' ? e.code : undefined);
     }
     if (!('result' in doc)) throw new ZabbixError(`${where}: the answer has neither result nor error`, undefined);
-    return doc.result;
+    // A streamed list was taken item by item; anything else is still in the document.
+    return items !== undefined && Array.isArray(doc.result) ? items : doc.result;
   };
-  return async (method, params, signal) => {
-    if (options.token !== undefined) return call(method, params, options.token, signal);
+  return async (method, params, signal, each) => {
+    if (options.token !== undefined) return call(method, params, options.token, signal, each);
     const login = options.login!;
     for (let attempt = 0; ; attempt++) {
       const current = (session ??= call('user.login', { username: login.username, password: login.password }, undefined, signal).then((r) => str(r, name, 'user.login result')));
@@ -222,7 +243,7 @@ export function zabbixRpc(http: HttpClient, options: Pick<ZabbixOptions, 'token'
         if (session === current) session = undefined;
       });
       try {
-        return await call(method, params, await current, signal);
+        return await call(method, params, await current, signal, each);
       } catch (e) {
         if (attempt > 0 || !(e instanceof ZabbixError) || !SESSION_GONE.test(e.message)) throw e;
         if (session === current) session = undefined;
@@ -254,13 +275,17 @@ export default defineSource({
       name,
       types: ZABBIX_TYPES,
       signal$: restPollSnapshots<ZabbixRecord>(http, options, { name, scheduler, log, types: ZABBIX_TYPES }, async ({ signal }) => {
+          // Streamed: hosts are checked as they arrive; problems are kept as sent until their
+          // triggers' hosts are known.
           const [hosts, problems] = await Promise.all([
-            rpc('host.get', { output: ['hostid', 'host', 'name', 'status', 'maintenance_status'], selectGroups: ['name'], selectTags: 'extend' }, signal),
-            rpc('problem.get', { output: 'extend', selectAcknowledges: 'extend', selectTags: 'extend', sortfield: ['eventid'] }, signal),
+            rpc('host.get', { output: ['hostid', 'host', 'name', 'status', 'maintenance_status'], selectGroups: ['name'], selectTags: 'extend' }, signal, (h, i) => parseHost(h, i, where('host.get'))),
+            rpc('problem.get', { output: 'extend', selectAcknowledges: 'extend', selectTags: 'extend', sortfield: ['eventid'] }, signal, (p) => p),
           ]);
           const triggerids = [...new Set(list(problems, where('problem.get')).map((p) => String(p.objectid)))];
           const triggers = triggerids.length === 0 ? new Map<string, string[]>() : parseTriggerHosts(await rpc('trigger.get', { triggerids, output: ['triggerid'], selectHosts: ['host'] }, signal), where('trigger.get'));
-          return [...parseHosts(hosts, where('host.get')), ...parseProblems(problems, where('problem.get'), triggers)];
+          // A streamed host list is ZabbixHosts already; parseHosts names anything else that came.
+          const hostRecords = Array.isArray(hosts) ? (hosts as ZabbixHost[]) : parseHosts(hosts, where('host.get'));
+          return [...hostRecords, ...parseProblems(problems, where('problem.get'), triggers)];
       }),
       map: (record: ZabbixRecord) => zabbixDraft(record, options.attach),
     };

@@ -5,9 +5,11 @@
  * through an AbortSignal, and OpenStack-style pagination. Error messages name the method, URL and
  * status, never a credential. TLS trust and client certificates (src/tls.ts) are applied here, a
  * response body is capped (after decompression), and credentials never follow a redirect to
- * another origin.
+ * another origin. A big JSON answer can be streamed (`select`): its elements are read one by one
+ * as they arrive (src/jsonStream.ts), so only one element's text is held at a time.
  */
 import { Agent as HttpsAgent } from 'node:https';
+import type { Readable } from 'node:stream';
 import axios, { type AxiosInstance, type AxiosResponse, isAxiosError } from 'axios';
 import {
   type MonoTypeOperatorFunction,
@@ -26,6 +28,7 @@ import {
   timer,
 } from 'rxjs';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
+import { JsonSelectStream, JsonStreamError, type SelectKey } from './jsonStream.js';
 import { type Logger, errorMessage, silentLogger } from './log.js';
 import type { OptionReader } from './options.js';
 import type { EntityType } from './model.js';
@@ -70,12 +73,24 @@ export interface HttpClientOptions {
   name?: string;
   /** TLS trust and client certificate of https URLs (default: Node's trust store, verified). */
   tls?: TlsOptions;
-  /** A response body larger than this (after decompression) fails the request, bytes (default 64 MiB). */
+  /**
+   * A response body larger than this (after decompression) fails the request, bytes (default
+   * 64 MiB). A streamed response (`select`) may be longer: then one element, and the document
+   * around the elements, may each be this large.
+   */
   maxResponseBytes?: number;
+  /** Elements a streamed response (`select`) may hand over (default 10,000,000). */
+  maxResponseItems?: number;
 }
 
 /** Default cap of one response body, after decompression. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+/** Default cap of the elements of one streamed response. */
+export const DEFAULT_MAX_RESPONSE_ITEMS = 10_000_000;
+/** What is read of a failed streamed response's body, for its error message. */
+const ERROR_BODY_BYTES = 64 * 1024;
+/** Nesting allowed within one value of a streamed response (real answers nest a few levels). */
+const MAX_STREAM_DEPTH = 512;
 
 /** Redirects followed per request (same origin, or another one for a request without credentials). */
 const MAX_REDIRECTS = 5;
@@ -99,6 +114,33 @@ export interface HttpRequest {
   /** Aborts the request and any pending retry (pollSnapshots gives one per attempt). */
   signal?: AbortSignal;
   timeoutMs?: number;
+  /**
+   * Streams a JSON body instead of parsing it whole: the response's `data` is then
+   * {@link Selected} (see {@link HttpClient.getEach}).
+   */
+  select?: SelectOptions<unknown>;
+}
+
+/** Which elements of a streamed JSON body are read, and how each becomes a record. */
+export interface SelectOptions<R> {
+  /**
+   * Where the elements are: `[*]` (the items of a top-level list), `data.activeTargets[*]`,
+   * `data.hostlist.*` (the members of a mapping), `data.servicelist.*.*`.
+   */
+  select: string;
+  /**
+   * Called with each element as soon as it has arrived (JSON.parse's value) and the keys or
+   * indexes of the path's wildcards; returns the record to keep (undefined: none). What it throws
+   * fails the request as it is, not retried: name the URL and the element in it.
+   */
+  each: (element: unknown, keys: readonly SelectKey[]) => R | undefined;
+}
+
+/** A streamed answer: the records `each` made, in order, and the document without its elements. */
+export interface Selected<R> {
+  records: R[];
+  /** The body with the selected containers left empty (`{"status":"success","data":{"activeTargets":[]}}`): check the envelope here. */
+  rest: unknown;
 }
 
 export interface HttpResponse<T> {
@@ -345,6 +387,23 @@ export class HttpClient {
     return (await this.request<T>({ ...options, url })).data;
   }
 
+  /**
+   * GET a JSON body as a stream: each element at `select` is handed to `each` as it arrives, so
+   * the text held is one element (plus a chunk) whatever the size of the answer. Timeouts,
+   * retries (a retry starts the records afresh), TLS, decompression and redirects are those of
+   * every request; `maxResponseSize` bounds one element instead of the body.
+   *
+   * Example:
+   * ```ts
+   * const { records, rest } = await http.getEach('/api/v2/alerts', { select: '[*]', each: (a, [i]) => checkAlert(a, i), signal });
+   * if (!Array.isArray(rest)) throw new Error('expected a list of alerts');
+   * ```
+   */
+  async getEach<R>(url: string, options: Omit<HttpRequest, 'url' | 'method' | 'responseType' | 'select'> & SelectOptions<R>): Promise<Selected<R>> {
+    const { select, each, ...rest } = options;
+    return (await this.request<Selected<R>>({ ...rest, url, select: { select, each } })).data;
+  }
+
   /** GET, body as text (HTML pages, plain-text APIs). */
   async getText(url: string, options: Omit<HttpRequest, 'url' | 'method' | 'responseType'> = {}): Promise<string> {
     return (await this.request<string>({ ...options, url, responseType: 'text' })).data;
@@ -361,23 +420,26 @@ export class HttpClient {
    * headers, basic auth, a body): a token or password never reaches a host it was not meant for.
    * 303, and 301/302 after a POST, continue as a GET without the body, as browsers do.
    */
-  private async exchange(request: HttpRequest, authHeaders: Record<string, string>, signal: AbortSignal, fail: (what: string, status: number | undefined, retryable: boolean) => HttpError): Promise<AxiosResponse<string>> {
+  private async exchange(request: HttpRequest, authHeaders: Record<string, string>, signal: AbortSignal, fail: (what: string, status: number | undefined, retryable: boolean) => HttpError): Promise<AxiosResponse<string | Readable>> {
     let method: HttpMethod = request.method ?? 'GET';
     let url = request.url;
     let params = cleanParams(request.params);
     let body = request.body !== undefined ? JSON.stringify(request.body) : undefined;
     const credentials = Object.keys(authHeaders).length > 0 || this.options.basicAuth !== undefined || hasCredentialHeader(this.options.headers) || hasCredentialHeader(request.headers);
     for (let hop = 0; ; hop += 1) {
-      const response = await this.axios.request<string>({
+      const response = await this.axios.request<string | Readable>({
         method,
         url,
         ...(params ? { params } : {}),
         headers: { ...request.headers, ...authHeaders, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
         ...(body !== undefined ? { data: body } : {}),
+        // The JSON reader bounds a streamed body itself (per element), and counts as it reads.
+        ...(request.select !== undefined ? { responseType: 'stream', maxContentLength: -1 } : {}),
         signal,
       });
       const location = response.headers.location as unknown;
       if (!REDIRECT_STATUS.has(response.status) || typeof location !== 'string' || location === '') return response;
+      if (typeof response.data !== 'string') response.data.destroy();
       const from = new URL(this.axios.getUri({ url, ...(params ? { params } : {}) }));
       let next: URL;
       try {
@@ -402,6 +464,54 @@ export class HttpClient {
     }
   }
 
+  /**
+   * Reads a streamed JSON body through the element reader: records as `each` makes them, the
+   * rest at the end. A body that is not JSON or breaks a bound fails (not retried: the server
+   * would send the same), naming the byte; a connection lost mid-body is retried. The stream
+   * needs no destroy here: when the attempt ends, its teardown aborts the request.
+   */
+  private async readSelected(stream: Readable, select: SelectOptions<unknown>, status: number, fail: (what: string, status: number | undefined, retryable: boolean, retryAfterMs?: number, cause?: unknown) => HttpError): Promise<Selected<unknown>> {
+    const records: unknown[] = [];
+    const reader = new JsonSelectStream({
+      select: select.select,
+      maxBytes: this.options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+      maxElements: this.options.maxResponseItems ?? DEFAULT_MAX_RESPONSE_ITEMS,
+      maxDepth: MAX_STREAM_DEPTH,
+      onElement: (element, keys) => {
+        const record = select.each(element, keys);
+        if (record !== undefined) records.push(record);
+        this.received.records += 1;
+      },
+    });
+    const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    // The start of the body, for the message when it is not JSON (an HTML error page, a proxy's login).
+    let start = '';
+    try {
+      for (;;) {
+        let next: IteratorResult<Buffer>;
+        try {
+          next = await chunks.next();
+        } catch (e) {
+          const code = (e as { code?: unknown }).code;
+          const cause = new Error(typeof code === 'string' ? `${code}: ${errorMessage(e)}` : errorMessage(e));
+          if (code === 'ERR_CANCELED') throw fail('aborted', undefined, false, undefined, cause);
+          // A broken gzip stream stays broken; a dropped connection may not.
+          throw fail(`failed while reading the body at byte ${reader.bytes}: ${cause.message}`, undefined, !(typeof code === 'string' && code.startsWith('Z_')), undefined, cause);
+        }
+        if (next.done) break;
+        if (start.length < 200) start += next.value.toString('utf8', 0, 200 - start.length);
+        this.received.bytes += next.value.length;
+        reader.write(next.value);
+      }
+      return { records, rest: reader.end() };
+    } catch (e) {
+      if (!(e instanceof JsonStreamError)) throw e;
+      if (e.kind === 'syntax') throw fail(`answered ${status} with a body that is not valid JSON: ${e.message}${start.trim() === '' ? '' : `; it begins: ${excerpt(start)}`}`, status, false);
+      const key = e.kind === 'elements' ? 'maxResponseItems' : e.kind === 'bytes' ? 'maxResponseSize' : undefined;
+      throw fail(`answered ${status} with ${e.message}${key ? ` (counted after decompression; raise ${key} if it is expected)` : ''}`, status, false);
+    }
+  }
+
   /** One attempt, no retry. */
   private send$<T>(request: HttpRequest, authHeaders: Record<string, string>): Observable<HttpResponse<T>> {
     const method = request.method ?? 'GET';
@@ -413,9 +523,20 @@ export class HttpClient {
       const controller = new AbortController();
       this.exchange(request, authHeaders, controller.signal, fail)
         .then(
-          (response) => {
+          async (response) => {
             const headers = lowerCaseHeaders(response.headers);
             const { status } = response;
+            if (typeof response.data !== 'string') {
+              const stream = response.data;
+              if (status >= 200 && status < 300 && request.select !== undefined) {
+                const data = await this.readSelected(stream, request.select, status, fail);
+                this.received.responses += 1;
+                subscriber.next({ status, headers, data: data as T, url });
+                subscriber.complete();
+                return;
+              }
+              response.data = await readSome(stream, ERROR_BODY_BYTES).catch(() => '');
+            }
             const body = typeof response.data === 'string' ? response.data : '';
             if (status >= 200 && status < 300) {
               this.received.responses += 1;
@@ -478,6 +599,22 @@ function cleanParams(params: QueryParams | undefined): Record<string, string | n
   const out: Record<string, string | number | boolean> = {};
   for (const [k, v] of Object.entries(params)) if (v !== undefined) out[k] = v;
   return out;
+}
+
+/** Up to `max` bytes of a body, as text (the rest is not read). */
+async function readSome(stream: Readable, max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size >= max) break;
+    }
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(chunks).subarray(0, max).toString('utf8');
 }
 
 /** Creates an {@link HttpClient}. */
@@ -582,13 +719,14 @@ export interface RestPollOptions extends PollTiming {
   backoff: BackoffOptions;
   tls?: TlsOptions;
   maxResponseBytes: number;
+  maxResponseItems: number;
 }
 
 /**
  * Reads the shared keys of a REST poll source: `url` (http or https), `username` and `password`
  * (basic auth, together or not at all), `interval`, `timeout`, `missesBeforeDelete`, `backoff`,
- * `maxBackoff`, `tls` ({ca, cert, key, servername, insecure}, src/tls.ts) and `maxResponseSize`
- * (default 64MiB). `example` completes the message for a bad URL.
+ * `maxBackoff`, `tls` ({ca, cert, key, servername, insecure}, src/tls.ts), `maxResponseSize`
+ * (default 64MiB) and `maxResponseItems` (default 10,000,000). `example` completes the message for a bad URL.
  */
 export function readRestPollOptions(read: OptionReader, example: string): RestPollOptions {
   const url = read.string('url');
@@ -608,10 +746,17 @@ export function readRestPollOptions(read: OptionReader, example: string): RestPo
   };
 }
 
-/** The keys every HTTP source shares beyond its URL: `tls` and `maxResponseSize`. */
-export function readHttpLimits(read: OptionReader): { tls?: TlsOptions; maxResponseBytes: number } {
+/**
+ * The keys every REST poll source shares beyond its URL: `tls`, `maxResponseSize` (a body read
+ * whole; one element of a streamed one) and `maxResponseItems` (the elements of a streamed body).
+ */
+export function readHttpLimits(read: OptionReader): { tls?: TlsOptions; maxResponseBytes: number; maxResponseItems: number } {
   const tls = readTlsOptions(read);
-  return { ...(tls ? { tls } : {}), maxResponseBytes: read.bytes('maxResponseSize', DEFAULT_MAX_RESPONSE_BYTES) };
+  return {
+    ...(tls ? { tls } : {}),
+    maxResponseBytes: read.bytes('maxResponseSize', DEFAULT_MAX_RESPONSE_BYTES),
+    maxResponseItems: read.number('maxResponseItems', DEFAULT_MAX_RESPONSE_ITEMS, { min: 1, integer: true }),
+  };
 }
 
 /**
@@ -634,6 +779,7 @@ export function restPollClient(
     name: context.name,
     ...(options.tls ? { tls: options.tls } : {}),
     maxResponseBytes: options.maxResponseBytes,
+    maxResponseItems: options.maxResponseItems,
   });
 }
 

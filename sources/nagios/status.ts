@@ -125,10 +125,32 @@ function checkFacts(f: Fields): NagiosCheck {
  *    then) — reading it as "all clear" would delete every alarm.
  * 3. A record without details (a bare state number) or with a field of the wrong kind throws.
  *
+ * A poll streams the answer instead ({@link STATUSJSON_SELECT}): {@link statusJsonRecord} per
+ * record as it arrives, then {@link checkStatusJson} on the rest; this is the same on a whole one.
+ *
  * @param doc the parsed body.
  * @param where the URL, for messages.
  */
 export function parseStatusJson(doc: unknown, query: 'hostlist' | 'servicelist', where: string): NagiosStatus[] {
+  const list = statusJsonList(doc, query, where);
+  const records: NagiosStatus[] = [];
+  if (query === 'hostlist') {
+    for (const [host, record] of Object.entries(list)) records.push(statusJsonRecord(query, record, [host], where));
+  } else {
+    for (const [host, services] of Object.entries(list)) {
+      if (!isObject(services)) continue; // checkStatusJson names it
+      for (const [service, record] of Object.entries(services)) records.push(statusJsonRecord(query, record, [host, service], where));
+    }
+  }
+  checkStatusJson(doc, query, where, records.length);
+  return records;
+}
+
+/** Where the records of each query are: a host's key is its name; a service's, its host's and its own. */
+export const STATUSJSON_SELECT = { hostlist: 'data.hostlist.*', servicelist: 'data.servicelist.*.*' } as const;
+
+/** `data.<query>` of an answer, after the envelope's checks (rule 1). */
+function statusJsonList(doc: unknown, query: 'hostlist' | 'servicelist', where: string): Json {
   if (!isObject(doc) || !isObject(doc.result) || !isObject(doc.data)) {
     throw new Error(`${where}: expected statusjson.cgi's {"result": {…}, "data": {…}}, got ${JSON.stringify(doc)?.slice(0, 120)}`);
   }
@@ -138,32 +160,44 @@ export function parseStatusJson(doc: unknown, query: 'hostlist' | 'servicelist',
   }
   const list = data[query];
   if (!isObject(list)) throw new Error(`${where}: data.${query}: expected a mapping, got ${JSON.stringify(list)}`);
-  const records: NagiosStatus[] = [];
+  return list;
+}
+
+/**
+ * Rules 1 and 2 on what is left of an answer once its `count` records were read: in a streamed
+ * one, a host's services that were not a mapping were left in it.
+ */
+export function checkStatusJson(rest: unknown, query: 'hostlist' | 'servicelist', where: string, count: number): void {
+  const list = statusJsonList(rest, query, where);
+  if (query === 'servicelist') {
+    for (const [host, services] of Object.entries(list)) {
+      if (!isObject(services)) throw new Error(`${where}: data.servicelist[${JSON.stringify(host)}]: expected a mapping of services, got ${JSON.stringify(services)}`);
+    }
+    return;
+  }
+  if (count === 0) {
+    const user = isObject(rest) && isObject(rest.result) ? rest.result.user : undefined;
+    throw new Error(
+      `${where}: no hosts visible to user ${JSON.stringify(user)}: Nagios never runs without hosts, so the user is not authorized ` +
+        '(add it to authorized_for_all_hosts in cgi.cfg, or make it a contact of the hosts)',
+    );
+  }
+}
+
+/** One host (`keys`: its name) or service (`keys`: host, service) record, rule 3. */
+export function statusJsonRecord(query: 'hostlist' | 'servicelist', record: unknown, keys: readonly (string | number)[], where: string): NagiosStatus {
+  const host = String(keys[0]);
   if (query === 'hostlist') {
-    if (Object.keys(list).length === 0) {
-      throw new Error(
-        `${where}: no hosts visible to user ${JSON.stringify(result.user)}: Nagios never runs without hosts, so the user is not authorized ` +
-          '(add it to authorized_for_all_hosts in cgi.cfg, or make it a contact of the hosts)',
-      );
-    }
-    for (const [host, record] of Object.entries(list)) {
-      const at = `data.hostlist[${JSON.stringify(host)}]`;
-      if (!isObject(record)) throw new Error(`${where}: ${at}: expected the host's details (details=true), got ${JSON.stringify(record)}`);
-      const f = new Fields(record, `${where}: ${at}`);
-      records.push({ kind: 'host', host, state: f.enumerated('status', HOST_STATES, 'a host state (1, 2, 4 or 8)'), ...checkFacts(f) });
-    }
-    return records;
+    const at = `data.hostlist[${JSON.stringify(host)}]`;
+    if (!isObject(record)) throw new Error(`${where}: ${at}: expected the host's details (details=true), got ${JSON.stringify(record)}`);
+    const f = new Fields(record, `${where}: ${at}`);
+    return { kind: 'host', host, state: f.enumerated('status', HOST_STATES, 'a host state (1, 2, 4 or 8)'), ...checkFacts(f) };
   }
-  for (const [host, services] of Object.entries(list)) {
-    if (!isObject(services)) throw new Error(`${where}: data.servicelist[${JSON.stringify(host)}]: expected a mapping of services, got ${JSON.stringify(services)}`);
-    for (const [service, record] of Object.entries(services)) {
-      const at = `data.servicelist[${JSON.stringify(host)}][${JSON.stringify(service)}]`;
-      if (!isObject(record)) throw new Error(`${where}: ${at}: expected the service's details (details=true), got ${JSON.stringify(record)}`);
-      const f = new Fields(record, `${where}: ${at}`);
-      records.push({ kind: 'service', host, service, state: f.enumerated('status', SERVICE_STATES, 'a service state (1, 2, 4, 8 or 16)'), ...checkFacts(f) });
-    }
-  }
-  return records;
+  const service = String(keys[1]);
+  const at = `data.servicelist[${JSON.stringify(host)}][${JSON.stringify(service)}]`;
+  if (!isObject(record)) throw new Error(`${where}: ${at}: expected the service's details (details=true), got ${JSON.stringify(record)}`);
+  const f = new Fields(record, `${where}: ${at}`);
+  return { kind: 'service', host, service, state: f.enumerated('status', SERVICE_STATES, 'a service state (1, 2, 4, 8 or 16)'), ...checkFacts(f) };
 }
 
 // ---- status.cgi (HTML) ------------------------------------------------------------------------

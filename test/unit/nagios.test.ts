@@ -136,6 +136,20 @@ describe('nagios source (statusjson.cgi over HTTP)', () => {
     expect(events.filter((e) => e.action === 'delete')).toEqual([]);
   });
 
+  it('streamed: a host whose services are not a mapping, and a Nagios error answer, are health errors naming the URL; nothing is deleted', async () => {
+    const services = readFixture<StatusDoc>('wire', 'nagios-statusjson-servicelist-details.json');
+    let answer: unknown = services;
+    server.route(`${CGI}/statusjson.cgi`, { query: 'servicelist' }, () => json(answer));
+    await start();
+    await waitFor('creates', () => events.length >= 9);
+    const error = (): string => sync!.health().nagios?.error ?? '';
+    answer = { ...services, data: { servicelist: { ...services.data.servicelist, other: 5 } } };
+    await waitFor('not a mapping', () => /statusjson\.cgi\?query=servicelist&details=true: data\.servicelist\["other"\]: expected a mapping of services, got 5$/.test(error()));
+    answer = { result: { ...services.result, type_code: 1, type_text: 'Unable To Process', message: 'bad query' }, data: {} };
+    await waitFor('error answer', () => error().endsWith('query=servicelist&details=true: Nagios answered type_code 1 (Unable To Process): bad query'));
+    expect(events.filter((e) => e.action === 'delete')).toEqual([]);
+  });
+
   it('a wrong password is a health error naming the URL and 401, never the password', async () => {
     await start({ password: 'wrong-pw' });
     const health = await waitFor('health down', () => (sync!.health().nagios?.status === 'down' ? sync!.health().nagios : undefined));

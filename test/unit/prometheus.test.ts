@@ -85,3 +85,27 @@ describe('use: prometheus (recorded answers over HTTP)', () => {
     expect(sync.health().prom?.status).toBe('up');
   });
 });
+
+describe('use: prometheus, streamed answers that are not what Prometheus sends', () => {
+  it('an error answer, a bad target and a list of the wrong kind fail the poll naming the source, URL and element; nothing is deleted', async () => {
+    server = await startMonitoringServer();
+    const targets = fx('targets-state-active.json') as { data: { activeTargets: Record<string, unknown>[] } };
+    let answer: unknown = targets;
+    server.route('/api/v1/alerts', {}, wire('prometheus/alerts-none.json'));
+    server.route('/api/v1/targets', { state: 'active' }, () => ({ body: JSON.stringify(answer) }));
+    const source = await createSource({ name: 'prom', use: 'prometheus', url: server.url, interval: '20ms' });
+    sync = createSynchronizer({ sources: [source] });
+    const events: EntityEvent[] = [];
+    sync.entity$.subscribe((e) => events.push(e));
+    sync.start();
+    await waitFor('2 targets', () => events.length >= 2);
+    const error = (): string => sync!.health().prom?.error ?? '';
+    answer = { status: 'error', errorType: 'unavailable', error: 'TSDB not ready' };
+    await waitFor('error answer', () => /^prom: GET http:\/\/127\.0\.0\.1:\d+\/api\/v1\/targets\?state=active: Prometheus answered "error": unavailable TSDB not ready$/.test(error()));
+    answer = { status: 'success', data: { activeTargets: [targets.data.activeTargets[0], { ...targets.data.activeTargets[1], health: '' }] } };
+    await waitFor('bad target', () => error().endsWith('/api/v1/targets?state=active: data.activeTargets[1].health: expected a non-empty string, got ""'));
+    answer = { status: 'success', data: { activeTargets: { a: targets.data.activeTargets[0] } } };
+    await waitFor('not a list', () => error().includes('data.activeTargets: expected a list, got {"a":'));
+    expect(events).toHaveLength(2);
+  });
+});

@@ -79,7 +79,7 @@ export const DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60_000;
 
 /** The baseline before any observation. */
 export function emptyBaseline(): BaselineState {
-  return baseline(ImmutableMap(), ImmutableMap(), ImmutableMap(), 0, undefined);
+  return baseline(ImmutableMap<string, BaselineEntry>(), ImmutableMap<string, number>(), ImmutableMap<EntityType, number>(), 0, undefined);
 }
 
 /**
@@ -574,7 +574,10 @@ function expireTombstones(state: BaselineState, at: number, tombstoneMs: number)
     return baseline(state.entities, state.tombstones, state.syncedAt, clock, state.index);
   }
   const horizon = clock - tombstoneMs;
-  return baseline(state.entities, state.tombstones.filter((deletedAt) => deletedAt >= horizon), state.syncedAt, clock, state.index);
+  const tombstones = state.tombstones.withMutations((kept) => {
+    for (const [key, deletedAt] of state.tombstones) if (deletedAt < horizon) kept.delete(key);
+  });
+  return baseline(state.entities, tombstones, state.syncedAt, clock, state.index);
 }
 
 /**

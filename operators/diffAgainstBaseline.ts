@@ -120,7 +120,8 @@ function correctClock(observation: Observation, at: number, options: DiffOptions
   const corrected: Observation =
     observation.kind === 'snapshot'
       ? { ...observation, at: stamp, records: observation.records.map(fix) }
-      : observation.kind === 'change'
+      : // Stryker disable next-line ConditionalExpression,EqualityOperator: both branches build the same object (two for the types)
+        observation.kind === 'change'
         ? { ...observation, at: stamp, record: fix(observation.record) }
         : { ...observation, at: stamp, record: fix(observation.record) };
   return { observation: corrected, at: local };
@@ -130,7 +131,7 @@ function correctClock(observation: Observation, at: number, options: DiffOptions
 function effectiveAt(state: BaselineState, entry: BaselineEntry): number {
   if (!entry.bySnapshot || entry.misses > 0) return entry.at;
   const e = entry.entity;
-  return Math.max(entry.at, state.syncedAt.get(e.scope === undefined ? e.type : scopedType(e.type, e.scope)) ?? 0);
+  return Math.max(entry.at, state.syncedAt.get(scopedType(e.type, e.scope)) ?? 0);
 }
 
 /** Hashes computed so far, per event (see {@link event}). */

@@ -1,6 +1,14 @@
 import { from, lastValueFrom, map, toArray } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_TOMBSTONE_MS, type DiffOptions, applyObservation, diffAgainstBaseline, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
+import {
+  type BaselineState,
+  DEFAULT_TOMBSTONE_MS,
+  type DiffOptions,
+  applyObservation,
+  diffAgainstBaseline,
+  emptyBaseline,
+  prepareSnapshot,
+} from '../../operators/diffAgainstBaseline.js';
 import type { EntityEvent, Observation } from '../../src/model.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
 
@@ -13,7 +21,33 @@ import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
 const brief = (e: EntityEvent): string => `${e.action} ${e.entity.key} ${e.entity.state}${e.changed ? ' [' + e.changed.join(',') + ']' : ''}`;
 
 async function eventsOf(observations: Observation[], options: DiffOptions = {}): Promise<string[]> {
-  return lastValueFrom(from(observations).pipe(diffAgainstBaseline(options), map(brief), toArray()));
+  const events = await lastValueFrom(from(observations).pipe(diffAgainstBaseline(options), map(brief), toArray()));
+  const steps = stepsOf(observations, options, 'no');
+  expect(stepsOf(observations, options, 'at its turn'), 'each snapshot prepared at its turn').toEqual(steps);
+  expect(stepsOf(observations, options, 'ahead'), 'each snapshot prepared from the step before it on').toEqual(steps);
+  return events;
+}
+
+/**
+ * The events of each step of `observations`, with each snapshot prepared (prepareSnapshot, one
+ * record or entry a slice, as the hub does with a big one) or not: `at its turn`, just before its
+ * step; `ahead`, from before the step of the observation ahead of it on, so a change in between is
+ * one the preparation must account for (a snapshot in between voids it).
+ */
+function stepsOf(observations: Observation[], options: DiffOptions, prepared: 'no' | 'at its turn' | 'ahead'): string[][] {
+  const prepare = (state: BaselineState, o: Observation | undefined, slices: number): void => {
+    if (prepared === 'no' || o?.kind !== 'snapshot') return;
+    for (let i = 0; i < slices; i++) if (prepareSnapshot(state, o, 1)) return;
+    if (slices > 1) throw new Error('a preparation that never completes');
+  };
+  let state = emptyBaseline();
+  return observations.map((o, i) => {
+    if (prepared === 'ahead') prepare(state, observations[i + 1], 1);
+    prepare(state, o, 10_000);
+    const step = applyObservation(state, o, options);
+    state = step.state;
+    return step.events.map(brief);
+  });
 }
 
 const a = entity('a');

@@ -1,0 +1,167 @@
+import { describe, expect, it } from 'vitest';
+import { applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
+import { createHealthBoard } from '../../src/hub/health.js';
+import { createCounters, metricsOf } from '../../src/hub/metrics.js';
+import { createOwnership } from '../../src/hub/ownership.js';
+import type { SourceHealth } from '../../src/hub/types.js';
+import type { LogFields, Logger } from '../../src/log.js';
+import type { Observation } from '../../src/model.js';
+import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
+
+/**
+ * The hub's small parts, each through what it exports: the health board (what /health shows and
+ * what is logged on each change), snapshot ownership (DESIGN rule 7) and the metrics copy.
+ * Written to kill mutants (docs/testing.md, "Mutation testing").
+ */
+
+/** A logger that keeps every line: level, message, fields. */
+function recordingLogger(): { log: Logger; lines: [string, string, LogFields | undefined][] } {
+  const lines: [string, string, LogFields | undefined][] = [];
+  const log: Logger = {
+    debug: (m, f) => void lines.push(['debug', m, f]),
+    info: (m, f) => void lines.push(['info', m, f]),
+    warn: (m, f) => void lines.push(['warn', m, f]),
+    error: (m, f) => void lines.push(['error', m, f]),
+    child: () => log,
+  };
+  return { log, lines };
+}
+
+describe('the health board', () => {
+  const clock = (): { now: () => string; at: (s: number) => void } => {
+    let time = t(0);
+    return { now: () => time, at: (s) => void (time = t(s)) };
+  };
+
+  it('starts every source as starting, and logs each change of status once, with its error and retry', () => {
+    const { now, at } = clock();
+    const { log, lines } = recordingLogger();
+    const board = createHealthBoard(['nova', 'nagios'], now, log);
+    const seen: Readonly<Record<string, SourceHealth>>[] = [];
+    board.health$.subscribe((h) => seen.push(h));
+    expect(board.value()).toEqual({
+      nova: { source: 'nova', status: 'starting', since: t(0), failures: 0 },
+      nagios: { source: 'nagios', status: 'starting', since: t(0), failures: 0 },
+    });
+
+    at(5);
+    board.signal('nova', { kind: 'health', status: 'down', error: new Error('GET http://nova/servers: 503'), retryInMs: 1000 });
+    expect(board.value().nova).toEqual({ source: 'nova', status: 'down', since: t(5), failures: 1, error: 'GET http://nova/servers: 503', retryInMs: 1000 });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]![0]).toBe('warn');
+    expect(lines[0]![1]).toBe('source is down');
+    expect(lines[0]![2]).toMatchObject({ source: 'nova', status: 'down', retryInMs: 1000 });
+    // The Error itself goes to the log (its stack at debug); /health gets its message.
+    expect(lines[0]![2]!.error).toBeInstanceOf(Error);
+
+    at(6);
+    board.signal('nova', { kind: 'health', status: 'down' });
+    // Still down: since stays, failures count on, the error defaults, no retry given this time.
+    expect(board.value().nova).toEqual({ source: 'nova', status: 'down', since: t(5), failures: 2, error: 'unknown error' });
+    expect(lines[1]).toEqual(['warn', 'source still down', { source: 'nova', error: 'unknown error', failures: 2, retryInMs: undefined }]);
+
+    at(7);
+    board.signal('nova', { kind: 'health', status: 'up' });
+    expect(board.value().nova).toEqual({ source: 'nova', status: 'up', since: t(7), failures: 0 });
+    expect(lines[2]).toEqual(['info', 'source is up', { source: 'nova', status: 'up' }]);
+
+    at(8);
+    board.signal('nova', { kind: 'health', status: 'up' });
+    expect(board.value().nova!.since).toBe(t(7));
+    expect(lines).toHaveLength(3);
+    // The other source is untouched; every change was published.
+    expect(board.value().nagios).toEqual({ source: 'nagios', status: 'starting', since: t(0), failures: 0 });
+    expect(seen.map((h) => h.nova!.status)).toEqual(['starting', 'down', 'down', 'up', 'up']);
+  });
+
+  it('takes updates: keeps failures unless given, drops error and retry once not down, and knows sources set late', () => {
+    const { now, at } = clock();
+    const { log, lines } = recordingLogger();
+    const board = createHealthBoard([], now, log);
+    at(1);
+    board.set('state', { status: 'up' });
+    expect(board.value().state).toEqual({ source: 'state', status: 'up', since: t(1), failures: 0 });
+    expect(lines).toEqual([['info', 'source is up', { source: 'state', status: 'up' }]]);
+    at(2);
+    board.set('state', { status: 'down', failures: 3, error: 'disk full', retryInMs: 50 });
+    expect(board.value().state).toEqual({ source: 'state', status: 'down', since: t(2), failures: 3, error: 'disk full', retryInMs: 50 });
+    at(3);
+    board.set('state', { status: 'down' });
+    // No new error: the last one is logged again, the failures kept.
+    expect(board.value().state).toEqual({ source: 'state', status: 'down', since: t(2), failures: 3 });
+    expect(lines[2]).toEqual(['warn', 'source still down', { source: 'state', error: undefined, failures: 3, retryInMs: undefined }]);
+    at(4);
+    board.set('state', { status: 'stopped', error: 'ignored', retryInMs: 9 });
+    expect(board.value().state).toEqual({ source: 'state', status: 'stopped', since: t(4), failures: 3 });
+    expect(lines[3]).toEqual(['info', 'source is stopped', { source: 'state', status: 'stopped' }]);
+    at(5);
+    board.set('other', {});
+    expect(board.value().other).toEqual({ source: 'other', status: 'starting', since: t(5), failures: 0 });
+  });
+});
+
+describe('snapshot ownership (rule 7)', () => {
+  const snap = (source: string, types: string[], scope?: string): Observation => ({
+    ...snapshot(t(0), [], types),
+    source,
+    ...(scope === undefined ? {} : { scope }),
+  });
+
+  it('gives each type to the first source that sends a complete snapshot of it, and refuses the others, saying why', () => {
+    const refused: [string, string][] = [];
+    const ownership = createOwnership((o, error) => refused.push([o.source, error]), [['nova.host', 'nova']]);
+    expect(ownership.admits(snap('nova', ['nova.host', 'nova.instance']))).toBe(true);
+    expect(ownership.admits(upsert(t(1), entity('a')))).toBe(true);
+    expect(ownership.admits({ ...remove(t(1), entity('a')), source: 'other' })).toBe(true);
+    expect(ownership.admits(snap('static', ['nova.instance']))).toBe(false);
+    expect(refused).toEqual([
+      [
+        'static',
+        "static and nova both send complete snapshots of nova.instance, so each would delete the other's entities: static's snapshots are refused. " +
+          'Give each entity type to one poll source (its types option), or each cloud its own scope.',
+      ],
+    ]);
+    expect([...ownership.owners()]).toEqual([
+      ['nova.host', 'nova'],
+      ['nova.instance', 'nova'],
+    ]);
+  });
+
+  it('owns a type per scope: two clouds are two owners, and a refusal names the scope', () => {
+    const refused: string[] = [];
+    const ownership = createOwnership((_, error) => refused.push(error));
+    expect(ownership.admits(snap('nova-a', ['nova.instance'], 'region-a'))).toBe(true);
+    expect(ownership.admits(snap('nova-b', ['nova.instance'], 'region-b'))).toBe(true);
+    expect(ownership.admits(snap('nova-b', ['nova.instance'], 'region-a'))).toBe(false);
+    expect(refused[0]).toMatch(/^nova-b and nova-a both send complete snapshots of nova\.instance in scope region-a, /);
+    expect([...ownership.owners()]).toEqual([
+      ['region-a/nova.instance', 'nova-a'],
+      ['region-b/nova.instance', 'nova-b'],
+    ]);
+    // A refused snapshot takes none of its types, even those nobody owned yet.
+    expect(ownership.admits(snap('nova-b', ['nova.host', 'nova.instance'], 'region-a'))).toBe(false);
+    expect(ownership.owners().has('region-a/nova.host')).toBe(false);
+  });
+});
+
+describe('metricsOf', () => {
+  it("copies the counters and adds the baseline's gauges; the copy does not move with the hub", () => {
+    const counters = createCounters();
+    expect(counters).toEqual({ events: { create: 0, update: 0, delete: 0 }, observations: {}, invalidRecords: {}, resyncs: 0, callbackErrors: 0, clockSkewCorrections: 0, backlog: 0 });
+    let state = applyObservation(emptyBaseline(), snapshot(t(0), [entity('a'), entity('b')])).state;
+    state = applyObservation(state, remove(t(1), entity('b'))).state;
+    counters.events.create = 2;
+    counters.observations.nova = 1;
+    counters.invalidRecords.nova = 3;
+    const metrics = metricsOf(counters, state);
+    expect(metrics).toEqual({ ...counters, entities: 1, tombstones: 1 });
+    expect(metrics).not.toHaveProperty('pipelineError');
+    counters.events.create = 5;
+    counters.observations.nova = 2;
+    counters.invalidRecords.nova = 4;
+    expect(metrics.events.create).toBe(2);
+    expect(metrics.observations.nova).toBe(1);
+    expect(metrics.invalidRecords.nova).toBe(3);
+    expect(metricsOf(counters, state, 'boom').pipelineError).toBe('boom');
+  });
+});

@@ -1,11 +1,14 @@
+import { take } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
+import { createHubBaseline } from '../../src/hub/baseline.js';
 import { createHealthBoard } from '../../src/hub/health.js';
 import { createCounters, metricsOf } from '../../src/hub/metrics.js';
 import { createOwnership } from '../../src/hub/ownership.js';
+import { replayOf } from '../../src/hub/replay.js';
 import type { SourceHealth } from '../../src/hub/types.js';
 import type { LogFields, Logger } from '../../src/log.js';
-import type { Observation } from '../../src/model.js';
+import type { Entity, Observation } from '../../src/model.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
 
 /**
@@ -163,5 +166,66 @@ describe('metricsOf', () => {
     expect(metrics.observations.nova).toBe(1);
     expect(metrics.invalidRecords.nova).toBe(3);
     expect(metricsOf(counters, state, 'boom').pipelineError).toBe('boom');
+  });
+});
+
+describe("the hub's baseline and entities$ (replay)", () => {
+  const host = (id: string): Entity => entity(id, 'UP', { type: 'nova.host' });
+
+  it('numbers events from 1, takes the state before emitting, and snapshots by type', () => {
+    const baseline = createHubBaseline();
+    const seen: [string, number, number][] = [];
+    baseline.event$.subscribe((e) => seen.push([e.entity.key, baseline.stateSeq(), baseline.state().entities.size]));
+    const numbered: [string, number][] = [];
+    baseline.apply(applyObservation(baseline.state(), snapshot(t(0), [entity('a'), entity('b')])), (e, seq) => numbered.push([e.entity.key, seq]));
+    expect(numbered).toEqual([
+      ['nova.instance:a', 1],
+      ['nova.instance:b', 2],
+    ]);
+    // A subscriber called from inside next() sees the state that holds the event, and its number.
+    expect(seen).toEqual([
+      ['nova.instance:a', 2, 2],
+      ['nova.instance:b', 2, 2],
+    ]);
+    baseline.apply(applyObservation(baseline.state(), snapshot(t(1), [host('h')], ['nova.host'])), () => undefined);
+    expect([baseline.emittedSeq(), baseline.stateSeq()]).toEqual([3, 3]);
+    expect(baseline.snapshot(['nova.host']).map((e) => e.key)).toEqual(['nova.host:h']);
+    expect(baseline.snapshot().map((e) => e.key).sort()).toEqual(['nova.host:h', 'nova.instance:a', 'nova.instance:b']);
+  });
+
+  it('replays the current state, then synced, then every later event of its types: none lost, none twice', () => {
+    const baseline = createHubBaseline();
+    baseline.apply(applyObservation(baseline.state(), snapshot(t(0), [entity('a'), host('h')], ['nova.instance', 'nova.host'])), () => undefined);
+    const synced: [unknown, number][] = [];
+    const entities$ = replayOf(baseline, (item, seq) => synced.push([item, seq]));
+    const items: string[] = [];
+    let applied = false;
+    entities$(['nova.instance']).subscribe((item) => {
+      items.push(
+        item.kind === 'synced' ? `synced ${item.count}` : item.kind === 'replay' ? `replay ${item.entity.key}` : item.kind === 'event' ? `${item.event.action} ${item.event.entity.key}` : item.kind,
+      );
+      // An event while the replay is delivered: it waits for synced, and comes once.
+      if (!applied) {
+        applied = true;
+        baseline.apply(applyObservation(baseline.state(), upsert(t(1), entity('b'))), () => undefined);
+        baseline.apply(applyObservation(baseline.state(), upsert(t(1), host('h2'))), () => undefined);
+      }
+    });
+    baseline.apply(applyObservation(baseline.state(), upsert(t(2), entity('c'))), () => undefined);
+    expect(items).toEqual(['replay nova.instance:a', 'synced 1', 'create nova.instance:b', 'create nova.instance:c']);
+    expect(synced).toEqual([[{ kind: 'synced', count: 1 }, 2]]);
+  });
+
+  it('delivers nothing more once the subscriber goes, replay or event', () => {
+    const baseline = createHubBaseline();
+    baseline.apply(applyObservation(baseline.state(), snapshot(t(0), [entity('a'), entity('b'), entity('c')])), () => undefined);
+    const items: string[] = [];
+    const subscription = replayOf(baseline)()
+      .pipe(take(2))
+      .subscribe((item) => items.push(item.kind));
+    expect(items).toEqual(['replay', 'replay']);
+    expect(subscription.closed).toBe(true);
+    baseline.apply(applyObservation(baseline.state(), upsert(t(1), entity('d'))), () => undefined);
+    expect(items).toHaveLength(2);
   });
 });

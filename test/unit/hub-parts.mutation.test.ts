@@ -5,8 +5,9 @@ import { createHubBaseline } from '../../src/hub/baseline.js';
 import { createHealthBoard } from '../../src/hub/health.js';
 import { createCounters, metricsOf } from '../../src/hub/metrics.js';
 import { createOwnership } from '../../src/hub/ownership.js';
+import { registerWith } from '../../src/hub/register.js';
 import { replayOf } from '../../src/hub/replay.js';
-import type { SourceHealth } from '../../src/hub/types.js';
+import type { SourceHealth, SyncItem } from '../../src/hub/types.js';
 import type { LogFields, Logger } from '../../src/log.js';
 import type { Entity, Observation } from '../../src/model.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
@@ -227,5 +228,97 @@ describe("the hub's baseline and entities$ (replay)", () => {
     expect(subscription.closed).toBe(true);
     baseline.apply(applyObservation(baseline.state(), upsert(t(1), entity('d'))), () => undefined);
     expect(items).toHaveLength(2);
+  });
+});
+
+describe('register(): a queue per consumer', () => {
+  const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  async function settle(): Promise<void> {
+    for (let i = 0; i < 20; i++) await tick();
+  }
+  const briefItem = (item: SyncItem): string =>
+    item.kind === 'event' ? `${item.event.action} ${item.event.entity.id}` : item.kind === 'replay' ? `replay ${item.entity.id}` : item.kind === 'synced' ? `synced ${item.count}` : `resync ${item.dropped}`;
+
+  it('counts the events queued until the callback takes them, and gives them back when the consumer goes', async () => {
+    const baseline = createHubBaseline();
+    const counters = createCounters();
+    const register = registerWith({ entities$: replayOf(baseline), bufferSize: 100, counters, log: recordingLogger().log });
+    const taken: string[] = [];
+    let release: () => void = () => undefined;
+    const handle = register(['nova.instance'], async (item) => {
+      taken.push(briefItem(item));
+      if (item.kind === 'synced') await new Promise<void>((resolve) => (release = resolve));
+    });
+    for (const id of ['a', 'b', 'c']) baseline.apply(applyObservation(baseline.state(), upsert(t(1), entity(id))), () => undefined);
+    expect(counters.backlog).toBe(3);
+    await settle();
+    // The callback holds `synced`: one event taken off the queue would show here.
+    expect(taken).toEqual(['synced 0']);
+    expect(counters.backlog).toBe(3);
+    release();
+    await settle();
+    expect(taken).toEqual(['synced 0', 'create a', 'create b', 'create c']);
+    expect(counters.backlog).toBe(0);
+    // Queued, then the consumer goes: its events leave the backlog with it.
+    let hold: () => void = () => undefined;
+    const slow = register(undefined, (item) => (item.kind === 'synced' ? new Promise<void>((resolve) => (hold = resolve)) : undefined));
+    await settle();
+    baseline.apply(applyObservation(baseline.state(), upsert(t(2), entity('d'))), () => undefined);
+    expect(counters.backlog).toBe(2);
+    slow.unsubscribe();
+    hold();
+    handle.unsubscribe();
+    expect(counters.backlog).toBe(0);
+  });
+
+  it('resynchronises a consumer more than its buffer behind: the backlog dropped, a resync, a fresh replay', async () => {
+    const baseline = createHubBaseline();
+    const counters = createCounters();
+    const { log, lines } = recordingLogger();
+    const register = registerWith({ entities$: replayOf(baseline), bufferSize: 100, counters, log });
+    const taken: string[] = [];
+    let release: () => void = () => undefined;
+    const handle = register(
+      ['nova.instance'],
+      async (item) => {
+        taken.push(briefItem(item));
+        if (item.kind === 'synced' && item.count === 0) await new Promise<void>((resolve) => (release = resolve));
+      },
+      { bufferSize: 2 },
+    );
+    await settle();
+    for (const id of ['a', 'b']) baseline.apply(applyObservation(baseline.state(), upsert(t(1), entity(id))), () => undefined);
+    expect([counters.resyncs, counters.backlog]).toEqual([0, 2]);
+    baseline.apply(applyObservation(baseline.state(), upsert(t(1), entity('c'))), () => undefined);
+    expect([counters.resyncs, counters.backlog]).toEqual([1, 0]);
+    expect(lines).toEqual([['warn', 'consumer fell behind and is resynchronised', { types: ['nova.instance'], dropped: 3, bufferSize: 2 }]]);
+    release();
+    await settle();
+    expect(taken).toEqual(['synced 0', 'resync 3', 'replay a', 'replay b', 'replay c', 'synced 3']);
+    // Connected again: the next event comes through.
+    baseline.apply(applyObservation(baseline.state(), upsert(t(2), entity('d'))), () => undefined);
+    await settle();
+    expect(taken.at(-1)).toBe('create d');
+    handle.unsubscribe();
+  });
+
+  it('counts and logs a callback that throws or rejects, and goes on with the next item', async () => {
+    const baseline = createHubBaseline();
+    baseline.apply(applyObservation(baseline.state(), snapshot(t(0), [entity('a'), entity('b')])), () => undefined);
+    const counters = createCounters();
+    const { log, lines } = recordingLogger();
+    const taken: string[] = [];
+    const handle = registerWith({ entities$: replayOf(baseline), bufferSize: 10, counters, log })(undefined, async (item) => {
+      taken.push(briefItem(item));
+      if (item.kind === 'replay' && item.entity.id === 'a') throw new Error('consumer broke');
+    });
+    await settle();
+    expect(taken).toEqual(['replay a', 'replay b', 'synced 2']);
+    expect(counters.callbackErrors).toBe(1);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]![0]).toBe('error');
+    expect(lines[0]![1]).toBe('consumer callback failed');
+    expect(lines[0]![2]).toMatchObject({ types: undefined, error: new Error('consumer broke') });
+    handle.unsubscribe();
   });
 });

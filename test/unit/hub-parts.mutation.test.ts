@@ -1,15 +1,18 @@
-import { take } from 'rxjs';
-import { describe, expect, it } from 'vitest';
+import { type Observable, asyncScheduler, defer, from, take, throwError } from 'rxjs';
+import { describe, expect, it, vi } from 'vitest';
 import { applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
+import type { InvalidRecord } from '../../operators/normalizeEntity.js';
 import { createHubBaseline } from '../../src/hub/baseline.js';
 import { createHealthBoard } from '../../src/hub/health.js';
+import { observationsOf } from '../../src/hub/intake.js';
 import { createCounters, metricsOf } from '../../src/hub/metrics.js';
 import { createOwnership } from '../../src/hub/ownership.js';
 import { registerWith } from '../../src/hub/register.js';
 import { replayOf } from '../../src/hub/replay.js';
 import type { SourceHealth, SyncItem } from '../../src/hub/types.js';
 import type { LogFields, Logger } from '../../src/log.js';
-import type { Entity, Observation } from '../../src/model.js';
+import type { Entity, EntityDraft, Observation, Settlement } from '../../src/model.js';
+import type { Source, SourceSignal } from '../../src/source.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
 
 /**
@@ -320,5 +323,97 @@ describe('register(): a queue per consumer', () => {
     expect(lines[0]![1]).toBe('consumer callback failed');
     expect(lines[0]![2]).toMatchObject({ types: undefined, error: new Error('consumer broke') });
     handle.unsubscribe();
+  });
+});
+
+describe("intake: one source's way into the baseline", () => {
+  type Raw = { type: string; id: string; state?: string };
+  const signals = (...s: SourceSignal<Raw>[]): Observable<SourceSignal<Raw>> => from(s);
+  const mapRaw = (r: Raw): EntityDraft => ({ type: r.type, id: r.id, ...(r.state === undefined ? {} : { state: r.state }) });
+
+  function intake(signal$: Observable<SourceSignal<Raw>>, active: (type: string) => boolean = () => true, scope?: string) {
+    const { log, lines } = recordingLogger();
+    const health = createHealthBoard(['nova'], () => t(0), log);
+    const refused: string[] = [];
+    const invalid: InvalidRecord[] = [];
+    const source: Source<unknown> = { name: 'nova', types: ['nova.instance'], signal$, map: mapRaw as (r: unknown) => EntityDraft, ...(scope === undefined ? {} : { scope }) };
+    const out: Observation[] = [];
+    observationsOf(source, {
+      health,
+      localTypes: [],
+      ownership: createOwnership((o) => refused.push(o.source), [['nova.host', 'other']]),
+      active,
+      onInvalid: (r) => invalid.push(r),
+      retry: { initialMs: 1000, jitter: 0 },
+      keepRaw: false,
+      scheduler: asyncScheduler,
+      log,
+    }).subscribe((o) => out.push(o));
+    return { out, health, lines, refused, invalid };
+  }
+  const snap = (types: string[], records: Raw[], settle?: (s: Settlement) => void): Observation<Raw> => ({
+    kind: 'snapshot',
+    source: 'plugin-wrote-this',
+    at: t(0),
+    types,
+    records,
+    ...(settle ? { settle } : {}),
+  });
+
+  it('names observations after the source, reports its health signals, and logs its completion', () => {
+    const { out, health, lines } = intake(signals({ kind: 'health', status: 'up' }, snap(['nova.instance'], [{ type: 'nova.instance', id: 'a', state: 'active' }])));
+    expect(out).toHaveLength(1);
+    expect(out[0]!.source).toBe('nova');
+    expect(out[0]!.kind === 'snapshot' && out[0]!.records.map((e) => [e.key, e.state, e.source])).toEqual([['nova.instance:a', 'ACTIVE', 'nova']]);
+    expect(health.value().nova!.status).toBe('up');
+    expect(lines.at(-1)).toEqual(['info', 'source completed', { source: 'nova' }]);
+  });
+
+  it('drops inactive types: the rest of a snapshot goes on, an observation with nothing left is settled ok at once', () => {
+    const settled: Settlement[] = [];
+    const onlyInstances = (type: string): boolean => type === 'nova.instance';
+    const whole = snap(['nova.instance'], [{ type: 'nova.instance', id: 'a', state: 'active' }]);
+    const mixed = snap(['nova.instance', 'nova.host'], [{ type: 'nova.instance', id: 'b', state: 'active' }, { type: 'nova.host', id: 'h', state: 'up' }]);
+    const hostsOnly = snap(['nova.host'], [{ type: 'nova.host', id: 'h', state: 'up' }], (s) => settled.push(s));
+    const change = (type: string): Observation<Raw> => ({ kind: 'change', source: 'nova', at: t(1), action: 'upsert', record: { type, id: 'x', state: 'up' }, settle: (s) => settled.push(s) });
+    const patch: Observation<Raw> = { kind: 'patch', source: 'nova', at: t(1), record: { type: 'nova.host', id: 'x', state: 'up' }, settle: (s) => settled.push(s) };
+    const { out } = intake(signals(whole, mixed, hostsOnly, change('nova.host'), change('nova.instance'), patch), onlyInstances);
+    expect(out.map((o) => (o.kind === 'snapshot' ? `snapshot ${o.types.join(',')}: ${o.records.map((e) => e.id).join(',')}` : `${o.kind} ${o.record.key}`))).toEqual([
+      'snapshot nova.instance: a',
+      'snapshot nova.instance: b',
+      'change nova.instance:x',
+    ]);
+    expect(settled).toEqual([{ ok: true }, { ok: true }, { ok: true }]);
+  });
+
+  it('refuses a snapshot of a type another source owns', () => {
+    const { out, refused } = intake(signals(snap(['nova.host'], [{ type: 'nova.host', id: 'h', state: 'up' }])));
+    expect(out).toEqual([]);
+    expect(refused).toEqual(['nova']);
+  });
+
+  it('qualifies the ids of local types in a scoped source, and reports invalid records', () => {
+    const { out, invalid } = intake(
+      signals(snap(['nova.host', 'nova.instance'], [{ type: 'nova.host', id: 'h', state: 'up' }, { type: 'nova.instance', id: 'bad' }])),
+      () => true,
+      'region-a',
+    );
+    expect(out[0]!.kind === 'snapshot' && out[0]!.records.map((e) => e.key)).toEqual(['nova.host:region-a/h']);
+    expect(invalid.map((r) => [r.source, r.reason])).toEqual([['nova', 'state is missing']]);
+  });
+
+  it('retries a failing source with backoff, reporting it down with the error and the delay', () => {
+    vi.useFakeTimers();
+    try {
+      let attempt = 0;
+      const signal$ = defer(() => (++attempt === 1 ? throwError(() => new Error('GET http://nova/servers: 503')) : signals({ kind: 'health', status: 'up' })));
+      const { health } = intake(signal$);
+      expect(health.value().nova).toMatchObject({ status: 'down', error: 'GET http://nova/servers: 503', retryInMs: 1000, failures: 1 });
+      vi.advanceTimersByTime(1000);
+      expect(attempt).toBe(2);
+      expect(health.value().nova!.status).toBe('up');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -221,6 +221,16 @@ describe('diffAgainstBaseline: a record repeated in one snapshot', () => {
       'create nova.instance:a ERROR',
     ]);
   });
+
+  it('updates an entity it holds once per occurrence that changes it, the first one a change and the repeat back', async () => {
+    // eventsOf also prepares the snapshot: the repeat, equal to what the baseline held before the
+    // first occurrence, must still be visited after it.
+    expect(await eventsOf([snapshot(t(0), [a]), snapshot(t(10), [aOff, a])])).toEqual([
+      'create nova.instance:a ACTIVE',
+      'update nova.instance:a SHUTOFF [state]',
+      'update nova.instance:a ACTIVE [state]',
+    ]);
+  });
 });
 
 describe('diffAgainstBaseline: purity (rule 6)', () => {

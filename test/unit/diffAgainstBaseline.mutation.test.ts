@@ -9,7 +9,8 @@ import {
   emptyBaseline,
   prepareSnapshot,
 } from '../../operators/diffAgainstBaseline.js';
-import type { EntityEvent, Observation } from '../../src/model.js';
+import { toPatch } from '../../operators/normalizeEntity.js';
+import type { EntityDraft, EntityEvent, Observation } from '../../src/model.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
 
 /**
@@ -282,5 +283,21 @@ describe('diffAgainstBaseline: events and errors', () => {
     const old = applyObservation(applyObservation(emptyBaseline(), upsert(t(10), a)).state, upsert(t(5), aOff));
     expect(old.observation).toMatchObject({ at: t(5) });
     expect(old.events).toEqual([]);
+  });
+});
+
+describe('diffAgainstBaseline: patches (rule 3)', () => {
+  const patch = (at: string, draft: EntityDraft, keepRaw = false): Observation => ({ kind: 'patch', source: 'aodh', at, record: toPatch(draft, 'aodh', at, keepRaw) });
+
+  it('sets the fields a patch names, keeps the others, removes an attribute set to undefined, and takes its raw record', () => {
+    const held = entity('a', 'ACTIVE', { name: 'web', project: 'p1', attributes: { flavor: 'm1', az: 'z1' } });
+    let state = applyObservation(emptyBaseline(), upsert(t(0), held)).state;
+    state = applyObservation(state, patch(t(1), { type: 'nova.instance', id: 'a', name: 'db', attributes: { az: undefined, host: 'h1' } })).state;
+    expect(state.entities.get(held.key)!.entity).toMatchObject({ name: 'db', project: 'p1', state: 'ACTIVE', attributes: { flavor: 'm1', host: 'h1' } });
+    expect(state.entities.get(held.key)!.entity.attributes).not.toHaveProperty('az');
+    state = applyObservation(state, patch(t(2), { type: 'nova.instance', id: 'a', project: 'p2', raw: { alarm: 1 } }, true)).state;
+    expect(state.entities.get(held.key)!.entity).toMatchObject({ name: 'db', project: 'p2', raw: { alarm: 1 } });
+    state = applyObservation(state, patch(t(3), { type: 'nova.instance', id: 'a', state: 'error' })).state;
+    expect(state.entities.get(held.key)!.entity).toMatchObject({ state: 'ERROR', raw: { alarm: 1 } });
   });
 });

@@ -69,6 +69,7 @@ const INTERNED_ATTRIBUTES = 1000;
 const VALUES_PER_ATTRIBUTE = 4096;
 const attributeValues = new Map<string, Map<string, string> | null>();
 
+// Stryker disable all: memory only: each value stays equal (an equal string written back, or none); what is observable is tested (normalizeEntity.mutation.test.ts "shared copies")
 function internAttributes(attributes: Record<string, unknown>): void {
   if (Object.isFrozen(attributes)) return;
   for (const name in attributes) {
@@ -87,6 +88,7 @@ function internAttributes(attributes: Record<string, unknown>): void {
     else values.set(value, value);
   }
 }
+// Stryker restore all
 
 /**
  * A list of one ref (an instance's host, a port's network) is the most common list, and many
@@ -96,6 +98,7 @@ function internAttributes(attributes: Record<string, unknown>): void {
 const REFS_PER_TYPE = 65_536;
 const singleRefs = new Map<string, Map<string, EntityRef[]> | null>();
 
+// Stryker disable all: memory only: the list returned, shared or not, holds the same ref (undefined: the caller keeps its own)
 function sharedRef(ref: EntityRef): EntityRef[] | undefined {
   let lists = singleRefs.get(ref.type);
   if (lists === null) return undefined;
@@ -109,11 +112,14 @@ function sharedRef(ref: EntityRef): EntityRef[] | undefined {
       singleRefs.set(ref.type, null);
       return undefined;
     }
+    // Stryker restore all
     list = Object.freeze([Object.freeze({ type: intern(ref.type), id: ref.id })]) as unknown as EntityRef[];
+    // Stryker disable all: memory only, as above
     lists.set(ref.id, list);
   }
   return list;
 }
+// Stryker restore all
 
 const upperCache = new Map<string, string>();
 function normalizeState(state: string): string {

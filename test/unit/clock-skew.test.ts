@@ -72,6 +72,16 @@ describe('rule 8: an observation stamped beyond the allowed clock skew is taken 
     expect(skewed).toBe(1);
   });
 
+  it('takes an observation stamped exactly at the allowed skew at its own time', () => {
+    // Deleted at t(160), the very limit (t(100) + 60 s): the tombstone holds that time, so a
+    // notification stamped t(130) is older news; taken at the local time t(100) it would not be.
+    const a = entity('a');
+    const { events, skewed, state } = run([upsert(t(0), a), remove(t(160), a), upsert(t(130), a)], { now, maxClockSkewMs: 60_000 });
+    expect(events).toEqual([`create nova.instance:a ACTIVE ${t(0)}`, `delete nova.instance:a ACTIVE ${t(0)}`]);
+    expect(skewed).toBe(0);
+    expect(state.tombstones.get(a.key)).toBe(Date.parse(t(160)));
+  });
+
   it('leaves alone observations stamped within the skew, and defaults the skew to five minutes', () => {
     const within = run([upsert(t(150), entity('a'))], { now, maxClockSkewMs: 60_000 });
     expect(within).toMatchObject({ events: [`create nova.instance:a ACTIVE ${t(150)}`], skewed: 0 });

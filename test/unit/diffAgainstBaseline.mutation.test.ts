@@ -1,7 +1,16 @@
 import { from, lastValueFrom, map, toArray } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_TOMBSTONE_MS, type DiffOptions, applyObservation, diffAgainstBaseline, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
-import type { EntityEvent, Observation } from '../../src/model.js';
+import {
+  type BaselineState,
+  DEFAULT_TOMBSTONE_MS,
+  type DiffOptions,
+  applyObservation,
+  diffAgainstBaseline,
+  emptyBaseline,
+  prepareSnapshot,
+} from '../../operators/diffAgainstBaseline.js';
+import { toPatch } from '../../operators/normalizeEntity.js';
+import type { EntityDraft, EntityEvent, Observation } from '../../src/model.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
 
 /**
@@ -13,7 +22,33 @@ import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
 const brief = (e: EntityEvent): string => `${e.action} ${e.entity.key} ${e.entity.state}${e.changed ? ' [' + e.changed.join(',') + ']' : ''}`;
 
 async function eventsOf(observations: Observation[], options: DiffOptions = {}): Promise<string[]> {
-  return lastValueFrom(from(observations).pipe(diffAgainstBaseline(options), map(brief), toArray()));
+  const events = await lastValueFrom(from(observations).pipe(diffAgainstBaseline(options), map(brief), toArray()));
+  const steps = stepsOf(observations, options, 'no');
+  expect(stepsOf(observations, options, 'at its turn'), 'each snapshot prepared at its turn').toEqual(steps);
+  expect(stepsOf(observations, options, 'ahead'), 'each snapshot prepared from the step before it on').toEqual(steps);
+  return events;
+}
+
+/**
+ * The events of each step of `observations`, with each snapshot prepared (prepareSnapshot, one
+ * record or entry a slice, as the hub does with a big one) or not: `at its turn`, just before its
+ * step; `ahead`, from before the step of the observation ahead of it on, so a change in between is
+ * one the preparation must account for (a snapshot in between voids it).
+ */
+function stepsOf(observations: Observation[], options: DiffOptions, prepared: 'no' | 'at its turn' | 'ahead'): string[][] {
+  const prepare = (state: BaselineState, o: Observation | undefined, slices: number): void => {
+    if (prepared === 'no' || o?.kind !== 'snapshot') return;
+    for (let i = 0; i < slices; i++) if (prepareSnapshot(state, o, 1)) return;
+    if (slices > 1) throw new Error('a preparation that never completes');
+  };
+  let state = emptyBaseline();
+  return observations.map((o, i) => {
+    if (prepared === 'ahead') prepare(state, observations[i + 1], 1);
+    prepare(state, o, 10_000);
+    const step = applyObservation(state, o, options);
+    state = step.state;
+    return step.events.map(brief);
+  });
 }
 
 const a = entity('a');
@@ -187,6 +222,16 @@ describe('diffAgainstBaseline: a record repeated in one snapshot', () => {
       'create nova.instance:a ERROR',
     ]);
   });
+
+  it('updates an entity it holds once per occurrence that changes it, the first one a change and the repeat back', async () => {
+    // eventsOf also prepares the snapshot: the repeat, equal to what the baseline held before the
+    // first occurrence, must still be visited after it.
+    expect(await eventsOf([snapshot(t(0), [a]), snapshot(t(10), [aOff, a])])).toEqual([
+      'create nova.instance:a ACTIVE',
+      'update nova.instance:a SHUTOFF [state]',
+      'update nova.instance:a ACTIVE [state]',
+    ]);
+  });
 });
 
 describe('diffAgainstBaseline: purity (rule 6)', () => {
@@ -238,5 +283,21 @@ describe('diffAgainstBaseline: events and errors', () => {
     const old = applyObservation(applyObservation(emptyBaseline(), upsert(t(10), a)).state, upsert(t(5), aOff));
     expect(old.observation).toMatchObject({ at: t(5) });
     expect(old.events).toEqual([]);
+  });
+});
+
+describe('diffAgainstBaseline: patches (rule 3)', () => {
+  const patch = (at: string, draft: EntityDraft, keepRaw = false): Observation => ({ kind: 'patch', source: 'aodh', at, record: toPatch(draft, 'aodh', at, keepRaw) });
+
+  it('sets the fields a patch names, keeps the others, removes an attribute set to undefined, and takes its raw record', () => {
+    const held = entity('a', 'ACTIVE', { name: 'web', project: 'p1', attributes: { flavor: 'm1', az: 'z1' } });
+    let state = applyObservation(emptyBaseline(), upsert(t(0), held)).state;
+    state = applyObservation(state, patch(t(1), { type: 'nova.instance', id: 'a', name: 'db', attributes: { az: undefined, host: 'h1' } })).state;
+    expect(state.entities.get(held.key)!.entity).toMatchObject({ name: 'db', project: 'p1', state: 'ACTIVE', attributes: { flavor: 'm1', host: 'h1' } });
+    expect(state.entities.get(held.key)!.entity.attributes).not.toHaveProperty('az');
+    state = applyObservation(state, patch(t(2), { type: 'nova.instance', id: 'a', project: 'p2', raw: { alarm: 1 } }, true)).state;
+    expect(state.entities.get(held.key)!.entity).toMatchObject({ name: 'db', project: 'p2', raw: { alarm: 1 } });
+    state = applyObservation(state, patch(t(3), { type: 'nova.instance', id: 'a', state: 'error' })).state;
+    expect(state.entities.get(held.key)!.entity).toMatchObject({ state: 'ERROR', raw: { alarm: 1 } });
   });
 });

@@ -26,6 +26,7 @@ const FILES = [
   'src/hub/ownership.ts',
   'src/hub/register.ts',
   'src/hub/replay.ts',
+  'src/hub/slicing.ts',
   'sources/openstack/fields.ts',
   'sources/openstack/instance.ts',
 ];
@@ -66,6 +67,7 @@ interface StrykerConfigModule {
   mutatedFunctions: Record<string, string[]>;
   mutationTargets: Record<string, number>;
   mutate: string[];
+  checkerProject: (entries: string[]) => { extends: string; include: string[]; files: string[] };
   default: {
     mutate: string[];
     testRunner: string;
@@ -116,5 +118,13 @@ describe('the mutation testing scope (stryker.config.mjs)', () => {
     const fresh = mutationVitest.test?.isolate !== false || [mutationVitest.test?.setupFiles ?? []].flat().includes('test/support/fresh-modules.ts');
     expect(fresh, 'isolate: false without test/support/fresh-modules.ts').toBe(true);
     expect(mutationVitest.test?.include).toEqual(['test/unit/**/*.test.ts']);
+  });
+
+  it("type-checks each mutant in a project of its part's files, every one of them", () => {
+    const project = config.checkerProject(config.mutate);
+    expect(project.extends).toBe('../tsconfig.stryker.json');
+    expect(project.include).toEqual([]);
+    const files = [...config.mutatedFiles, ...Object.keys(config.mutatedFunctions)].map((f) => `../${f}`);
+    expect([...project.files].sort()).toEqual([...files].sort());
   });
 });

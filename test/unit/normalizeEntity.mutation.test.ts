@@ -142,6 +142,26 @@ function run(observations: Observation<Raw>[]): { out: Observation[]; invalid: I
   return { out, invalid };
 }
 
+describe('toEntity: shared copies of repeated values', () => {
+  it('leaves attributes that come frozen as they are, values seen before too', () => {
+    const first = toEntity(draft({ attributes: { flavor: 'm1.small' } }), 'src', t(0));
+    expect(first.attributes).toEqual({ flavor: 'm1.small' });
+    // Canonical already, so the very object is kept: writing the shared copy into it would throw.
+    const frozen = Object.freeze({ flavor: 'm1.small' });
+    const second = toEntity(draft({ id: 'b', attributes: frozen }), 'src', t(0));
+    expect(second.attributes).toBe(frozen);
+  });
+
+  it('goes on after an attribute shows too many distinct values to share (addresses, ids)', () => {
+    // Past 4,096 distinct values the attribute is no longer followed; its values stay as given.
+    for (let i = 0; i < 4_200; i++) {
+      const e = toEntity(draft({ id: `i${i}`, attributes: { address: `10.0.${i >> 8}.${i & 255}` } }), 'src', t(0));
+      expect(e.attributes.address).toBe(`10.0.${i >> 8}.${i & 255}`);
+    }
+    expect(toEntity(draft({ id: 'again', attributes: { address: '10.0.0.1' } }), 'src', t(0)).attributes).toEqual({ address: '10.0.0.1' });
+  });
+});
+
 describe('normalizeEntity', () => {
   it('reports every record left out of a snapshot, keeps the keys it knows, and passes the rest of the observation on', () => {
     const { out, invalid } = run([

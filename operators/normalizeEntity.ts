@@ -173,6 +173,29 @@ function scopedRef(r: unknown, scope: EntityScope): unknown {
   return { type: ref.type, id: qualifiedId(scope.name, ref.id) };
 }
 
+/** Property names are internalized strings: storing one here internalizes it (see {@link keyAndId}). */
+const internalizer: Record<string, 0> = Object.create(null) as Record<string, 0>;
+
+/** V8 makes a substring of this many characters or more a view of its parent's text (see {@link keyAndId}). */
+const SLICE_MIN_LENGTH = 13;
+
+/**
+ * An entity's key and id as the baseline keeps them, for a million of them (measured, docs/scale.md):
+ * - the key internalized now, while it is young. Immutable's Map internalizes a long key when it
+ *   hashes it; done in the step, to an entity already in the old generation, that leaves the
+ *   key's first copy behind as a 24 B forwarding string for as long as the entity lives. Done
+ *   here, the next scavenge drops it.
+ * - a long id as a slice of the key: V8 keeps it as a view of the key's text (32 B), where the id
+ *   the record brought is a copy of its own (a UUID is 56 B).
+ * Strings are values: nothing observable changes.
+ */
+function keyAndId(type: string, id: string): { key: string; id: string } {
+  const key = entityKey(type, id);
+  internalizer[key] = 0;
+  delete internalizer[key];
+  return { key, id: id.length >= SLICE_MIN_LENGTH ? key.slice(key.length - id.length) : id };
+}
+
 /** The checked type, id (qualified in a scope) and key of a draft. Throws InvalidEntity. */
 function identify(draft: EntityDraft, scope: EntityScope | undefined): { type: string; id: string; key: string } {
   if (draft === null || typeof draft !== 'object') throw new InvalidEntity(`mapping returned ${JSON.stringify(draft)}, not an entity`);
@@ -180,7 +203,7 @@ function identify(draft: EntityDraft, scope: EntityScope | undefined): { type: s
   if (!isNonEmptyString(type)) throw new InvalidEntity(`type must be a non-empty string, got ${JSON.stringify(type)}`);
   if (!isNonEmptyString(id)) throw new InvalidEntity(`id of ${type} must be a non-empty string, got ${JSON.stringify(id)}`);
   const scoped = scope !== undefined && scope.isLocal(type) ? qualifiedId(scope.name, id) : id;
-  return { type, id: scoped, key: entityKey(type, scoped) };
+  return { type, ...keyAndId(type, scoped) };
 }
 
 /** Checks the optional fields of a draft, as far as they are present. Throws InvalidEntity. */

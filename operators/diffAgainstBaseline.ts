@@ -139,8 +139,22 @@ function correctClock(observation: Observation, at: number, options: DiffOptions
 /** The time of the newest observation that vouches for an entry's state. */
 function effectiveAt(state: BaselineState, entry: BaselineEntry): number {
   if (!entry.bySnapshot || entry.misses > 0) return entry.at;
-  const e = entry.entity;
-  return Math.max(entry.at, state.syncedAt.get(e.scope === undefined ? e.type : scopedType(e.type, e.scope)) ?? 0);
+  return Math.max(entry.at, syncedAtOf(state.syncedAt, entry.entity));
+}
+
+/**
+ * A step reads `syncedAt` once per record it compares: from a plain Map of the types read so far
+ * of the one `syncedAt` value it was built from (Immutable hashes a short key anew at every read).
+ */
+let syncedRead: { readonly of: BaselineState['syncedAt']; readonly byScope: Map<string | undefined, Map<EntityType, number>> } | undefined;
+
+function syncedAtOf(syncedAt: BaselineState['syncedAt'], e: Entity): number {
+  if (syncedRead?.of !== syncedAt) syncedRead = { of: syncedAt, byScope: new Map() };
+  let byType = syncedRead.byScope.get(e.scope);
+  if (byType === undefined) syncedRead.byScope.set(e.scope, (byType = new Map()));
+  let t = byType.get(e.type);
+  if (t === undefined) byType.set(e.type, (t = syncedAt.get(e.scope === undefined ? e.type : scopedType(e.type, e.scope)) ?? 0));
+  return t;
 }
 
 /** Hashes computed so far, per event (see {@link event}). */

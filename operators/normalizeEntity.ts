@@ -173,10 +173,10 @@ function scopedRef(r: unknown, scope: EntityScope): unknown {
   return { type: ref.type, id: qualifiedId(scope.name, ref.id) };
 }
 
-/** Property names are internalized strings: storing one here internalizes it (see {@link keyAndId}). */
+/** Property names are internalized strings: storing one here internalizes it (see {@link identity}). */
 const internalizer: Record<string, 0> = Object.create(null) as Record<string, 0>;
 
-/** V8 makes a substring of this many characters or more a view of its parent's text (see {@link keyAndId}). */
+/** V8 makes a substring of this many characters or more a view of its parent's text (see {@link identity}). */
 const SLICE_MIN_LENGTH = 13;
 
 /**
@@ -189,11 +189,11 @@ const SLICE_MIN_LENGTH = 13;
  *   the record brought is a copy of its own (a UUID is 56 B).
  * Strings are values: nothing observable changes.
  */
-function keyAndId(type: string, id: string): { key: string; id: string } {
+function identity(type: string, id: string): { type: string; id: string; key: string } {
   const key = entityKey(type, id);
   internalizer[key] = 0;
   delete internalizer[key];
-  return { key, id: id.length >= SLICE_MIN_LENGTH ? key.slice(key.length - id.length) : id };
+  return { type, id: id.length >= SLICE_MIN_LENGTH ? key.slice(key.length - id.length) : id, key };
 }
 
 /** The checked type, id (qualified in a scope) and key of a draft. Throws InvalidEntity. */
@@ -203,7 +203,7 @@ function identify(draft: EntityDraft, scope: EntityScope | undefined): { type: s
   if (!isNonEmptyString(type)) throw new InvalidEntity(`type must be a non-empty string, got ${JSON.stringify(type)}`);
   if (!isNonEmptyString(id)) throw new InvalidEntity(`id of ${type} must be a non-empty string, got ${JSON.stringify(id)}`);
   const scoped = scope !== undefined && scope.isLocal(type) ? qualifiedId(scope.name, id) : id;
-  return { type, ...keyAndId(type, scoped) };
+  return identity(type, scoped);
 }
 
 /** Checks the optional fields of a draft, as far as they are present. Throws InvalidEntity. */

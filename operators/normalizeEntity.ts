@@ -69,23 +69,68 @@ const INTERNED_ATTRIBUTES = 1000;
 const VALUES_PER_ATTRIBUTE = 4096;
 const attributeValues = new Map<string, Map<string, string> | null>();
 
-function internAttributes(attributes: Record<string, unknown>): void {
-  if (Object.isFrozen(attributes)) return;
-  for (const name in attributes) {
-    const value = attributes[name];
-    if (typeof value !== 'string' || value.length > 256) continue;
-    let values = attributeValues.get(name);
-    if (values === null) continue;
-    if (values === undefined) {
-      if (attributeValues.size >= INTERNED_ATTRIBUTES) continue;
-      attributeValues.set(name, (values = new Map()));
-    }
-    const hit = values.get(value);
-    // Equal strings are === whatever their copy: the table's copy is written back unconditionally.
-    if (hit !== undefined) attributes[name] = hit;
-    else if (values.size >= VALUES_PER_ATTRIBUTE) attributeValues.set(name, null);
-    else values.set(value, value);
+function internedValue(name: string, value: unknown): unknown {
+  if (typeof value !== 'string' || value.length > 256) return value;
+  let values = attributeValues.get(name);
+  if (values === null) return value;
+  if (values === undefined) {
+    if (attributeValues.size >= INTERNED_ATTRIBUTES) return value;
+    attributeValues.set(name, (values = new Map()));
   }
+  const hit = values.get(value);
+  if (hit !== undefined) return hit;
+  if (values.size >= VALUES_PER_ATTRIBUTE) attributeValues.set(name, null);
+  else values.set(value, value);
+  return value;
+}
+
+/**
+ * Attributes as mappings build them, name by name, keep four values in the object itself and the
+ * rest in an array of their own: 96 B for a Nova instance's seven. An object parsed from JSON is
+ * sized to its names, and a spread of it keeps that size, so the values go (interned) into a
+ * spread of such a template of their names: 80 B for the seven. One template per list of names in
+ * order, found through a tree of names; past SHAPES names in the tree, for four names or fewer
+ * (they fit as built), or with inherited names, the object is kept as built.
+ */
+interface Shape {
+  readonly next: Map<string, Shape>;
+  template: Record<string, unknown> | null | undefined;
+}
+const SHAPES = 4096;
+const shapes: Shape = { next: new Map(), template: null };
+let shapeCount = 0;
+
+function templateOf(attributes: Record<string, unknown>): Record<string, unknown> | null {
+  let shape = shapes;
+  let n = 0;
+  for (const name in attributes) {
+    let next = shape.next.get(name);
+    if (next === undefined) {
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: the bound limits memory only; the values are the same either way
+      if (shapeCount >= SHAPES) return null;
+      shapeCount++;
+      shape.next.set(name, (next = { next: new Map(), template: undefined }));
+    }
+    shape = next;
+    n++;
+  }
+  if (n <= 4) return null;
+  if (shape.template === undefined) {
+    const names = Object.keys(attributes);
+    // Inherited names stay inherited. (An own `__proto__` is one in the spread as in JSON.parse.)
+    shape.template = names.length !== n ? null : (JSON.parse(JSON.stringify(Object.fromEntries(names.map((name) => [name, null])))) as Record<string, unknown>);
+  }
+  return shape.template;
+}
+
+/** The attributes compact (see {@link templateOf}) with their values interned; frozen ones are shared as they are. */
+function compactAttributes(attributes: Record<string, unknown>): Record<string, unknown> {
+  if (Object.isFrozen(attributes)) return attributes;
+  const template = templateOf(attributes);
+  const out = template === null ? attributes : { ...template };
+  // Equal strings are === whatever their copy: the table's copy is written unconditionally.
+  for (const name in attributes) out[name] = internedValue(name, attributes[name]);
+  return out;
 }
 
 /**
@@ -243,9 +288,8 @@ export function toEntity(draft: EntityDraft, source: string, observedAt: string,
     children: checkRefs(draft.children, 'children', key, scope),
     observedAt,
     source,
-    attributes: attributes === undefined ? {} : canonicalize(attributes),
+    attributes: attributes === undefined ? {} : compactAttributes(canonicalize(attributes)),
   };
-  internAttributes(entity.attributes);
   if (keepRaw && draft.raw !== undefined) entity.raw = draft.raw;
   return entity;
 }

@@ -399,8 +399,10 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
   const plan = planOf(snapshot, baselineIndex, at);
   for (const type of types) baselineIndex.log.snapshots.set(type, (baselineIndex.log.snapshots.get(type) ?? 0) + 1);
   // The keys this step visited (all the snapshot's, unless a preparation says which): the
-  // snapshot holds them, and a key visited twice is a repeated record.
-  const visited = new Set<string>();
+  // snapshot holds them, and a key visited twice is a repeated record. Into an empty index (a
+  // first snapshot) not needed: every entry the step finds there it made, from a record of this
+  // snapshot, so a key found is a repeated record and no entry can be lacking.
+  const visited = index.size === 0 ? undefined : new Set<string>();
   let tombstones = state.tombstones;
   const records = snapshot.records;
   const entities = state.entities.withMutations((map) => {
@@ -408,8 +410,12 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
       const entity = records[i]!;
       const key = entity.key;
       const prev = index.get(key);
-      const before = visited.size;
-      if (visited.add(key).size === before && prev !== undefined) {
+      let repeated = prev !== undefined;
+      if (visited !== undefined) {
+        const before = visited.size;
+        if (visited.add(key).size !== before) repeated = false;
+      }
+      if (repeated) {
         // A page repeated a record: one created earlier in this same snapshot gets one create, the last state.
         const last = events.findLastIndex((e) => e.entity.key === key);
         if (last >= 0 && events[last]!.action === 'create') {
@@ -449,21 +455,23 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
     };
     if (plan === undefined) for (let i = 0; i < records.length; i++) visit(i);
     else for (const i of plan.work) visit(i);
-    // Stryker disable next-line ArrayDeclaration: a made-up key is in no baseline, so holds nothing
-    for (const key of snapshot.keep ?? []) visited.add(key);
     // Complete for its types within its scope (rules 2 and 5): whatever of those it did not hold
     // is gone — in key order, so the events do not depend on the index's history.
     const missing: string[] = [];
-    const consider = (entry: BaselineEntry): void => {
-      const e = entry.entity;
-      if (types.has(e.type) && e.scope === scope && !visited.has(e.key) && effectiveAt(state, entry) <= at) missing.push(e.key);
-    };
-    if (plan === undefined) for (const entry of index.values()) consider(entry);
-    else
-      for (const key of plan.lacking) {
-        const entry = index.get(key);
-        if (entry !== undefined) consider(entry);
-      }
+    if (visited !== undefined) {
+      // Stryker disable next-line ArrayDeclaration: a made-up key is in no baseline, so holds nothing
+      for (const key of snapshot.keep ?? []) visited.add(key);
+      const consider = (entry: BaselineEntry): void => {
+        const e = entry.entity;
+        if (types.has(e.type) && e.scope === scope && !visited.has(e.key) && effectiveAt(state, entry) <= at) missing.push(e.key);
+      };
+      if (plan === undefined) for (const entry of index.values()) consider(entry);
+      else
+        for (const key of plan.lacking) {
+          const entry = index.get(key);
+          if (entry !== undefined) consider(entry);
+        }
+    }
     for (const key of missing.sort()) {
       const entry = index.get(key)!;
       const misses = entry.misses + 1;

@@ -106,7 +106,6 @@ function templateOf(attributes: Record<string, unknown>): Record<string, unknown
   for (const name in attributes) {
     let next = shape.next.get(name);
     if (next === undefined) {
-      // Stryker disable next-line ConditionalExpression,EqualityOperator: the bound limits memory only; the values are the same either way
       if (shapeCount >= SHAPES) return null;
       shapeCount++;
       shape.next.set(name, (next = { next: new Map(), template: undefined }));

@@ -206,3 +206,18 @@ describe('normalizeEntity keeps the baseline small', () => {
     expect(values.every((v) => v.attributes.zone === 'nova')).toBe(true);
   });
 });
+
+describe('normalizeEntity sizes attributes to their names, within bounds', () => {
+  it('keeps attributes with inherited names as built, and stops making templates past its bound', () => {
+    const inherited = Object.assign(Object.create({ z: 'inherited' }) as Record<string, unknown>, { a: 1, b: 2, c: 3, d: 4, e: 5 });
+    expect(toEntity({ type: 'nova.instance', id: 'i', state: 'ACTIVE', attributes: inherited }, 'nova', t(0)).attributes).toBe(inherited);
+    // Distinct lists of five names, until the tree of names is full: then the object as built.
+    const made = Array.from({ length: 1000 }, (_, i) => {
+      const attributes = Object.fromEntries(Array.from({ length: 5 }, (_, j) => [`n${i}_${j}`, j]));
+      return { attributes, entity: toEntity({ type: 'nova.instance', id: `s${i}`, state: 'ACTIVE', attributes }, 'nova', t(0)) };
+    });
+    expect(made.every(({ attributes, entity }) => canonicalJson(entity.attributes) === canonicalJson(attributes))).toBe(true);
+    expect(made[0]!.entity.attributes).not.toBe(made[0]!.attributes);
+    expect(made[999]!.entity.attributes).toBe(made[999]!.attributes);
+  });
+});

@@ -28,6 +28,16 @@ export interface BaselineEntry {
   readonly misses: number;
 }
 
+/**
+ * @internal Entries are one per entity, and V8 stores a field that has only ever held numbers as
+ * a double in a box of its own per object: 16 B per entry for `at`. A field that has once held
+ * something else holds references, and then the entries one observation writes share its time's
+ * one number. This entry, in no baseline, is that something else for every entry of this shape
+ * (the same fields in the same order, wherever it is made). Exported only to live as long as the
+ * module: V8 forgets the shape of objects that are all gone.
+ */
+export const ENTRY_SHAPE: unknown = { entity: undefined, at: undefined, bySnapshot: false, misses: 0 };
+
 /** The baseline: an immutable value, safe to hand out. */
 export interface BaselineState {
   readonly entities: ImmutableMap<string, BaselineEntry>;
@@ -130,8 +140,22 @@ function correctClock(observation: Observation, at: number, options: DiffOptions
 /** The time of the newest observation that vouches for an entry's state. */
 function effectiveAt(state: BaselineState, entry: BaselineEntry): number {
   if (!entry.bySnapshot || entry.misses > 0) return entry.at;
-  const e = entry.entity;
-  return Math.max(entry.at, state.syncedAt.get(scopedType(e.type, e.scope)) ?? 0);
+  return Math.max(entry.at, syncedAtOf(state.syncedAt, entry.entity));
+}
+
+/**
+ * A step reads `syncedAt` once per record it compares: from a plain Map of the types read so far
+ * of the one `syncedAt` value it was built from (Immutable hashes a short key anew at every read).
+ */
+let syncedRead: { readonly of: BaselineState['syncedAt']; readonly byScope: Map<string | undefined, Map<EntityType, number>> } | undefined;
+
+function syncedAtOf(syncedAt: BaselineState['syncedAt'], e: Entity): number {
+  if (syncedRead?.of !== syncedAt) syncedRead = { of: syncedAt, byScope: new Map() };
+  let byType = syncedRead.byScope.get(e.scope);
+  if (byType === undefined) syncedRead.byScope.set(e.scope, (byType = new Map()));
+  let t = byType.get(e.type);
+  if (t === undefined) byType.set(e.type, (t = syncedAt.get(e.scope === undefined ? e.type : scopedType(e.type, e.scope)) ?? 0));
+  return t;
 }
 
 /** Hashes computed so far, per event (see {@link event}). */
@@ -165,15 +189,6 @@ function upsertEvent(prev: BaselineEntry | undefined, entity: Entity, origin: En
   return prev === undefined ? event('create', origin, entity) : event('update', origin, entity, changedFields(prev.entity, entity));
 }
 
-/** An entry in the plain-Map index of a baseline, with this index's bookkeeping. */
-interface Slot {
-  entry: BaselineEntry;
-  /** Generation of the last snapshot that held it. */
-  seen: number;
-  /** Generation of the snapshot that created it. */
-  created: number;
-}
-
 /**
  * A plain-Map index of a baseline's entries: lookups without Immutable's string hashing, and no
  * rebuild per poll. It is valid for the state whose `entities` it names. The reducer takes it
@@ -182,19 +197,21 @@ interface Slot {
  */
 interface BaselineIndex {
   entities: ImmutableMap<string, BaselineEntry> | undefined;
-  readonly byKey: Map<string, Slot>;
+  /**
+   * The entries themselves, no bookkeeping per entry: what a snapshot held is known while its
+   * step runs (see applySnapshot), so an index entry costs the Map's own slot only.
+   */
+  readonly byKey: Map<string, BaselineEntry>;
   /** Keys changes touched, for the snapshots being prepared meanwhile. */
   readonly log: ChangeLog;
 }
-
-let generation = 0;
 
 function indexOf(state: BaselineState): BaselineIndex {
   let index = state.index;
   // Stryker disable next-line ConditionalExpression,EqualityOperator: rebuilding more often only costs time (with `===` a valid index is rebuilt and a stale one never met: none is ever taken)
   if (index === undefined || index.entities !== state.entities) {
-    const byKey = new Map<string, Slot>();
-    state.entities.forEach((entry, key) => void byKey.set(key, { entry, seen: 0, created: 0 }));
+    const byKey = new Map<string, BaselineEntry>();
+    state.entities.forEach((entry, key) => void byKey.set(key, entry));
     // Stryker disable next-line ArrayDeclaration: a made-up key in the log names no entry, so no plan visits anything for it
     index = { entities: undefined, byKey, log: { keys: [], base: 0, snapshots: new Map() } };
   }
@@ -284,7 +301,7 @@ interface Preparation {
   /** Records read so far. */
   done: number;
   /** The scan of the index for `lacking`, once the records are read. */
-  scan: Iterator<Slot> | undefined;
+  scan: Iterator<BaselineEntry> | undefined;
   complete: boolean;
 }
 
@@ -355,7 +372,7 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
       continue;
     }
     p.positions.set(key, i);
-    const entry = byKey.get(key)?.entry;
+    const entry = byKey.get(key);
     if (entry === undefined) {
       p.work.push(i);
       if (!state.tombstones.has(key)) built.push((p.built[i] = { entity, at: p.at, bySnapshot: true, misses: 0 }));
@@ -387,7 +404,7 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
       // Stryker disable next-line BooleanLiteral: false asks the caller for one more slice, which finds it complete
       return true;
     }
-    const entity = next.value.entry.entity;
+    const entity = next.value.entity;
     if (p.types.has(entity.type) && !p.positions.has(entity.key)) p.lacking.push(entity.key);
   }
   // Stryker disable next-line BooleanLiteral: an incomplete preparation said complete is void at the step (planOf): time only
@@ -434,13 +451,11 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
   const index = baselineIndex.byKey;
   const plan = planOf(snapshot, baselineIndex, at);
   for (const type of types) baselineIndex.log.snapshots.set(type, (baselineIndex.log.snapshots.get(type) ?? 0) + 1);
-  // Stryker disable next-line UpdateOperator: generations need only be distinct and never 0, which counting down gives too
-  const gen = ++generation;
-  // Stryker disable next-line ArrayDeclaration: a made-up key is in no baseline, so marks nothing
-  for (const key of snapshot.keep ?? []) {
-    const slot = index.get(key);
-    if (slot !== undefined) slot.seen = gen;
-  }
+  // The keys this step visited (all the snapshot's, unless a preparation says which): the
+  // snapshot holds them, and a key visited twice is a repeated record. Into an empty index (a
+  // first snapshot) not needed: every entry the step finds there it made, from a record of this
+  // snapshot, so a key found is a repeated record and no entry can be lacking.
+  const visited = index.size === 0 ? undefined : new Set<string>();
   let tombstones = state.tombstones;
   const records = snapshot.records;
   // The creates built ahead, joined to the baseline's map: their keys are in neither the baseline
@@ -456,21 +471,29 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
       const ahead = built?.[i];
       if (ahead !== undefined) {
         // What the lines below do for a new record, its entry already in the map.
-        index.set(key, { entry: ahead, seen: gen, created: gen });
+        index.set(key, ahead);
+        visited?.add(key);
         events.push(event('create', 'snapshot', entity));
         return;
       }
-      const slot = index.get(key);
-      if (slot !== undefined && slot.created === gen) {
-        // Created earlier in this same snapshot (a page repeated a record): one create, the last state.
-        slot.entry = { entity, at, bySnapshot: true, misses: 0 };
-        map.set(key, slot.entry);
-        events[events.findLastIndex((e) => e.entity.key === key)] = event('create', 'snapshot', entity);
-        return;
+      const prev = index.get(key);
+      let repeated = prev !== undefined;
+      if (visited !== undefined) {
+        const before = visited.size;
+        if (visited.add(key).size !== before) repeated = false;
       }
-      const prev = slot?.entry;
-      if (slot !== undefined) slot.seen = gen;
-      else {
+      if (repeated) {
+        // A page repeated a record: one created earlier in this same snapshot gets one create, the last state.
+        const last = events.findLastIndex((e) => e.entity.key === key);
+        if (last >= 0 && events[last]!.action === 'create') {
+          const entry: BaselineEntry = { entity, at, bySnapshot: true, misses: 0 };
+          map.set(key, entry);
+          index.set(key, entry);
+          events[last] = event('create', 'snapshot', entity);
+          return;
+        }
+      }
+      if (prev === undefined && tombstones.size > 0) {
         const deletedAt = tombstones.get(key);
         if (deletedAt !== undefined) {
           // Deleted after this snapshot's request started: the snapshot is older news (rule 4).
@@ -484,14 +507,17 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
         const same = plan !== undefined && plan.prepared.prev[i] === prev.entity ? plan.prepared.same[i] === 1 : sameMeaning(prev.entity, entity);
         if (same) {
           // Unchanged: syncedAt confirms it, unless a notification or a miss wrote it last.
-          if (!prev.bySnapshot || prev.misses > 0) map.set(key, (slot!.entry = { ...prev, at, bySnapshot: true, misses: 0 }));
+          if (!prev.bySnapshot || prev.misses > 0) {
+            const entry: BaselineEntry = { ...prev, at, bySnapshot: true, misses: 0 };
+            map.set(key, entry);
+            index.set(key, entry);
+          }
           return;
         }
       }
       const entry: BaselineEntry = { entity, at, bySnapshot: true, misses: 0 };
       map.set(key, entry);
-      if (slot !== undefined) slot.entry = entry;
-      else index.set(key, { entry, seen: gen, created: gen });
+      index.set(key, entry);
       events.push(upsertEvent(prev, entity, 'snapshot'));
     };
     if (plan === undefined) for (let i = 0; i < records.length; i++) visit(i);
@@ -499,24 +525,27 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
     // Complete for its types within its scope (rules 2 and 5): whatever of those it did not hold
     // is gone — in key order, so the events do not depend on the index's history.
     const missing: string[] = [];
-    const consider = (slot: Slot): void => {
-      if (slot.seen === gen) return;
-      const entry = slot.entry;
-      if (types.has(entry.entity.type) && entry.entity.scope === scope && effectiveAt(state, entry) <= at) missing.push(entry.entity.key);
-    };
-    // Over values, not [key, slot] entries: no pair allocated per entity (0.4 µs each at 10,000).
-    if (plan === undefined) for (const slot of index.values()) consider(slot);
-    else
-      for (const key of plan.lacking) {
-        const slot = index.get(key);
-        if (slot !== undefined) consider(slot);
-      }
+    if (visited !== undefined) {
+      // Stryker disable next-line ArrayDeclaration: a made-up key is in no baseline, so holds nothing
+      for (const key of snapshot.keep ?? []) visited.add(key);
+      const consider = (entry: BaselineEntry): void => {
+        const e = entry.entity;
+        if (types.has(e.type) && e.scope === scope && !visited.has(e.key) && effectiveAt(state, entry) <= at) missing.push(e.key);
+      };
+      if (plan === undefined) for (const entry of index.values()) consider(entry);
+      else
+        for (const key of plan.lacking) {
+          const entry = index.get(key);
+          if (entry !== undefined) consider(entry);
+        }
+    }
     for (const key of missing.sort()) {
-      const slot = index.get(key)!;
-      const entry = slot.entry;
+      const entry = index.get(key)!;
       const misses = entry.misses + 1;
       if (misses < missesBeforeDelete) {
-        map.set(key, (slot.entry = { ...entry, misses }));
+        const missed: BaselineEntry = { ...entry, misses };
+        map.set(key, missed);
+        index.set(key, missed);
         continue;
       }
       map.delete(key);
@@ -534,11 +563,10 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
   return { state: withIndex(baseline(entities, tombstones, syncedAt, state.clock, baselineIndex), baselineIndex), events, observation: snapshot };
 }
 
-function applyUpsert(state: BaselineState, change: ChangeObservation, at: number, index: Map<string, Slot>): BaselineStep {
+function applyUpsert(state: BaselineState, change: ChangeObservation, at: number, index: Map<string, BaselineEntry>): BaselineStep {
   const entity = change.record;
   const key = entity.key;
-  const slot = index.get(key);
-  const prev = slot?.entry;
+  const prev = index.get(key);
   const deletedAt = state.tombstones.get(key);
   // Deleted at or after this notification was stamped: a late or redelivered message.
   if (deletedAt !== undefined && deletedAt >= at) return { state, events: [], observation: change };
@@ -546,8 +574,7 @@ function applyUpsert(state: BaselineState, change: ChangeObservation, at: number
   const tombstones = state.tombstones.delete(key);
   const same = prev !== undefined && sameMeaning(prev.entity, entity);
   const entry: BaselineEntry = { entity: same ? prev.entity : entity, at, bySnapshot: false, misses: 0 };
-  if (slot !== undefined) slot.entry = entry;
-  else index.set(key, { entry, seen: 0, created: 0 });
+  index.set(key, entry);
   const entities = state.entities.set(key, entry);
   return {
     state: baseline(entities, tombstones, state.syncedAt, state.clock, state.index),
@@ -556,9 +583,9 @@ function applyUpsert(state: BaselineState, change: ChangeObservation, at: number
   };
 }
 
-function applyDelete(state: BaselineState, change: ChangeObservation, at: number, index: Map<string, Slot>): BaselineStep {
+function applyDelete(state: BaselineState, change: ChangeObservation, at: number, index: Map<string, BaselineEntry>): BaselineStep {
   const key = change.record.key;
-  const prev = index.get(key)?.entry;
+  const prev = index.get(key);
   // Remember the deletion even for an unknown entity: a create that arrives late stays out.
   const tombstones = state.tombstones.set(key, Math.max(at, state.tombstones.get(key) ?? 0));
   if (prev === undefined) return { state: baseline(state.entities, tombstones, state.syncedAt, state.clock, state.index), events: [], observation: change };
@@ -603,8 +630,8 @@ function patched(prev: Entity, patch: EntityPatch): Entity {
  * entity it does not hold (never seen, or deleted) gets nothing: a patch is no whole entity, and
  * the next complete observation (a poll) brings it whole.
  */
-function applyPatch(state: BaselineState, patch: PatchObservation, at: number, index: Map<string, Slot>): BaselineStep {
-  const prev = index.get(patch.record.key)?.entry;
+function applyPatch(state: BaselineState, patch: PatchObservation, at: number, index: Map<string, BaselineEntry>): BaselineStep {
+  const prev = index.get(patch.record.key);
   if (prev === undefined) return { state, events: [], observation: patch };
   const change: ChangeObservation = { kind: 'change', source: patch.source, action: 'upsert', at: patch.at, record: patched(prev.entity, patch.record) };
   return { ...applyUpsert(state, change, at, index), observation: patch };
@@ -615,7 +642,7 @@ function applyChange(state: BaselineState, change: ChangeObservation | PatchObse
   const index = baselineIndex.byKey;
   logChange(baselineIndex, change.record.key);
   const step = ((): BaselineStep => {
-    const prev = index.get(change.record.key)?.entry;
+    const prev = index.get(change.record.key);
     // Older than what the baseline already holds: never overrides it (rule 4).
     if (prev !== undefined && effectiveAt(state, prev) > at) return { state, events: [], observation: change };
     if (change.kind === 'patch') return applyPatch(state, change, at, index);

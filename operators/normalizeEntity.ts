@@ -69,26 +69,70 @@ const INTERNED_ATTRIBUTES = 1000;
 const VALUES_PER_ATTRIBUTE = 4096;
 const attributeValues = new Map<string, Map<string, string> | null>();
 
-// Stryker disable all: memory only: each value stays equal (an equal string written back, or none); what is observable is tested (normalizeEntity.mutation.test.ts "shared copies")
-function internAttributes(attributes: Record<string, unknown>): void {
-  if (Object.isFrozen(attributes)) return;
-  for (const name in attributes) {
-    const value = attributes[name];
-    if (typeof value !== 'string' || value.length > 256) continue;
-    let values = attributeValues.get(name);
-    if (values === null) continue;
-    if (values === undefined) {
-      if (attributeValues.size >= INTERNED_ATTRIBUTES) continue;
-      attributeValues.set(name, (values = new Map()));
-    }
-    const hit = values.get(value);
-    // Equal strings are === whatever their copy: the table's copy is written back unconditionally.
-    if (hit !== undefined) attributes[name] = hit;
-    else if (values.size >= VALUES_PER_ATTRIBUTE) attributeValues.set(name, null);
-    else values.set(value, value);
+// Stryker disable all: memory only: the value returned is equal to the one given (the table's copy or itself); what is observable is tested (normalizeEntity.mutation.test.ts "shared copies")
+function internedValue(name: string, value: unknown): unknown {
+  if (typeof value !== 'string' || value.length > 256) return value;
+  let values = attributeValues.get(name);
+  if (values === null) return value;
+  if (values === undefined) {
+    if (attributeValues.size >= INTERNED_ATTRIBUTES) return value;
+    attributeValues.set(name, (values = new Map()));
   }
+  const hit = values.get(value);
+  if (hit !== undefined) return hit;
+  if (values.size >= VALUES_PER_ATTRIBUTE) attributeValues.set(name, null);
+  else values.set(value, value);
+  return value;
 }
 // Stryker restore all
+
+/**
+ * Attributes as mappings build them, name by name, keep four values in the object itself and the
+ * rest in an array of their own: 96 B for a Nova instance's seven. An object parsed from JSON is
+ * sized to its names, and a spread of it keeps that size, so the values go (interned) into a
+ * spread of such a template of their names: 80 B for the seven. One template per list of names in
+ * order, found through a tree of names; past SHAPES names in the tree, for four names or fewer
+ * (they fit as built), or with inherited names, the object is kept as built.
+ */
+interface Shape {
+  readonly next: Map<string, Shape>;
+  template: Record<string, unknown> | null | undefined;
+}
+const SHAPES = 4096;
+const shapes: Shape = { next: new Map(), template: null };
+let shapeCount = 0;
+
+function templateOf(attributes: Record<string, unknown>): Record<string, unknown> | null {
+  let shape = shapes;
+  let n = 0;
+  for (const name in attributes) {
+    let next = shape.next.get(name);
+    if (next === undefined) {
+      if (shapeCount >= SHAPES) return null;
+      shapeCount++;
+      shape.next.set(name, (next = { next: new Map(), template: undefined }));
+    }
+    shape = next;
+    n++;
+  }
+  if (n <= 4) return null;
+  if (shape.template === undefined) {
+    const names = Object.keys(attributes);
+    // Inherited names stay inherited. (An own `__proto__` is one in the spread as in JSON.parse.)
+    shape.template = names.length !== n ? null : (JSON.parse(JSON.stringify(Object.fromEntries(names.map((name) => [name, null])))) as Record<string, unknown>);
+  }
+  return shape.template;
+}
+
+/** The attributes compact (see {@link templateOf}) with their values interned; frozen ones are shared as they are. */
+function compactAttributes(attributes: Record<string, unknown>): Record<string, unknown> {
+  if (Object.isFrozen(attributes)) return attributes;
+  const template = templateOf(attributes);
+  const out = template === null ? attributes : { ...template };
+  // Equal strings are === whatever their copy: the table's copy is written unconditionally.
+  for (const name in attributes) out[name] = internedValue(name, attributes[name]);
+  return out;
+}
 
 /**
  * A list of one ref (an instance's host, a port's network) is the most common list, and many
@@ -179,6 +223,29 @@ function scopedRef(r: unknown, scope: EntityScope): unknown {
   return { type: ref.type, id: qualifiedId(scope.name, ref.id) };
 }
 
+/** Property names are internalized strings: storing one here internalizes it (see {@link identity}). */
+const internalizer: Record<string, 0> = Object.create(null) as Record<string, 0>;
+
+/** V8 makes a substring of this many characters or more a view of its parent's text (see {@link identity}). */
+const SLICE_MIN_LENGTH = 13;
+
+/**
+ * An entity's key and id as the baseline keeps them, for a million of them (measured, docs/scale.md):
+ * - the key internalized now, while it is young. Immutable's Map internalizes a long key when it
+ *   hashes it; done in the step, to an entity already in the old generation, that leaves the
+ *   key's first copy behind as a 24 B forwarding string for as long as the entity lives. Done
+ *   here, the next scavenge drops it.
+ * - a long id as a slice of the key: V8 keeps it as a view of the key's text (32 B), where the id
+ *   the record brought is a copy of its own (a UUID is 56 B).
+ * Strings are values: nothing observable changes.
+ */
+function identity(type: string, id: string): { type: string; id: string; key: string } {
+  const key = entityKey(type, id);
+  internalizer[key] = 0;
+  delete internalizer[key];
+  return { type, id: id.length >= SLICE_MIN_LENGTH ? key.slice(key.length - id.length) : id, key };
+}
+
 /** The checked type, id (qualified in a scope) and key of a draft. Throws InvalidEntity. */
 function identify(draft: EntityDraft, scope: EntityScope | undefined): { type: string; id: string; key: string } {
   if (draft === null || typeof draft !== 'object') throw new InvalidEntity(`mapping returned ${JSON.stringify(draft)}, not an entity`);
@@ -186,7 +253,7 @@ function identify(draft: EntityDraft, scope: EntityScope | undefined): { type: s
   if (!isNonEmptyString(type)) throw new InvalidEntity(`type must be a non-empty string, got ${JSON.stringify(type)}`);
   if (!isNonEmptyString(id)) throw new InvalidEntity(`id of ${type} must be a non-empty string, got ${JSON.stringify(id)}`);
   const scoped = scope !== undefined && scope.isLocal(type) ? qualifiedId(scope.name, id) : id;
-  return { type, id: scoped, key: entityKey(type, scoped) };
+  return identity(type, scoped);
 }
 
 /** Checks the optional fields of a draft, as far as they are present. Throws InvalidEntity. */
@@ -226,9 +293,8 @@ export function toEntity(draft: EntityDraft, source: string, observedAt: string,
     children: checkRefs(draft.children, 'children', key, scope),
     observedAt,
     source,
-    attributes: attributes === undefined ? {} : canonicalize(attributes),
+    attributes: attributes === undefined ? {} : compactAttributes(canonicalize(attributes)),
   };
-  internAttributes(entity.attributes);
   if (keepRaw && draft.raw !== undefined) entity.raw = draft.raw;
   return entity;
 }

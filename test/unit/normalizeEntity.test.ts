@@ -1,6 +1,8 @@
+import fc from 'fast-check';
 import { of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { type InvalidRecord, normalizeEntity, toEntity } from '../../operators/normalizeEntity.js';
+import { canonicalJson } from '../../src/hash.js';
 import { entityScope } from '../../src/scope.js';
 import type { EntityDraft, Observation, Settlement } from '../../src/model.js';
 import { t } from '../support/entities.js';
@@ -164,6 +166,36 @@ describe('normalizeEntity keeps the baseline small', () => {
     expect(Object.isFrozen(a.parents) && Object.isFrozen(a.parents[0])).toBe(true);
   });
 
+  it('keeps a long id equal to the one mapped, and the key its type and id', () => {
+    const id = '0ca13c88-108b-4f84-a588-000000003039';
+    const e = toEntity({ type: 'nova.instance', id, state: 'ACTIVE' }, 'nova', t(0));
+    expect([e.id, e.key]).toEqual([id, `nova.instance:${id}`]);
+    const scoped = toEntity({ type: 'nova.host', id: 'compute-0000000001' }, 'nova', t(0), false, false, entityScope('region-a'));
+    expect([scoped.id, scoped.key]).toEqual(['region-a/compute-0000000001', 'nova.host:region-a/compute-0000000001']);
+  });
+
+  it('copies attributes into an object of their names: the same names in the same order, the same values', () => {
+    const attributes = { availability_zone: 'nova', flavor: 'm1.tiny', host: 'compute-1', image: 'cirros', nested: { a: [1] }, user: 'u', vm_state: 'active' };
+    const e = toEntity({ type: 'nova.instance', id: 'x', state: 'ACTIVE', attributes }, 'nova', t(0));
+    expect(Object.entries(e.attributes)).toEqual(Object.entries(attributes));
+    expect(e.attributes.nested).toBe(attributes.nested);
+    // The draft's own object is left as the mapping made it.
+    expect(attributes.flavor).toBe('m1.tiny');
+    // Names a copy could not keep as they are: an own `__proto__` (as JSON.parse makes it) stays one.
+    const odd = JSON.parse('{"__proto__":"p","a":1,"b":2,"c":3,"d":4,"e":5}') as Record<string, unknown>;
+    const kept = toEntity({ type: 'nova.instance', id: 'y', state: 'ACTIVE', attributes: odd }, 'nova', t(0)).attributes;
+    expect([Object.getPrototypeOf(kept), Object.entries(kept)]).toEqual([Object.prototype, Object.entries(odd)]);
+    fc.assert(
+      fc.property(fc.dictionary(fc.oneof(fc.string(), fc.constantFrom('__proto__', 'constructor', '1', '10', 'toString')), fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.array(fc.string())), { minKeys: 3, maxKeys: 12 }), (raw) => {
+        const attrs = JSON.parse(JSON.stringify(raw)) as Record<string, unknown>;
+        const got = toEntity({ type: 'nova.instance', id: 'p', state: 'ACTIVE', attributes: attrs }, 'nova', t(0)).attributes;
+        expect(Object.getPrototypeOf(got)).toBe(Object.prototype);
+        expect(canonicalJson(got)).toBe(canonicalJson(attrs));
+        expect(Object.keys(got)).toEqual(Object.keys(attrs).sort((a, b) => (/^\d+$/.test(a) && /^\d+$/.test(b) ? Number(a) - Number(b) : /^\d+$/.test(a) ? -1 : /^\d+$/.test(b) ? 1 : a < b ? -1 : a > b ? 1 : 0)));
+      }),
+    );
+  });
+
   it('interns attribute values in place, and leaves a frozen attributes object as it is', () => {
     const frozen = Object.freeze({ flavor: 'm1.tiny' });
     const e = toEntity({ type: 'nova.instance', id: 'f', state: 'ACTIVE', attributes: frozen }, 'nova', t(0));
@@ -172,5 +204,20 @@ describe('normalizeEntity keeps the baseline small', () => {
     // High-cardinality values stop being interned; every value stays what was mapped.
     expect(values.map((v) => v.attributes.address)).toEqual(Array.from({ length: 5000 }, (_, i) => `10.0.${i >> 8}.${i & 255}`));
     expect(values.every((v) => v.attributes.zone === 'nova')).toBe(true);
+  });
+});
+
+describe('normalizeEntity sizes attributes to their names, within bounds', () => {
+  it('keeps attributes with inherited names as built, and stops making templates past its bound', () => {
+    const inherited = Object.assign(Object.create({ z: 'inherited' }) as Record<string, unknown>, { a: 1, b: 2, c: 3, d: 4, e: 5 });
+    expect(toEntity({ type: 'nova.instance', id: 'i', state: 'ACTIVE', attributes: inherited }, 'nova', t(0)).attributes).toBe(inherited);
+    // Distinct lists of five names, until the tree of names is full: then the object as built.
+    const made = Array.from({ length: 1000 }, (_, i) => {
+      const attributes = Object.fromEntries(Array.from({ length: 5 }, (_, j) => [`n${i}_${j}`, j]));
+      return { attributes, entity: toEntity({ type: 'nova.instance', id: `s${i}`, state: 'ACTIVE', attributes }, 'nova', t(0)) };
+    });
+    expect(made.every(({ attributes, entity }) => canonicalJson(entity.attributes) === canonicalJson(attributes))).toBe(true);
+    expect(made[0]!.entity.attributes).not.toBe(made[0]!.attributes);
+    expect(made[999]!.entity.attributes).toBe(made[999]!.attributes);
   });
 });

@@ -7,10 +7,12 @@ import {
   applyObservation,
   diffAgainstBaseline,
   emptyBaseline,
+  indexedBaseline,
   prepareSnapshot,
+  restoreBaseline,
 } from '../../operators/diffAgainstBaseline.js';
 import { toPatch } from '../../operators/normalizeEntity.js';
-import type { EntityDraft, EntityEvent, Observation } from '../../src/model.js';
+import type { EntityDraft, EntityEvent, Observation, SnapshotObservation } from '../../src/model.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
 
 /**
@@ -299,5 +301,47 @@ describe('diffAgainstBaseline: patches (rule 3)', () => {
     expect(state.entities.get(held.key)!.entity).toMatchObject({ name: 'db', project: 'p2', raw: { alarm: 1 } });
     state = applyObservation(state, patch(t(3), { type: 'nova.instance', id: 'a', state: 'error' })).state;
     expect(state.entities.get(held.key)!.entity).toMatchObject({ state: 'ERROR', raw: { alarm: 1 } });
+  });
+});
+
+describe('diffAgainstBaseline: a prepared snapshot stepped against another state than it was read from', () => {
+  /** Prepares `s` against `state` to the end, in one-record slices. */
+  const prepareAll = (state: BaselineState, s: SnapshotObservation): void => {
+    for (let i = 0; i < 1_000; i++) if (prepareSnapshot(state, s, 1)) return;
+    throw new Error('a preparation that never completes');
+  };
+  const b = entity('b');
+
+  it('does not prepare against a state whose index a later step took', () => {
+    // a deleted at t(5) by the step after s1: the index now describes that step's state.
+    const s1 = applyObservation(emptyBaseline(), snapshot(t(0), [a])).state;
+    const s2 = applyObservation(s1, remove(t(5), a)).state;
+    // Prepared against s1 (a held there, no tombstone), the record would be a create built ahead;
+    // stepped against s2 it is older than the deletion (rule 4) and makes nothing.
+    const late = snapshot(t(3), [a]);
+    prepareAll(s1, late);
+    expect(applyObservation(s2, late).events).toEqual([]);
+  });
+
+  it('ignores a preparation read from another index when it steps against an older state again', () => {
+    // A restored baseline starts a fresh index, so no snapshot step of nova.instance is counted in
+    // either index: only the index itself tells the preparation's reading apart.
+    const s1 = indexedBaseline(restoreBaseline(applyObservation(emptyBaseline(), snapshot(t(0), [a, b])).state));
+    const s2 = applyObservation(s1, remove(t(5), b)).state;
+    // Read against s2, the snapshot lacks nothing (b is gone); against s1 it lacks b.
+    const next = snapshot(t(10), [a]);
+    prepareAll(s2, next);
+    expect(applyObservation(s1, next).events.map(brief)).toEqual(['delete nova.instance:b ACTIVE']);
+  });
+
+  it('visits the records a change touched during the preparation in the snapshot\'s order', () => {
+    const bOff = entity('b', 'SHUTOFF');
+    let state = applyObservation(emptyBaseline(), snapshot(t(0), [a, b])).state;
+    // Read whole: only b (second) changes.
+    const next = snapshot(t(20), [a, bOff]);
+    prepareAll(state, next);
+    // Meanwhile a notification older than the snapshot changes a (first): the snapshot sets it back.
+    state = applyObservation(state, upsert(t(10), aOff)).state;
+    expect(applyObservation(state, next).events.map(brief)).toEqual(['update nova.instance:a ACTIVE [state]', 'update nova.instance:b SHUTOFF [state]']);
   });
 });

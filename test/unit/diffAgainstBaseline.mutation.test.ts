@@ -131,6 +131,24 @@ describe('diffAgainstBaseline: equal times and what vouches for an entry (rule 4
     ]);
   });
 
+  it('counts a later snapshot of the entry\'s own scope as vouching for it, and no other scope\'s', async () => {
+    const scoped = (e: typeof a, scope: string): typeof a => ({ ...e, scope });
+    const inScope = (at: number, scope: string, records: (typeof a)[]): Observation => snapshot(t(at), records, ['nova.instance'], { scope });
+    // Confirmed by region-a's t(60) snapshot: a notification stamped t(30) is older news.
+    expect(await eventsOf([inScope(0, 'region-a', [scoped(a, 'region-a')]), inScope(60, 'region-a', [scoped(a, 'region-a')]), upsert(t(30), scoped(aOff, 'region-a'))])).toEqual([
+      'create nova.instance:a ACTIVE',
+    ]);
+    // region-b's snapshot at t(60) says nothing of region-a's entity, nor does an unscoped one.
+    expect(await eventsOf([inScope(0, 'region-a', [scoped(a, 'region-a')]), inScope(60, 'region-b', []), upsert(t(30), scoped(aOff, 'region-a'))])).toEqual([
+      'create nova.instance:a ACTIVE',
+      'update nova.instance:a SHUTOFF [state]',
+    ]);
+    expect(await eventsOf([inScope(0, 'region-a', [scoped(a, 'region-a')]), snapshot(t(60), []), upsert(t(30), scoped(aOff, 'region-a'))])).toEqual([
+      'create nova.instance:a ACTIVE',
+      'update nova.instance:a SHUTOFF [state]',
+    ]);
+  });
+
   it('makes a notification-written entry vouched for by the snapshot that confirms it', async () => {
     expect(await eventsOf([upsert(t(10), a), snapshot(t(20), [a]), upsert(t(15), aOff)])).toEqual(['create nova.instance:a ACTIVE']);
     const step = applyObservation(applyObservation(emptyBaseline(), upsert(t(10), a)).state, snapshot(t(20), [a]));

@@ -324,6 +324,7 @@ function startPreparation(snapshot: SnapshotObservation, index: BaselineIndex): 
     // Stryker disable next-line ArrayDeclaration: sized ahead for speed; an empty array takes the same writes
     prev: new Array<Entity | undefined>(n),
     same: new Uint8Array(n),
+    // Stryker disable next-line ArrayDeclaration: sized ahead for speed; an empty array takes the same writes
     built: new Array<BaselineEntry | undefined>(n),
     created: ImmutableMap(),
     done: 0,

@@ -99,6 +99,15 @@ describe('diffAgainstBaseline: tombstones', () => {
     expect(state.tombstones.get(a.key)).toBe(Date.parse(t(50)));
   });
 
+  it('lets no snapshot older than a deletion bring the entity back, prepared or not', async () => {
+    expect(await eventsOf([upsert(t(0), a), remove(t(10), a), snapshot(t(5), [a])])).toEqual(['create nova.instance:a ACTIVE', 'delete nova.instance:a ACTIVE']);
+    // …and the tombstone still stops a notification older than the deletion.
+    expect(await eventsOf([upsert(t(0), a), remove(t(10), a), snapshot(t(5), [a]), upsert(t(8), aOff)])).toEqual([
+      'create nova.instance:a ACTIVE',
+      'delete nova.instance:a ACTIVE',
+    ]);
+  });
+
   it('lets a snapshot started at the very time of a deletion bring the entity back, and clears the tombstone', () => {
     const deleted = applyObservation(applyObservation(emptyBaseline(), upsert(t(0), a)).state, remove(t(10), a)).state;
     const step = applyObservation(deleted, snapshot(t(10), [a]));

@@ -43,14 +43,18 @@ function stepsOf(observations: Observation[], options: DiffOptions, prepared: 'n
     for (let i = 0; i < slices; i++) if (prepareSnapshot(state, o, 1)) return;
     if (slices > 1) throw new Error('a preparation that never completes');
   };
-  let state = emptyBaseline();
-  return observations.map((o, i) => {
+  // Indexed from the start when prepared, so that a first snapshot (all creates) is prepared too.
+  let state = prepared === 'no' ? emptyBaseline() : indexedBaseline(emptyBaseline());
+  const steps = observations.map((o, i) => {
     if (prepared === 'ahead') prepare(state, observations[i + 1], 1);
     prepare(state, o, 10_000);
     const step = applyObservation(state, o, options);
     state = step.state;
     return step.events.map(brief);
   });
+  // And the baseline's own map at the end (what is stored and restored), not only the events.
+  const held = [...state.entities.values()].map((e) => `${e.entity.key} ${e.entity.state} ${e.at} ${e.bySnapshot} ${e.misses}`).sort();
+  return [...steps, held];
 }
 
 const a = entity('a');

@@ -271,9 +271,10 @@ function sameAttributes(a: Readonly<Record<string, unknown>>, b: Readonly<Record
   }
   let i = 0;
   let same = true;
+  // An undefined member of b needs no case of its own: under another name than a's at its place
+  // it goes to the general comparison, and under the same name it differs from a's defined value.
   for (const key in b) {
     const v = b[key];
-    if (v === undefined) continue;
     // Another order (or another key): the general comparison decides.
     if (i === n || keysOfA[i] !== key) {
       same = sameJson(a, b);

@@ -201,6 +201,9 @@ describe('sameMeaning', () => {
     expect(same({ a: 1, b: 2 }, { b: 2, a: 1 })).toBe(true);
     expect(same({ a: 1, u: undefined }, { a: 1 })).toBe(true);
     expect(same({ a: 1 }, { u: undefined, a: 1 })).toBe(true);
+    expect(same({ a: 1, u: 2 }, { a: 1, u: undefined })).toBe(false);
+    expect(same({ a: 1, u: undefined, b: 2 }, { a: 1, u: undefined, b: 2 })).toBe(true);
+    expect(same({ a: 1, b: 2 }, { a: 1, u: undefined, b: 2 })).toBe(true);
     expect(same({ a: 1, b: 2 }, { a: 1 })).toBe(false);
     expect(same({ a: 1 }, { a: 1, b: 2 })).toBe(false);
     expect(same({ b: 2, a: 1 }, { a: 1 })).toBe(false);

@@ -507,7 +507,8 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
           return;
         }
       }
-      if (prev === undefined && tombstones.size > 0) {
+      // (An empty map's get returns at once: no shortcut for it.)
+      if (prev === undefined) {
         const deletedAt = tombstones.get(key);
         if (deletedAt !== undefined) {
           // Deleted after this snapshot's request started: the snapshot is older news (rule 4).

@@ -432,20 +432,17 @@ function planOf(snapshot: SnapshotObservation, index: BaselineIndex, at: number)
   if (touched.length === 0) return { work: p.work, lacking: p.lacking, prepared: p };
   const work = new Set(p.work);
   const lacking = new Set(p.lacking);
-  // Stryker disable next-line ArrayDeclaration: a made-up key is in no map of creates, so deleting it changes nothing
-  const unbuilt: string[] = [];
   for (const key of touched) {
     const i = p.positions.get(key);
     if (i === undefined) lacking.add(key);
     else {
       work.add(i);
-      if (p.built[i] !== undefined) {
-        p.built[i] = undefined;
-        unbuilt.push(key);
-      }
+      // A create built ahead for it no longer holds: the step visits the record as any other.
+      p.built[i] = undefined;
     }
   }
-  if (unbuilt.length > 0) p.created = p.created.deleteAll(unbuilt);
+  // Keys without a create built ahead are not in the map: deleting them changes nothing.
+  p.created = p.created.deleteAll(touched);
   return { work: [...work].sort((a, b) => a - b), lacking, prepared: p };
 }
 

@@ -204,6 +204,9 @@ describe('sameMeaning', () => {
     expect(same({ a: 1, u: 2 }, { a: 1, u: undefined })).toBe(false);
     expect(same({ a: 1, u: undefined, b: 2 }, { a: 1, u: undefined, b: 2 })).toBe(true);
     expect(same({ a: 1, b: 2 }, { a: 1, u: undefined, b: 2 })).toBe(true);
+    // An undefined member of b past a's last name, named as a longer comparison before left it.
+    expect(same({ a: 1, b: 1, s: 1 }, { a: 1, b: 1, s: 1 })).toBe(true);
+    expect(same({ a: 1, b: 1 }, { a: 1, b: 1, s: undefined })).toBe(true);
     expect(same({ a: 1, b: 2 }, { a: 1 })).toBe(false);
     expect(same({ a: 1 }, { a: 1, b: 2 })).toBe(false);
     expect(same({ b: 2, a: 1 }, { a: 1 })).toBe(false);

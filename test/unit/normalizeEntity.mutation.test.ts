@@ -83,6 +83,14 @@ describe('toEntity', () => {
     expect(toEntity(draft(), 's', t(0), true, true)).not.toHaveProperty('raw');
   });
 
+  it('drops the fields besides type and id of a single ref once no more ref types are shared', () => {
+    // Past its bound (1,000 types), a single ref's list is no longer shared: it is the entity's own.
+    for (let i = 0; i < 1_001; i++) toEntity(draft({ id: `filler-${i}`, parents: [{ type: `t${i}.x`, id: '1' }] }), 's', t(0));
+    const lone = toEntity(draft({ parents: [{ type: 'late.type', id: '1', note: 'n' }] }), 's', t(0)).parents;
+    expect(lone).toEqual([{ type: 'late.type', id: '1' }]);
+    expect(Object.keys(lone[0]!)).toEqual(['type', 'id']);
+  });
+
   it('sorts refs by type then id, drops duplicates and fields other than type and id, and keeps a canonical list as it is', () => {
     const messy = [
       { type: 'nova.instance', id: 'b' },
@@ -105,6 +113,12 @@ describe('toEntity', () => {
       { type: 'a.c', id: '1' },
     ];
     expect(toEntity(draft({ parents: canonical }), 's', t(0)).parents).toBe(canonical);
+    // A field besides type and id is not canonical either, in a list of several in order too.
+    const inOrderWithNote = toEntity(draft({ parents: [{ type: 'a.b', id: '1', note: 'n' }, { type: 'a.c', id: '1' }] }), 's', t(0)).parents;
+    expect(inOrderWithNote).toEqual([
+      { type: 'a.b', id: '1' },
+      { type: 'a.c', id: '1' },
+    ]);
     // Equal neighbours and a wrong order are both not canonical.
     const twice = [
       { type: 'a.b', id: '1' },

@@ -319,7 +319,8 @@ export function toPatch(draft: EntityDraft, source: string, observedAt: string, 
   if (draft.children !== undefined) patch.children = checkRefs(draft.children, 'children', key, scope);
   if (attributes !== undefined) {
     const set: Record<string, unknown> = {};
-    for (const name of Object.keys(attributes)) set[name] = attributes[name] === undefined ? undefined : canonicalize(attributes[name]);
+    // canonicalize(undefined) is undefined: the attribute's removal.
+    for (const name of Object.keys(attributes)) set[name] = canonicalize(attributes[name]);
     patch.attributes = set;
   }
   if (keepRaw && draft.raw !== undefined) patch.raw = draft.raw;

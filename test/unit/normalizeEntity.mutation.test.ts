@@ -1,7 +1,7 @@
-import { Subject, of } from 'rxjs';
+import { Subject, lastValueFrom, of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type InvalidRecord, normalizeEntity, toEntity } from '../../operators/normalizeEntity.js';
-import type { EntityDraft, Observation, Settlement } from '../../src/model.js';
+import { type InvalidRecord, normalizeEntity, toEntity, toPatch } from '../../operators/normalizeEntity.js';
+import type { Entity, EntityDraft, Observation, Settlement } from '../../src/model.js';
 import { t } from '../support/entities.js';
 
 /**
@@ -285,5 +285,37 @@ describe('normalizeEntity', () => {
     normalizeEntity(mapRaw)(other).subscribe({ complete: () => done.push('complete') });
     other.complete();
     expect(done).toEqual(['complete']);
+  });
+});
+
+describe('normalizeEntity in slices', () => {
+  const records = (n: number): EntityDraft[] => Array.from({ length: n }, (_, i) => draft({ id: `r${i}` }));
+  const snapshotOf = (n: number): Observation<EntityDraft> => ({ kind: 'snapshot', source: 's', types: ['nova.instance'], at: t(1), records: records(n) });
+
+  it('normalizes a snapshot of at most one slice at once, and a bigger one with a pause between two slices only', async () => {
+    let pauses = 0;
+    const slice = { records: 2, pause: async (): Promise<void> => void pauses++ };
+    const out: Observation<Entity>[] = [];
+    let complete = false;
+    of(snapshotOf(2))
+      .pipe(normalizeEntity((d: EntityDraft) => d, { slice }))
+      .subscribe({ next: (o) => out.push(o), complete: () => (complete = true) });
+    // Synchronously, without a pause.
+    expect(out).toHaveLength(1);
+    expect(complete).toBe(true);
+    expect(pauses).toBe(0);
+    // Five records in slices of two: three slices, two pauses.
+    const big = await lastValueFrom(of(snapshotOf(5)).pipe(normalizeEntity((d: EntityDraft) => d, { slice })));
+    expect(big.kind === 'snapshot' && big.records.map((e) => e.id)).toEqual(['r0', 'r1', 'r2', 'r3', 'r4']);
+    expect(pauses).toBe(2);
+  });
+});
+
+describe('toPatch', () => {
+  it('leaves the raw record out when there is none, even when asked to keep it, and takes an attribute set to undefined as a removal', () => {
+    const patch = toPatch({ type: 'nova.instance', id: 'a', attributes: { gone: undefined, kept: { b: 1, a: 2 } } }, 's', t(0), true);
+    expect(patch).not.toHaveProperty('raw');
+    expect(patch.attributes).toHaveProperty('gone', undefined);
+    expect(JSON.stringify(patch.attributes!.kept)).toBe('{"a":2,"b":1}');
   });
 });

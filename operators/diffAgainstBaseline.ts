@@ -150,10 +150,13 @@ function effectiveAt(state: BaselineState, entry: BaselineEntry): number {
 let syncedRead: { readonly of: BaselineState['syncedAt']; readonly byScope: Map<string | undefined, Map<EntityType, number>> } | undefined;
 
 function syncedAtOf(syncedAt: BaselineState['syncedAt'], e: Entity): number {
+  // Stryker disable next-line ConditionalExpression: a cache: emptied more often, it reads the same times again (`false` does not compile)
   if (syncedRead?.of !== syncedAt) syncedRead = { of: syncedAt, byScope: new Map() };
   let byType = syncedRead.byScope.get(e.scope);
+  // Stryker disable next-line ConditionalExpression: as above
   if (byType === undefined) syncedRead.byScope.set(e.scope, (byType = new Map()));
   let t = byType.get(e.type);
+  // Stryker disable next-line ConditionalExpression: as above
   if (t === undefined) byType.set(e.type, (t = syncedAt.get(scopedType(e.type, e.scope)) ?? 0));
   return t;
 }

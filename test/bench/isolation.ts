@@ -18,7 +18,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import { type IntervalHistogram, PerformanceObserver, constants, monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { asyncScheduler } from 'rxjs';
 import { createSources, parseConfig } from '../../src/config.js';
@@ -82,13 +82,23 @@ function processCpu(pid: number): number {
 /**
  * With ISOLATION_BENCH_DEBUG: every 500 ms on stderr, what the window looked like: notifications
  * emitted, the queue's ready messages (a passive check on a channel of its own), the event loop's
- * longest delay, the CPU the broker and this process used, and how busy the cloud worker's loop was.
+ * longest delay, the longest minor and major GC pause, the CPU the broker and this process used,
+ * and how busy the cloud worker's loop was.
  */
 async function traceWindow(node: RabbitNode, queue: string, cloud: Worker | undefined, emitted: () => number): Promise<() => Promise<void>> {
   const conn = await OsloPublisher.connect(node.url);
   const beamPid = Number(readFileSync(join(node.dir, 'rabbitmq.pid'), 'utf8').trim());
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
+  // The longest pause of each kind of collection: a stall is the collector's or the code's.
+  let gcMax = { minor: 0, major: 0 };
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = ((e as { detail?: { kind?: number } }).detail?.kind ?? -1) === constants.NODE_PERFORMANCE_GC_MINOR ? 'minor' : 'major';
+      gcMax[kind] = Math.max(gcMax[kind], e.duration);
+    }
+  });
+  gc.observe({ entryTypes: ['gc'] });
   const t0 = performance.now();
   let last = { emitted: emitted(), beam: processCpu(beamPid), self: process.cpuUsage(), elu: cloud?.performance.eventLoopUtilization() };
   let busy = false;
@@ -101,9 +111,10 @@ async function traceWindow(node: RabbitNode, queue: string, cloud: Worker | unde
         const elu = cloud && last.elu && now.elu ? cloud.performance.eventLoopUtilization(now.elu, last.elu).utilization : NaN;
         const self = (now.self.user + now.self.system - last.self.user - last.self.system) / 1e6;
         process.stderr.write(
-          `trace t=${((performance.now() - t0) / 1000).toFixed(1)}s emitted=${now.emitted - last.emitted} ready=${q.messageCount} loopMax=${(loop.max / 1e6).toFixed(0)}ms beamCpu=${(now.beam - last.beam).toFixed(2)}s selfCpu=${self.toFixed(2)}s cloudElu=${elu.toFixed(2)}\n`,
+          `trace t=${((performance.now() - t0) / 1000).toFixed(1)}s emitted=${now.emitted - last.emitted} ready=${q.messageCount} loopMax=${(loop.max / 1e6).toFixed(0)}ms gcMinorMax=${gcMax.minor.toFixed(0)}ms gcMajorMax=${gcMax.major.toFixed(0)}ms beamCpu=${(now.beam - last.beam).toFixed(2)}s selfCpu=${self.toFixed(2)}s cloudElu=${elu.toFixed(2)}\n`,
         );
         loop.reset();
+        gcMax = { minor: 0, major: 0 };
         last = now;
         busy = false;
       },
@@ -113,6 +124,7 @@ async function traceWindow(node: RabbitNode, queue: string, cloud: Worker | unde
   return async () => {
     clearInterval(timer);
     loop.disable();
+    gc.disconnect();
     await conn.close();
   };
 }

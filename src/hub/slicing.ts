@@ -7,21 +7,27 @@
  */
 import { type MonoTypeOperatorFunction, Observable, concatMap, of } from 'rxjs';
 import { type BaselineState, prepareSnapshot } from '../../operators/diffAgainstBaseline.js';
-import type { SliceOptions } from '../../operators/normalizeEntity.js';
+import { SLICE_CHECK, type SliceOptions } from '../../operators/normalizeEntity.js';
 import type { Observation } from '../model.js';
 
 /**
- * Records (or index entries) per slice. About 1–5 ms of work on a loaded 2-core machine
+ * Records (or index entries) per slice at most. About 1–5 ms of work on a loaded 2-core machine
  * (docs/architecture.md, "Big snapshots"): short enough for a 10 ms p99 of the push path.
  */
 export const SLICE_RECORDS = 1000;
+
+/**
+ * A slice's time at most, whatever its records cost: a count alone let one slice run 53 ms on a
+ * loaded machine (docs/scale.md). Half the push path's 10 ms p99.
+ */
+export const SLICE_MS = 5;
 
 /** Yields to the event loop: pending I/O callbacks (a delivered message, a request) run first. */
 export function pauseForIo(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-export const HUB_SLICES: SliceOptions = { records: SLICE_RECORDS, pause: pauseForIo };
+export const HUB_SLICES: SliceOptions = { records: SLICE_RECORDS, ms: SLICE_MS, pause: pauseForIo };
 
 /**
  * Prepares each snapshot of more than `slice.records` records against the baseline as it is
@@ -33,7 +39,17 @@ export function preparedInSlices(state: () => BaselineState, slice: SliceOptions
     if (o.kind !== 'snapshot' || o.records.length <= slice.records) return of(o);
     return new Observable<Observation>((subscriber) => {
       (async () => {
-        while (!prepareSnapshot(state(), o, slice.records)) {
+        const now = slice.now ?? (() => performance.now());
+        const step = slice.ms === undefined ? slice.records : Math.min(slice.records, SLICE_CHECK);
+        for (;;) {
+          const deadline = slice.ms === undefined ? Infinity : now() + slice.ms;
+          let read = 0;
+          let complete: boolean;
+          do {
+            complete = prepareSnapshot(state(), o, step);
+            read += step;
+          } while (!complete && read < slice.records && now() < deadline);
+          if (complete) break;
           await slice.pause();
           if (subscriber.closed) return;
         }

@@ -18,7 +18,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
+import { type IntervalHistogram, PerformanceObserver, constants, monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { asyncScheduler } from 'rxjs';
 import { createSources, parseConfig } from '../../src/config.js';
@@ -82,13 +82,35 @@ function processCpu(pid: number): number {
 /**
  * With ISOLATION_BENCH_DEBUG: every 500 ms on stderr, what the window looked like: notifications
  * emitted, the queue's ready messages (a passive check on a channel of its own), the event loop's
- * longest delay, the CPU the broker and this process used, and how busy the cloud worker's loop was.
+ * longest delay, the longest minor and major GC pause, the longest gap between two 1 ms ticks
+ * with the process's CPU in it, the CPU the broker and this process used, and how busy the cloud
+ * worker's loop was.
  */
 async function traceWindow(node: RabbitNode, queue: string, cloud: Worker | undefined, emitted: () => number): Promise<() => Promise<void>> {
   const conn = await OsloPublisher.connect(node.url);
   const beamPid = Number(readFileSync(join(node.dir, 'rabbitmq.pid'), 'utf8').trim());
   const loop = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
+  // The longest pause of each kind of collection: a stall is the collector's or the code's.
+  let gcMax = { minor: 0, major: 0 };
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = ((e as { detail?: { kind?: number } }).detail?.kind ?? -1) === constants.NODE_PERFORMANCE_GC_MINOR ? 'minor' : 'major';
+      gcMax[kind] = Math.max(gcMax[kind], e.duration);
+    }
+  });
+  gc.observe({ entryTypes: ['gc'] });
+  // The longest gap between two 1 ms ticks, and the CPU the process used in it (all its threads,
+  // so an upper bound for this one): a gap with little CPU waited for a core, one with as much
+  // CPU as wall time was work on this thread (a block, or a collection).
+  let gap = { wall: 0, cpu: 0 };
+  let tick = { wall: performance.now(), cpu: process.cpuUsage() };
+  const ticker = setInterval(() => {
+    const now = { wall: performance.now(), cpu: process.cpuUsage() };
+    const wall = now.wall - tick.wall;
+    if (wall > gap.wall) gap = { wall, cpu: (now.cpu.user + now.cpu.system - tick.cpu.user - tick.cpu.system) / 1000 };
+    tick = now;
+  }, 1);
   const t0 = performance.now();
   let last = { emitted: emitted(), beam: processCpu(beamPid), self: process.cpuUsage(), elu: cloud?.performance.eventLoopUtilization() };
   let busy = false;
@@ -101,9 +123,11 @@ async function traceWindow(node: RabbitNode, queue: string, cloud: Worker | unde
         const elu = cloud && last.elu && now.elu ? cloud.performance.eventLoopUtilization(now.elu, last.elu).utilization : NaN;
         const self = (now.self.user + now.self.system - last.self.user - last.self.system) / 1e6;
         process.stderr.write(
-          `trace t=${((performance.now() - t0) / 1000).toFixed(1)}s emitted=${now.emitted - last.emitted} ready=${q.messageCount} loopMax=${(loop.max / 1e6).toFixed(0)}ms beamCpu=${(now.beam - last.beam).toFixed(2)}s selfCpu=${self.toFixed(2)}s cloudElu=${elu.toFixed(2)}\n`,
+          `trace t=${((performance.now() - t0) / 1000).toFixed(1)}s emitted=${now.emitted - last.emitted} ready=${q.messageCount} loopMax=${(loop.max / 1e6).toFixed(0)}ms gcMinorMax=${gcMax.minor.toFixed(0)}ms gcMajorMax=${gcMax.major.toFixed(0)}ms longestGap=${gap.wall.toFixed(0)}ms/cpu${gap.cpu.toFixed(0)}ms beamCpu=${(now.beam - last.beam).toFixed(2)}s selfCpu=${self.toFixed(2)}s cloudElu=${elu.toFixed(2)}\n`,
         );
         loop.reset();
+        gcMax = { minor: 0, major: 0 };
+        gap = { wall: 0, cpu: 0 };
         last = now;
         busy = false;
       },
@@ -112,7 +136,9 @@ async function traceWindow(node: RabbitNode, queue: string, cloud: Worker | unde
   }, 500);
   return async () => {
     clearInterval(timer);
+    clearInterval(ticker);
     loop.disable();
+    gc.disconnect();
     await conn.close();
   };
 }

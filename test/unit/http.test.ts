@@ -190,6 +190,31 @@ describe('fetchAllPages', () => {
     expect(picked).toEqual(['1', '2']);
   });
 
+  it('reads a page record by record as its bytes arrive, not once the page has ended', async () => {
+    const picked: string[] = [];
+    handler = (_req, res) => {
+      res.write('{"items":[{"id":"1"},');
+      // The rest of the page is sent only once the first record was read: a page parsed whole
+      // would wait for its end, and the request would time out.
+      const more = setInterval(() => {
+        if (picked.length === 0) return;
+        clearInterval(more);
+        res.end('{"id":"2"}]}');
+      }, 5);
+      res.on('close', () => clearInterval(more));
+    };
+    const records = await fetchAllPages<{ id: string }>(client({ retries: 0 }), '/items', { key: 'items', pick: (r) => (picked.push(r.id), r) });
+    expect(records).toEqual([{ id: '1' }, { id: '2' }]);
+  });
+
+  it('bounds one record of a page by maxResponseSize, not the page', async () => {
+    const page = { items: Array.from({ length: 50 }, (_, i) => ({ id: String(i), pad: 'x'.repeat(80) })) };
+    handler = (_req, res) => res.end(JSON.stringify(page));
+    expect(await fetchAllPages(client({ maxResponseBytes: 1000 }), '/items', { key: 'items' })).toHaveLength(50);
+    page.items[7]!.pad = 'x'.repeat(2000);
+    await expect(fetchAllPages(client({ maxResponseBytes: 1000 }), '/items', { key: 'items' })).rejects.toThrow(/GET .*\/items.*maxResponseSize/);
+  });
+
   it('pages a bare JSON array by limit and marker, the marker read by markerOf (Aodh)', async () => {
     handler = (_req, res, url) => {
       const m = Number(url.searchParams.get('marker') ?? 0);

@@ -1,7 +1,7 @@
 import { Subject, firstValueFrom, of, toArray } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { applyObservation, emptyBaseline, indexedBaseline } from '../../operators/diffAgainstBaseline.js';
-import { type SliceOptions, normalizeEntity } from '../../operators/normalizeEntity.js';
+import { SLICE_CHECK, type SliceOptions, normalizeEntity } from '../../operators/normalizeEntity.js';
 import { preparedInSlices } from '../../src/hub/slicing.js';
 import type { Entity, EntityDraft, EntityEvent, Observation } from '../../src/model.js';
 import type { Source, SourceSignal } from '../../src/source.js';
@@ -45,6 +45,30 @@ describe('normalizeEntity in slices', () => {
     slice.resume();
     await settled();
     expect(out).toEqual(['change before', 'snapshot 5', 'change after']);
+  });
+
+  it('ends a slice once its time has passed, before its count of records', async () => {
+    // A clock that each mapped record moves on by 1 ms: a slice of 5 ms ends at the first look
+    // at it, after SLICE_CHECK records (100 of the 1,000 a slice may hold).
+    let clock = 0;
+    const slice = Object.assign(manualPauses(1000), { ms: 5, now: () => clock });
+    let mapped = 0;
+    of<Observation<EntityDraft>>({ kind: 'snapshot', source: 's', types: ['nova.instance'], at: t(1), records: drafts(1500) })
+      .pipe(normalizeEntity((d: EntityDraft) => (mapped++, clock++, d), { slice }))
+      .subscribe();
+    expect(mapped).toBe(SLICE_CHECK);
+    expect(slice.pending).toBe(1);
+    slice.resume();
+    await settled();
+    expect(mapped).toBe(2 * SLICE_CHECK);
+    // A slow clock: the count bounds the slice.
+    clock = 0;
+    mapped = 0;
+    const counted = Object.assign(manualPauses(1000), { ms: 5, now: () => 0 });
+    of<Observation<EntityDraft>>({ kind: 'snapshot', source: 's', types: ['nova.instance'], at: t(1), records: drafts(1500) })
+      .pipe(normalizeEntity((d: EntityDraft) => (mapped++, d), { slice: counted }))
+      .subscribe();
+    expect(mapped).toBe(1000);
   });
 
   it('takes a snapshot no bigger than a slice at once, as without slices', () => {
@@ -138,6 +162,29 @@ describe('preparedInSlices', () => {
     const step = applyObservation(state, big);
     expect(step.events.map((e) => `${e.action} ${e.entity.id} ${e.entity.state}`)).toEqual(['create a ACTIVE', 'create b ACTIVE', 'create d ACTIVE']);
     expect([...step.state.entities.values()].map((v) => `${v.entity.id} ${v.entity.state} ${v.bySnapshot}`).sort()).toEqual(['a ACTIVE true', 'b ACTIVE true', 'c ERROR false', 'd ACTIVE true']);
+  });
+
+  it('ends a slice of the preparation once its time has passed, before its count', async () => {
+    const pausesOf = async (ms: number | undefined): Promise<number> => {
+      let clock = 0;
+      // Each look at the clock finds 1 ms more: with 1 ms a slice, its first look after a step ends it.
+      const slice = Object.assign(manualPauses(1000), ms !== undefined ? { ms } : {}, { now: () => clock++ });
+      const state = indexedBaseline(emptyBaseline());
+      const out: Observation[] = [];
+      of(snapshot(t(10), Array.from({ length: 1500 }, (_, i) => entity(`i${i}`)))).pipe(preparedInSlices(() => state, slice)).subscribe((o) => out.push(o));
+      let pauses = 0;
+      while (slice.pending > 0) {
+        pauses += 1;
+        slice.resume();
+        await settled();
+      }
+      expect(out).toHaveLength(1);
+      return pauses;
+    };
+    // By count: 1,000 records in one slice, the rest and the (empty) index in another.
+    expect(await pausesOf(undefined)).toBe(1);
+    // By time: SLICE_CHECK records a slice, then the index.
+    expect(await pausesOf(1)).toBe(1500 / SLICE_CHECK);
   });
 
   it('passes changes and small snapshots at once', () => {

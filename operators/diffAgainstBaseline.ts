@@ -65,6 +65,11 @@ export interface BaselineStep {
    * time it was stamped with (it was taken at the local time instead, rule 8).
    */
   readonly skewedAt?: string;
+  /**
+   * A snapshot's step: the keys whose entries it set or deleted (a key may repeat), so that the
+   * state store writes them without comparing every entry (src/store/lmdb.ts). Undefined: not said.
+   */
+  readonly touched?: readonly string[];
 }
 
 export interface DiffOptions {
@@ -218,6 +223,15 @@ function indexOf(state: BaselineState): BaselineIndex {
   // Taken: until the caller hands it on, it describes no state.
   index.entities = undefined;
   return index;
+}
+
+/**
+ * The entry `state` holds for `key`: from its plain-Map index while that describes `state` (the
+ * newest state), else from the Immutable map (which hashes a long string key anew on each lookup).
+ */
+export function entryOf(state: BaselineState, key: string): BaselineEntry | undefined {
+  const index = state.index;
+  return index !== undefined && index.entities === state.entities ? index.byKey.get(key) : state.entities.get(key);
 }
 
 /**
@@ -444,6 +458,7 @@ function planOf(snapshot: SnapshotObservation, index: BaselineIndex, at: number)
 
 function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: number): BaselineStep {
   const events: EntityEvent[] = [];
+  const touched: string[] = [];
   const types = new Set<EntityType>(snapshot.types);
   const scope = snapshot.scope;
   const missesBeforeDelete = Math.max(1, snapshot.missesBeforeDelete ?? 1);
@@ -472,6 +487,7 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
       if (ahead !== undefined) {
         // What the lines below do for a new record, its entry already in the map.
         index.set(key, ahead);
+        touched.push(key);
         visited?.add(key);
         events.push(event('create', 'snapshot', entity));
         return;
@@ -489,6 +505,7 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
           const entry: BaselineEntry = { entity, at, bySnapshot: true, misses: 0 };
           map.set(key, entry);
           index.set(key, entry);
+          touched.push(key);
           events[last] = event('create', 'snapshot', entity);
           return;
         }
@@ -511,6 +528,7 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
             const entry: BaselineEntry = { ...prev, at, bySnapshot: true, misses: 0 };
             map.set(key, entry);
             index.set(key, entry);
+            touched.push(key);
           }
           return;
         }
@@ -518,6 +536,7 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
       const entry: BaselineEntry = { entity, at, bySnapshot: true, misses: 0 };
       map.set(key, entry);
       index.set(key, entry);
+      touched.push(key);
       events.push(upsertEvent(prev, entity, 'snapshot'));
     };
     if (plan === undefined) for (let i = 0; i < records.length; i++) visit(i);
@@ -546,8 +565,10 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
         const missed: BaselineEntry = { ...entry, misses };
         map.set(key, missed);
         index.set(key, missed);
+        touched.push(key);
         continue;
       }
+      touched.push(key);
       map.delete(key);
       index.delete(key);
       tombstones = tombstones.set(key, at);
@@ -560,7 +581,7 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
       m.set(name, Math.max(at, m.get(name) ?? 0));
     }
   });
-  return { state: withIndex(baseline(entities, tombstones, syncedAt, state.clock, baselineIndex), baselineIndex), events, observation: snapshot };
+  return { state: withIndex(baseline(entities, tombstones, syncedAt, state.clock, baselineIndex), baselineIndex), events, observation: snapshot, touched };
 }
 
 function applyUpsert(state: BaselineState, change: ChangeObservation, at: number, index: Map<string, BaselineEntry>): BaselineStep {

@@ -207,15 +207,18 @@ export function createCommitLine(options: CommitOptions): CommitLine {
     if (!closed) taken = [];
     confirmed = [];
     const next = batch.length > 0 ? batch[batch.length - 1]!.step.state : persisted;
-    // A snapshot may touch any entry of its types; a change only its own key.
-    let keys: Set<string> | undefined = new Set<string>();
+    // A change touches its own key; a snapshot the keys its step names (any entry of its types if
+    // it names none: the store then compares them all).
+    let keys: string[] | undefined = [];
     const outbox: OutboxEntry[] = [];
     for (const { step, outboxId } of batch) {
       if (outboxId !== undefined) outbox.push({ id: outboxId, events: step.events });
       const o = step.observation;
       if (o === undefined || keys === undefined) continue;
-      if (o.kind === 'snapshot') keys = undefined;
-      else keys.add(o.record.key);
+      if (o.kind !== 'snapshot') keys.push(o.record.key);
+      else if (step.touched === undefined) keys = undefined;
+      else if (batch.length === 1) keys = step.touched.slice();
+      else for (const key of step.touched) keys.push(key);
     }
     written = store.write({ prev: persisted, next, keys, owners: options.owners(), outbox: { add: outbox, remove: deleted } }).then(
       () => {

@@ -73,7 +73,9 @@ describe('the commit line', () => {
       { add: [{ id: 1, events: a.events }], remove: [] },
       { add: [{ id: 2, events: c.events }], remove: [] },
     ]);
-    expect(store.writes[1]!.keys).toEqual(new Set(['nova.instance:c'])); // a change writes its key only
+    // A snapshot writes the keys its step touched, a change its own key only.
+    expect([...store.writes[0]!.keys!].sort()).toEqual(['nova.instance:a', 'nova.instance:b']);
+    expect([...store.writes[1]!.keys!]).toEqual(['nova.instance:c']);
     expect(settled).toEqual([]);
     all.accept(a.events[1]!); // both of a's events (in order: the last covers the first)
     await flush();

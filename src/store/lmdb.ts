@@ -525,18 +525,24 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
     const deleting = foldedIds.concat(folder.takeFolded());
     foldedIds = [];
     // One transaction in log.mdb: the segment, the outbox entries, the deletion of folded segments.
+    // Each write's own promise rejects too when the commit fails (the batch's promise reports it).
+    const quiet = (p: Promise<unknown>): void => void p.catch(() => undefined);
     const done = logRoot.batch(() => {
-      if (bytes !== undefined) void segments.put(id, bytes);
-      for (const folded of deleting) void segments.remove(folded);
+      if (bytes !== undefined) quiet(segments.put(id, bytes));
+      for (const folded of deleting) quiet(segments.remove(folded));
       if (box) {
-        for (const entry of box.add) void outbox.put(entry.id, entry.events.map(storedEvent));
-        for (const outboxId of box.remove) void outbox.remove(outboxId);
+        for (const entry of box.add) quiet(outbox.put(entry.id, entry.events.map(storedEvent)));
+        for (const outboxId of box.remove) quiet(outbox.remove(outboxId));
       }
     });
     // A big batch is started on lmdb's write thread before its callback returns, under a second
     // commit promise that only `committed` reaches; after a failed commit (disk full) it rejects,
     // and unhandled it would end the process (found with the disk-full test).
     logRoot.committed.then(undefined, () => undefined);
+    // A small batch's first write also opens lmdb-js's event-turn batch, whose commit promise is
+    // made in a setImmediate and fails with the same commit: handled once it exists (disk-full test).
+    const env = logRoot;
+    setImmediate(() => void env.committed.then(undefined, () => undefined));
     // With overlappingSync (lmdb-js's default on Linux) a commit may resolve before its pages are
     // flushed; `flushed` waits for that, so nothing is settled (acked) that a machine crash could
     // still take back. Measured: no cost in the persist benchmark beyond this box's noise.

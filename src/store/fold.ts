@@ -45,12 +45,13 @@ export type StoredEntry = [
   scope?: string,
 ];
 
-/** What the rows of a segment have in common, left out of each compact row: type, source, at, bySnapshot, misses. */
-export type SegmentHeader = [type: EntityType, source: string, at: number, bySnapshot: 0 | 1, misses: number];
+/** What the rows of a segment have in common, left out of each compact row. */
+export type SegmentHeader = [type: EntityType, source: string, at: number, bySnapshot: 0 | 1, misses: number, observedAt: string];
 
 /**
- * One entry in a segment: compact, `[key, id, name, state, project, parents, children, observedAt,
- * attributes]` (9 fields; the rest is the header's), or whole, `[key, ...StoredEntry]` (14 or 15).
+ * One entry in a segment: compact, `[key, name, state, project, parents, children, attributes]`
+ * (7 fields: the id is the key's part after `<type>:`, the rest is the header's), or whole,
+ * `[key, ...StoredEntry]` (14 or 15).
  */
 export type SegmentRow = [key: string, ...rest: unknown[]];
 
@@ -73,13 +74,13 @@ export interface Segment {
   o: Record<string, string>;
 }
 
-const COMPACT = 9;
+const COMPACT = 7;
 
 /** A segment row back as a StoredEntry. */
 export function unpackRow(row: SegmentRow, h: SegmentHeader | 0): StoredEntry {
   if (row.length !== COMPACT || h === 0) return row.slice(1) as StoredEntry;
   const r = row as unknown[];
-  return [h[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], h[1], r[8], h[2], h[3], h[4]] as StoredEntry;
+  return [h[0], row[0].slice(h[0].length + 1), r[1], r[2], r[3], r[4], r[5], h[5], h[1], r[6], h[2], h[3], h[4]] as StoredEntry;
 }
 
 /**
@@ -96,7 +97,7 @@ const entities = root.openDB({ name: 'entities', encoding: 'json' });
 const tombstones = root.openDB({ name: 'tombstones', encoding: 'json' });
 function unpack(row, h) {
   if (row.length !== ${COMPACT} || h === 0) return row.slice(1);
-  return [h[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], h[1], row[8], h[2], h[3], h[4]];
+  return [h[0], row[0].slice(h[0].length + 1), row[1], row[2], row[3], row[4], row[5], h[5], h[1], row[6], h[2], h[3], h[4]];
 }
 let queue = [];
 let closing = false;

@@ -288,14 +288,27 @@ function routeLmdbConsole(log: Logger): () => void {
 /** The segment header of an entry: what most rows of a snapshot's write have in common. */
 function header(entry: BaselineEntry): SegmentHeader {
   const e = entry.entity;
-  return [e.type, e.source, entry.at, entry.bySnapshot ? 1 : 0, entry.misses];
+  return [e.type, e.source, entry.at, entry.bySnapshot ? 1 : 0, entry.misses, e.observedAt];
 }
 
-/** An entry as a segment row: compact when it has the header's common fields and no scope. */
+/**
+ * An entry as a segment row: compact when it has the header's common fields, no scope, and the
+ * key `<type>:<id>` (as entityKey makes it), so the id need not be written.
+ */
 function row(key: string, entry: BaselineEntry, h: SegmentHeader): SegmentRow {
   const e = entry.entity;
-  if (e.scope === undefined && e.type === h[0] && e.source === h[1] && entry.at === h[2] && (entry.bySnapshot ? 1 : 0) === h[3] && entry.misses === h[4]) {
-    return [key, e.id, e.name ?? null, e.state, e.project ?? null, e.parents, e.children, e.observedAt, e.attributes];
+  if (
+    e.scope === undefined &&
+    e.type === h[0] &&
+    e.source === h[1] &&
+    entry.at === h[2] &&
+    (entry.bySnapshot ? 1 : 0) === h[3] &&
+    entry.misses === h[4] &&
+    e.observedAt === h[5] &&
+    key.length === h[0].length + 1 + e.id.length &&
+    key.endsWith(e.id)
+  ) {
+    return [key, e.name ?? null, e.state, e.project ?? null, e.parents, e.children, e.attributes];
   }
   return [key, ...stored(entry)];
 }

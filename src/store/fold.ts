@@ -154,6 +154,8 @@ export interface Folder {
    * when they fill their ArrayBuffer: a copy of 40 MB costs the main thread ~50 ms).
    */
   fold(id: number, bytes: Buffer): void;
+  /** Bytes of the segments handed over and not folded yet. */
+  unfoldedBytes(): number;
   /** Ids folded (and flushed in baseline.mdb) since the last call: the log may delete them. */
   takeFolded(): number[];
   /** Folds what was handed over, then ends the worker; resolves when it has ended. */
@@ -167,7 +169,8 @@ export interface Folder {
 export function createFolder(path: string, log: Logger, read: (id: number) => Buffer | undefined): Folder {
   const lmdb = createRequire(import.meta.url).resolve('lmdb');
   /** Segments handed over and not yet folded: handed again (read back) to a new worker after a failure. */
-  const unfolded = new Set<number>();
+  const unfolded = new Map<number, number>();
+  let unfoldedBytes = 0;
   let folded: number[] = [];
   let worker: Worker | undefined;
   let failures = 0;
@@ -182,9 +185,10 @@ export function createFolder(path: string, log: Logger, read: (id: number) => Bu
       w.on('message', (m: { folded?: number; error?: string }) => {
         if (m.folded !== undefined) {
           failures = 0;
-          for (const id of unfolded) {
+          for (const [id, size] of unfolded) {
             if (id > m.folded) break;
             unfolded.delete(id);
+            unfoldedBytes -= size;
             folded.push(id);
           }
         } else if (m.error !== undefined) {
@@ -200,7 +204,7 @@ export function createFolder(path: string, log: Logger, read: (id: number) => Bu
           restart = setTimeout(() => {
             restart = undefined;
             if (closing || worker) return;
-            for (const id of unfolded) {
+            for (const id of unfolded.keys()) {
               const bytes = read(id);
               if (bytes !== undefined) post(id, bytes);
             }
@@ -221,9 +225,11 @@ export function createFolder(path: string, log: Logger, read: (id: number) => Bu
 
   return {
     fold(id, bytes) {
-      unfolded.add(id);
+      unfolded.set(id, bytes.byteLength);
+      unfoldedBytes += bytes.byteLength;
       if (restart === undefined) post(id, bytes);
     },
+    unfoldedBytes: () => unfoldedBytes,
     takeFolded() {
       const ids = folded;
       folded = [];

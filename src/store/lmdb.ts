@@ -111,6 +111,8 @@ export interface BaselineStore {
   load(): StoredBaseline;
   /** Writes one delta as one transaction; resolves once it is committed. */
   write(delta: BaselineDelta): Promise<void>;
+  /** Bytes written to the log and not yet folded into the table (the commit line's backpressure). */
+  unfoldedBytes?(): number;
   close(): Promise<void>;
 }
 
@@ -451,6 +453,7 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
       const state = restoreBaseline({ entities: entries, tombstones: ImmutableMap(deleted), syncedAt: ImmutableMap<EntityType, number>(Object.entries(syncedAt)), clock });
       return { state, owners: new Map(Object.entries(owners)), outbox: unconfirmed, lastOutboxId: unconfirmed.at(-1)?.id ?? 0 };
     },
+    unfoldedBytes: () => folder.unfoldedBytes(),
     async write(delta) {
       if (failed) {
         // Not awaited: after a failed commit lmdb-js's close() never resolves either.

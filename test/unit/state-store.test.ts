@@ -258,6 +258,29 @@ describe('createSynchronizer({state})', () => {
     expect(start(dir).sync.snapshot()).toEqual([entry!.entity]);
   });
 
+  it('migrates a format-3 store in place: its outbox moves to log.mdb and is emitted again', async () => {
+    const dir = tempDir();
+    const root = open({ path: join(dir, 'baseline.mdb'), maxDbs: 8 });
+    await root.openDB({ name: 'meta', encoding: 'json' }).put('format', { format: 'synchronizer.state', version: 3 });
+    const a = entity('a', 'ACTIVE', { name: 'vm-a' });
+    await root.openDB({ name: 'entities', encoding: 'json' }).put(a.key, [a.type, a.id, 'vm-a', 'ACTIVE', null, [], [], a.observedAt, a.source, {}, Date.parse(t(0)), 1, 0]);
+    await root.openDB({ name: 'outbox', encoding: 'json' }).put(4, [['create', 's', a.key, 0]]);
+    await root.close();
+
+    const store = openBaselineStore(dir);
+    const { state, outbox, lastOutboxId } = store.load();
+    await store.close();
+    expect(state.entities.get(a.key)?.entity).toEqual(a);
+    expect([lastOutboxId, outbox.map((o) => [o.id, o.events.map((e) => `${e.action}:${e.entity.id}:${e.origin}`)])]).toEqual([4, [[4, ['create:a:snapshot']]]]);
+    const check = open({ path: join(dir, 'baseline.mdb'), maxDbs: 8 });
+    expect(check.openDB({ name: 'meta', encoding: 'json' }).get('format')).toEqual({ format: 'synchronizer.state', version: STATE_VERSION });
+    expect(check.openDB({ name: 'outbox', encoding: 'json' }).getCount()).toBe(0);
+    await check.close();
+    const log = open({ path: join(dir, 'log.mdb'), maxDbs: 4 });
+    expect([...log.openDB({ name: 'outbox', encoding: 'json' }).getRange()].map(({ key, value }) => [key, value])).toEqual([[4, [['create', 's', a.key, 0]]]]);
+    await log.close();
+  });
+
   it('refuses a foreign folder, a foreign LMDB file and a newer format, and changes nothing in them', async () => {
     const foreign = tempDir();
     writeFileSync(join(foreign, 'notes.txt'), 'mine');

@@ -23,9 +23,8 @@ import { join, resolve } from 'node:path';
 import { Map as ImmutableMap } from 'immutable';
 import { createRequire } from 'node:module';
 import type { Database, RootDatabase, open as OpenLmdb } from 'lmdb';
-import { type BaselineEntry, type BaselineState, entryOf, restoreBaseline } from '../../operators/diffAgainstBaseline.js';
+import { type BaselineEntry, type BaselineState, entityEvent, entryOf, restoreBaseline } from '../../operators/diffAgainstBaseline.js';
 import { type Logger, errorMessage, silentLogger } from '../log.js';
-import { entityHash } from '../hash.js';
 import type { Entity, EntityEvent, EntityRef, EntityType } from '../model.js';
 import { type Segment, type SegmentHeader, type SegmentRow, type StoredEntry, createFolder, unpackRow } from './fold.js';
 
@@ -166,8 +165,7 @@ function restoredEvent(v: StoredEvent, entries: ReadonlyMap<string, BaselineEntr
   const origin = v[1] === 's' ? 'snapshot' : 'notification';
   const entity = v[0] === 'delete' ? restoredEntity(v[2], v[4]) : entries.get(v[2])?.entity;
   if (entity === undefined) return undefined;
-  const changed = v[3] === 0 ? {} : { changed: v[3] };
-  return { action: v[0], origin, entity, ...changed, hash: entityHash(entity) };
+  return entityEvent(v[0], origin, entity, v[3] === 0 ? undefined : v[3]);
 }
 
 function stored(entry: BaselineEntry): StoredEntry {

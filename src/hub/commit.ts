@@ -45,6 +45,13 @@ export const STATE_HEALTH = 'state';
  */
 export const MAX_UNWRITTEN_SNAPSHOTS = 4;
 
+/**
+ * Bytes written to the store's log and not yet folded into its table past which snapshots are not
+ * taken either (the same backpressure): a fold that fails or lags would otherwise let the log grow
+ * without bound. About ten first snapshots of 100,000 Nova servers.
+ */
+export const MAX_UNFOLDED_BYTES = 512 * 1024 * 1024;
+
 /** A step emitted, waiting for the gates. */
 interface Emitted {
   step: BaselineStep;
@@ -152,7 +159,9 @@ export function createCommitLine(options: CommitOptions): CommitLine {
   };
   /** The state's health: the write's error, and the backpressure while snapshots are left out. */
   const reportDown = (retryInMs?: number): void => {
-    const backlog = refused > 0 ? `${unwrittenSnapshots} snapshots wait to be written, newer ones are not taken until they are (${refused} left out so far)` : undefined;
+    const unfolded = store?.unfoldedBytes?.() ?? 0;
+    const lag = unfolded >= MAX_UNFOLDED_BYTES ? ` (and ${Math.round(unfolded / 1048576)} MiB of the log wait to be folded)` : '';
+    const backlog = refused > 0 ? `${unwrittenSnapshots} snapshots wait to be written${lag}, newer ones are not taken until they are (${refused} left out so far)` : undefined;
     const message = [writeError ? `writing the state store in ${store?.dir}: ${errorMessage(writeError)}` : undefined, backlog].filter((m) => m !== undefined).join('; ');
     health.set(STATE_HEALTH, { status: 'down', failures, error: writeError ? new Error(message, { cause: writeError }) : message, ...(retryInMs === undefined ? {} : { retryInMs }) });
   };
@@ -207,15 +216,18 @@ export function createCommitLine(options: CommitOptions): CommitLine {
     if (!closed) taken = [];
     confirmed = [];
     const next = batch.length > 0 ? batch[batch.length - 1]!.step.state : persisted;
-    // A snapshot may touch any entry of its types; a change only its own key.
-    let keys: Set<string> | undefined = new Set<string>();
+    // A change touches its own key; a snapshot the keys its step names (any entry of its types if
+    // it names none: the store then compares them all).
+    let keys: string[] | undefined = [];
     const outbox: OutboxEntry[] = [];
     for (const { step, outboxId } of batch) {
       if (outboxId !== undefined) outbox.push({ id: outboxId, events: step.events });
       const o = step.observation;
       if (o === undefined || keys === undefined) continue;
-      if (o.kind === 'snapshot') keys = undefined;
-      else keys.add(o.record.key);
+      if (o.kind !== 'snapshot') keys.push(o.record.key);
+      else if (step.touched === undefined) keys = undefined;
+      else if (batch.length === 1) keys = step.touched.slice();
+      else for (const key of step.touched) keys.push(key);
     }
     written = store.write({ prev: persisted, next, keys, owners: options.owners(), outbox: { add: outbox, remove: deleted } }).then(
       () => {
@@ -259,8 +271,10 @@ export function createCommitLine(options: CommitOptions): CommitLine {
 
   return {
     admits(o) {
-      if (!store || o.kind !== 'snapshot' || unwrittenSnapshots < maxUnwrittenSnapshots) return true;
-      if (refused++ === 0) log.warn('state: snapshots wait to be written, newer ones are not taken until they are', { waiting: unwrittenSnapshots, source: o.source });
+      if (!store || o.kind !== 'snapshot') return true;
+      const unfolded = store.unfoldedBytes?.() ?? 0;
+      if (unwrittenSnapshots < maxUnwrittenSnapshots && unfolded < MAX_UNFOLDED_BYTES) return true;
+      if (refused++ === 0) log.warn('state: snapshots wait to be written, newer ones are not taken until they are', { waiting: unwrittenSnapshots, unfoldedBytes: unfolded, source: o.source });
       reportDown();
       return false;
     },

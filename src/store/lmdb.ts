@@ -4,36 +4,53 @@
  * LMDB's copy-on-write B-tree survives kill -9 at any point with the last committed transaction,
  * reads are synchronous and fast (the load at start), and one transaction takes a whole snapshot.
  *
- * Layout (one environment, `baseline.mdb`, with named databases):
- *   meta        format → {format, version}; syncedAt → {type: ms}; clock → ms; owners → {type: source}
- *   entities    entity key → [type, id, name, state, project, parents, children, observedAt, source,
- *                                 attributes, at, bySnapshot (0/1), misses, scope?]   (version 2; see StoredEntry)
- *   tombstones  entity key → deletion time, ms
- *   outbox      id (a growing integer) → the events of one step, written with the step before they
- *               are emitted and deleted once every sink took them over (version 3; see StoredEvent)
+ * Layout (version 4): two environments, each with its own write lock.
+ *   baseline.mdb, the folded table, written only by the fold worker (fold.ts):
+ *     meta        format → {format, version}; syncedAt → {type: ms}; clock → ms; owners → {type: source};
+ *                 folded → the id of the last log segment folded in
+ *     entities    entity key → [type, id, name, state, project, parents, children, observedAt, source,
+ *                                   attributes, at, bySnapshot (0/1), misses, scope?]   (see StoredEntry)
+ *     tombstones  entity key → deletion time, ms
+ *   log.mdb, what the main thread writes, one transaction per group commit:
+ *     segments    id (a growing integer) → one JSON text: the changes of a group commit (fold.ts, Segment),
+ *                 deleted once folded
+ *     outbox      id (a growing integer) → the events of one step, written with the step before they
+ *                 are emitted and deleted once every sink took them over (see StoredEvent)
+ * The baseline is the table with the segments after `folded` applied in order.
  */
 import { closeSync, existsSync, mkdirSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Map as ImmutableMap } from 'immutable';
 import { createRequire } from 'node:module';
 import type { Database, RootDatabase, open as OpenLmdb } from 'lmdb';
-import { type BaselineEntry, type BaselineState, restoreBaseline } from '../../operators/diffAgainstBaseline.js';
+import { type BaselineEntry, type BaselineState, entityEvent, entryOf, restoreBaseline } from '../../operators/diffAgainstBaseline.js';
 import { type Logger, errorMessage, silentLogger } from '../log.js';
-import { entityHash } from '../hash.js';
 import type { Entity, EntityEvent, EntityRef, EntityType } from '../model.js';
+import { type Segment, type SegmentHeader, type SegmentRow, type StoredEntry, createFolder, unpackRow } from './fold.js';
 
 export const STATE_FORMAT = 'synchronizer.state';
 /** Bump on an incompatible change of the layout, and add the step from the previous one to MIGRATIONS. */
-export const STATE_VERSION = 3;
+export const STATE_VERSION = 4;
 const FILE = 'baseline.mdb';
-/** What LMDB keeps in the folder: the data file and its lock file. */
-const OWN_FILES = new Set([FILE, `${FILE}-lock`]);
+const LOG_FILE = 'log.mdb';
+/** What LMDB keeps in the folder: the data files and their lock files. */
+const OWN_FILES = new Set([FILE, `${FILE}-lock`, LOG_FILE, `${LOG_FILE}-lock`]);
+
+interface Databases {
+  meta: Database;
+  entities: Database;
+  tombstones: Database;
+  /** baseline.mdb's outbox, format 3 (gone in 4). */
+  outbox: Database;
+  /** log.mdb's outbox (format 4). */
+  logOutbox: Database;
+}
 
 /**
  * Steps from an older format version to the next (index = the old version). A store of a version
  * without a step here is refused.
  */
-const MIGRATIONS: Record<number, (store: { meta: Database; entities: Database; tombstones: Database; outbox: Database }) => void> = {
+const MIGRATIONS: Record<number, (store: Databases) => void> = {
   // 1 → 2: entries from {entity, at, bySnapshot, misses} objects to StoredEntry arrays.
   1: ({ entities }) => {
     for (const { key, value } of entities.getRange()) {
@@ -43,6 +60,12 @@ const MIGRATIONS: Record<number, (store: { meta: Database; entities: Database; t
   },
   // 2 → 3: the outbox database, empty (a version-2 store acked only what it had written).
   2: () => undefined,
+  // 3 → 4: the outbox moves to log.mdb (same ids, same records). Copied first, then emptied here in
+  // the transaction that sets version 4: a crash in between copies the same records again.
+  3: ({ outbox, logOutbox }) => {
+    for (const { key, value } of outbox.getRange()) logOutbox.putSync(key, value);
+    outbox.clearSync();
+  },
 };
 
 /** The state folder cannot be used: foreign, corrupt, or from another version. Nothing in it was changed. */
@@ -71,8 +94,11 @@ export interface StoredBaseline {
 export interface BaselineDelta {
   prev: BaselineState;
   next: BaselineState;
-  /** Keys whose entries may have changed; undefined: compare every entry (a snapshot was applied). */
-  keys: ReadonlySet<string> | undefined;
+  /**
+   * Keys whose entries may have changed (a key may repeat); undefined: compare every entry (a
+   * snapshot whose step did not say what it touched).
+   */
+  keys: Iterable<string> | undefined;
   owners: ReadonlyMap<EntityType, string>;
   /** Outbox entries to add (the events of the steps up to `next`) and ids to delete, in the same transaction. */
   outbox?: { add: readonly OutboxEntry[]; remove: readonly number[] };
@@ -84,32 +110,18 @@ export interface BaselineStore {
   load(): StoredBaseline;
   /** Writes one delta as one transaction; resolves once it is committed. */
   write(delta: BaselineDelta): Promise<void>;
+  /** Bytes written to the log and not yet folded into the table (the commit line's backpressure). */
+  unfoldedBytes?(): number;
   close(): Promise<void>;
 }
 
-/**
- * A stored entry: the entity's fields and the entry's, by position. Not `raw` (never persisted:
- * memory and disk), not `key` (the database key). Positions rather than an object: measured on
- * 100k Nova servers, JSON.stringify of the array takes ~0.6× the time of the object (whose copy
- * without `raw` cost a rest spread too) and 384 bytes instead of 574, and parsing it back is faster.
+/*
+ * A stored entry (StoredEntry, fold.ts) is the entity's fields and the entry's, by position. Not
+ * `raw` (never persisted: memory and disk), not `key` (the database key). Positions rather than an
+ * object: measured on 100k Nova servers, JSON.stringify of the array takes ~0.6× the time of the
+ * object (whose copy without `raw` cost a rest spread too) and 384 bytes instead of 574, and
+ * parsing it back is faster.
  */
-type StoredEntry = [
-  type: EntityType,
-  id: string,
-  name: string | null,
-  state: string,
-  project: string | null,
-  parents: EntityRef[],
-  children: EntityRef[],
-  observedAt: string,
-  source: string,
-  attributes: Record<string, unknown>,
-  at: number,
-  bySnapshot: 0 | 1,
-  misses: number,
-  /** Only for a scoped entity: an unscoped entry is what format 2 always wrote, so no migration. */
-  scope?: string,
-];
 
 /**
  * An outbox event: a create or an update names its entity by key only (the entity is the entry
@@ -153,8 +165,7 @@ function restoredEvent(v: StoredEvent, entries: ReadonlyMap<string, BaselineEntr
   const origin = v[1] === 's' ? 'snapshot' : 'notification';
   const entity = v[0] === 'delete' ? restoredEntity(v[2], v[4]) : entries.get(v[2])?.entity;
   if (entity === undefined) return undefined;
-  const changed = v[3] === 0 ? {} : { changed: v[3] };
-  return { action: v[0], origin, entity, ...changed, hash: entityHash(entity) };
+  return entityEvent(v[0], origin, entity, v[3] === 0 ? undefined : v[3]);
 }
 
 function stored(entry: BaselineEntry): StoredEntry {
@@ -274,6 +285,34 @@ function routeLmdbConsole(log: Logger): () => void {
   return () => void lmdbLogs.delete(log);
 }
 
+/** The segment header of an entry: what most rows of a snapshot's write have in common. */
+function header(entry: BaselineEntry): SegmentHeader {
+  const e = entry.entity;
+  return [e.type, e.source, entry.at, entry.bySnapshot ? 1 : 0, entry.misses, e.observedAt];
+}
+
+/**
+ * An entry as a segment row: compact when it has the header's common fields, no scope, and the
+ * key `<type>:<id>` (as entityKey makes it), so the id need not be written.
+ */
+function row(key: string, entry: BaselineEntry, h: SegmentHeader): SegmentRow {
+  const e = entry.entity;
+  if (
+    e.scope === undefined &&
+    e.type === h[0] &&
+    e.source === h[1] &&
+    entry.at === h[2] &&
+    (entry.bySnapshot ? 1 : 0) === h[3] &&
+    entry.misses === h[4] &&
+    e.observedAt === h[5] &&
+    key.length === h[0].length + 1 + e.id.length &&
+    key.endsWith(e.id)
+  ) {
+    return [key, e.name ?? null, e.state, e.project ?? null, e.parents, e.children, e.attributes];
+  }
+  return [key, ...stored(entry)];
+}
+
 /**
  * Opens (creating if needed) the store in `dir`. Throws a StateError for a foreign, corrupt or
  * newer folder, and leaves it as it was. `log` takes what lmdb-js itself would print.
@@ -282,25 +321,33 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
   const dir = resolve(dirOption);
   checkFolder(dir);
   checkDataFile(join(dir, FILE));
+  checkDataFile(join(dir, LOG_FILE));
   let root!: RootDatabase;
   let meta!: Database;
   let entities!: Database<StoredEntry, string>;
   let tombstones!: Database<number, string>;
+  let oldOutbox!: Database<StoredEvent[], number>;
+  let logRoot!: RootDatabase;
+  let segments!: Database<Buffer, number>;
   let outbox!: Database<StoredEvent[], number>;
-  const openEnvironment = (): void => {
+  const openLog = (): void => {
+    logRoot = openLmdb({ path: join(dir, LOG_FILE), maxDbs: 4 });
+    segments = logRoot.openDB<Buffer, number>({ name: 'segments', encoding: 'binary' });
+    outbox = logRoot.openDB<StoredEvent[], number>({ name: 'outbox', encoding: 'json' });
+  };
+  try {
     root = openLmdb({ path: join(dir, FILE), maxDbs: 8 });
     meta = root.openDB({ name: 'meta', encoding: 'json' });
     entities = root.openDB<StoredEntry, string>({ name: 'entities', encoding: 'json' });
     tombstones = root.openDB<number, string>({ name: 'tombstones', encoding: 'json' });
-    outbox = root.openDB<StoredEvent[], number>({ name: 'outbox', encoding: 'json' });
-  };
-  try {
-    openEnvironment();
+    oldOutbox = root.openDB<StoredEvent[], number>({ name: 'outbox', encoding: 'json' });
+    openLog();
   } catch (e) {
     throw new StateError(`cannot open the state store in ${dir} (corrupt, or not a synchronizer state folder): ${errorMessage(e)}; nothing was changed`, { cause: e });
   }
   const refuse = (why: string, cause?: unknown): never => {
     void root.close();
+    void logRoot.close();
     throw new StateError(`state.dir ${dir}: ${why}; nothing was changed`, cause === undefined ? undefined : { cause });
   };
   let format: { format?: unknown; version?: unknown } | undefined;
@@ -309,9 +356,13 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
   } catch (e) {
     refuse(`cannot read the store (corrupt?): ${errorMessage(e)}`, e);
   }
+  const foreignIn = (env: RootDatabase, own: readonly string[]): string[] =>
+    [...env.getKeys({ limit: 10 })].map(String).filter((k) => !own.includes(k));
+  const foreignLog = foreignIn(logRoot, ['segments', 'outbox']);
+  if (foreignLog.length > 0) refuse(`${LOG_FILE} is an LMDB file but not a synchronizer state log (it holds ${foreignLog.join(', ')})`);
   if (format === undefined) {
     // A new store, or an LMDB file of someone else's.
-    const names = [...root.getKeys({ limit: 10 })].map(String).filter((k) => !['meta', 'entities', 'tombstones', 'outbox'].includes(k));
+    const names = foreignIn(root, ['meta', 'entities', 'tombstones', 'outbox']);
     if (names.length > 0) refuse(`${FILE} is an LMDB file but not a synchronizer state store (it holds ${names.join(', ')})`);
     meta.putSync('format', { format: STATE_FORMAT, version: STATE_VERSION });
   } else if (format.format !== STATE_FORMAT || typeof format.version !== 'number') {
@@ -322,10 +373,13 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
     for (let v = format.version; v < STATE_VERSION; v++) {
       const step = MIGRATIONS[v];
       if (!step) refuse(`the store has format version ${format.version}, which this synchronizer cannot migrate (it reads ${STATE_VERSION}): start afresh with a new folder`);
-      root.transactionSync(() => {
-        step!({ meta, entities, tombstones, outbox });
-        meta.putSync('format', { format: STATE_FORMAT, version: v + 1 });
-      });
+      // A step writing log.mdb too does so in a transaction of its own, inside this one.
+      logRoot.transactionSync(() =>
+        root.transactionSync(() => {
+          step!({ meta, entities, tombstones, outbox: oldOutbox, logOutbox: outbox });
+          meta.putSync('format', { format: STATE_FORMAT, version: v + 1 });
+        }),
+      );
     }
   }
 
@@ -337,25 +391,54 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
    * main thread for the second 100k snapshot, 1 % changed, on the loaded box).
    */
   const held = new Map<string, BaselineEntry>();
-  /** The last commit failed: the environment is opened again before the next write. */
+  const folder = createFolder(join(dir, FILE), log, (id) => {
+    const bytes = segments.get(id);
+    return bytes === undefined ? undefined : Buffer.from(bytes);
+  });
+  /** The next segment's id (ids only grow: folded ones are compared with `folded`). */
+  let nextSegment = 1;
+  /** Segments folded (or found folded at load), to delete in the next log write. */
+  let foldedIds: number[] = [];
+  /** The owners as the last segment wrote them (JSON). */
+  let lastOwners: string | undefined;
+  /** The last commit failed: the log environment is opened again before the next write. */
   let failed = false;
   return {
     dir,
     load() {
-      const entries = ImmutableMap<string, BaselineEntry>().withMutations((map) => {
-        held.clear();
-        for (const { key, value } of entities.getRange()) {
-          const entry = restored(key, value);
-          held.set(key, entry);
-          map.set(key, entry);
+      held.clear();
+      for (const { key, value } of entities.getRange()) held.set(key, restored(key, value));
+      const deleted = new Map<string, number>();
+      for (const { key, value } of tombstones.getRange()) deleted.set(key, value);
+      let syncedAt = (meta.get('syncedAt') as Record<string, number> | undefined) ?? {};
+      let clock = (meta.get('clock') as number | undefined) ?? 0;
+      let owners = (meta.get('owners') as Record<string, string> | undefined) ?? {};
+      lastOwners = JSON.stringify(owners);
+      const folded = (meta.get('folded') as number | undefined) ?? 0;
+      // The segments not folded yet (a crash, or a stop before the fold ended), in order.
+      for (const { key: id, value } of segments.getRange()) {
+        nextSegment = id + 1;
+        if (id <= folded) {
+          foldedIds.push(id);
+          continue;
         }
+        // A copy: what getRange hands out may be lmdb-js's own memory, and the copy is transferred.
+        const bytes = Buffer.from(value);
+        const s = JSON.parse(bytes.toString()) as Segment;
+        for (const r of s.e) held.set(r[0], restored(r[0], unpackRow(r, s.h)));
+        for (const key of s.r) held.delete(key);
+        for (const [key, at] of s.t) deleted.set(key, at);
+        for (const key of s.tr) deleted.delete(key);
+        if (s.s !== undefined) syncedAt = s.s;
+        if (s.c !== undefined) clock = s.c;
+        owners = s.o;
+        lastOwners = JSON.stringify(owners);
+        folder.fold(id, bytes);
+      }
+      nextSegment = Math.max(nextSegment, folded + 1);
+      const entries = ImmutableMap<string, BaselineEntry>().withMutations((map) => {
+        for (const [key, entry] of held) map.set(key, entry);
       });
-      const deleted = ImmutableMap<string, number>().withMutations((map) => {
-        for (const { key, value } of tombstones.getRange()) map.set(key, value);
-      });
-      const syncedAt = ImmutableMap<EntityType, number>(Object.entries((meta.get('syncedAt') as Record<string, number> | undefined) ?? {}));
-      const clock = (meta.get('clock') as number | undefined) ?? 0;
-      const owners = new Map(Object.entries((meta.get('owners') as Record<string, string> | undefined) ?? {}));
       const unconfirmed: OutboxEntry[] = [];
       for (const { key, value } of outbox.getRange()) {
         const events: EntityEvent[] = [];
@@ -365,21 +448,35 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
         }
         unconfirmed.push({ id: key, events });
       }
-      return { state: restoreBaseline({ entities: entries, tombstones: deleted, syncedAt, clock }), owners, outbox: unconfirmed, lastOutboxId: unconfirmed.at(-1)?.id ?? 0 };
+      const state = restoreBaseline({ entities: entries, tombstones: ImmutableMap(deleted), syncedAt: ImmutableMap<EntityType, number>(Object.entries(syncedAt)), clock });
+      return { state, owners: new Map(Object.entries(owners)), outbox: unconfirmed, lastOutboxId: unconfirmed.at(-1)?.id ?? 0 };
     },
+    unfoldedBytes: () => folder.unfoldedBytes(),
     async write(delta) {
       if (failed) {
         // Not awaited: after a failed commit lmdb-js's close() never resolves either.
-        root.close().catch(() => undefined);
-        openEnvironment();
+        logRoot.close().catch(() => undefined);
+        openLog();
         failed = false;
       }
       return writeDelta(delta);
     },
     async close() {
+      // The fold of what was written, then the deletion of the folded segments: a clean stop
+      // leaves the table whole and the log empty (the fold flushed before the deletion).
+      await folder.close();
+      foldedIds.push(...folder.takeFolded());
+      if (!failed && foldedIds.length > 0) {
+        const ids = foldedIds;
+        foldedIds = [];
+        await logRoot.batch(() => {
+          for (const id of ids) void segments.remove(id);
+        }).then(undefined, () => undefined);
+      }
       // After a failed commit lmdb-js's close() never resolves: do not wait for it then.
-      if (failed) void root.close().catch(() => undefined);
-      else await root.close();
+      if (failed) void logRoot.close().catch(() => undefined);
+      else await logRoot.close();
+      await root.close();
       unroute();
     },
   };
@@ -389,6 +486,8 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
     const putKeys: string[] = [];
     const putEntries: BaselineEntry[] = [];
     const removed: string[] = [];
+    // A key named twice (a repeated record, two steps in one write) is written twice, the same
+    // entry (the newest state's): harmless, and cheaper than a Set of 100,000 keys.
     const check = (entry: BaselineEntry | undefined, key: string): void => {
       if (entry === undefined) {
         if (held.has(key)) removed.push(key);
@@ -398,7 +497,7 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
       }
     };
     if (prev.entities !== next.entities) {
-      if (keys !== undefined) for (const key of keys) check(next.entities.get(key), key);
+      if (keys !== undefined) for (const key of keys) check(entryOf(next, key), key);
       else {
         let kept = 0;
         next.entities.forEach((entry, key) => {
@@ -413,45 +512,68 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
         if (kept < held.size) for (const key of held.keys()) if (!next.entities.has(key)) removed.push(key);
       }
     }
-    // Asynchronous puts in one batch: one transaction (lmdb-js batches an event turn's writes,
-    // and `batch` keeps them together), committed and flushed before the promise resolves, as
-    // transaction() was; but the B-tree inserts run on lmdb's write thread, not in a callback on
-    // the main thread (measured: ~45 % of transaction()'s main-thread time for 100k entries).
-    const done = root.batch(() => {
-      for (let i = 0; i < putKeys.length; i++) void entities.put(putKeys[i]!, stored(putEntries[i]!));
-      for (const key of removed) void entities.remove(key);
-      if (prev.tombstones !== next.tombstones) {
-        next.tombstones.forEach((at, key) => {
-          if (prev.tombstones.get(key) !== at) void tombstones.put(key, at);
-        });
-        prev.tombstones.forEach((_at, key) => {
-          if (!next.tombstones.has(key)) void tombstones.remove(key);
-        });
-      }
-      if (prev.syncedAt !== next.syncedAt) void meta.put('syncedAt', next.syncedAt.toObject());
-      if (prev.clock !== next.clock) void meta.put('clock', next.clock);
-      void meta.put('owners', Object.fromEntries(owners));
+    // The whole write is one segment, one JSON text: measured, one JSON.stringify of all rows
+    // costs about half of encoding and putting each entry (lmdb-js's per-put work is the other
+    // half), and the compact rows leave out what they have in common. The fold worker puts the
+    // entries one by one in baseline.mdb, off the main thread.
+    const h = putEntries.length > 0 ? header(putEntries[0]!) : 0;
+    const rows: SegmentRow[] = new Array<SegmentRow>(putKeys.length);
+    if (h !== 0) for (let i = 0; i < putKeys.length; i++) rows[i] = row(putKeys[i]!, putEntries[i]!, h);
+    const segment: Segment = { h, e: rows, r: removed, t: [], tr: [], o: Object.fromEntries(owners) };
+    if (prev.tombstones !== next.tombstones) {
+      next.tombstones.forEach((at, key) => {
+        if (prev.tombstones.get(key) !== at) segment.t.push([key, at]);
+      });
+      prev.tombstones.forEach((_at, key) => {
+        if (!next.tombstones.has(key)) segment.tr.push(key);
+      });
+    }
+    if (prev.syncedAt !== next.syncedAt) segment.s = next.syncedAt.toObject();
+    if (prev.clock !== next.clock) segment.c = next.clock;
+    const ownersText = JSON.stringify(segment.o);
+    // A write that only deletes confirmed outbox entries (or folded segments) adds no segment.
+    const empty = rows.length === 0 && removed.length === 0 && segment.t.length === 0 && segment.tr.length === 0 && segment.s === undefined && segment.c === undefined && ownersText === lastOwners;
+    // UTF-8 once, here: lmdb-js copies the bytes, and the same buffer is then handed to the fold worker.
+    const bytes = empty ? undefined : Buffer.from(JSON.stringify(segment));
+    const id = empty ? 0 : nextSegment++;
+    const deleting = foldedIds.concat(folder.takeFolded());
+    foldedIds = [];
+    // One transaction in log.mdb: the segment, the outbox entries, the deletion of folded segments.
+    // Each write's own promise rejects too when the commit fails (the batch's promise reports it).
+    const quiet = (p: Promise<unknown>): void => void p.catch(() => undefined);
+    const done = logRoot.batch(() => {
+      if (bytes !== undefined) quiet(segments.put(id, bytes));
+      for (const folded of deleting) quiet(segments.remove(folded));
       if (box) {
-        for (const entry of box.add) void outbox.put(entry.id, entry.events.map(storedEvent));
-        for (const id of box.remove) void outbox.remove(id);
+        for (const entry of box.add) quiet(outbox.put(entry.id, entry.events.map(storedEvent)));
+        for (const outboxId of box.remove) quiet(outbox.remove(outboxId));
       }
     });
     // A big batch is started on lmdb's write thread before its callback returns, under a second
     // commit promise that only `committed` reaches; after a failed commit (disk full) it rejects,
     // and unhandled it would end the process (found with the disk-full test).
-    root.committed.then(undefined, () => undefined);
+    logRoot.committed.then(undefined, () => undefined);
+    // A small batch's first write also opens lmdb-js's event-turn batch, whose commit promise is
+    // made in a setImmediate and fails with the same commit: handled once it exists (disk-full test).
+    const env = logRoot;
+    setImmediate(() => void env.committed.then(undefined, () => undefined));
     // With overlappingSync (lmdb-js's default on Linux) a commit may resolve before its pages are
     // flushed; `flushed` waits for that, so nothing is settled (acked) that a machine crash could
     // still take back. Measured: no cost in the persist benchmark beyond this box's noise.
-    return done.then(() => root.flushed).then(
+    return done.then(() => logRoot.flushed).then(
       () => {
         for (let i = 0; i < putKeys.length; i++) held.set(putKeys[i]!, putEntries[i]!);
         for (const key of removed) held.delete(key);
+        if (bytes === undefined) return;
+        lastOwners = ownersText;
+        folder.fold(id, bytes);
       },
       async (error: unknown) => {
         // After a failed commit (disk full) lmdb-js's next writes never complete: the next write
-        // opens the environment afresh (measured on a full tmpfs, then one made larger).
+        // opens the environment afresh (measured on a full tmpfs, then one made larger). The
+        // segment's id is not reused (ids need only grow); the deletions are tried again.
         failed = true;
+        foldedIds = deleting.concat(foldedIds);
         const commitError = (error as { commitError?: Promise<unknown> } | undefined)?.commitError;
         const cause = commitError ? await Promise.race([commitError.then(() => error, (e: unknown) => e), new Promise((r) => setTimeout(() => r(error), 100))]) : error;
         throw cause instanceof Error ? cause : new Error(String(cause));

@@ -2,13 +2,18 @@
  * `persist`: the diff benchmark's work (two snapshots of N Nova servers, 1 % changed in the
  * second, through normalizeEntity and the baseline) done by createSynchronizer with a state store
  * and without one, in the same run: the time until both snapshots are settled (with the store:
- * persisted). Then the time to load the N-entity store at start, and its size on disk.
+ * persisted). Then the time to load the N-entity store at start, and its size on disk (both files);
+ * and the time to load it after a crash right after the first snapshot (persist-crash.ts: all of
+ * it still in the log, none folded into the table).
  *
  * Rounds alternate store off and on; the figures are medians (this shared machine's speed drifts).
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { open } from 'lmdb';
 import { Observable } from 'rxjs';
 import { serverDraft } from '../../sources/openstack/nova.js';
 import type { Settlement, SnapshotObservation } from '../../src/model.js';
@@ -63,6 +68,8 @@ const bench: Bench = {
     const memory: number[] = [];
     const stored: number[] = [];
     const loads: number[] = [];
+    const crashLoads: number[] = [];
+    let foldedAtCrash = 0;
     let bytes = 0;
     await once(undefined); // JIT warm-up
     for (let round = 0; round < ROUNDS; round++) {
@@ -70,7 +77,8 @@ const bench: Bench = {
       const dir = mkdtempSync(join(tmpdir(), 'sync-persist-'));
       try {
         stored.push(await once(dir));
-        bytes = statSync(join(dir, 'baseline.mdb')).size;
+        // Both files: the folded table and the log (whose freed pages LMDB keeps for reuse).
+        bytes = statSync(join(dir, 'baseline.mdb')).size + statSync(join(dir, 'log.mdb')).size;
         const start = performance.now();
         const store = openBaselineStore(dir);
         const { state } = store.load();
@@ -79,6 +87,23 @@ const bench: Bench = {
         if (state.entities.size !== N) throw new Error(`persist bench: loaded ${state.entities.size} entities, expected ${N}`);
       } finally {
         rmSync(dir, { recursive: true, force: true });
+      }
+      const crashed = mkdtempSync(join(tmpdir(), 'sync-persist-crash-'));
+      try {
+        const child = spawnSync(process.execPath, [fileURLToPath(new URL('./persist-crash.js', import.meta.url)), crashed, String(N)], { stdio: ['ignore', 'ignore', 'inherit'] });
+        if (child.signal !== 'SIGKILL') throw new Error(`persist bench: the crash child ended with ${child.status ?? child.signal}, not SIGKILL`);
+        // What the fold had put in the table before the kill (0: the whole snapshot is in the log).
+        const table = open({ path: join(crashed, 'baseline.mdb'), maxDbs: 8 });
+        foldedAtCrash = Math.max(foldedAtCrash, table.openDB({ name: 'entities', encoding: 'json' }).getCount());
+        await table.close();
+        const start = performance.now();
+        const store = openBaselineStore(crashed);
+        const { state } = store.load();
+        crashLoads.push(performance.now() - start);
+        await store.close();
+        if (state.entities.size !== N) throw new Error(`persist bench: loaded ${state.entities.size} entities after the crash, expected ${N}`);
+      } finally {
+        rmSync(crashed, { recursive: true, force: true });
       }
     }
     const entitiesPerSec = Math.round((2 * N) / (median(stored) / 1000));
@@ -91,6 +116,8 @@ const bench: Bench = {
         memoryEntitiesPerSec,
         ratio: Number((entitiesPerSec / memoryEntitiesPerSec).toFixed(2)),
         loadMs: Math.round(median(loads)),
+        loadAfterCrashMs: Math.round(median(crashLoads)),
+        foldedAtCrash,
         bytesPerEntity: Math.round(bytes / N),
       },
     ];

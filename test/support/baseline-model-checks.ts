@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { expect } from 'vitest';
-import { type BaselineState, type DiffOptions, applyObservation, emptyBaseline, prepareSnapshot } from '../../operators/diffAgainstBaseline.js';
+import { type BaselineState, type BaselineStep, type DiffOptions, applyObservation, emptyBaseline, prepareSnapshot } from '../../operators/diffAgainstBaseline.js';
 import { toEntity, toPatch } from '../../operators/normalizeEntity.js';
 import { type EntityScope, entityScope } from '../../src/scope.js';
 import { changedFields, entityHash, sameMeaning } from '../../src/hash.js';
@@ -160,6 +160,19 @@ function diffOptionsOf(o: ModelOptions): DiffOptions {
 }
 
 /** Every step of a random run emits what the model emits, and the run ends in the same entities and tombstones. */
+/**
+ * A snapshot's step names every key whose entry it set or deleted (`touched`): the state store
+ * writes those and compares nothing else.
+ */
+function checkTouched(prev: BaselineState, step: BaselineStep, i: number): void {
+  if (step.observation?.kind !== 'snapshot') return;
+  const touched = new Set(step.touched);
+  const changed = new Set<string>();
+  for (const [key, entry] of step.state.entities) if (prev.entities.get(key) !== entry) changed.add(key);
+  for (const key of prev.entities.keys()) if (!step.state.entities.has(key)) changed.add(key);
+  expect([...changed].filter((key) => !touched.has(key)), `entries observation #${i} changed but did not name as touched`).toEqual([]);
+}
+
 export function checkSteps(runs: fc.Parameters<unknown>): void {
     fc.assert(
       fc.property(arbObservations, arbOptions, (observations, options) => {
@@ -174,6 +187,7 @@ export function checkSteps(runs: fc.Parameters<unknown>): void {
           expect(step.events.map(asModelEvent), `events of observation #${i}`).toEqual(expected);
           for (const e of step.events) hashes.check(e.entity, e.hash);
           if (step.skewedAt !== undefined) skewed++;
+          checkTouched(state, step, i);
           state = step.state;
         });
         expect(sorted([...state.entities].map(([k, v]) => [k, v.entity]))).toEqual(sorted(model.entityMap()));
@@ -225,6 +239,7 @@ export function checkPreparedSteps(runs: fc.Parameters<unknown>): void {
           }
           const step = applyObservation(state, o, diffOptions);
           expect(step.events.map(asModelEvent), `events of observation #${action.j}`).toEqual(model.apply(o));
+          checkTouched(state, step, action.j);
           state = step.state;
         }
         expect(sorted([...state.entities].map(([k, v]) => [k, v.entity]))).toEqual(sorted(model.entityMap()));

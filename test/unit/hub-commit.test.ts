@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type BaselineStep, applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
-import { MAX_UNWRITTEN_SNAPSHOTS, createCommitLine } from '../../src/hub/commit.js';
+import { MAX_UNFOLDED_BYTES, MAX_UNWRITTEN_SNAPSHOTS, createCommitLine } from '../../src/hub/commit.js';
 import { createHealthBoard } from '../../src/hub/health.js';
 import { silentLogger } from '../../src/log.js';
 import type { Observation } from '../../src/model.js';
@@ -13,6 +13,8 @@ function fakeStore() {
   const writes: BaselineDelta[] = [];
   const store = {
     failing: false as boolean,
+    unfolded: 0,
+    unfoldedBytes: (): number => store.unfolded,
     writes,
     dir: '/nowhere',
     load: () => ({ state: emptyBaseline(), owners: new Map(), outbox: [], lastOutboxId: 0 }),
@@ -21,7 +23,7 @@ function fakeStore() {
       writes.push(delta);
     },
     close: async () => undefined,
-  } satisfies BaselineStore & { failing: boolean; writes: BaselineDelta[] };
+  } satisfies BaselineStore & { failing: boolean; unfolded: number; writes: BaselineDelta[] };
   return store;
 }
 
@@ -73,7 +75,9 @@ describe('the commit line', () => {
       { add: [{ id: 1, events: a.events }], remove: [] },
       { add: [{ id: 2, events: c.events }], remove: [] },
     ]);
-    expect(store.writes[1]!.keys).toEqual(new Set(['nova.instance:c'])); // a change writes its key only
+    // A snapshot writes the keys its step touched, a change its own key only.
+    expect([...store.writes[0]!.keys!].sort()).toEqual(['nova.instance:a', 'nova.instance:b']);
+    expect([...store.writes[1]!.keys!]).toEqual(['nova.instance:c']);
     expect(settled).toEqual([]);
     all.accept(a.events[1]!); // both of a's events (in order: the last covers the first)
     await flush();
@@ -126,6 +130,17 @@ describe('the commit line', () => {
     await waitFor('the backlog written and settled', () => settled.length === MAX_UNWRITTEN_SNAPSHOTS, 10_000);
     expect(health.value().state?.status).toBe('up');
     expect(commits.admits(polls[0]!)).toBe(true);
+  });
+
+  it('leaves snapshots out while MAX_UNFOLDED_BYTES of the log wait to be folded into the table, and takes them again once folded', async () => {
+    const store = fakeStore();
+    const { commits, health } = line(store);
+    store.unfolded = MAX_UNFOLDED_BYTES;
+    expect(commits.admits(snapshot(t(0), [entity('a')]))).toBe(false);
+    expect(commits.admits(upsert(t(1), entity('b')))).toBe(true); // changes still: their transport bounds them
+    expect(health.value().state).toMatchObject({ status: 'down', error: expect.stringMatching(/0 snapshots wait to be written \(and 512 MiB of the log wait to be folded\), newer ones are not taken/) });
+    store.unfolded = MAX_UNFOLDED_BYTES - 1;
+    expect(commits.admits(snapshot(t(2), [entity('a')]))).toBe(true);
   });
 
   it('emits the outbox of the last run again, numbers new entries after it, and deletes each once every gate passed it', async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open } from 'lmdb';
@@ -193,6 +193,45 @@ describe('createSynchronizer({state})', () => {
     await raw.close();
   });
 
+  it('loads the same baseline from the log (segments not folded yet, as after a crash) as from the folded table', async () => {
+    const dir = tempDir();
+    const scope = entityScope('region-a');
+    const scoped = toEntity({ type: 'nova.host', id: 'compute-01', state: 'UP' }, 'nova-a', t(0), true, false, scope);
+    const full = entity('a', 'ACTIVE', { name: 'vm-a', project: 'p1', parents: [{ type: 'nova.host', id: 'h1' }], attributes: { flavor: 'm1', nested: { x: [1, null] }, text: 'é"\\' } });
+    const one = applyObservation(emptyBaseline(), snapshot(t(0), [full, entity('b'), entity('gone'), entity('missed')]));
+    const two = applyObservation(one.state, snapshot(t(1), [scoped], ['nova.host'], { scope: 'region-a' }));
+    const three = applyObservation(two.state, upsert(t(2), entity('c', 'SHUTOFF')));
+    const four = applyObservation(three.state, remove(t(3), entity('gone')));
+    const five = applyObservation(four.state, snapshot(t(4), [full, entity('b', 'ERROR'), entity('c', 'SHUTOFF')], ['nova.instance'], { missesBeforeDelete: 2 }));
+    const state = five.state;
+    expect(state.entities.get('nova.instance:missed')?.misses).toBe(1); // a row unlike the header: written whole
+    const store = openBaselineStore(dir);
+    store.load();
+    const owners = new Map([['nova.instance', 'test']]);
+    await store.write({ prev: emptyBaseline(), next: two.state, keys: undefined, owners });
+    await store.write({ prev: two.state, next: state, keys: undefined, owners });
+    // The log as the writes left it (flushed, nothing else writes it until the next write), alone in
+    // a folder: a crash before any fold.
+    const logOnly = tempDir();
+    copyFileSync(join(dir, 'log.mdb'), join(logOnly, 'log.mdb'));
+    await store.close();
+    for (const folder of [dir, logOnly]) {
+      const again = openBaselineStore(folder);
+      const loaded = again.load();
+      await again.close();
+      expect(loaded.state.entities.toJS(), folder).toEqual(state.entities.toJS());
+      expect(loaded.state.tombstones.toJS(), folder).toEqual(state.tombstones.toJS());
+      expect([loaded.state.syncedAt.toJS(), loaded.state.clock, loaded.owners], folder).toEqual([state.syncedAt.toJS(), state.clock, owners]);
+    }
+    // The log-only folder was folded at its load: its table now holds everything, and its log nothing.
+    const table = open({ path: join(logOnly, 'baseline.mdb'), maxDbs: 8 });
+    expect(table.openDB({ name: 'entities', encoding: 'json' }).getCount()).toBe(state.entities.size);
+    await table.close();
+    const log = open({ path: join(logOnly, 'log.mdb'), maxDbs: 4 });
+    expect(log.openDB({ name: 'segments', encoding: 'binary' }).getCount()).toBe(0);
+    await log.close();
+  });
+
   it('migrates a format-1 store (entries as objects) in place and loads it', async () => {
     const dir = tempDir();
     const root = open({ path: join(dir, 'baseline.mdb'), maxDbs: 4 });
@@ -217,6 +256,29 @@ describe('createSynchronizer({state})', () => {
     expect(check.openDB({ name: 'meta', encoding: 'json' }).get('format')).toEqual({ format: 'synchronizer.state', version: STATE_VERSION });
     await check.close();
     expect(start(dir).sync.snapshot()).toEqual([entry!.entity]);
+  });
+
+  it('migrates a format-3 store in place: its outbox moves to log.mdb and is emitted again', async () => {
+    const dir = tempDir();
+    const root = open({ path: join(dir, 'baseline.mdb'), maxDbs: 8 });
+    await root.openDB({ name: 'meta', encoding: 'json' }).put('format', { format: 'synchronizer.state', version: 3 });
+    const a = entity('a', 'ACTIVE', { name: 'vm-a' });
+    await root.openDB({ name: 'entities', encoding: 'json' }).put(a.key, [a.type, a.id, 'vm-a', 'ACTIVE', null, [], [], a.observedAt, a.source, {}, Date.parse(t(0)), 1, 0]);
+    await root.openDB({ name: 'outbox', encoding: 'json' }).put(4, [['create', 's', a.key, 0]]);
+    await root.close();
+
+    const store = openBaselineStore(dir);
+    const { state, outbox, lastOutboxId } = store.load();
+    await store.close();
+    expect(state.entities.get(a.key)?.entity).toEqual(a);
+    expect([lastOutboxId, outbox.map((o) => [o.id, o.events.map((e) => `${e.action}:${e.entity.id}:${e.origin}`)])]).toEqual([4, [[4, ['create:a:snapshot']]]]);
+    const check = open({ path: join(dir, 'baseline.mdb'), maxDbs: 8 });
+    expect(check.openDB({ name: 'meta', encoding: 'json' }).get('format')).toEqual({ format: 'synchronizer.state', version: STATE_VERSION });
+    expect(check.openDB({ name: 'outbox', encoding: 'json' }).getCount()).toBe(0);
+    await check.close();
+    const log = open({ path: join(dir, 'log.mdb'), maxDbs: 4 });
+    expect([...log.openDB({ name: 'outbox', encoding: 'json' }).getRange()].map(({ key, value }) => [key, value])).toEqual([[4, [['create', 's', a.key, 0]]]]);
+    await log.close();
   });
 
   it('refuses a foreign folder, a foreign LMDB file and a newer format, and changes nothing in them', async () => {

@@ -74,7 +74,8 @@ export function observationsOf(source: Source<unknown>, options: IntakeOptions):
       return false;
     }),
     // The source's name is what entities carry, whatever the plugin wrote.
-    map((o) => ({ ...o, source: source.name })),
+    // Stryker disable next-line ConditionalExpression: a shortcut; a copy with the same name is equal
+    map((o) => (o.source === source.name ? o : { ...o, source: source.name })),
     normalizeEntity(source.map, {
       keepRaw: options.keepRaw,
       onInvalid: options.onInvalid,

@@ -52,7 +52,8 @@ export function createHealthBoard(names: readonly string[], now: () => string, l
           status: 'down',
           failures: (health.value[source]?.failures ?? 0) + 1,
           error: s.error ?? 'unknown error',
-          ...(s.retryInMs !== undefined ? { retryInMs: s.retryInMs } : {}),
+          // Undefined when not given: set() leaves out what is undefined.
+          retryInMs: s.retryInMs,
         }),
       )
       .exhaustive();

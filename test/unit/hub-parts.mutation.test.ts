@@ -64,13 +64,13 @@ describe('the health board', () => {
     at(6);
     board.signal('nova', { kind: 'health', status: 'down' });
     // Still down: since stays, failures count on, the error defaults, no retry given this time.
-    expect(board.value().nova).toEqual({ source: 'nova', status: 'down', since: t(5), failures: 2, error: 'unknown error' });
+    expect(board.value().nova).toStrictEqual({ source: 'nova', status: 'down', since: t(5), failures: 2, error: 'unknown error' });
     expect(lines[1]).toEqual(['warn', 'source still down', { source: 'nova', error: 'unknown error', failures: 2, retryInMs: undefined }]);
 
     at(7);
     board.signal('nova', { kind: 'health', status: 'up' });
-    expect(board.value().nova).toEqual({ source: 'nova', status: 'up', since: t(7), failures: 0 });
-    expect(lines[2]).toEqual(['info', 'source is up', { source: 'nova', status: 'up' }]);
+    expect(board.value().nova).toStrictEqual({ source: 'nova', status: 'up', since: t(7), failures: 0 });
+    expect(lines[2]).toStrictEqual(['info', 'source is up', { source: 'nova', status: 'up' }]);
 
     at(8);
     board.signal('nova', { kind: 'health', status: 'up' });
@@ -95,12 +95,12 @@ describe('the health board', () => {
     at(3);
     board.set('state', { status: 'down' });
     // No new error: the last one is logged again, the failures kept.
-    expect(board.value().state).toEqual({ source: 'state', status: 'down', since: t(2), failures: 3 });
+    expect(board.value().state).toStrictEqual({ source: 'state', status: 'down', since: t(2), failures: 3 });
     expect(lines[2]).toEqual(['warn', 'source still down', { source: 'state', error: undefined, failures: 3, retryInMs: undefined }]);
     at(4);
     board.set('state', { status: 'stopped', error: 'ignored', retryInMs: 9 });
-    expect(board.value().state).toEqual({ source: 'state', status: 'stopped', since: t(4), failures: 3 });
-    expect(lines[3]).toEqual(['info', 'source is stopped', { source: 'state', status: 'stopped' }]);
+    expect(board.value().state).toStrictEqual({ source: 'state', status: 'stopped', since: t(4), failures: 3 });
+    expect(lines[3]).toStrictEqual(['info', 'source is stopped', { source: 'state', status: 'stopped' }]);
     at(5);
     board.set('other', {});
     expect(board.value().other).toEqual({ source: 'other', status: 'starting', since: t(5), failures: 0 });
@@ -361,12 +361,38 @@ describe("intake: one source's way into the baseline", () => {
   });
 
   it('names observations after the source, reports its health signals, and logs its completion', () => {
-    const { out, health, lines } = intake(signals({ kind: 'health', status: 'up' }, snap(['nova.instance'], [{ type: 'nova.instance', id: 'a', state: 'active' }])));
+    const { out, health, lines, invalid } = intake(signals({ kind: 'health', status: 'up' }, snap(['nova.instance'], [{ type: 'nova.instance', id: 'a', state: 'active' }])));
     expect(out).toHaveLength(1);
     expect(out[0]!.source).toBe('nova');
     expect(out[0]!.kind === 'snapshot' && out[0]!.records.map((e) => [e.key, e.state, e.source])).toEqual([['nova.instance:a', 'ACTIVE', 'nova']]);
     expect(health.value().nova!.status).toBe('up');
+    // The health signal went no further: not mapped as a record.
+    expect(invalid).toEqual([]);
     expect(lines.at(-1)).toEqual(['info', 'source completed', { source: 'nova' }]);
+  });
+
+  it('normalizes a big snapshot in slices, pausing between two', async () => {
+    let pauses = 0;
+    const source: Source<unknown> = { name: 'nova', types: ['nova.instance'], signal$: signals(snap(['nova.instance'], ['a', 'b', 'c'].map((id) => ({ type: 'nova.instance', id, state: 'up' })))), map: mapRaw as (r: unknown) => EntityDraft };
+    const out: Observation[] = [];
+    const done = new Promise<void>((resolve) =>
+      observationsOf(source, {
+        health: createHealthBoard(['nova'], () => t(0), recordingLogger().log),
+        localTypes: [],
+        ownership: createOwnership(() => undefined),
+        active: () => true,
+        onInvalid: () => undefined,
+        retry: {},
+        keepRaw: false,
+        slice: { records: 1, pause: () => new Promise<void>((r) => setImmediate(() => r(void pauses++))) },
+        scheduler: asyncScheduler,
+        log: recordingLogger().log,
+      }).subscribe({ next: (o) => out.push(o), complete: resolve }),
+    );
+    expect(out).toEqual([]);
+    await done;
+    expect(pauses).toBeGreaterThan(0);
+    expect(out.map((o) => (o.kind === 'snapshot' ? o.records.map((e) => e.id) : []))).toEqual([['a', 'b', 'c']]);
   });
 
   it('drops inactive types: the rest of a snapshot goes on, an observation with nothing left is settled ok at once', () => {

@@ -195,6 +195,56 @@ describe('preparedInSlices', () => {
       .subscribe((o) => out.push(o));
     expect(out.map((o) => o.kind)).toEqual(['change', 'snapshot']);
   });
+
+  it('passes a snapshot of exactly a slice at once, unprepared, though the baseline has more to read than the slice', () => {
+    // Three entries in the indexed baseline: preparing two records would also read them, past the slice.
+    const state = indexedBaseline(applyObservation(indexedBaseline(emptyBaseline()), snapshot(t(0), [entity('a'), entity('b'), entity('c')])).state);
+    const slice = manualPauses(2);
+    const out: Observation[] = [];
+    of<Observation[]>(snapshot(t(1), [entity('a'), entity('b')]))
+      .pipe(preparedInSlices(() => state, slice))
+      .subscribe((o) => out.push(o));
+    expect(out).toHaveLength(1);
+    expect(slice.pending).toBe(0);
+  });
+
+  it('stops preparing once unsubscribed between two slices', async () => {
+    let reads = 0;
+    const state = indexedBaseline(applyObservation(indexedBaseline(emptyBaseline()), snapshot(t(0), [entity('a'), entity('b'), entity('c')])).state);
+    const slice = manualPauses(1);
+    const out: Observation[] = [];
+    const subscription = of<Observation[]>(snapshot(t(1), [entity('a'), entity('b'), entity('d')]))
+      .pipe(
+        preparedInSlices(() => {
+          reads++;
+          return state;
+        }, slice),
+      )
+      .subscribe((o) => out.push(o));
+    expect([reads, slice.pending]).toEqual([1, 1]);
+    subscription.unsubscribe();
+    slice.resume();
+    await settled();
+    expect([reads, slice.pending, out.length]).toEqual([1, 0, 0]);
+  });
+
+  it('hands the stream an error thrown while preparing a later slice', async () => {
+    let reads = 0;
+    const state = indexedBaseline(applyObservation(indexedBaseline(emptyBaseline()), snapshot(t(0), [entity('a'), entity('b'), entity('c')])).state);
+    const slice = manualPauses(1);
+    const errors: unknown[] = [];
+    of<Observation[]>(snapshot(t(1), [entity('a'), entity('b'), entity('d')]))
+      .pipe(
+        preparedInSlices(() => {
+          if (++reads === 2) throw new Error('baseline unreadable');
+          return state;
+        }, slice),
+      )
+      .subscribe({ error: (e: unknown) => errors.push(e) });
+    slice.resume();
+    await settled();
+    expect(errors).toEqual([new Error('baseline unreadable')]);
+  });
 });
 
 function sourceOf(name: string, signal$: Subject<SourceSignal<Entity>>): Source<unknown> {

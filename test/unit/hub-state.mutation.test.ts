@@ -80,7 +80,7 @@ describe('the commit line through createSynchronizer({ state })', () => {
       error: `${MAX_UNWRITTEN_SNAPSHOTS} snapshots wait to be written, newer ones are not taken until they are (2 left out so far)`,
     });
     expect(lines.filter(([level]) => level === 'warn')).toEqual([
-      ['warn', 'state: snapshots wait to be written, newer ones are not taken until they are', { waiting: MAX_UNWRITTEN_SNAPSHOTS, source: 'nova' }],
+      ['warn', 'state: snapshots wait to be written, newer ones are not taken until they are', { waiting: MAX_UNWRITTEN_SNAPSHOTS, unfoldedBytes: 0, source: 'nova' }],
       ['warn', 'source is down', expect.objectContaining({ source: STATE_HEALTH })],
       ['warn', 'source still down', expect.objectContaining({ source: STATE_HEALTH })],
     ]);

@@ -1,6 +1,6 @@
 import { Subject, lastValueFrom, of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type InvalidRecord, normalizeEntity, toEntity, toPatch } from '../../operators/normalizeEntity.js';
+import { type InvalidRecord, SLICE_CHECK, inSlices, normalizeEntity, toEntity, toPatch } from '../../operators/normalizeEntity.js';
 import type { Entity, EntityDraft, Observation, Settlement } from '../../src/model.js';
 import { t } from '../support/entities.js';
 
@@ -317,5 +317,64 @@ describe('toPatch', () => {
     expect(patch).not.toHaveProperty('raw');
     expect(patch.attributes).toHaveProperty('gone', undefined);
     expect(JSON.stringify(patch.attributes!.kept)).toBe('{"a":2,"b":1}');
+  });
+
+  it('sets the parents and children a patch names, sorted, and leaves out those it does not name', () => {
+    const refs = [
+      { type: 'nova.host', id: 'h2' },
+      { type: 'nova.host', id: 'h1' },
+    ];
+    const patch = toPatch({ type: 'nova.instance', id: 'a', parents: refs, children: [{ type: 'neutron.port', id: 'p' }] }, 's', t(0));
+    expect(patch.parents).toEqual([
+      { type: 'nova.host', id: 'h1' },
+      { type: 'nova.host', id: 'h2' },
+    ]);
+    expect(patch.children).toEqual([{ type: 'neutron.port', id: 'p' }]);
+    const bare = toPatch({ type: 'nova.instance', id: 'a', state: 'active' }, 's', t(0));
+    expect(bare).not.toHaveProperty('parents');
+    expect(bare).not.toHaveProperty('children');
+  });
+
+  it('leaves the raw record out unless asked to keep it', () => {
+    expect(toPatch({ type: 'nova.instance', id: 'a', raw: { r: 1 } }, 's', t(0))).not.toHaveProperty('raw');
+    expect(toPatch({ type: 'nova.instance', id: 'a', raw: { r: 1 } }, 's', t(0), true)).toHaveProperty('raw', { r: 1 });
+  });
+});
+
+describe('inSlices', () => {
+  const run = async (length: number, slice: { records: number; ms?: number; now?: () => number }, stopped?: () => boolean) => {
+    const parts: Array<[number, number]> = [];
+    let pauses = 0;
+    const done = await inSlices(length, { ...slice, pause: async () => void (pauses += 1) }, (from, to) => void parts.push([from, to]), stopped);
+    return { done, parts, pauses };
+  };
+
+  it('ends a slice once its time is up, looking at the clock every SLICE_CHECK items, and not while it is exactly due', async () => {
+    // A clock that never moves and a budget of 0 ms: the deadline is now, so every look ends the slice.
+    const { done, parts, pauses } = await run(3 * SLICE_CHECK, { records: 1000, ms: 0, now: () => 0 });
+    expect(done).toBe(true);
+    expect(parts).toEqual([
+      [0, SLICE_CHECK],
+      [SLICE_CHECK, 2 * SLICE_CHECK],
+      [2 * SLICE_CHECK, 3 * SLICE_CHECK],
+    ]);
+    expect(pauses).toBe(2);
+  });
+
+  it('without a time budget, works a whole slice of records at once', async () => {
+    const { parts, pauses } = await run(2500, { records: 1000 });
+    expect(parts).toEqual([
+      [0, 1000],
+      [1000, 2000],
+      [2000, 2500],
+    ]);
+    expect(pauses).toBe(2);
+  });
+
+  it('says false and stops when it is stopped during a pause', async () => {
+    let looks = 0;
+    const { done, parts } = await run(3000, { records: 1000 }, () => ++looks >= 1);
+    expect(done).toBe(false);
+    expect(parts).toEqual([[0, 1000]]);
   });
 });

@@ -233,6 +233,11 @@ describe('sameMeaning', () => {
     expect(same({ a: Number.NaN }, { a: 1 })).toBe(false);
     expect(same({ a: 1 }, { a: Number.NaN })).toBe(false);
     expect(same({ a: Number.NaN }, { a: 'NaN' })).toBe(false);
+    expect(same({ a: 'x' }, { a: Number.POSITIVE_INFINITY })).toBe(false);
+    expect(same({ a: {} }, { a: 5 })).toBe(false);
+    expect(same({ a: 5 }, { a: {} })).toBe(false);
+    // Inside an object a non-finite number is not null (as entityHash tells them apart).
+    expect(same({ a: { x: Number.NaN } }, { a: { x: null } })).toBe(false);
     expect(same({ a: new Date(0) }, { a: new Date(0) })).toBe(true);
     expect(same({ a: new Date(0) }, { a: new Date(1) })).toBe(false);
     expect(same({ a: new Date(0) }, { a: {} })).toBe(false);

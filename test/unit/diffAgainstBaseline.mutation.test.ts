@@ -7,6 +7,7 @@ import {
   applyObservation,
   diffAgainstBaseline,
   emptyBaseline,
+  entryOf,
   indexedBaseline,
   prepareSnapshot,
   restoreBaseline,
@@ -374,5 +375,16 @@ describe('diffAgainstBaseline: a prepared snapshot stepped against another state
     // Meanwhile a notification older than the snapshot changes a (first): the snapshot sets it back.
     state = applyObservation(state, upsert(t(10), aOff)).state;
     expect(applyObservation(state, next).events.map(brief)).toEqual(['update nova.instance:a ACTIVE [state]', 'update nova.instance:b SHUTOFF [state]']);
+  });
+});
+
+describe('entryOf', () => {
+  it("reads a state's own entry, also once a later step took the index that described it", () => {
+    const a = entity('a');
+    const s1 = applyObservation(indexedBaseline(emptyBaseline()), snapshot(t(1), [a])).state;
+    const s2 = applyObservation(s1, snapshot(t(2), [entity('a', 'SHUTOFF')])).state;
+    expect(entryOf(s2, a.key)).toBe(s2.entities.get(a.key));
+    expect(entryOf(s1, a.key)).toBe(s1.entities.get(a.key));
+    expect(entryOf(s1, a.key)).not.toBe(entryOf(s2, a.key));
   });
 });

@@ -1,9 +1,13 @@
 /**
  * The package as users get it: `npm pack` (which runs prepack, the build), the tarball installed
  * into a fresh project, and used there as a library and as a CLI.
+ *
+ * It packs a copy of the sources, never the checkout itself: prepack's build rewrites dist/ file by
+ * file, and the CLI tests running beside this one would load a half-written module (CI saw
+ * `./metrics.js does not provide an export named createServiceMetrics`).
  */
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,12 +18,22 @@ const run = promisify(execFile);
 const npm = (args: string[], cwd: string): Promise<{ stdout: string; stderr: string }> =>
   run('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, maxBuffer: 64 << 20 });
 
+/** What the build and the package read, copied into `to` (node_modules linked, dist/ left out). */
+function copySources(to: string): void {
+  for (const entry of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'LICENSE', 'CHANGELOG.md', 'README.md', 'src', 'operators', 'sources', 'bin', 'web', 'docs', 'test/bench', 'test/support']) {
+    cpSync(join(root, entry), join(to, entry), { recursive: true, filter: (from) => !from.startsWith(join(root, 'docs', 'api')) });
+  }
+  symlinkSync(join(root, 'node_modules'), join(to, 'node_modules'), 'dir');
+}
+
 describe('the npm package', () => {
   const dir = mkdtempSync(join(tmpdir(), 'synchronizer-pack-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('packs without tests or dangling source maps, installs into a new project, and works there', { timeout: 240_000 }, async () => {
-    const { stdout } = await npm(['pack', '--json', '--pack-destination', dir], root);
+    const sources = join(dir, 'sources');
+    copySources(sources);
+    const { stdout } = await npm(['pack', '--json', '--pack-destination', dir], sources);
     const [packed] = JSON.parse(stdout) as Array<{ filename: string; files: Array<{ path: string }>; size: number }>;
     const files = packed!.files.map((f) => f.path);
     expect(files).toEqual(expect.arrayContaining(['LICENSE', 'CHANGELOG.md', 'README.md', 'package.json', 'bin/synchronizer.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/operators/index.js', 'dist/sources/index.js', 'web/index.html', 'docs/examples/demo.yaml']));

@@ -30,6 +30,7 @@ import {
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { JsonSelectStream, JsonStreamError, type SelectKey } from './jsonStream.js';
 import { type Logger, errorMessage, silentLogger } from './log.js';
+import { SLICE_MS, pauseForIo } from './pause.js';
 import type { OptionReader } from './options.js';
 import type { EntityType } from './model.js';
 import { type PollAttempt, type PollTiming, type ReadCount, pollSnapshots, readPollTiming } from './poll.js';
@@ -486,8 +487,17 @@ export class HttpClient {
     const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     // The start of the body, for the message when it is not JSON (an HTML error page, a proxy's login).
     let start = '';
+    // libuv reads a socket up to 32 times per callback, and each chunk is handed over between two
+    // reads: a 1.7 MB Nova page that is all in the kernel's buffer was read in one turn of the
+    // event loop (15-80 ms, docs/scale.md). After SLICE_MS of reading, yield: the stream buffers
+    // a chunk or so and stops reading the socket meanwhile, and other sockets are served.
+    let sliceEnds = performance.now() + SLICE_MS;
     try {
       for (;;) {
+        if (performance.now() >= sliceEnds) {
+          await pauseForIo();
+          sliceEnds = performance.now() + SLICE_MS;
+        }
         let next: IteratorResult<Buffer>;
         try {
           next = await chunks.next();

@@ -9,6 +9,7 @@ import { type MonoTypeOperatorFunction, Observable, concatMap, of } from 'rxjs';
 import { type BaselineState, prepareSnapshot } from '../../operators/diffAgainstBaseline.js';
 import { SLICE_CHECK, type SliceOptions } from '../../operators/normalizeEntity.js';
 import type { Observation } from '../model.js';
+import { SLICE_MS, pauseForIo } from '../pause.js';
 
 /**
  * Records (or index entries) per slice at most. About 1–5 ms of work on a loaded 2-core machine
@@ -16,16 +17,8 @@ import type { Observation } from '../model.js';
  */
 export const SLICE_RECORDS = 1000;
 
-/**
- * A slice's time at most, whatever its records cost: a count alone let one slice run 53 ms on a
- * loaded machine (docs/scale.md). Half the push path's 10 ms p99.
- */
-export const SLICE_MS = 5;
-
-/** Yields to the event loop: pending I/O callbacks (a delivered message, a request) run first. */
-export function pauseForIo(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
+// Shared with the transport's streamed reads (src/pause.ts).
+export { SLICE_MS, pauseForIo } from '../pause.js';
 
 export const HUB_SLICES: SliceOptions = { records: SLICE_RECORDS, ms: SLICE_MS, pause: pauseForIo };
 

@@ -14,9 +14,11 @@
  *
  * ISOLATION_BENCH_N overrides N (default 100,000); ISOLATION_BENCH_SECONDS the idle window and the
  * least of the other (default 20); ISOLATION_BENCH_SNAPSHOTS the snapshots in it (default 3).
- * ISOLATION_BENCH_DEBUG=1 prints each snapshot's time to stderr.
+ * ISOLATION_BENCH_DEBUG=1 prints each snapshot's time to stderr. ISOLATION_BENCH_PROFILE=FILE writes a
+ * CPU profile (.cpuprofile, 200 µs samples) of this thread during the polls' window to FILE.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { type IntervalHistogram, PerformanceObserver, constants, monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
@@ -80,10 +82,24 @@ function processCpu(pid: number): number {
 }
 
 /**
+ * This thread's time on a core and its time runnable but waiting for one, ms so far
+ * (/proc/thread-self/schedstat; NaN where there is none).
+ */
+function threadSched(): { run: number; wait: number } {
+  try {
+    const [run, wait] = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ').map(Number);
+    return { run: run! / 1e6, wait: wait! / 1e6 };
+  } catch {
+    return { run: NaN, wait: NaN };
+  }
+}
+
+/**
  * With ISOLATION_BENCH_DEBUG: every 500 ms on stderr, what the window looked like: notifications
  * emitted, the queue's ready messages (a passive check on a channel of its own), the event loop's
  * longest delay, the longest minor and major GC pause, the longest gap between two 1 ms ticks
- * with the process's CPU in it, the CPU the broker and this process used, and how busy the cloud
+ * with this thread's run and wait time and the process's CPU in it, the CPU the broker and this
+ * process used, this thread's time running and waiting for a core, and how busy the cloud
  * worker's loop was.
  */
 async function traceWindow(node: RabbitNode, queue: string, cloud: Worker | undefined, emitted: () => number): Promise<() => Promise<void>> {
@@ -100,34 +116,38 @@ async function traceWindow(node: RabbitNode, queue: string, cloud: Worker | unde
     }
   });
   gc.observe({ entryTypes: ['gc'] });
-  // The longest gap between two 1 ms ticks, and the CPU the process used in it (all its threads,
-  // so an upper bound for this one): a gap with little CPU waited for a core, one with as much
-  // CPU as wall time was work on this thread (a block, or a collection).
-  let gap = { wall: 0, cpu: 0 };
-  let tick = { wall: performance.now(), cpu: process.cpuUsage() };
+  // The longest gap between two 1 ms ticks, with what this thread did in it (/proc/thread-self/
+  // schedstat: its time on a core, and its time runnable but waiting for one), and the CPU the
+  // whole process used (all its threads, the cloud and publisher workers included). A gap this
+  // thread spent running was a block of its own (code or a collection); one it spent waiting
+  // was the machine's doing.
+  let gap = { wall: 0, run: 0, wait: 0, cpu: 0 };
+  let tick = { wall: performance.now(), cpu: process.cpuUsage(), sched: threadSched() };
   const ticker = setInterval(() => {
-    const now = { wall: performance.now(), cpu: process.cpuUsage() };
+    const now = { wall: performance.now(), cpu: process.cpuUsage(), sched: threadSched() };
     const wall = now.wall - tick.wall;
-    if (wall > gap.wall) gap = { wall, cpu: (now.cpu.user + now.cpu.system - tick.cpu.user - tick.cpu.system) / 1000 };
+    if (wall > gap.wall) {
+      gap = { wall, run: now.sched.run - tick.sched.run, wait: now.sched.wait - tick.sched.wait, cpu: (now.cpu.user + now.cpu.system - tick.cpu.user - tick.cpu.system) / 1000 };
+    }
     tick = now;
   }, 1);
   const t0 = performance.now();
-  let last = { emitted: emitted(), beam: processCpu(beamPid), self: process.cpuUsage(), elu: cloud?.performance.eventLoopUtilization() };
+  let last = { emitted: emitted(), beam: processCpu(beamPid), self: process.cpuUsage(), sched: threadSched(), elu: cloud?.performance.eventLoopUtilization() };
   let busy = false;
   const timer = setInterval(() => {
     if (busy) return;
     busy = true;
     void conn.raw.checkQueue(queue).then(
       (q) => {
-        const now = { emitted: emitted(), beam: processCpu(beamPid), self: process.cpuUsage(), elu: cloud?.performance.eventLoopUtilization() };
+        const now = { emitted: emitted(), beam: processCpu(beamPid), self: process.cpuUsage(), sched: threadSched(), elu: cloud?.performance.eventLoopUtilization() };
         const elu = cloud && last.elu && now.elu ? cloud.performance.eventLoopUtilization(now.elu, last.elu).utilization : NaN;
         const self = (now.self.user + now.self.system - last.self.user - last.self.system) / 1e6;
         process.stderr.write(
-          `trace t=${((performance.now() - t0) / 1000).toFixed(1)}s emitted=${now.emitted - last.emitted} ready=${q.messageCount} loopMax=${(loop.max / 1e6).toFixed(0)}ms gcMinorMax=${gcMax.minor.toFixed(0)}ms gcMajorMax=${gcMax.major.toFixed(0)}ms longestGap=${gap.wall.toFixed(0)}ms/cpu${gap.cpu.toFixed(0)}ms beamCpu=${(now.beam - last.beam).toFixed(2)}s selfCpu=${self.toFixed(2)}s cloudElu=${elu.toFixed(2)}\n`,
+          `trace t=${((performance.now() - t0) / 1000).toFixed(1)}s emitted=${now.emitted - last.emitted} ready=${q.messageCount} loopMax=${(loop.max / 1e6).toFixed(0)}ms gcMinorMax=${gcMax.minor.toFixed(0)}ms gcMajorMax=${gcMax.major.toFixed(0)}ms longestGap=${gap.wall.toFixed(0)}ms/run${gap.run.toFixed(0)}/wait${gap.wait.toFixed(0)}/cpu${gap.cpu.toFixed(0)}ms beamCpu=${(now.beam - last.beam).toFixed(2)}s selfCpu=${self.toFixed(2)}s mainRun=${((now.sched.run - last.sched.run) / 1000).toFixed(2)}s mainWait=${((now.sched.wait - last.sched.wait) / 1000).toFixed(2)}s cloudElu=${elu.toFixed(2)}\n`,
         );
         loop.reset();
         gcMax = { minor: 0, major: 0 };
-        gap = { wall: 0, cpu: 0 };
+        gap = { wall: 0, run: 0, wait: 0, cpu: 0 };
         last = now;
         busy = false;
       },
@@ -179,6 +199,21 @@ async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean
 
 const round = (x: number): number => Number(x.toFixed(2));
 
+/** With ISOLATION_BENCH_PROFILE: profiles this thread until the returned function writes the file. */
+async function profile(file: string | undefined): Promise<() => Promise<void>> {
+  if (!file) return async () => {};
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
 const bench: Bench = {
   name: 'isolation',
   title: `publish-to-emit latency of notifications at ${RATE}/s through RabbitMQ, idle (${SECONDS} s) vs while ${SNAPSHOTS} ${N}-server Nova snapshots (1 % churn) are polled and diffed back to back`,
@@ -223,7 +258,9 @@ const bench: Bench = {
       await waitFor('the bus source to be up', () => sync.health().bus?.status === 'up', { timeoutMs: 30_000, everyMs: 5 });
       const before = sync.metrics();
       const started = performance.now();
+      const stopProfile = await profile(process.env.ISOLATION_BENCH_PROFILE);
       const during = await measure(node, sync, () => (sync.metrics().observations.nova ?? 0) - (before.observations.nova ?? 0) >= SNAPSHOTS, { queue: 'iso-during', cloud });
+      await stopProfile();
       const after = sync.metrics();
       const seconds = (performance.now() - started) / 1000;
       sync.stop();

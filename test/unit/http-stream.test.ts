@@ -3,16 +3,19 @@
  * answers of Nagios, Alertmanager and Prometheus sent in random pieces (plain and gzip) give what
  * JSON.parse gives; hostile bodies (endless, one huge element, deep nesting, not JSON, a gzip
  * bomb) fail with errors naming the source and the URL, without reading the rest; a connection
- * lost mid-body is retried from scratch.
+ * lost mid-body is retried from scratch; a body already all in the kernel's buffer is read over
+ * several turns of the event loop.
  */
 import { readFileSync } from 'node:fs';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { constants, createGzip, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type HttpClientOptions, HttpError, createHttpClient } from '../../src/http.js';
 import type { SelectKey } from '../../src/jsonStream.js';
+import { SLICE_MS } from '../../src/pause.js';
 import { fixturePath } from '../support/fixtures.js';
 import { WIRE, byKeys, expectedSelection } from '../support/json-select.js';
 
@@ -216,5 +219,74 @@ describe('hostile streamed bodies fail with the source and URL, and are not read
     const error = await failure(client({ retries: 1 }).getEach('/alerts', { select: '[*]', each: () => 1 }));
     expect(error.message).toMatch(/^monitoring: GET http:\/\/127\.0\.0\.1:\d+\/alerts failed with 503 Service Unavailable: busy \.{195}…$/);
     expect(requests).toBe(2);
+  });
+});
+
+describe('a streamed answer shares the event loop', () => {
+  // The server runs in a worker thread, as a real API runs elsewhere: it refills the socket while
+  // this thread reads, so the whole body can be in the kernel's buffer. libuv then reads it up to
+  // 32 chunks per callback, and without a yield the reader took a 1.7 MB page in one turn.
+  it('yields to other I/O after SLICE_MS of reading, however much of the body is already there', async () => {
+    const items = 4000;
+    const worker = new Worker(
+      `const { createServer } = require('node:http');
+       const { parentPort } = require('node:worker_threads');
+       const body = JSON.stringify({ items: Array.from({ length: ${items} }, (_, i) => ({ id: i, pad: 'x'.repeat(500) })) });
+       const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(body));
+       server.listen(0, '127.0.0.1', () => parentPort.postMessage(server.address().port));
+       parentPort.on('message', () => server.close(() => process.exit(0)));`,
+      { eval: true },
+    );
+    try {
+      const port = await new Promise<number>((resolve, reject) => worker.once('message', resolve).once('error', reject));
+      // Each element costs ~20 µs of this thread, so a chunk (~120 elements) costs ~2.4 ms and
+      // the 32 chunks of one libuv callback ~75 ms. Turns are counted by an immediate that
+      // re-queues itself; the most elements read between two is what one turn held.
+      let read = 0;
+      let turns = 0;
+      let mostInOneTurn = 0;
+      let atTurn = 0;
+      let reading = true;
+      const spin = (): void => {
+        turns += 1;
+        mostInOneTurn = Math.max(mostInOneTurn, read - atTurn);
+        atTurn = read;
+        if (reading) setImmediate(spin);
+      };
+      setImmediate(spin);
+      const busy = (us: number): void => {
+        const until = performance.now() + us / 1000;
+        while (performance.now() < until);
+      };
+      // The same kept-alive connection, read fast again and again: the kernel grows its receive
+      // window with the rate of the reads (a fresh connection's holds a few chunks), as over a
+      // poll's 100 pages. Then read slowly, and count.
+      const http = createHttpClient({ baseUrl: `http://127.0.0.1:${port}`, retries: 0 });
+      for (let round = 0; round < 8; round++) {
+        const slow = round >= 6;
+        if (round === 6) {
+          mostInOneTurn = 0;
+          turns = 0;
+          atTurn = read;
+        }
+        const { records } = await http.getEach('/big', {
+          select: 'items[*]',
+          each: (item) => {
+            if (slow) busy(20);
+            read += 1;
+            return item;
+          },
+        });
+        expect(records).toHaveLength(items);
+      }
+      reading = false;
+      // SLICE_MS of elements (at most 250 at 20 µs), plus the chunk in hand and one the stream
+      // buffered while the reader yielded: a slice, not a page.
+      expect(mostInOneTurn).toBeLessThanOrEqual(SLICE_MS * 50 + 2 * 130);
+      expect(turns).toBeGreaterThan((2 * items) / (SLICE_MS * 50 + 2 * 130));
+    } finally {
+      worker.postMessage('close');
+      await new Promise((resolve) => worker.once('exit', resolve));
+    }
   });
 });

@@ -456,17 +456,21 @@ function planOf(snapshot: SnapshotObservation, index: BaselineIndex, at: number)
   if (touched.length === 0) return { work: p.work, lacking: p.lacking, prepared: p };
   const work = new Set(p.work);
   const lacking = new Set(p.lacking);
+  /** Keys whose create built ahead no longer holds. */
+  const unbuilt: string[] = [];
   for (const key of touched) {
     const i = p.positions.get(key);
     if (i === undefined) lacking.add(key);
     else {
       work.add(i);
       // A create built ahead for it no longer holds: the step visits the record as any other.
+      if (p.built[i] !== undefined) unbuilt.push(key);
       p.built[i] = undefined;
     }
   }
-  // Keys without a create built ahead are not in the map: deleting them changes nothing.
-  p.created = p.created.deleteAll(touched);
+  // Only those are in the map. Not the whole log: during back-to-back polls it names thousands
+  // of notified keys, each hashed anew by Immutable to find nothing (a churn snapshot built none).
+  if (unbuilt.length > 0) p.created = p.created.deleteAll(unbuilt);
   return { work: [...work].sort((a, b) => a - b), lacking, prepared: p };
 }
 

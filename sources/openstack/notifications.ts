@@ -381,8 +381,12 @@ export function notificationDraft(record: NotificationRecord): EntityDraft {
     .with('neutron.network', () => networkDraft(neutronRecord(n, 'network') as ApiNetwork))
     .with('cinder.volume', () => volumeDraft(volumeFacts(n)))
     .with('heat.stack', () => stackDraft(stackFacts(n)))
-    // Stryker disable next-line ArrayDeclaration: a field the patch does not know (the placeholder) makes no member of it
-    .with('aodh.alarm', () => (record.action === 'patch' ? alarmPatchDraft(alarmFacts(n), isObject(n.payload.detail) ? Object.keys(n.payload.detail) : []) : alarmDraft(alarmFacts(n))))
+    .with('aodh.alarm', () => {
+      if (record.action !== 'patch') return alarmDraft(alarmFacts(n));
+      // Stryker disable next-line ArrayDeclaration: a field the patch does not know (the placeholder) makes no member of it
+      const changed = isObject(n.payload.detail) ? Object.keys(n.payload.detail) : [];
+      return alarmPatchDraft(alarmFacts(n), changed);
+    })
     .with('ironic.node', () => nodeDraft(ironicNode(n)))
     .with('octavia.loadbalancer', () => ({ type: 'octavia.loadbalancer', id: idOf(n, n.payload.loadbalancer_id, 'loadbalancer_id') }))
     .exhaustive();

@@ -97,18 +97,17 @@ export function nagiosDraft(record: NagiosStatus, attach: readonly AttachRule[] 
  * Holds only the checks of the last snapshot.
  */
 export function stableRecords(keepOutput: boolean): (records: NagiosStatus[]) => NagiosStatus[] {
-  type Seen = { state: string; output: string; lastStateChange: string | undefined };
+  type Seen = { state: string; stateType: string | undefined; output: string; lastStateChange: string | undefined };
   let seen = new Map<string, Seen>();
   return (records) => {
     const next = new Map<string, Seen>();
     const out = records.map((r) => {
       const key = r.kind === 'host' ? `h:${r.host}` : `s:${r.host}/${r.service}`;
-      const state = `${r.state}/${r.stateType ?? ''}`;
       const before = seen.get(key);
-      const same = before !== undefined && before.state === state;
+      const same = before !== undefined && before.state === r.state && before.stateType === r.stateType;
       const output = same && keepOutput ? before.output : r.output;
       const lastStateChange = same && before.lastStateChange === undefined ? undefined : r.lastStateChange;
-      next.set(key, { state, output, lastStateChange });
+      next.set(key, { state: r.state, stateType: r.stateType, output, lastStateChange });
       if (output === r.output && lastStateChange === r.lastStateChange) return r;
       const { lastStateChange: _dropped, ...rest } = r;
       return { ...rest, output, ...(output !== r.output ? { latestOutput: r.output } : {}), ...(lastStateChange !== undefined ? { lastStateChange } : {}) };

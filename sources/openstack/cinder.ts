@@ -82,7 +82,7 @@ export function volumeDraft(f: VolumeFacts): EntityDraft {
   if (host) attributes.host = host;
   // Absent is NaN to Number(), left out below; null and '' would be 0.
   const size = f.size === null || f.size === '' ? undefined : Number(f.size);
-  if (size !== undefined && Number.isFinite(size)) attributes.size = size;
+  if (Number.isFinite(size)) attributes.size = size;
   return {
     type: 'cinder.volume',
     id: f.id,

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import amqp from 'amqplib';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { parseConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
@@ -36,6 +37,21 @@ async function start(doc: Record<string, unknown>, dir: string): Promise<{ servi
 
 async function get(service: Service, path: string): Promise<string> {
   return (await fetch(`http://${service.address}${path}`, { signal: AbortSignal.timeout(5000) })).text();
+}
+
+/** Whether `queue` has a consumer; false while it is not declared (a channel of its own: a 404 closes it). */
+async function consumed(queue: string): Promise<boolean> {
+  const connection = await amqp.connect(url);
+  connection.on('error', () => undefined);
+  try {
+    const channel = await connection.createChannel();
+    channel.on('error', () => undefined);
+    return (await channel.checkQueue(queue)).consumerCount > 0;
+  } catch {
+    return false;
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
 }
 
 const held = async (service: Service, source: string): Promise<boolean> => (JSON.parse(await get(service, '/health')) as { cluster: { leases: Record<string, boolean> } }).cluster.leases[source] === true;
@@ -90,10 +106,14 @@ describe('a cluster of two services in one process', () => {
       dir,
     );
     await waitFor('every lease', async () => (await held(service, 'bus')) && (await held(service, 'bus.p0')) && (await held(service, 'bus.p1')), 15_000);
+    // A lease held says the router and the partitions were started, not that their queues are
+    // bound: a copy or a notification published before its binding is dropped by the broker. Each
+    // consumes only once its queue is declared and bound (amqpConsume$), so a consumer on the
+    // router's queue and on both partition queues means every binding is there.
+    for (const queue of [`router-${id}`, `cp-${id}.bus.p0`, `cp-${id}.bus.p1`]) await waitFor(`a consumer on ${queue}`, () => consumed(queue), 15_000);
     const publisher = await OsloPublisher.connect(url);
     try {
       await publisher.declare(exchange, 'versioned_notifications.info');
-      await waitFor('the router queue', async () => (await publisher.raw.checkQueue(`router-${id}`).catch(() => undefined)) !== undefined, 15_000);
       const template = novaSample('instance-update.json');
       for (let i = 0; i < 20; i++) {
         const payload = structuredClone(template.payload) as { 'nova_object.data': Record<string, unknown> };

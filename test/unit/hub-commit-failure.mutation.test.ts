@@ -102,4 +102,46 @@ describe('the commit line while the store fails', () => {
       error: `writing the state store in /var/lib/synchronizer: ENOSPC: no space left on device; ${MAX_UNWRITTEN_SNAPSHOTS} snapshots wait to be written, newer ones are not taken until they are (1 left out so far)`,
     });
   });
+  it('backs off at most 30 s between two writes, however long the store fails', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout'] });
+    const { health, push } = line();
+    push(upsert(t(0), entity('a')));
+    await settle();
+    // 1, 2, 4, 8, 16 s, then 30 s (not 32) and 30 s again (not 60: the default bound of a retry).
+    const delays: number[] = [];
+    for (let failures = 1; failures <= 7; failures++) {
+      const down = health.value()[STATE_HEALTH]!;
+      expect(down.failures).toBe(failures);
+      delays.push(down.retryInMs!);
+      vi.advanceTimersByTime(down.retryInMs!);
+      await settle();
+    }
+    expect(delays.slice(5).every((d) => d >= 24_000 && d <= 30_000)).toBe(true);
+  });
+
+  it('closing while a write fails: tries the deletion of the confirmed outbox entries once in each of its three rounds, then gives up and closes the store', async () => {
+    const { store, commits, push } = line();
+    const writes: { add: number[]; remove: number[] }[] = [];
+    let closedStore = false;
+    store.failing = false;
+    // Writes that add succeed; every deletion of an outbox entry fails (a disk that filled up).
+    store.write = async (delta: BaselineDelta) => {
+      writes.push({ add: delta.outbox!.add.map((e) => e.id), remove: [...delta.outbox!.remove] });
+      if (closedStore) throw new Error('written after close');
+      if (delta.outbox!.remove.length > 0) throw ENOSPC;
+    };
+    store.close = async () => {
+      closedStore = true;
+    };
+    push(upsert(t(0), entity('a')));
+    // Closing while the step's write is in flight: its entry, confirmed once emitted, is deleted in a write that fails.
+    await commits.close();
+    expect(closedStore).toBe(true);
+    expect(writes).toEqual([
+      { add: [1], remove: [] },
+      { add: [], remove: [1] },
+      { add: [], remove: [1] },
+      { add: [], remove: [1] },
+    ]);
+  });
 });

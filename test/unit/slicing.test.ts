@@ -164,14 +164,14 @@ describe('preparedInSlices', () => {
     expect([...step.state.entities.values()].map((v) => `${v.entity.id} ${v.entity.state} ${v.bySnapshot}`).sort()).toEqual(['a ACTIVE true', 'b ACTIVE true', 'c ERROR false', 'd ACTIVE true']);
   });
 
-  it('ends a slice of the preparation once its time has passed, before its count', async () => {
-    const pausesOf = async (ms: number | undefined): Promise<number> => {
+  it('ends a slice of the preparation at its time or at its count, whichever comes first', async () => {
+    const pausesOf = async (ms: number | undefined, tick = 1, records = 1000, size = 1500): Promise<number> => {
       let clock = 0;
-      // Each look at the clock finds 1 ms more: with 1 ms a slice, its first look after a step ends it.
-      const slice = Object.assign(manualPauses(1000), ms !== undefined ? { ms } : {}, { now: () => clock++ });
+      // Each look at the clock finds `tick` ms more: with 1 ms a slice, its first look after a step ends it.
+      const slice = Object.assign(manualPauses(records), ms !== undefined ? { ms } : {}, { now: () => (clock += tick) });
       const state = indexedBaseline(emptyBaseline());
       const out: Observation[] = [];
-      of(snapshot(t(10), Array.from({ length: 1500 }, (_, i) => entity(`i${i}`)))).pipe(preparedInSlices(() => state, slice)).subscribe((o) => out.push(o));
+      of(snapshot(t(10), Array.from({ length: size }, (_, i) => entity(`i${i}`)))).pipe(preparedInSlices(() => state, slice)).subscribe((o) => out.push(o));
       let pauses = 0;
       while (slice.pending > 0) {
         pauses += 1;
@@ -185,6 +185,10 @@ describe('preparedInSlices', () => {
     expect(await pausesOf(undefined)).toBe(1);
     // By time: SLICE_CHECK records a slice, then the index.
     expect(await pausesOf(1)).toBe(1500 / SLICE_CHECK);
+    // A clock that stands still: the count bounds the slice, as without a time.
+    expect(await pausesOf(5, 0)).toBe(1);
+    // Without a time, a slice reads its count exactly, not in steps of SLICE_CHECK: 1,000 records in 7 slices of 150 (200 a slice would take 5 pauses).
+    expect(await pausesOf(undefined, 1, 150, 1000)).toBe(6);
   });
 
   it('passes changes and small snapshots at once', () => {

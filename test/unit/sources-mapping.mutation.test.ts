@@ -100,7 +100,7 @@ describe('Nova', () => {
     expect(novaRecordDraft({ kind: 'zone', zone })?.type).toBe('nova.zone');
     expect(novaRecordDraft({ kind: 'server', server: { id: 's' } })?.type).toBe('nova.instance');
     expect(novaRecordDraft({ kind: 'hypervisor', hypervisor: { id: 1, service: { host: 'h' } }, zone: 'z' })?.parents).toStrictEqual([{ type: 'nova.zone', id: 'z' }]);
-    expect(() => novaRecordDraft({ kind: 'other' } as never)).toThrow();
+    expect(() => novaRecordDraft({ kind: 'other' } as never)).toThrow('unhandled Nova record kind: {"kind":"other"}');
   });
 });
 
@@ -134,6 +134,8 @@ describe('Neutron', () => {
     expect(pickPort(port).fixed_ips).toStrictEqual([{ ip_address: '10.0.0.1' }, { ip_address: '' }, { ip_address: null }, { ip_address: undefined }]);
     expect(pickPort({ id: 'p', fixed_ips: null }).fixed_ips).toBeNull();
     expect(pickPort({ id: 'p', fixed_ips: [null as never] }).fixed_ips).toStrictEqual([null]);
+    // An element that is no object stays as it is (portDraft then finds no address in it).
+    expect(pickPort({ id: 'p', fixed_ips: ['10.0.0.9' as never] }).fixed_ips).toStrictEqual(['10.0.0.9']);
   });
 });
 
@@ -155,6 +157,7 @@ describe('Cinder and Heat', () => {
     expect(volumeDraft({ id: 'v' }).parents).toStrictEqual([]);
     expect(pickVolume({ id: 'v', attachments: null }).attachments).toBeNull();
     expect(pickVolume({ id: 'v', attachments: [{ server_id: 's', id: 'x' } as { server_id: string }, null as never] }).attachments).toStrictEqual([{ server_id: 's' }, null]);
+    expect(pickVolume({ id: 'v', attachments: ['s' as never] }).attachments).toStrictEqual(['s']);
   });
 
   it('heat: project from the record, else from the self link only; status reason kept when set', () => {
@@ -225,6 +228,22 @@ describe('notification payloads', () => {
     expect(volumeFacts(n('volume.x', { 'versioned_object.data': { volume_id: 'w', size: 2 } }))).toMatchObject({ id: 'w', size: 2 });
     expect(volumeFacts(n('volume.x', { 'cinder_object.data': { volume_id: 'c' }, 'versioned_object.data': { volume_id: 'w' } })).id).toBe('c');
     expect(volumeFacts(n('volume.x', { 'cinder_object.data': 'text', volume_id: 'flat' })).id).toBe('flat');
+  });
+
+  it('a payload without the id its entity needs is refused, naming the event, the message and the field', () => {
+    expect(() => versionedInstanceFacts({ ...n('instance.update', { uuid: 'i' }), messageId: undefined })).toThrow('instance.update (message without message_id): payload is not a nova_object');
+    expect(() => volumeFacts(n('volume.attach.end', { size: 1 }))).toThrow('volume.attach.end (message m1): payload has no volume_id');
+    expect(() => stackFacts(n('orchestration.stack.update.end', { stack_name: 's' }))).toThrow('orchestration.stack.update.end (message m1): payload has no stack_identity');
+    expect(() => notificationDraft({ family: 'octavia.loadbalancer', action: 'upsert', notification: n('octavia.loadbalancer.create.end', { name: 'lb' }) })).toThrow(
+      'octavia.loadbalancer.create.end (message m1): payload has no loadbalancer_id',
+    );
+  });
+
+  it('alarms: a creation maps the whole alarm, a transition only the fields its detail names', () => {
+    const created = notificationDraft({ family: 'aodh.alarm', action: 'upsert', notification: n('alarm.creation', { alarm_id: 'a1', detail: { name: 'cpu', type: 'event', severity: 'low' } }) });
+    expect(created).toStrictEqual({ type: 'aodh.alarm', id: 'a1', name: 'cpu', state: undefined, project: undefined, parents: [], attributes: { severity: 'low', type: 'event' } });
+    const moved = notificationDraft({ family: 'aodh.alarm', action: 'patch', notification: n('alarm.state_transition', { alarm_id: 'a1', detail: { state: 'alarm' } }) });
+    expect(moved).toStrictEqual({ type: 'aodh.alarm', id: 'a1', state: 'alarm' });
   });
 
   it("stack payloads: the id is the identity's last path segment", () => {

@@ -66,7 +66,7 @@ export interface NotificationOptions {
    * Consume these instead of the oslo exchanges: a cluster's partition queue bound to its
    * consistent-hash exchange (src/cluster/partition.ts). Not a config key.
    */
-  partition?: { exchange: string; exchangeArguments: Record<string, unknown> };
+  partition?: { exchange: string; exchangeArguments: Record<string, unknown>; weight: string };
 }
 
 const FAMILIES = ['nova.legacy', 'nova.versioned', 'neutron.port', 'neutron.network', 'cinder.volume', 'heat.stack', 'aodh.alarm', 'ironic.node', 'octavia.loadbalancer'] as const;
@@ -475,7 +475,7 @@ export function createNotificationSource(options: NotificationOptions, context: 
   const stats: NotificationStats = { received: 0, mapped: 0, ignored: 0, unknown: new Map(), rejected: 0, deadLettered: 0, acked: 0 };
   const partition = options.partition;
   // A consistent-hash exchange's binding key is the queue's weight.
-  const bindings = partition ? [{ exchange: partition.exchange, routingKey: '1' }] : notificationBindings(options);
+  const bindings = partition ? [{ exchange: partition.exchange, routingKey: partition.weight }] : notificationBindings(options);
 
   const settle = (delivery: AmqpDelivery, n: Partial<OsloNotification>, outcome: Settlement): void => {
     if (outcome.ok) {

@@ -6,7 +6,7 @@
  *
  * | piece        | lease          | what it does                                                              |
  * |--------------|----------------|---------------------------------------------------------------------------|
- * | router       | `<source>`     | consumes the source's own queue (bound to oslo's exchanges) and copies each message, in order, to `<cluster>.<source>.partitions` with header `x-entity-key` = the entity it is about; acks the original once the broker confirmed the copy |
+ * | router       | `<source>`     | consumes the source's own queue (bound to oslo's exchanges) and copies each message, in order, to `<cluster>.<source>.partitions` with header `x-entity-key` = the entity it is about; acks the original once the broker confirmed the copy. Declares and binds the partition queues itself before it copies anything |
  * | partition k  | `<source>.p<k>`| consumes the durable queue `<cluster>.<source>.p<k>` (bound with weight 1) exactly as the notifications source does: acked once its entity was emitted |
  *
  * The exchange hashes `x-entity-key`, so one entity always lands in one partition queue, in the
@@ -28,12 +28,22 @@ export function partitionExchange(cluster: string, source: string): string {
   return `${cluster}.${source}.partitions`;
 }
 
+/** The durable queue of partition `k`. */
+export function partitionQueue(cluster: string, source: string, k: number): string {
+  return `${cluster}.${source}.p${k}`;
+}
+
+/** A consistent-hash exchange's binding key is the queue's weight: every partition weighs 1. */
+const PARTITION_WEIGHT = '1';
+
 /** The lease names of a partitioned source: its router, then each partition. */
 export function partitionLeases(source: string, partitions: number): string[] {
   return [source, ...Array.from({ length: partitions }, (_, k) => `${source}.p${k}`)];
 }
 
 const EXCHANGE_ARGUMENTS = { 'hash-header': ENTITY_KEY_HEADER };
+/** How a partition queue is declared, by the router and by the partition's consumer alike. */
+const PARTITION_QUEUE = { durable: true, autoDelete: false, exclusive: false } as const;
 
 /** The entity a notification is about (what the partition is chosen by). */
 export function notificationKey(body: Buffer): string {
@@ -52,8 +62,13 @@ interface RouterSession extends AmqpSession {
   channel: ConfirmChannel;
 }
 
-/** The router: the source's queue → the partitions' exchange, each original acked once its copy is confirmed. */
-function router$(options: NotificationOptions, name: string, exchange: string, log: Logger): Observable<HealthSignal> {
+/**
+ * The router: the source's queue → the partitions' exchange, each original acked once its copy is
+ * confirmed. It declares and binds the partition queues (`queues`) before it copies anything: the
+ * broker confirms a copy that no queue is bound to receive and drops it, so on a fresh cluster a
+ * router that ran before the partitions' consumers had declared their queues lost notifications.
+ */
+function router$(options: NotificationOptions, name: string, exchange: string, queues: readonly string[], log: Logger): Observable<HealthSignal> {
   return new Observable<HealthSignal>((subscriber) => {
     let channel: ConfirmChannel | undefined;
     const waiting: AmqpDelivery[] = [];
@@ -83,11 +98,20 @@ function router$(options: NotificationOptions, name: string, exchange: string, l
           const ch = await link.connection.createConfirmChannel();
           ch.on('error', (e: Error) => link.end(new Error(`router channel on ${link.where} failed: ${e.message}`)));
           ch.on('close', () => link.end(new Error(`router channel on ${link.where} closed`)));
-          await ch.assertExchange(exchange, 'x-consistent-hash', { durable: true, autoDelete: false, arguments: EXCHANGE_ARGUMENTS });
+          try {
+            await ch.assertExchange(exchange, 'x-consistent-hash', { durable: true, autoDelete: false, arguments: EXCHANGE_ARGUMENTS });
+          } catch (e) {
+            throw new Error(`declaring the consistent-hash exchange ${exchange} (is the rabbitmq_consistent_hash_exchange plugin enabled?): ${errorMessage(e)}`);
+          }
+          for (const queue of queues) {
+            // As the partition's consumer declares it (createNotificationSource with `partition`).
+            await ch.assertQueue(queue, PARTITION_QUEUE).catch((e: unknown) => Promise.reject(new Error(`declaring partition queue ${queue}: ${errorMessage(e)}`)));
+            await ch.bindQueue(queue, exchange, PARTITION_WEIGHT).catch((e: unknown) => Promise.reject(new Error(`binding partition queue ${queue} to ${exchange}: ${errorMessage(e)}`)));
+          }
           return { link, channel: ch, close: async () => void (await link.connection.close().catch(() => undefined)) };
         } catch (e) {
           link.connection.close().catch(() => undefined);
-          throw new Error(`declaring the consistent-hash exchange ${exchange} (is the rabbitmq_consistent_hash_exchange plugin enabled?): ${errorMessage(e)}`);
+          throw e;
         }
       },
       up: (s) => {
@@ -140,14 +164,18 @@ export function partitionedNotifications(
   const { name, log } = context;
   const exchange = partitionExchange(cluster.name, name);
   const [routerLease, ...partitionNames] = partitionLeases(name, cluster.partitions);
+  const queues = partitionNames.map((_, k) => partitionQueue(cluster.name, name, k));
   const parts = partitionNames.map((lease, k) => ({
     lease,
-    source: createNotificationSource({ ...options, queue: `${cluster.name}.${name}.p${k}`, durableQueue: true, partition: { exchange, exchangeArguments: EXCHANGE_ARGUMENTS } }, { ...context, log: log.child({ partition: k }) }),
+    source: createNotificationSource(
+      { ...options, queue: queues[k]!, durableQueue: PARTITION_QUEUE.durable, partition: { exchange, exchangeArguments: EXCHANGE_ARGUMENTS, weight: PARTITION_WEIGHT } },
+      { ...context, log: log.child({ partition: k }) },
+    ),
   }));
   const gated = <T>(lease: string, run: Observable<T>): Observable<T> => cluster.held$(lease).pipe(switchMap((held) => (held ? run : EMPTY)));
   const signal$ = merge(
     of<SourceSignal<NotificationRecord>>({ kind: 'health', status: 'up' }),
-    gated(routerLease!, router$(options, name, exchange, log)),
+    gated(routerLease!, router$(options, name, exchange, queues, log)),
     ...parts.map((p) => gated(p.lease, p.source.signal$)),
   );
   const sum = (field: 'acked' | 'rejected' | 'deadLettered'): number => parts.reduce((n, p) => n + p.source.stats[field], 0);

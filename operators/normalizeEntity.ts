@@ -288,7 +288,24 @@ function identify(draft: EntityDraft, scope: EntityScope | undefined): { type: s
   if (!isNonEmptyString(type)) throw new InvalidEntity(`type must be a non-empty string, got ${JSON.stringify(type)}`);
   if (!isNonEmptyString(id)) throw new InvalidEntity(`id of ${type} must be a non-empty string, got ${JSON.stringify(id)}`);
   const scoped = scope !== undefined && scope.isLocal(type) ? qualifiedId(scope.name, id) : id;
+  checkKeyLength(type, scoped);
   return identity(type, scoped);
+}
+
+/**
+ * The longest entity key, in UTF-8 bytes. A real id is a UUID, a host or a service name; a key
+ * longer than this is bad input, and the state store could not keep it (LMDB's keys end at 1,978
+ * bytes: the fold of such a key failed for ever, and the log grew until snapshots were left out).
+ */
+export const MAX_KEY_BYTES = 1024;
+
+/** Throws InvalidEntity when the key `type:id` is longer than {@link MAX_KEY_BYTES}. */
+function checkKeyLength(type: string, id: string): void {
+  const chars = type.length + 1 + id.length;
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: only a key that long is measured.
+  if (chars * 3 <= MAX_KEY_BYTES) return;
+  const bytes = Buffer.byteLength(type) + 1 + Buffer.byteLength(id);
+  if (bytes > MAX_KEY_BYTES) throw new InvalidEntity(`the key of this ${type} is ${bytes} bytes long, more than the ${MAX_KEY_BYTES} allowed (id ${JSON.stringify(id.slice(0, 60))}…)`);
 }
 
 /** Checks the optional fields of a draft, as far as they are present. Throws InvalidEntity. */

@@ -1,6 +1,6 @@
 import { Subject, lastValueFrom, of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { type InvalidRecord, SLICE_CHECK, inSlices, normalizeEntity, toEntity, toPatch } from '../../operators/normalizeEntity.js';
+import { type InvalidRecord, MAX_KEY_BYTES, SLICE_CHECK, inSlices, normalizeEntity, toEntity, toPatch } from '../../operators/normalizeEntity.js';
 import type { Entity, EntityDraft, Observation, Settlement } from '../../src/model.js';
 import { t } from '../support/entities.js';
 
@@ -41,6 +41,26 @@ describe('toEntity', () => {
     expect(reason(draft({ parents: [{ type: 'nova.host' }] }))).toBe('parents must be a list of {type, id} with non-empty strings, got {"type":"nova.host"}');
     expect(reason(draft({ children: [{ type: '', id: 'x' }] }))).toBe('children must be a list of {type, id} with non-empty strings, got {"type":"","id":"x"}');
     expect(reason(draft({ parents: [null] }))).toBe('parents must be a list of {type, id} with non-empty strings, got null');
+  });
+
+  it('refuses a key longer than MAX_KEY_BYTES in UTF-8, counting what a scope adds, in an entity and in a patch', () => {
+    const type = 'nova.instance'; // `nova.instance:` is 14 bytes
+    expect(MAX_KEY_BYTES).toBe(1024);
+    expect(reason(draft({ id: 'x'.repeat(1024 - 14) }))).toBe('accepted');
+    expect(reason(draft({ id: 'x'.repeat(1025 - 14) }))).toBe(`the key of this ${type} is 1025 bytes long, more than the 1024 allowed (id "${'x'.repeat(60)}")…`.replace('")…', '"…)'));
+    // 'é' is one UTF-16 unit and two bytes: 505 of them and 1 byte more make 1,025 bytes in 520 units.
+    expect(reason(draft({ id: `${'é'.repeat(505)}y` }))).toMatch(/^the key of this nova\.instance is 1025 bytes long/);
+    expect(reason(draft({ id: `${'é'.repeat(505)}` }))).toBe('accepted');
+    // '€' is three bytes: 337 of them are 1,011 bytes, the key 1,025; 336 are 1,022.
+    expect(reason(draft({ id: '€'.repeat(337) }))).toMatch(/is 1025 bytes long/);
+    expect(reason(draft({ id: '€'.repeat(336) }))).toBe('accepted');
+    // In a scope where the type is local, the key holds the scope too: `nova.instance:cloud-b/`.
+    const scope = { name: 'cloud-b', isLocal: (ty: string) => ty === type };
+    expect(() => toEntity(draft({ id: 'x'.repeat(1025 - 22) }), 'src', t(0), true, false, scope)).toThrow(/is 1025 bytes long/);
+    expect(toEntity(draft({ id: 'x'.repeat(1024 - 22) }), 'src', t(0), true, false, scope).key).toBe(`${type}:cloud-b/${'x'.repeat(1002)}`);
+    // A patch is identified the same way.
+    expect(() => toPatch({ type, id: 'x'.repeat(1011) } as EntityDraft, 'src', t(0))).toThrow(/is 1025 bytes long/);
+    expect(toPatch({ type, id: 'x'.repeat(1010) } as EntityDraft, 'src', t(0)).key).toBe(`${type}:${'x'.repeat(1010)}`);
   });
 
   it('accepts what may be absent: no name, project, refs or attributes; no state for a delete', () => {

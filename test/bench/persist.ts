@@ -7,6 +7,8 @@
  * it still in the log, none folded into the table).
  *
  * Rounds alternate store off and on; the figures are medians (this shared machine's speed drifts).
+ * With /proc, also the ratio in main-thread CPU and the most CPU other processes took during a
+ * timed round (`otherCoresMax`): a wall ratio is only as good as the box was quiet.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';

@@ -76,9 +76,6 @@ export interface Segment {
 
 const COMPACT = 7;
 
-/** The fold thread's nice value: the lowest priority, as a background thread. */
-export const FOLD_NICE = 19;
-
 /** A segment row back as a StoredEntry. */
 export function unpackRow(row: SegmentRow, h: SegmentHeader | 0): StoredEntry {
   if (row.length !== COMPACT || h === 0) return row.slice(1) as StoredEntry;
@@ -93,12 +90,6 @@ export function unpackRow(row: SegmentRow, h: SegmentHeader | 0): StoredEntry {
  */
 const WORKER = String.raw`
 const { parentPort, workerData } = require('node:worker_threads');
-// Background work: this thread yields the CPU to the main thread and to the rest of the machine
-// (Linux: a thread's own nice value, which lmdb's threads started from it inherit). Measured: with
-// another process on one core, a fold at nice 0 took the main thread's share of the other.
-try {
-  require('node:os').setPriority(Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop()), ${FOLD_NICE});
-} catch {}
 const { open } = require(workerData.lmdb);
 const root = open({ path: workerData.path, maxDbs: 8 });
 const meta = root.openDB({ name: 'meta', encoding: 'json' });

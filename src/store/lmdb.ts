@@ -407,7 +407,7 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
    * baseline.mdb is read here only by load(), then closed: the fold worker is its only user. While
    * this thread held it open, a worker whose open failed (an I/O error, a file made immutable) left
    * lmdb-js's environment for that path unusable in the process: every later worker failed with
-   * "No transaction to renew", and the fold was never retried (found by state-fold-retry.test.ts).
+   * "No transaction to renew", and the fold was never retried (found by state-fold.test.ts).
    */
   let tableClosed: Promise<void> | undefined;
   return {

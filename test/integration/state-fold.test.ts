@@ -9,14 +9,13 @@
  * (CAP_LINUX_IMMUTABLE); without them the test is skipped, saying so.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { afterEach, describe, expect, it } from 'vitest';
 import { applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
 import { createLogger } from '../../src/log.js';
-import { FOLD_NICE } from '../../src/store/fold.js';
 import { openBaselineStore } from '../../src/store/lmdb.js';
 import { entity, snapshot, t, upsert } from '../support/entities.js';
 import { waitFor } from '../support/wait.js';
@@ -26,45 +25,7 @@ afterEach(() => {
   for (const undo of cleanup.splice(0).reverse()) undo();
 });
 
-/** Nice values of this process's threads, from /proc (Linux). */
-function threadNices(): number[] {
-  return readdirSync('/proc/self/task').flatMap((tid) => {
-    try {
-      return [niceOf(`/proc/self/task/${tid}/stat`)];
-    } catch {
-      return []; // a thread that ended meanwhile
-    }
-  });
-}
-
-function niceOf(statFile: string): number {
-  const stat = readFileSync(statFile, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-}
-
 describe('the fold worker', () => {
-  it('runs at the lowest priority: the next snapshot on the main thread comes first', async (ctx) => {
-    const notice = !existsSync('/proc/thread-self') ? 'no /proc/thread-self (not Linux)' : niceOf('/proc/thread-self/stat') === FOLD_NICE ? `the tests run at nice ${FOLD_NICE} already` : undefined;
-    if (notice !== undefined) {
-      console.warn(`SKIPPED fold priority test: ${notice}`);
-      ctx.skip(true, notice);
-      return;
-    }
-    const dir = mkdtempSync(join(tmpdir(), 'sync-fold-'));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const store = openBaselineStore(dir);
-    const empty = store.load().state;
-    expect(threadNices()).not.toContain(FOLD_NICE);
-    const one = applyObservation(emptyBaseline(), snapshot(t(0), [entity('a')])).state;
-    await store.write({ prev: empty, next: one, keys: undefined, owners: new Map() });
-    await waitFor('the fold', () => store.unfoldedBytes!() === 0);
-    // The worker waits for the next segment: its thread is there, at FOLD_NICE; this one is not.
-    expect(threadNices()).toContain(FOLD_NICE);
-    expect(niceOf('/proc/thread-self/stat')).not.toBe(FOLD_NICE);
-    await store.close();
-  });
-
-
   it('is started again after a failed fold, folds what the log kept, and loses nothing', async (ctx) => {
     const dir = mkdtempSync(join(tmpdir(), 'sync-fold-'));
     cleanup.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -11,9 +11,10 @@ need=()
 # collectd-core's write_http needs libyajl2 (a Recommends, not a Depends); zabbix_sender comes with
 # zabbix-agent (Debian's zabbix-sender is only a virtual package, which dpkg-query never reports installed).
 # docker.io and debootstrap: the Dockerfile test starts a private dockerd when none answers, and
-# makes its Node.js base image from the Debian mirror (scripts/docker-base.sh).
+# makes its Node.js base image from the Debian mirror (scripts/docker-base.sh). e2fsprogs: chattr, with
+# which the fold test makes baseline.mdb unwritable.
 for pkg in rabbitmq-server prometheus-alertmanager nagios4 nagios4-cgi apache2 prometheus chromium collectd-core libyajl2 \
-  zabbix-server-pgsql zabbix-frontend-php php-cli php-pgsql postgresql zabbix-agent openssl docker.io debootstrap; do
+  zabbix-server-pgsql zabbix-frontend-php php-cli php-pgsql postgresql zabbix-agent openssl docker.io debootstrap e2fsprogs; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

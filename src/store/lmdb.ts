@@ -106,7 +106,7 @@ export interface BaselineDelta {
 
 export interface BaselineStore {
   readonly dir: string;
-  /** The stored baseline (synchronous: LMDB reads are memory-mapped). */
+  /** The stored baseline (synchronous: LMDB reads are memory-mapped). Once per open store: it closes baseline.mdb for this thread. */
   load(): StoredBaseline;
   /** Writes one delta as one transaction; resolves once it is committed. */
   write(delta: BaselineDelta): Promise<void>;
@@ -403,9 +403,17 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
   let lastOwners: string | undefined;
   /** The last commit failed: the log environment is opened again before the next write. */
   let failed = false;
+  /**
+   * baseline.mdb is read here only by load(), then closed: the fold worker is its only user. While
+   * this thread held it open, a worker whose open failed (an I/O error, a file made immutable) left
+   * lmdb-js's environment for that path unusable in the process: every later worker failed with
+   * "No transaction to renew", and the fold was never retried (found by state-fold.test.ts).
+   */
+  let tableClosed: Promise<void> | undefined;
   return {
     dir,
     load() {
+      if (tableClosed) throw new Error(`state: the store in ${dir} was loaded already (load() once per open)`);
       held.clear();
       for (const { key, value } of entities.getRange()) held.set(key, restored(key, value));
       const deleted = new Map<string, number>();
@@ -448,6 +456,7 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
         }
         unconfirmed.push({ id: key, events });
       }
+      tableClosed = root.close();
       const state = restoreBaseline({ entities: entries, tombstones: ImmutableMap(deleted), syncedAt: ImmutableMap<EntityType, number>(Object.entries(syncedAt)), clock });
       return { state, owners: new Map(Object.entries(owners)), outbox: unconfirmed, lastOutboxId: unconfirmed.at(-1)?.id ?? 0 };
     },
@@ -476,7 +485,7 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
       // After a failed commit lmdb-js's close() never resolves: do not wait for it then.
       if (failed) void logRoot.close().catch(() => undefined);
       else await logRoot.close();
-      await root.close();
+      await (tableClosed ?? root.close());
       unroute();
     },
   };

@@ -7,9 +7,11 @@
  * it still in the log, none folded into the table).
  *
  * Rounds alternate store off and on; the figures are medians (this shared machine's speed drifts).
+ * With /proc, also the ratio in main-thread CPU and the most CPU other processes took during a
+ * timed round (`otherCoresMax`): a wall ratio is only as good as the box was quiet.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,26 +49,61 @@ function twoSnapshots(first: Server[], second: Server[]): { source: Source<unkno
   return { source: { name: 'nova', types: ['nova.instance'], signal$, map: serverDraft } as Source<unknown>, done };
 }
 
-async function once(dir: string | undefined): Promise<number> {
+/** Clock ticks to ms (USER_HZ is 100 on Linux). */
+const TICK_MS = 10;
+
+/**
+ * CPU time so far, in ms: this process's main thread, and the whole machine's busy time (every
+ * core, every process), from /proc; undefined where there is no /proc. Wall times mean little
+ * when processes outside the benchmark lock (a typecheck) take a core during some rounds: these
+ * say how much of the box the rounds had.
+ */
+function cpuNow(): { main: number; box: number } | undefined {
+  try {
+    const task = readFileSync('/proc/thread-self/stat', 'utf8');
+    const f = task.slice(task.lastIndexOf(')') + 2).split(' ');
+    const cpu = readFileSync('/proc/stat', 'utf8').slice(0, 200).split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system (idle iowait) irq softirq steal
+    const busy = cpu[0]! + cpu[1]! + cpu[2]! + cpu[5]! + cpu[6]! + cpu[7]!;
+    return { main: (Number(f[11]) + Number(f[12])) * TICK_MS, box: busy * TICK_MS };
+  } catch {
+    return undefined;
+  }
+}
+
+/** One round's figures: wall time; main-thread CPU; CPU the rest of the machine used meanwhile (other processes), in cores. */
+interface Round {
+  ms: number;
+  mainCpuMs?: number;
+  otherCores?: number;
+}
+
+async function once(dir: string | undefined): Promise<Round> {
   const { source, done } = twoSnapshots(makeServers(N), makeServers(N, 100));
   const sync = createSynchronizer({ sources: [source], ...(dir ? { state: { dir } } : {}) });
   let events = 0;
   sync.entity$.subscribe(() => (events += 1));
+  const cpu0 = cpuNow();
+  const process0 = process.cpuUsage();
   const start = performance.now();
   sync.start();
   await done;
   const ms = performance.now() - start;
+  const cpu1 = cpuNow();
+  const own = process.cpuUsage(process0);
   await sync.close();
   if (events !== N + N / 100) throw new Error(`persist bench: expected ${N + N / 100} events, got ${events}`);
-  return ms;
+  if (!cpu0 || !cpu1) return { ms };
+  const others = cpu1.box - cpu0.box - (own.user + own.system) / 1000;
+  return { ms, mainCpuMs: cpu1.main - cpu0.main, otherCores: Math.max(0, others) / ms };
 }
 
 const bench: Bench = {
   name: 'persist',
   title: `two snapshots of ${N} Nova servers (1 % changed) through createSynchronizer with the LMDB state store and without, until settled; then loading the store (medians of ${ROUNDS})`,
   async run(): Promise<BenchRow[]> {
-    const memory: number[] = [];
-    const stored: number[] = [];
+    const memory: Round[] = [];
+    const stored: Round[] = [];
     const loads: number[] = [];
     const crashLoads: number[] = [];
     let foldedAtCrash = 0;
@@ -106,8 +143,10 @@ const bench: Bench = {
         rmSync(crashed, { recursive: true, force: true });
       }
     }
-    const entitiesPerSec = Math.round((2 * N) / (median(stored) / 1000));
-    const memoryEntitiesPerSec = Math.round((2 * N) / (median(memory) / 1000));
+    const entitiesPerSec = Math.round((2 * N) / (median(stored.map((r) => r.ms)) / 1000));
+    const memoryEntitiesPerSec = Math.round((2 * N) / (median(memory.map((r) => r.ms)) / 1000));
+    const cpu = (rounds: Round[]): number[] => rounds.flatMap((r) => (r.mainCpuMs === undefined ? [] : [r.mainCpuMs]));
+    const others = [...memory, ...stored].flatMap((r) => (r.otherCores === undefined ? [] : [r.otherCores]));
     return [
       {
         bench: 'persist',
@@ -119,6 +158,11 @@ const bench: Bench = {
         loadAfterCrashMs: Math.round(median(crashLoads)),
         foldedAtCrash,
         bytesPerEntity: Math.round(bytes / N),
+        // The same ratio in main-thread CPU (medians): what other processes on the box do not change.
+        ...(cpu(stored).length > 0 ? { mainCpuRatio: Number((median(cpu(memory)) / median(cpu(stored))).toFixed(2)) } : {}),
+        // The most CPU other processes took during one timed round, in cores (of the box's): a
+        // wall ratio measured while this was high says little.
+        ...(others.length > 0 ? { otherCoresMax: Number(Math.max(...others).toFixed(2)) } : {}),
       },
     ];
   },

@@ -54,6 +54,8 @@ describe('toEntity', () => {
     // '€' is three bytes: 337 of them are 1,011 bytes, the key 1,025; 336 are 1,022.
     expect(reason(draft({ id: '€'.repeat(337) }))).toMatch(/is 1025 bytes long/);
     expect(reason(draft({ id: '€'.repeat(336) }))).toBe('accepted');
+    // A type of 3-byte characters too (a plugin's type is any string): 3 + 1 + 339 units, 9 + 1 + 1,017 bytes.
+    expect(() => toEntity({ type: '€€€', id: '€'.repeat(339), state: 'up' } as EntityDraft, 'src', t(0))).toThrow(/^the key of this €€€ is 1027 bytes long/);
     // In a scope where the type is local, the key holds the scope too: `nova.instance:cloud-b/`.
     const scope = { name: 'cloud-b', isLocal: (ty: string) => ty === type };
     expect(() => toEntity(draft({ id: 'x'.repeat(1025 - 22) }), 'src', t(0), true, false, scope)).toThrow(/is 1025 bytes long/);

@@ -220,15 +220,21 @@ export function createCommitLine(options: CommitOptions): CommitLine {
     if (!closed) taken = [];
     confirmed = [];
     const next = batch.length > 0 ? batch[batch.length - 1]!.step.state : persisted;
-    // A change touches its own key; a snapshot the keys its step names (any entry of its types if
-    // it names none: the store then compares them all).
+    // A change touches its own key, if its step changed the entries (the store writes every key
+    // named without comparing); a snapshot the keys its step names (any entry of its types if it
+    // names none: the store then compares them all).
     let keys: string[] | undefined = [];
     const outbox: OutboxEntry[] = [];
+    let before = persisted;
     for (const { step, outboxId } of batch) {
       if (outboxId !== undefined) outbox.push({ id: outboxId, events: step.events });
       const o = step.observation;
+      const changed = step.state.entities !== before.entities;
+      before = step.state;
       if (o === undefined || keys === undefined) continue;
-      if (o.kind !== 'snapshot') keys.push(o.record.key);
+      if (o.kind !== 'snapshot') {
+        if (changed) keys.push(o.record.key);
+      }
       else if (step.touched === undefined) keys = undefined;
       else if (batch.length === 1) keys = step.touched.slice();
       else for (const key of step.touched) keys.push(key);

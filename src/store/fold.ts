@@ -153,7 +153,7 @@ export interface Folder {
    * A segment flushed in the log: fold it (in id order). Its bytes are handed over (transferred
    * when they fill their ArrayBuffer: a copy of 40 MB costs the main thread ~50 ms).
    */
-  fold(id: number, bytes: Buffer): void;
+  fold(id: number, bytes: Uint8Array): void;
   /** Bytes of the segments handed over and not folded yet. */
   unfoldedBytes(): number;
   /** Ids folded (and flushed in baseline.mdb) since the last call: the log may delete them. */
@@ -216,7 +216,7 @@ export function createFolder(path: string, log: Logger, read: (id: number) => Bu
     // A store that folds nothing holds no thread open: the process may end without close().
     w.unref();
   };
-  const post = (id: number, bytes: Buffer): void => {
+  const post = (id: number, bytes: Uint8Array): void => {
     if (!worker) spawn();
     const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
     const data = whole ? bytes.buffer : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);

@@ -95,8 +95,9 @@ export interface BaselineDelta {
   prev: BaselineState;
   next: BaselineState;
   /**
-   * Keys whose entries may have changed (a key may repeat); undefined: compare every entry (a
-   * snapshot whose step did not say what it touched).
+   * Keys whose entries changed since `prev` (a key may repeat): each is written as `next` holds
+   * it (removed if `next` has none), without comparing it with `prev`. Undefined: compare every
+   * entry with `prev` (a snapshot whose step did not say what it touched).
    */
   keys: Iterable<string> | undefined;
   owners: ReadonlyMap<EntityType, string>;
@@ -285,6 +286,8 @@ function routeLmdbConsole(log: Logger): () => void {
   return () => void lmdbLogs.delete(log);
 }
 
+const utf8 = new TextEncoder();
+
 /** The segment header of an entry: what most rows of a snapshot's write have in common. */
 function header(entry: BaselineEntry): SegmentHeader {
   const e = entry.entity;
@@ -328,11 +331,11 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
   let tombstones!: Database<number, string>;
   let oldOutbox!: Database<StoredEvent[], number>;
   let logRoot!: RootDatabase;
-  let segments!: Database<Buffer, number>;
+  let segments!: Database<Uint8Array, number>;
   let outbox!: Database<StoredEvent[], number>;
   const openLog = (): void => {
     logRoot = openLmdb({ path: join(dir, LOG_FILE), maxDbs: 4 });
-    segments = logRoot.openDB<Buffer, number>({ name: 'segments', encoding: 'binary' });
+    segments = logRoot.openDB<Uint8Array, number>({ name: 'segments', encoding: 'binary' });
     outbox = logRoot.openDB<StoredEvent[], number>({ name: 'outbox', encoding: 'json' });
   };
   try {
@@ -384,13 +387,6 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
   }
 
   const unroute = routeLmdbConsole(log);
-  /**
-   * What the store holds, entry by entry (the baseline's own objects): a snapshot's write finds
-   * what changed by identity in this plain Map (V8 keeps a string's hash) rather than by looking
-   * every key up in the previous Immutable map, which hashes each key again (measured: ~0.45 s of
-   * main thread for the second 100k snapshot, 1 % changed, on the loaded box).
-   */
-  const held = new Map<string, BaselineEntry>();
   const folder = createFolder(join(dir, FILE), log, (id) => {
     const bytes = segments.get(id);
     return bytes === undefined ? undefined : Buffer.from(bytes);
@@ -414,7 +410,8 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
     dir,
     load() {
       if (tableClosed) throw new Error(`state: the store in ${dir} was loaded already (load() once per open)`);
-      held.clear();
+      /** What the store holds, entry by entry: the table, then the segments not folded yet. */
+      const held = new Map<string, BaselineEntry>();
       for (const { key, value } of entities.getRange()) held.set(key, restored(key, value));
       const deleted = new Map<string, number>();
       for (const { key, value } of tombstones.getRange()) deleted.set(key, value);
@@ -491,34 +488,36 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
   };
 
   function writeDelta({ prev, next, keys, owners, outbox: box }: BaselineDelta): Promise<void> {
-    // The entries to write, compared with `held` by identity (entries are immutable values).
+    // The entries to write: the keys named, as `next` holds them, without comparing them with what
+    // the store holds (the commit line names only keys a step changed). A key named twice (two
+    // steps in one write) is written twice, the same entry (the newest state's): harmless, and
+    // cheaper than a Set of 100,000 keys. A removed key the store never held (created and deleted
+    // in one write) is removed again in the fold, which does nothing. Measured: a Map of what the
+    // store held, updated after each flush, cost the main thread ~50 ms per 100,000-entry write
+    // and kept a second 100,000-entry index alive (docs/store.md, "Format 4, session 8").
     const putKeys: string[] = [];
     const putEntries: BaselineEntry[] = [];
     const removed: string[] = [];
-    // A key named twice (a repeated record, two steps in one write) is written twice, the same
-    // entry (the newest state's): harmless, and cheaper than a Set of 100,000 keys.
-    const check = (entry: BaselineEntry | undefined, key: string): void => {
-      if (entry === undefined) {
-        if (held.has(key)) removed.push(key);
-      } else if (entry !== held.get(key)) {
-        putKeys.push(key);
-        putEntries.push(entry);
-      }
-    };
     if (prev.entities !== next.entities) {
-      if (keys !== undefined) for (const key of keys) check(entryOf(next, key), key);
-      else {
-        let kept = 0;
+      if (keys !== undefined) {
+        for (const key of keys) {
+          const entry = entryOf(next, key);
+          if (entry === undefined) removed.push(key);
+          else {
+            putKeys.push(key);
+            putEntries.push(entry);
+          }
+        }
+      } else {
+        // No keys named: compare every entry with `prev` (Immutable lookups: slow, but only for a
+        // caller that cannot say what changed).
         next.entities.forEach((entry, key) => {
-          const old = held.get(key);
-          if (old !== undefined) kept++;
-          if (entry !== old) {
+          if (entry !== prev.entities.get(key)) {
             putKeys.push(key);
             putEntries.push(entry);
           }
         });
-        // Every held key still in `next`: nothing was deleted, no need to look them all up.
-        if (kept < held.size) for (const key of held.keys()) if (!next.entities.has(key)) removed.push(key);
+        if (prev.entities.size > 0) prev.entities.forEach((_entry, key) => void (next.entities.has(key) || removed.push(key)));
       }
     }
     // The whole write is one segment, one JSON text: measured, one JSON.stringify of all rows
@@ -542,8 +541,9 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
     const ownersText = JSON.stringify(segment.o);
     // A write that only deletes confirmed outbox entries (or folded segments) adds no segment.
     const empty = rows.length === 0 && removed.length === 0 && segment.t.length === 0 && segment.tr.length === 0 && segment.s === undefined && segment.c === undefined && ownersText === lastOwners;
-    // UTF-8 once, here: lmdb-js copies the bytes, and the same buffer is then handed to the fold worker.
-    const bytes = empty ? undefined : Buffer.from(JSON.stringify(segment));
+    // UTF-8 once, here: lmdb-js writes these bytes at the commit, and after the flush the same
+    // buffer is handed (transferred) to the fold worker. TextEncoder rather than Buffer.from: measured on a 31 MB segment text, 31 against 47 ms.
+    const bytes = empty ? undefined : utf8.encode(JSON.stringify(segment));
     const id = empty ? 0 : nextSegment++;
     const deleting = foldedIds.concat(folder.takeFolded());
     foldedIds = [];
@@ -571,8 +571,6 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
     // still take back. Measured: no cost in the persist benchmark beyond this box's noise.
     return done.then(() => logRoot.flushed).then(
       () => {
-        for (let i = 0; i < putKeys.length; i++) held.set(putKeys[i]!, putEntries[i]!);
-        for (const key of removed) held.delete(key);
         if (bytes === undefined) return;
         lastOwners = ownersText;
         folder.fold(id, bytes);

@@ -6,7 +6,7 @@ import { createHealthBoard } from '../../src/hub/health.js';
 import { silentLogger } from '../../src/log.js';
 import type { Observation } from '../../src/model.js';
 import type { BaselineDelta, BaselineStore } from '../../src/store/lmdb.js';
-import { entity, snapshot, t, upsert } from '../support/entities.js';
+import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
 
 /**
  * The commit line's writes, one at a time: the store here holds each write until the test ends
@@ -82,6 +82,20 @@ describe('the commit line, one write at a time', () => {
     await store.release();
     expect(store.writes).toHaveLength(2);
     expect([...store.writes[1]!.keys!].sort()).toEqual(['nova.host:h1', 'nova.instance:c']);
+  });
+
+  it('names no key for a change whose step left the entries as they were (the store writes every key named, without comparing)', async () => {
+    const { store, push } = line();
+    push('first', snapshot(t(0), [entity('a')]));
+    // Taken while the first write is in flight: a change; the deletion of an entity never seen (a
+    // tombstone, the entries unchanged); a change the tombstone makes late (unchanged too); a change.
+    push('change', upsert(t(1), entity('c')));
+    push('unknown', remove(t(3), entity('x')));
+    push('late', upsert(t(2), entity('x')));
+    push('other', upsert(t(2), entity('d')));
+    await store.release();
+    expect(store.writes).toHaveLength(2);
+    expect([...store.writes[1]!.keys!]).toEqual(['nova.instance:c', 'nova.instance:d']);
   });
 
   it('keeps the state down after a write that held no snapshot, while the snapshots it left out still wait', async () => {

@@ -9,9 +9,16 @@
  * Rounds alternate store off and on; the figures are medians (this shared machine's speed drifts).
  * With /proc, also the ratio in main-thread CPU and the most CPU other processes took during a
  * timed round (`otherCoresMax`): a wall ratio is only as good as the box was quiet.
+ *
+ * PERSIST_BENCH_PROFILE=PREFIX writes a CPU profile of the main thread for each timed round,
+ * PREFIX-memory-R.cpuprofile and PREFIX-store-R.cpuprofile (read them with
+ * scripts/cpuprofile-diff.mjs); the profiler's own cost is in both, so compare the two, not the
+ * rates of a profiled run. PERSIST_BENCH_DEBUG=1 prints each timed round's start and end on stderr
+ * (ms since the process started, as `--trace-gc` counts them).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +56,13 @@ function twoSnapshots(first: Server[], second: Server[]): { source: Source<unkno
   return { source: { name: 'nova', types: ['nova.instance'], signal$, map: serverDraft } as Source<unknown>, done };
 }
 
+function gc(): void {
+  const collect = (globalThis as { gc?: () => void }).gc;
+  if (!collect) throw new Error('run the benchmarks with node --expose-gc (npm run bench does)');
+  collect();
+  collect();
+}
+
 /** Clock ticks to ms (USER_HZ is 100 on Linux). */
 const TICK_MS = 10;
 
@@ -78,11 +92,28 @@ interface Round {
   otherCores?: number;
 }
 
-async function once(dir: string | undefined): Promise<Round> {
+/** With PERSIST_BENCH_PROFILE: profiles this thread until the returned function writes `file`. */
+async function profile(file: string | undefined): Promise<() => Promise<void>> {
+  if (!file) return async () => {};
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 250 });
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
+async function once(dir: string | undefined, profileFile?: string): Promise<Round> {
   const { source, done } = twoSnapshots(makeServers(N), makeServers(N, 100));
   const sync = createSynchronizer({ sources: [source], ...(dir ? { state: { dir } } : {}) });
   let events = 0;
   sync.entity$.subscribe(() => (events += 1));
+  if (process.env.PERSIST_BENCH_GC) gc();
+  const stopProfile = await profile(profileFile);
   const cpu0 = cpuNow();
   const process0 = process.cpuUsage();
   const start = performance.now();
@@ -90,7 +121,9 @@ async function once(dir: string | undefined): Promise<Round> {
   await done;
   const ms = performance.now() - start;
   const cpu1 = cpuNow();
+  if (process.env.PERSIST_BENCH_DEBUG) process.stderr.write(`persist round ${dir ? 'store' : 'memory'}: ${start.toFixed(0)}–${(start + ms).toFixed(0)} ms\n`);
   const own = process.cpuUsage(process0);
+  await stopProfile();
   await sync.close();
   if (events !== N + N / 100) throw new Error(`persist bench: expected ${N + N / 100} events, got ${events}`);
   if (!cpu0 || !cpu1) return { ms };
@@ -109,11 +142,12 @@ const bench: Bench = {
     let foldedAtCrash = 0;
     let bytes = 0;
     await once(undefined); // JIT warm-up
+    const profiles = process.env.PERSIST_BENCH_PROFILE;
     for (let round = 0; round < ROUNDS; round++) {
-      memory.push(await once(undefined));
+      memory.push(await once(undefined, profiles && `${profiles}-memory-${round}.cpuprofile`));
       const dir = mkdtempSync(join(tmpdir(), 'sync-persist-'));
       try {
-        stored.push(await once(dir));
+        stored.push(await once(dir, profiles && `${profiles}-store-${round}.cpuprofile`));
         // Both files: the folded table and the log (whose freed pages LMDB keeps for reuse).
         bytes = statSync(join(dir, 'baseline.mdb')).size + statSync(join(dir, 'log.mdb')).size;
         const start = performance.now();

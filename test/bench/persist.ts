@@ -13,7 +13,8 @@
  * PERSIST_BENCH_PROFILE=PREFIX writes a CPU profile of the main thread for each timed round,
  * PREFIX-memory-R.cpuprofile and PREFIX-store-R.cpuprofile (read them with
  * scripts/cpuprofile-diff.mjs); the profiler's own cost is in both, so compare the two, not the
- * rates of a profiled run. PERSIST_BENCH_DEBUG=1 prints each timed round's start and end on stderr
+ * rates of a profiled run. Every timed round starts from a collected heap (PERSIST_BENCH_NO_GC=1: not).
+ * PERSIST_BENCH_DEBUG=1 prints each timed round's start and end on stderr
  * (ms since the process started, as `--trace-gc` counts them).
  */
 import { spawnSync } from 'node:child_process';
@@ -112,7 +113,11 @@ async function once(dir: string | undefined, profileFile?: string): Promise<Roun
   const sync = createSynchronizer({ sources: [source], ...(dir ? { state: { dir } } : {}) });
   let events = 0;
   sync.entity$.subscribe(() => (events += 1));
-  if (process.env.PERSIST_BENCH_GC) gc();
+  // Each round from a collected heap, as the diff benchmark's: without it a round paid for the
+  // garbage of the rounds and loads before it (traced: a major GC started by V8's external-memory
+  // trigger in whichever round crossed it, 0.2–2 s of main-thread marking and collection in that
+  // round alone; docs/store.md, "Session 8"). PERSIST_BENCH_NO_GC=1 measures without it.
+  if (!process.env.PERSIST_BENCH_NO_GC) gc();
   const stopProfile = await profile(profileFile);
   const cpu0 = cpuNow();
   const process0 = process.cpuUsage();

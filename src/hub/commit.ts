@@ -234,8 +234,7 @@ export function createCommitLine(options: CommitOptions): CommitLine {
       if (o === undefined || keys === undefined) continue;
       if (o.kind !== 'snapshot') {
         if (changed) keys.push(o.record.key);
-      }
-      else if (step.touched === undefined) keys = undefined;
+      } else if (step.touched === undefined) keys = undefined;
       else if (batch.length === 1) keys = step.touched.slice();
       else for (const key of step.touched) keys.push(key);
     }

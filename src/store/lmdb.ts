@@ -494,7 +494,7 @@ export function openBaselineStore(dirOption: string, { log = silentLogger }: { l
     // cheaper than a Set of 100,000 keys. A removed key the store never held (created and deleted
     // in one write) is removed again in the fold, which does nothing. Measured: a Map of what the
     // store held, updated after each flush, cost the main thread ~50 ms per 100,000-entry write
-    // and kept a second 100,000-entry index alive (docs/store.md, "Format 4, session 8").
+    // and kept a second 100,000-entry index alive (docs/store.md, "Session 8: the persist ratio, attributed").
     const putKeys: string[] = [];
     const putEntries: BaselineEntry[] = [];
     const removed: string[] = [];

@@ -216,19 +216,61 @@ interface BaselineIndex {
    * The entries themselves, no bookkeeping per entry: what a snapshot held is known while its
    * step runs (see applySnapshot), so an index entry costs the Map's own slot only.
    */
-  readonly byKey: Map<string, BaselineEntry>;
+  readonly byKey: EntryIndex;
   /** Keys changes touched, for the snapshots being prepared meanwhile. */
   readonly log: ChangeLog;
+}
+
+/** Shards of an {@link EntryIndex}: a power of two. */
+const SHARDS = 32;
+
+/**
+ * A key → entry map in {@link SHARDS} plain Maps, chosen by the key's last two characters. One
+ * Map of 100,000 entries under churn (a few thousand keys set and deleted per poll) rehashes its
+ * whole table every few polls when its deleted slots run out: 5–30 ms in one `set` or `delete`,
+ * a notification's or a step's. A shard rehashes a thirty-second of that.
+ */
+class EntryIndex {
+  private readonly shards: Map<string, BaselineEntry>[] = Array.from({ length: SHARDS }, () => new Map());
+
+  private shard(key: string): Map<string, BaselineEntry> {
+    const n = key.length;
+    // Stryker disable next-line ArithmeticOperator,BitwiseOperator: any shard a key always maps to is right; these spread ids' last characters
+    return this.shards[(key.charCodeAt(n - 1) * 31 + key.charCodeAt(n - 2)) & (SHARDS - 1)]!;
+  }
+
+  get(key: string): BaselineEntry | undefined {
+    return this.shard(key).get(key);
+  }
+
+  set(key: string, entry: BaselineEntry): void {
+    this.shard(key).set(key, entry);
+  }
+
+  delete(key: string): void {
+    this.shard(key).delete(key);
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const m of this.shards) n += m.size;
+    return n;
+  }
+
+  *values(): Generator<BaselineEntry, undefined, undefined> {
+    for (const m of this.shards) yield* m.values();
+    return undefined;
+  }
 }
 
 function indexOf(state: BaselineState): BaselineIndex {
   let index = state.index;
   // Stryker disable next-line ConditionalExpression,EqualityOperator: rebuilding more often only costs time (with `===` a valid index is rebuilt and a stale one never met: none is ever taken)
   if (index === undefined || index.entities !== state.entities) {
-    const byKey = new Map<string, BaselineEntry>();
+    const byKey = new EntryIndex();
     state.entities.forEach((entry, key) => void byKey.set(key, entry));
     // Stryker disable next-line ArrayDeclaration: a made-up key in the log names no entry, so no plan visits anything for it
-    index = { entities: undefined, byKey, log: { keys: [], base: 0, snapshots: new Map() } };
+    index = { entities: undefined, byKey, log: { keys: [], base: 0, snapshots: new Map(), unlogged: 0 } };
   }
   // Taken: until the caller hands it on, it describes no state.
   index.entities = undefined;
@@ -280,6 +322,11 @@ interface ChangeLog {
   base: number;
   /** Snapshot steps applied so far, per type: one of a prepared snapshot's types voids its preparation. */
   readonly snapshots: Map<EntityType, number>;
+  /**
+   * Snapshot steps of any type, and expiries of tombstones, so far: writes the log does not name,
+   * which void a step built ahead ({@link Ahead}).
+   */
+  unlogged: number;
 }
 
 /** Past this many entries the log is dropped (a preparation that started before it is then void). */
@@ -326,6 +373,12 @@ interface Preparation {
   done: number;
   /** The scan of the index for `lacking`, once the records are read. */
   scan: Iterator<BaselineEntry> | undefined;
+  /** A record was repeated: its step is not built ahead (the repeat replaces an event). */
+  repeated: boolean;
+  /** Prepared against an empty index (a first snapshot): its creates are built ahead, not its step. */
+  readonly intoEmpty: boolean;
+  /** The step built ahead, once the index is scanned (undefined: not built, see {@link startAhead}). */
+  ahead: Ahead | undefined;
   complete: boolean;
 }
 
@@ -353,6 +406,9 @@ function startPreparation(snapshot: SnapshotObservation, index: BaselineIndex): 
     created: ImmutableMap(),
     done: 0,
     scan: undefined,
+    repeated: false,
+    intoEmpty: index.byKey.size === 0,
+    ahead: undefined,
     complete: false,
   };
 }
@@ -395,6 +451,7 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
       // it writes something; one left out is a no-op (the baseline's entry is the same and vouched
       // for by snapshots, or newer), so the entry the repeat meets is the baseline's either way.
       p.work.push(i);
+      p.repeated = true;
       continue;
     }
     p.positions.set(key, i);
@@ -418,28 +475,199 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
   });
   // Stryker disable next-line ConditionalExpression: without it the scan below starts with no budget left, and reads nothing
   if (p.done < records.length) return false;
-  p.scan ??= byKey.values();
-  // Stryker disable next-line EqualityOperator,UpdateOperator: reading past the budget only makes a slice longer
-  for (; left > 0; left--) {
-    const next = p.scan.next();
-    if (next.done === true) {
+  if (p.ahead === undefined) {
+    p.scan ??= byKey.values();
+    // Stryker disable next-line EqualityOperator,UpdateOperator: reading past the budget only makes a slice longer
+    for (; left > 0; left--) {
+      const next = p.scan.next();
+      if (next.done === true) break;
+      const entity = next.value.entity;
+      if (p.types.has(entity.type) && !p.positions.has(entity.key)) p.lacking.push(entity.key);
+    }
+    // Stryker disable next-line BooleanLiteral: an incomplete preparation said complete is void at the step (planOf): time only
+    if (left <= 0) return false;
+    // A first snapshot (into an empty index) has its creates built ahead instead; a repeated
+    // record's second visit replaces its first one's event: both are stepped as prepared.
+    // Stryker disable next-line ConditionalExpression,LogicalOperator: a first snapshot's step built ahead comes to the same (the creates built ahead are then unused: time only)
+    if (p.repeated || p.intoEmpty) {
       // Stryker disable next-line BooleanLiteral: a preparation not marked complete is void at the step (planOf): time only
       p.complete = true;
-      // Stryker disable next-line BooleanLiteral: false asks the caller for one more slice, which finds it complete
       return true;
     }
-    const entity = next.value.entity;
-    if (p.types.has(entity.type) && !p.positions.has(entity.key)) p.lacking.push(entity.key);
+    p.ahead = startAhead(p, snapshot, state);
   }
-  // Stryker disable next-line BooleanLiteral: an incomplete preparation said complete is void at the step (planOf): time only
-  return false;
+  if (!aheadHolds(p.index, p.ahead)) {
+    // A write the log does not name: built again from the baseline as it is now (or, the log
+    // lost, not at all: the plan is void too).
+    if (p.logAt < p.index.log.base) return (p.complete = true);
+    p.ahead = startAhead(p, snapshot, state);
+  }
+  p.complete = buildAhead(p, p.ahead, snapshot, state, left);
+  return p.complete;
+}
+
+// ——— The step built ahead ———
+//
+// A churn step of a big snapshot still writes a few thousand entries into the Immutable map
+// (an update per changed record, a delete and a tombstone per entry it lacks) and makes as many
+// events: 30–60 ms in one block. The preparation therefore also builds that outcome ahead, on a
+// map of its own (`entities`, `tombstones`: the baseline's as they were when it started, which
+// share all but the paths they write), key by key, in the same slices. A key that a change
+// touches afterwards is taken again from the baseline as it then is and decided anew (the log
+// says which, as for the plan), so the map built ahead is always the baseline's as it is now with
+// the snapshot's outcome applied; at the step only what changes touched since the last slice is
+// left to catch up. The events are made with the decisions and put in the step's order there:
+// the records' by position, then the deletions by key. A snapshot step of any type or an expiry
+// of tombstones meanwhile (writes the log does not name) voids it, and the step is taken from the
+// plan as before.
+
+/** What the step does for one key. */
+interface Decision {
+  /** Position of the key's record, or -1 for an entry the snapshot does not hold. */
+  readonly pos: number;
+  /** The entry the step writes (set), null: deleted, undefined: left as it is. */
+  readonly entry: BaselineEntry | null | undefined;
+  /** The tombstone the step sets (a time), null: removed, undefined: left as it is. */
+  readonly tombstone: number | null | undefined;
+  readonly event: EntityEvent | undefined;
+}
+
+const UNCHANGED: Decision = { pos: -1, entry: undefined, tombstone: undefined, event: undefined };
+
+interface Ahead {
+  /** Position in the change log up to which touched keys were decided anew. */
+  logAt: number;
+  /** `unlogged` of the log when it started: another value voids it. */
+  readonly unlogged: number;
+  entities: ImmutableMap<string, BaselineEntry>;
+  tombstones: ImmutableMap<string, number>;
+  readonly decided: Map<string, Decision>;
+  /** Keys to decide: the work's records' then the lacking entries', sorted; `next` is the first not yet decided. */
+  readonly queue: string[];
+  next: number;
+  /** How many of `queue` are records' keys. */
+  readonly records: number;
+  /** The keys of the lacking part of `queue`. */
+  readonly queued: ReadonlySet<string>;
+  /** Keys of entries the snapshot does not hold that changes touched, and not in `queued`. */
+  readonly late: Set<string>;
+  readonly keep: ReadonlySet<string>;
+}
+
+function startAhead(p: Preparation, snapshot: SnapshotObservation, state: BaselineState): Ahead {
+  const records = snapshot.records;
+  const queue = p.work.map((i) => records[i]!.key);
+  const n = queue.length;
+  const lacking = p.lacking.slice().sort();
+  for (const key of lacking) queue.push(key);
+  return {
+    // From where the preparation started: what changes touched while it read is decided anew too.
+    logAt: p.logAt,
+    unlogged: p.index.log.unlogged,
+    entities: state.entities,
+    tombstones: state.tombstones,
+    decided: new Map(),
+    queue,
+    next: 0,
+    records: n,
+    queued: new Set(lacking),
+    late: new Set(),
+    keep: new Set(snapshot.keep ?? []),
+  };
+}
+
+/**
+ * Whether the step built ahead still describes the baseline of `index`, what the log names aside
+ * (the log itself is whole from where it catches up: a preparation that started before a drop is
+ * void, and it catches up from there on).
+ */
+function aheadHolds(index: BaselineIndex, a: Ahead): boolean {
+  return a.unlogged === index.log.unlogged;
+}
+
+/**
+ * What the step of `snapshot` does for `key`, the baseline being `state` (whose index `byKey`
+ * is): the same reasoning as applySnapshot's visit of a record, or of an entry it lacks.
+ */
+function decide(p: Preparation, a: Ahead, snapshot: SnapshotObservation, state: BaselineState, key: string): Decision {
+  const at = p.at;
+  const prev = p.index.byKey.get(key);
+  const pos = p.positions.get(key);
+  if (pos === undefined) {
+    // An entry the snapshot does not hold: gone if it is of its types and scope (rules 2 and 5).
+    if (prev === undefined) return UNCHANGED;
+    const e = prev.entity;
+    if (!p.types.has(e.type) || e.scope !== snapshot.scope || a.keep.has(key) || effectiveAt(state, prev) > at) return UNCHANGED;
+    const misses = prev.misses + 1;
+    if (misses < Math.max(1, snapshot.missesBeforeDelete ?? 1)) return { pos: -1, entry: { ...prev, misses }, tombstone: undefined, event: undefined };
+    return { pos: -1, entry: null, tombstone: at, event: event('delete', 'snapshot', e) };
+  }
+  const entity = snapshot.records[pos]!;
+  if (prev === undefined) {
+    const deletedAt = state.tombstones.get(key);
+    // Deleted after this snapshot's request started: the snapshot is older news (rule 4).
+    if (deletedAt !== undefined && deletedAt > at) return { ...UNCHANGED, pos };
+    return { pos, entry: { entity, at, bySnapshot: true, misses: 0 }, tombstone: deletedAt === undefined ? undefined : null, event: event('create', 'snapshot', entity) };
+  }
+  // Changed by a notification after this snapshot's request started (rule 4).
+  if (effectiveAt(state, prev) > at) return { ...UNCHANGED, pos };
+  const same = p.prev[pos] === prev.entity ? p.same[pos] === 1 : sameMeaning(prev.entity, entity);
+  if (same) {
+    // Unchanged: syncedAt confirms it, unless a notification or a miss wrote it last.
+    if (prev.bySnapshot && prev.misses === 0) return { ...UNCHANGED, pos };
+    return { pos, entry: { ...prev, at, bySnapshot: true, misses: 0 }, tombstone: undefined, event: undefined };
+  }
+  return { pos, entry: { entity, at, bySnapshot: true, misses: 0 }, tombstone: undefined, event: upsertEvent(prev, entity, 'snapshot') };
+}
+
+/**
+ * Decides up to `budget` keys, the ones changes touched since the last call first (each taken
+ * again from the baseline as it is now, then decided); true once every key is decided and the
+ * log is caught up. Also the step's first act (with no budget), for what was touched since.
+ */
+function buildAhead(p: Preparation, a: Ahead, snapshot: SnapshotObservation, state: BaselineState, budget: number): boolean {
+  const log = p.index.log;
+  const byKey = p.index.byKey;
+  let left = budget;
+  const take = (key: string, em: ImmutableMap<string, BaselineEntry>, tm: ImmutableMap<string, number>): void => {
+    const d = decide(p, a, snapshot, state, key);
+    a.decided.set(key, d);
+    if (d.entry === null) em.delete(key);
+    else if (d.entry !== undefined) em.set(key, d.entry);
+    if (d.tombstone === null) tm.delete(key);
+    else if (d.tombstone !== undefined) tm.set(key, d.tombstone);
+  };
+  let caught = false;
+  a.tombstones = a.tombstones.withMutations((tm) => {
+    a.entities = a.entities.withMutations((em) => {
+      const end = log.base + log.keys.length;
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: the budget only sets how much one call does
+      for (; a.logAt < end && left > 0; a.logAt++, left--) {
+        const key = log.keys[a.logAt - log.base]!;
+        // As the baseline now has it, then as the step leaves it.
+        const entry = byKey.get(key);
+        if (entry === undefined) em.delete(key);
+        else em.set(key, entry);
+        const deletedAt = state.tombstones.get(key);
+        if (deletedAt === undefined) tm.delete(key);
+        else tm.set(key, deletedAt);
+        take(key, em, tm);
+        if (!p.positions.has(key) && !a.queued.has(key)) a.late.add(key);
+      }
+      // Stryker disable next-line ConditionalExpression,EqualityOperator: deciding queued keys before the log is caught up only decides some twice (the catch-up takes them again): time only
+      caught = a.logAt === end;
+      // Stryker disable next-line ConditionalExpression,EqualityOperator,LogicalOperator: the budget only sets how much one call does
+      for (; caught && a.next < a.queue.length && left > 0; a.next++, left--) take(a.queue[a.next]!, em, tm);
+    });
+  });
+  return caught && a.next === a.queue.length;
 }
 
 /**
  * What the step of `snapshot` may skip: the records to visit and the entries it may lack, or
  * undefined when no complete preparation holds for this index and state (visit everything).
  */
-function planOf(snapshot: SnapshotObservation, index: BaselineIndex, at: number): { work: number[]; lacking: Iterable<string>; prepared: Preparation } | undefined {
+function planOf(snapshot: SnapshotObservation, index: BaselineIndex, at: number): { work: number[]; lacking: Iterable<string>; prepared: Preparation; ahead?: Ahead } | undefined {
   const p = preparations.get(snapshot);
   if (p === undefined) return undefined;
   preparations.delete(snapshot);
@@ -451,6 +679,7 @@ function planOf(snapshot: SnapshotObservation, index: BaselineIndex, at: number)
   if (p.logAt < index.log.base) return undefined;
   // Another snapshot of its types went in meanwhile: it wrote what the log does not say.
   for (const [type, count] of p.snapshotsOf) if (index.log.snapshots.get(type) !== count) return undefined;
+  if (p.ahead !== undefined && aheadHolds(index, p.ahead)) return { work: p.work, lacking: p.lacking, prepared: p, ahead: p.ahead };
   // Stryker disable next-line MethodExpression: the whole log names keys changed before the preparation too, visited again for nothing (time only)
   const touched = index.log.keys.slice(p.logAt - index.log.base);
   if (touched.length === 0) return { work: p.work, lacking: p.lacking, prepared: p };
@@ -488,6 +717,8 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
   const plan = planOf(snapshot, baselineIndex, at);
   // Stryker disable next-line ArithmeticOperator: the counts are only compared for equality with those a preparation took; counting down tells steps apart as well
   for (const type of types) baselineIndex.log.snapshots.set(type, (baselineIndex.log.snapshots.get(type) ?? 0) + 1);
+  baselineIndex.log.unlogged++;
+  if (plan?.ahead !== undefined) return stepAhead(state, snapshot, plan.prepared, plan.ahead, baselineIndex);
   // The keys this step visited (all the snapshot's, unless a preparation says which): the
   // snapshot holds them, and a key visited twice is a repeated record. Into an empty index (a
   // first snapshot) not needed: every entry the step finds there it made, from a record of this
@@ -613,7 +844,52 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
   return { state: withIndex(baseline(entities, tombstones, syncedAt, state.clock, baselineIndex), baselineIndex), events, observation: snapshot, touched };
 }
 
-function applyUpsert(state: BaselineState, change: ChangeObservation, at: number, index: Map<string, BaselineEntry>): BaselineStep {
+/** The step of a snapshot built ahead: what changes touched since its last slice caught up, then its outcome taken. */
+function stepAhead(state: BaselineState, snapshot: SnapshotObservation, p: Preparation, a: Ahead, baselineIndex: BaselineIndex): BaselineStep {
+  buildAhead(p, a, snapshot, state, Infinity);
+  const index = baselineIndex.byKey;
+  const events: EntityEvent[] = [];
+  const touched: string[] = [];
+  /** The records' decisions that write, in the order of their positions. */
+  const writes: Decision[] = [];
+  for (const [key, d] of a.decided) {
+    if (d.entry === undefined) continue;
+    if (d.entry === null) index.delete(key);
+    else index.set(key, d.entry);
+    if (d.pos >= 0) writes.push(d);
+  }
+  writes.sort((x, y) => x.pos - y.pos);
+  for (const d of writes) {
+    touched.push(snapshot.records[d.pos]!.key);
+    if (d.event !== undefined) events.push(d.event);
+  }
+  // The entries it lacks, in key order: the queue's, sorted, merged with those changes touched since.
+  const gone = (key: string): void => {
+    const d = a.decided.get(key)!;
+    if (d.entry === undefined) return;
+    touched.push(key);
+    if (d.event !== undefined) events.push(d.event);
+  };
+  const late: string[] = [];
+  for (const key of a.late) if (a.decided.get(key)!.entry !== undefined) late.push(key);
+  late.sort();
+  let j = 0;
+  for (let i = a.records; i < a.queue.length; i++) {
+    const key = a.queue[i]!;
+    for (; j < late.length && late[j]! < key; j++) gone(late[j]!);
+    gone(key);
+  }
+  for (; j < late.length; j++) gone(late[j]!);
+  const syncedAt = state.syncedAt.withMutations((m) => {
+    for (const type of snapshot.types) {
+      const name = scopedType(type, snapshot.scope);
+      m.set(name, Math.max(p.at, m.get(name) ?? 0));
+    }
+  });
+  return { state: withIndex(baseline(a.entities, a.tombstones, syncedAt, state.clock, baselineIndex), baselineIndex), events, observation: snapshot, touched };
+}
+
+function applyUpsert(state: BaselineState, change: ChangeObservation, at: number, index: EntryIndex): BaselineStep {
   const entity = change.record;
   const key = entity.key;
   const prev = index.get(key);
@@ -633,7 +909,7 @@ function applyUpsert(state: BaselineState, change: ChangeObservation, at: number
   };
 }
 
-function applyDelete(state: BaselineState, change: ChangeObservation, at: number, index: Map<string, BaselineEntry>): BaselineStep {
+function applyDelete(state: BaselineState, change: ChangeObservation, at: number, index: EntryIndex): BaselineStep {
   const key = change.record.key;
   const prev = index.get(key);
   // Remember the deletion even for an unknown entity: a create that arrives late stays out.
@@ -680,7 +956,7 @@ function patched(prev: Entity, patch: EntityPatch): Entity {
  * entity it does not hold (never seen, or deleted) gets nothing: a patch is no whole entity, and
  * the next complete observation (a poll) brings it whole.
  */
-function applyPatch(state: BaselineState, patch: PatchObservation, at: number, index: Map<string, BaselineEntry>): BaselineStep {
+function applyPatch(state: BaselineState, patch: PatchObservation, at: number, index: EntryIndex): BaselineStep {
   const prev = index.get(patch.record.key);
   if (prev === undefined) return { state, events: [], observation: patch };
   const change: ChangeObservation = { kind: 'change', source: patch.source, action: 'upsert', at: patch.at, record: patched(prev.entity, patch.record) };
@@ -723,6 +999,8 @@ function expireTombstones(state: BaselineState, at: number, tombstoneMs: number)
   const tombstones = state.tombstones.withMutations((kept) => {
     for (const [key, deletedAt] of state.tombstones) if (deletedAt < horizon) kept.delete(key);
   });
+  // Not a change the log names: a step built ahead since is void.
+  if (tombstones !== state.tombstones && state.index !== undefined) state.index.log.unlogged++;
   return baseline(state.entities, tombstones, state.syncedAt, clock, state.index);
 }
 

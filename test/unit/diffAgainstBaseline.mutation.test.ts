@@ -388,3 +388,55 @@ describe('entryOf', () => {
     expect(entryOf(s1, a.key)).not.toBe(entryOf(s2, a.key));
   });
 });
+
+describe('diffAgainstBaseline: a step built ahead, whatever slice a change falls after', () => {
+  // Held: a, b, c, e (by a snapshot) and r. The next snapshot holds a changed and r, and lacks b,
+  // c and e; while it is prepared, notifications older than it create cc and f (which it lacks:
+  // deleted, in key order between b and e, and after e), change r (set back by the snapshot), delete c
+  // (nothing left to delete) and create z newer than it (left alone). Whichever slice of the
+  // preparation each falls after — before it, while the records are read, while the index is
+  // scanned, while the step is built ahead, after it — the step emits what an unprepared one does.
+  const [b, c, cc, e, f, r, z] = ['b', 'c', 'cc', 'e', 'f', 'r', 'z'].map((id) => entity(id));
+  const changes = [upsert(t(8), cc!), upsert(t(8), entity('r', 'SHUTOFF')), remove(t(8), c!), upsert(t(12), z!), upsert(t(9), f!)];
+  const held = (): BaselineState => applyObservation(indexedBaseline(emptyBaseline()), snapshot(t(0), [a, b!, c!, e!, r!])).state;
+  const next = (): SnapshotObservation => snapshot(t(10), [aOff, r!]);
+  const expected = [
+    'update nova.instance:a SHUTOFF [state]',
+    'update nova.instance:r ACTIVE [state]',
+    'delete nova.instance:b ACTIVE',
+    'delete nova.instance:cc ACTIVE',
+    'delete nova.instance:e ACTIVE',
+    'delete nova.instance:f ACTIVE',
+  ];
+
+  it('the unprepared step', () => {
+    let state = held();
+    for (const o of changes) state = applyObservation(state, o).state;
+    expect(applyObservation(state, next()).events.map(brief)).toEqual(expected);
+  });
+
+  it('each change after any number of one-key slices', () => {
+    let slices = 0;
+    // How many slices a whole preparation takes without changes (records, scan, the step built ahead).
+    for (let state = held(), s = next(); !prepareSnapshot(state, s, 1); ) slices++;
+    expect(slices).toBeGreaterThan(6);
+    for (let k = 0; k <= slices + 1; k++) {
+      let state = held();
+      const s = next();
+      let done = false;
+      for (let i = 0; i < k && !done; i++) done = prepareSnapshot(state, s, 1);
+      // The changes one by one, a slice between two, then the rest of the preparation.
+      for (const o of changes) {
+        state = applyObservation(state, o).state;
+        if (!done) done = prepareSnapshot(state, s, 1);
+      }
+      while (!done) done = prepareSnapshot(state, s, 1);
+      const step = applyObservation(state, s);
+      expect(step.events.map(brief), `changes after ${k} slices`).toEqual(expected);
+      expect([...step.state.tombstones.keys()].sort(), `tombstones after ${k} slices`).toEqual(['nova.instance:b', 'nova.instance:c', 'nova.instance:cc', 'nova.instance:e', 'nova.instance:f']);
+      expect([...step.state.entities.keys()].sort(), `entities after ${k} slices`).toEqual(['nova.instance:a', 'nova.instance:r', 'nova.instance:z']);
+      expect(entryOf(step.state, 'nova.instance:cc'), `index after ${k} slices`).toBeUndefined();
+      expect(entryOf(step.state, 'nova.instance:r')?.entity.state).toBe('ACTIVE');
+    }
+  });
+});

@@ -126,6 +126,28 @@ const arbPatch: fc.Arbitrary<Observation> = fc
 
 const arbObservations = fc.array(fc.oneof(arbSnapshot, arbChange, arbPatch), { maxLength: 30 });
 
+/**
+ * The same, mostly in time order, as a live system sees them, a few of them late: the clock then
+ * moves a step at a time and tombstones expire all through a run (in random order the clock jumps
+ * near its end at once, and little expires after). Deletions of one key at several times are
+ * common, so a tombstone replaced by a later one before it expires is too.
+ */
+const arbTimeline: fc.Arbitrary<Observation[]> = fc.tuple(arbObservations, fc.array(fc.nat(), { maxLength: 3 })).map(([observations, late]) => {
+  const timeline = [...observations].sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+  for (const i of late) {
+    if (timeline.length < 2) break;
+    const [o] = timeline.splice(i % timeline.length, 1);
+    timeline.splice(Math.min(timeline.length, (i % timeline.length) + 1 + (i % 4)), 0, o!);
+  }
+  return timeline;
+});
+
+/** How a run draws its observations and what it compares after each step. */
+export interface CheckOptions {
+  /** Observations mostly in time order ({@link arbTimeline}), and the tombstones compared after every step. */
+  timeline?: boolean;
+}
+
 /** Default options in a good share of runs: a changed default must show. */
 const arbOptions: fc.Arbitrary<ModelOptions> = fc.record({
   tombstoneMs: fc.option(fc.constantFrom(1_000, 10_000, 30_000, 60_000, 120_000, 300_000), { nil: undefined, freq: 3 }),
@@ -173,9 +195,9 @@ function checkTouched(prev: BaselineState, step: BaselineStep, i: number): void 
   expect([...changed].filter((key) => !touched.has(key)), `entries observation #${i} changed but did not name as touched`).toEqual([]);
 }
 
-export function checkSteps(runs: fc.Parameters<unknown>): void {
+export function checkSteps(runs: fc.Parameters<unknown>, check: CheckOptions = {}): void {
     fc.assert(
-      fc.property(arbObservations, arbOptions, (observations, options) => {
+      fc.property(check.timeline === true ? arbTimeline : arbObservations, arbOptions, (observations, options) => {
         const model = new BaselineModel(options);
         const diffOptions = diffOptionsOf(options);
         const hashes = new HashWitness();
@@ -188,6 +210,7 @@ export function checkSteps(runs: fc.Parameters<unknown>): void {
           for (const e of step.events) hashes.check(e.entity, e.hash);
           if (step.skewedAt !== undefined) skewed++;
           checkTouched(state, step, i);
+          if (check.timeline === true) expect(sorted(step.state.tombstones), `tombstones after observation #${i}`).toEqual(sorted(model.tombstones));
           state = step.state;
         });
         expect(sorted([...state.entities].map(([k, v]) => [k, v.entity]))).toEqual(sorted(model.entityMap()));
@@ -200,12 +223,12 @@ export function checkSteps(runs: fc.Parameters<unknown>): void {
   }
 
 /** The same with each snapshot prepared in slices (prepareSnapshot) interleaved with the steps before it. */
-export function checkPreparedSteps(runs: fc.Parameters<unknown>): void {
+export function checkPreparedSteps(runs: fc.Parameters<unknown>, check: CheckOptions = {}): void {
     // Each snapshot's preparation (prepareSnapshot) runs in slices of 1–4 records or entries,
     // interleaved with the steps of the observations before it (changes, other snapshots, a
     // preparation of another snapshot), as the hub interleaves them; the steps, in their order,
     // must emit what the model emits and end where it ends.
-    const arbRun = arbObservations.chain((observations) =>
+    const arbRun = (check.timeline === true ? arbTimeline : arbObservations).chain((observations) =>
       fc.tuple(
         fc.constant(observations),
         // Per observation: how many steps before its own its preparation starts, and slice sizes.
@@ -240,6 +263,7 @@ export function checkPreparedSteps(runs: fc.Parameters<unknown>): void {
           const step = applyObservation(state, o, diffOptions);
           expect(step.events.map(asModelEvent), `events of observation #${action.j}`).toEqual(model.apply(o));
           checkTouched(state, step, action.j);
+          if (check.timeline === true) expect(sorted(step.state.tombstones), `tombstones after observation #${action.j}`).toEqual(sorted(model.tombstones));
           state = step.state;
         }
         expect(sorted([...state.entities].map(([k, v]) => [k, v.entity]))).toEqual(sorted(model.entityMap()));

@@ -15,6 +15,14 @@ describe('the baseline against its reference model (test/support/baseline-model.
     checkPreparedSteps({ numRuns: 3000 });
   });
 
+  it('in time order, a few late (the clock moves step by step, tombstones expire all through): the same events and tombstones after every step', () => {
+    checkSteps({ numRuns: 1500 }, { timeline: true });
+  });
+
+  it('in time order, each snapshot prepared in slices amid the steps before it: the same events and tombstones after every step', () => {
+    checkPreparedSteps({ numRuns: 1500 }, { timeline: true });
+  });
+
   it('by default a tombstone holds ten minutes (the model and the implementation, with no options)', () => {
     const a = toEntity({ type: 'nova.instance', id: 'a', state: 'ACTIVE' }, 'bus', t(0));
     const at = (s: number, action: 'upsert' | 'delete', record = a): Observation => ({ kind: 'change', source: 'bus', action, at: t(s), record });

@@ -287,7 +287,7 @@ class TombstoneQueue {
       q.times.push(at);
       q.keys.push(key);
     });
-    // Stryker disable next-line ArithmeticOperator,UpdateOperator,EqualityOperator: heapify; sifting every node instead of the inner ones only costs time
+    // Stryker disable next-line ArithmeticOperator: heapify; sifting from a node further on (a leaf) sifts nothing
     for (let i = (q.times.length >> 1) - 1; i >= 0; i--) q.down(i);
     return q;
   }

@@ -150,14 +150,11 @@ export class BaselineModel {
 
   /**
    * Rule 4's window: tombstones older than the window are forgotten. Choice: the clock only moves
-   * forward, and the sweep runs when the clock enters a new tenth of the window (so a tombstone
-   * may outlive the window by up to a tenth of it).
+   * forward, and a tombstone is forgotten at the first observation that finds it older than the
+   * window, before that observation is applied (a tombstone exactly as old as the window holds).
    */
   private sweepTombstones(at: number): void {
-    const before = this.clock;
     this.clock = Math.max(this.clock, at);
-    const tenth = Math.max(1, Math.floor(this.tombstoneMs / 10));
-    if (Math.floor(this.clock / tenth) === Math.floor(before / tenth)) return;
     for (const [key, deletedAt] of [...this.tombstones]) {
       if (deletedAt < this.clock - this.tombstoneMs) this.tombstones.delete(key);
     }

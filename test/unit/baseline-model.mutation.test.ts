@@ -18,6 +18,11 @@ describe('the baseline against its reference model, a fixed sample', () => {
     checkPreparedSteps({ seed: SEED, numRuns: 120 });
   });
 
+  it('in time order (tombstones expiring all through), the same events and tombstones after every step', () => {
+    checkSteps({ seed: SEED, numRuns: 120 }, { timeline: true });
+    checkPreparedSteps({ seed: SEED, numRuns: 120 }, { timeline: true });
+  });
+
   it('agrees with the model on sameMeaning, entityHash and changedFields', () => {
     checkMeaning({ seed: SEED, numRuns: 300 });
   });

@@ -1,5 +1,5 @@
 import { type OperatorFunction, Observable, concatMap } from 'rxjs';
-import { type Entity, type EntityDraft, type EntityPatch, type EntityRef, type Observation, entityKey } from '../src/model.js';
+import { type Entity, type EntityDraft, type EntityPatch, type EntityRef, type Observation, type SnapshotObservation, entityKey } from '../src/model.js';
 import { canonicalize } from '../src/hash.js';
 import { type EntityScope, qualifiedId } from '../src/scope.js';
 import type { EntityMapping } from '../src/source.js';
@@ -30,6 +30,13 @@ export interface NormalizeOptions {
    * observation is normalized at once, synchronously.
    */
   slice?: SliceOptions;
+  /**
+   * With `slice`: called with a big snapshot as normalized so far after each run of its records
+   * (at most {@link SLICE_CHECK}, inside the slice's time), its `records` growing; the same
+   * object is emitted once complete. The hub reads the new records against the baseline there,
+   * while they are young (src/hub/slicing.ts, docs/scale.md "Fewer survivors").
+   */
+  prepare?: (normalized: SnapshotObservation<Entity>) => void;
 }
 
 /**
@@ -417,7 +424,7 @@ function drafts<R>(map: EntityMapping<R>, record: R): readonly EntityDraft[] {
  * @returns observations of valid entities only.
  */
 export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOptions = {}): OperatorFunction<Observation<R>, Observation<Entity>> {
-  const { onInvalid, keepRaw = false, slice, scope } = options;
+  const { onInvalid, keepRaw = false, slice, scope, prepare } = options;
   /** Normalizes one observation, emitting what it becomes; a big snapshot (with `slice`) resolves once emitted. */
   const one = (observation: Observation<R>, emit: (o: Observation<Entity>) => void, stopped?: () => boolean): Promise<void> | undefined => {
     if (Number.isNaN(Date.parse(observation.at))) {
@@ -446,6 +453,9 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
         }
       };
       const raw = observation.records;
+      const { records: _raw, keep: _keep, ...rest } = observation;
+      const normalized: SnapshotObservation<Entity> = { ...rest, records, ...(scope !== undefined ? { scope: scope.name } : {}) };
+      const sliced = slice !== undefined && raw.length > slice.records;
       const range = (from: number, to: number): void => {
         for (let i = from; i < to; i++) {
           const record = raw[i]!;
@@ -461,12 +471,13 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
           if (Array.isArray(out)) for (const d of out as readonly EntityDraft[]) add(d, record);
           else add(out as EntityDraft, record);
         }
+        if (sliced) prepare?.(normalized);
       };
       const done = (): void => {
-        const { records: _raw, keep: _keep, ...rest } = observation;
-        emit({ ...rest, records, ...(keep.length > 0 ? { keep } : {}), ...(scope !== undefined ? { scope: scope.name } : {}) });
+        if (keep.length > 0) normalized.keep = keep;
+        emit(normalized);
       };
-      if (slice === undefined || raw.length <= slice.records) {
+      if (slice === undefined || !sliced) {
         range(0, raw.length);
         done();
         return undefined;

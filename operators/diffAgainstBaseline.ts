@@ -542,6 +542,7 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
   // Stryker disable next-line ConditionalExpression: a preparation against another index is void at the step anyway (planOf)
   // Another snapshot of its types was stepped since it started (the next poll's is read while
   // this one is still being normalized): start again, or the step would find it void (planOf).
+  // Stryker disable next-line ConditionalExpression,LogicalOperator: not starting again leaves a preparation the step finds void (planOf), and takes whole: time only
   if (p === undefined || p.index !== index || !snapshotsHold(p)) preparations.set(snapshot, (p = startPreparation(snapshot, index)));
   // Stryker disable next-line ConditionalExpression: a complete preparation read again finds its scan at its end, and is complete
   if (p.complete) return true;

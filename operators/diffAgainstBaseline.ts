@@ -570,8 +570,11 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
       p.repeated = true;
       continue;
     }
-    p.positions.set(key, i);
     const entry = byKey.get(key);
+    // The held entity's key where there is one (an equal string): the record's, a young string,
+    // would live as long as the preparation, its record dropped or not.
+    // Stryker disable next-line ConditionalExpression: an equal key either way (memory only)
+    p.positions.set(entry === undefined ? key : entry.entity.key, i);
     if (entry === undefined) {
       p.work.push(i);
       if (!state.tombstones.has(key)) built.push((p.built[i] = { entity, at: p.at, bySnapshot: true, misses: 0 }));

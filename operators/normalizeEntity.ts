@@ -339,25 +339,38 @@ export function toEntity(draft: EntityDraft, source: string, observedAt: string,
   checkFields(draft, key);
   const { name, state, project, attributes } = draft;
   if (state === undefined && requireState) throw new InvalidEntity('state is missing', key);
-  // One literal, fields always present (undefined when unset): one object shape for every
-  // entity, and the contract's field order in the JSON output (undefined members are not written).
-  const entity: Entity = {
-    key,
-    type: intern(type),
-    id,
-    scope: scope?.name,
-    name: isNonEmptyString(name) ? name : undefined,
-    state: state === undefined ? 'DELETED' : normalizeState(state),
-    project: isNonEmptyString(project) ? intern(project) : undefined,
-    parents: checkRefs(draft.parents, 'parents', key, scope),
-    children: checkRefs(draft.children, 'children', key, scope),
-    observedAt,
-    source,
-    attributes: attributes === undefined ? {} : compactAttributes(canonicalize(attributes)),
-  };
+  const parents = checkRefs(draft.parents, 'parents', key, scope);
+  const children = checkRefs(draft.children, 'children', key, scope);
+  // A copy of one template, fields always present (undefined when unset): one object shape for
+  // every entity, and the contract's field order in the JSON output (undefined members are not
+  // written). Not a literal: V8 pretenures a literal's objects once most of them outlive their
+  // first scavenge, as a first snapshot's do, and then makes every later poll's entities in the
+  // old generation, where those dropped as unchanged a moment later wait for a major collection
+  // (docs/scale.md, "Fewer survivors"). A spread has no allocation site to learn that.
+  const entity = { ...ENTITY_TEMPLATE };
+  entity.key = key;
+  entity.type = intern(type);
+  entity.id = id;
+  entity.scope = scope?.name;
+  entity.name = isNonEmptyString(name) ? name : undefined;
+  entity.state = state === undefined ? 'DELETED' : normalizeState(state);
+  entity.project = isNonEmptyString(project) ? intern(project) : undefined;
+  entity.parents = parents;
+  entity.children = children;
+  entity.observedAt = observedAt;
+  entity.source = source;
+  entity.attributes = attributes === undefined ? {} : compactAttributes(canonicalize(attributes));
   if (keepRaw && draft.raw !== undefined) entity.raw = draft.raw;
   return entity;
 }
+
+/**
+ * Every entity's fields in the contract's order, each null: JSON.parse sizes the object to them
+ * and a spread keeps that size (as {@link templateOf}'s attributes).
+ */
+const ENTITY_TEMPLATE = JSON.parse(
+  '{"key":null,"type":null,"id":null,"scope":null,"name":null,"state":null,"project":null,"parents":null,"children":null,"observedAt":null,"source":null,"attributes":null}',
+) as Entity;
 
 /**
  * Checks a partial draft (a patch: type, id and the fields it sets) and completes it into an

@@ -23,6 +23,7 @@ export { SLICE_MS, pauseForIo } from '../pause.js';
 export const HUB_SLICES: SliceOptions = { records: SLICE_RECORDS, ms: SLICE_MS, pause: pauseForIo };
 
 /** The hub's snapshots are its own (normalizeEntity made their records): no-ops are dropped once read. */
+// Stryker disable next-line ObjectLiteral,BooleanLiteral: memory only: records kept are stepped alike (and those as normalized are dropped before)
 const OWNED: PrepareOptions = { drop: true };
 const AS_NORMALIZED: PrepareOptions = { arriving: true, drop: true };
 
@@ -40,6 +41,7 @@ export function preparingAsNormalized(state: () => BaselineState | undefined, ac
     if (now === undefined || !normalized.types.every(active)) return;
     // The records just normalized, and as many again of any left behind (a preparation started
     // again reads from the first): the slice's clock is looked at after each run.
+    // Stryker disable next-line ArithmeticOperator: the budget only sets how much one call reads
     prepareSnapshot(now, normalized, 2 * SLICE_CHECK, AS_NORMALIZED);
   };
 }

@@ -134,7 +134,7 @@ function correctClock(observation: Observation, at: number, options: DiffOptions
   const fix = <E extends Entity | EntityPatch>(entity: E): E => (Date.parse(entity.observedAt) > limit ? { ...entity, observedAt: stamp } : entity);
   const corrected: Observation =
     observation.kind === 'snapshot'
-      ? { ...observation, at: stamp, records: observation.records.map(fix) }
+      ? { ...observation, at: stamp, records: recordsOf(observation).map(fix) }
       : // Stryker disable next-line ConditionalExpression,EqualityOperator: both branches build the same object (two for the types)
         observation.kind === 'change'
         ? { ...observation, at: stamp, record: fix(observation.record) }
@@ -397,6 +397,91 @@ function withIndex(state: BaselineState, index: BaselineIndex): BaselineState {
   return state.index === index ? state : baseline(state.entities, state.tombstones, state.syncedAt, state.clock, index);
 }
 
+// ——— Records dropped once found unchanged ———
+//
+// A big snapshot's records mostly describe entities as the baseline already holds them (at 1 %
+// churn, 99 % are no-ops the moment they are compared). Kept until the step, each is an object
+// graph that survives scavenges, is copied, promoted and then marked (docs/scale.md, "Fewer
+// survivors"). The preparation therefore drops a record it finds to be a no-op when it can make
+// it again exactly: its slot then holds the entity the baseline held for its key (an object that
+// lives anyway), which has the same meaning (rule 1: type, id, scope, name, state, project,
+// parents, children, attributes; all the same values, the attributes equal); the record differed
+// from it only in `observedAt` and `source`, which were the snapshot's (checked), and it had no
+// other field, `raw` included (checked: with keepRaw records are kept). Whatever needs the record
+// again — a step that visits a key a change touched since, a preparation that turns out void, a
+// clock correction — gets it made again ({@link recordAt}); anything else that reads the
+// snapshot's records after its preparation (onObserved) finds the baseline's entity of the same
+// key, type and meaning in a dropped slot.
+
+/** The fields of an entity as normalizeEntity makes it, in its order: the only records dropped. */
+const ENTITY_FIELDS = ['key', 'type', 'id', 'scope', 'name', 'state', 'project', 'parents', 'children', 'observedAt', 'source', 'attributes'] as const;
+
+/** Which records of one records array were dropped, and what they had of their snapshot. */
+interface Dropped {
+  /** 1 where the slot holds the baseline's entity in place of the record. */
+  bits: Uint8Array;
+  readonly at: string;
+  readonly source: string;
+}
+
+/** Per records array, which copies of an observation share. */
+const droppedRecords = new WeakMap<readonly Entity[], Dropped>();
+
+/** Whether `entity` could be made again from an entity of the same meaning and its snapshot. */
+function droppable(entity: Entity, snapshot: SnapshotObservation): boolean {
+  if (entity.observedAt !== snapshot.at || entity.source !== snapshot.source) return false;
+  let i = 0;
+  for (const name in entity) {
+    if (name !== ENTITY_FIELDS[i]) return false;
+    i++;
+  }
+  // Stryker disable next-line ConditionalExpression: a record that is an Entity lacks none of them (the last, attributes, is required)
+  return i === ENTITY_FIELDS.length;
+}
+
+/** Puts `held`, the entity the baseline holds with the same meaning, in record i's slot. */
+function drop(snapshot: SnapshotObservation, i: number, held: Entity): void {
+  const records = snapshot.records;
+  let d = droppedRecords.get(records);
+  if (d === undefined) droppedRecords.set(records, (d = { bits: new Uint8Array(records.length), at: snapshot.at, source: snapshot.source }));
+  if (i >= d.bits.length) d.bits = grown(d.bits, records.length);
+  d.bits[i] = 1;
+  records[i] = held;
+}
+
+/** A copy of `bits` with room for `n`. */
+function grown(bits: Uint8Array, n: number): Uint8Array {
+  const more = new Uint8Array(Math.max(n, bits.length * 2));
+  more.set(bits);
+  return more;
+}
+
+/** Record i of `snapshot` as it was given (made again if it was dropped: normalizeEntity's literal, its order). */
+function recordAt(snapshot: SnapshotObservation, i: number, d: Dropped | undefined = droppedRecords.get(snapshot.records)): Entity {
+  const r = snapshot.records[i]!;
+  if (d === undefined || d.bits[i] !== 1) return r;
+  return {
+    key: r.key,
+    type: r.type,
+    id: r.id,
+    scope: r.scope,
+    name: r.name,
+    state: r.state,
+    project: r.project,
+    parents: r.parents,
+    children: r.children,
+    observedAt: d.at,
+    source: d.source,
+    attributes: r.attributes,
+  };
+}
+
+/** Every record of `snapshot` as it was given. */
+function recordsOf(snapshot: SnapshotObservation): Entity[] {
+  const d = droppedRecords.get(snapshot.records);
+  return d === undefined ? snapshot.records : snapshot.records.map((_, i) => recordAt(snapshot, i, d));
+}
+
 // ——— Preparing a big snapshot ahead of its step ———
 //
 // A step is one synchronous block. For a snapshot of 100,000 entities most of it is reading: each
@@ -457,7 +542,8 @@ interface Preparation {
   readonly lacking: string[];
   /** `sameMeaning` of record i and `prev[i]`, the entity the baseline held for its key then. */
   readonly prev: (Entity | undefined)[];
-  readonly same: Uint8Array;
+  /** Grown as records arrive (prepareSnapshot's `arriving`). */
+  same: Uint8Array;
   /**
    * Creates built ahead: the entry of each record new to the baseline when read (not held, no
    * tombstone), as `built[i]` and in `created`, which the step joins to the baseline's map
@@ -481,6 +567,12 @@ interface Preparation {
 }
 
 const preparations = new WeakMap<SnapshotObservation, Preparation>();
+
+/** Whether no snapshot of `p`'s types was stepped since it started. */
+function snapshotsHold(p: Preparation): boolean {
+  for (const [type, count] of p.snapshotsOf) if (p.index.log.snapshots.get(type) !== count) return false;
+  return true;
+}
 
 function startPreparation(snapshot: SnapshotObservation, index: BaselineIndex): Preparation {
   const types = new Set<EntityType>(snapshot.types);
@@ -511,14 +603,34 @@ function startPreparation(snapshot: SnapshotObservation, index: BaselineIndex): 
   };
 }
 
+/** How {@link prepareSnapshot} reads a snapshot. */
+export interface PrepareOptions {
+  /**
+   * The records are still arriving: the caller appends them to `snapshot.records` (the hub's
+   * normalizeEntity, slice by slice as it makes them) and calls again. The records there so far
+   * are read, and it returns false however far it got; once they are all there, call it without.
+   */
+  arriving?: boolean;
+  /**
+   * The caller owns `snapshot.records` and lets the preparation drop the records it reads as
+   * no-ops that it can make again exactly: their slots then hold the baseline's entity of the same
+   * key and meaning, and its step gets the record made again wherever it needs it (the section
+   * "Records dropped once found unchanged"). A poll's unchanged entities then die young.
+   */
+  drop?: boolean;
+}
+
 /**
  * Reads up to `budget` records (or index entries) of `snapshot` against the baseline `state`,
  * ahead of the snapshot's step (see the section's comment). Returns true once the preparation is
  * complete; call it again with the then current state until it is. Reads `state` and changes
  * nothing in it; a state whose index is not built yet (a restored baseline before its first
  * step) cannot be prepared against, and the snapshot is then taken whole by its step.
+ *
+ * See {@link PrepareOptions} for records still arriving and for records dropped once read.
  */
-export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservation, budget: number): boolean {
+export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservation, budget: number, options: PrepareOptions = {}): boolean {
+  const { arriving = false, drop: dropping = false } = options;
   const index = state.index;
   if (index === undefined || index.entities !== state.entities) {
     preparations.delete(snapshot);
@@ -527,7 +639,10 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
   let p = preparations.get(snapshot);
   // Prepared against another index (the baseline was replaced meanwhile): start again.
   // Stryker disable next-line ConditionalExpression: a preparation against another index is void at the step anyway (planOf)
-  if (p === undefined || p.index !== index) preparations.set(snapshot, (p = startPreparation(snapshot, index)));
+  // Another snapshot of its types was stepped since it started (the next poll's is read while
+  // this one is still being normalized): start again, or the step would find it void (planOf).
+  // Stryker disable next-line ConditionalExpression,LogicalOperator: not starting again leaves a preparation the step finds void (planOf), and takes whole: time only
+  if (p === undefined || p.index !== index || !snapshotsHold(p)) preparations.set(snapshot, (p = startPreparation(snapshot, index)));
   // Stryker disable next-line ConditionalExpression: a complete preparation read again finds its scan at its end, and is complete
   if (p.complete) return true;
   const records = snapshot.records;
@@ -536,11 +651,13 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
   let left = Math.max(1, budget);
   /** This slice's creates built ahead. */
   const built: BaselineEntry[] = [];
+  const dropped = droppedRecords.get(records);
   for (; p.done < records.length; p.done++, left--) {
     // Stryker disable next-line ConditionalExpression,EqualityOperator: reading past the budget only makes a slice longer
     if (left <= 0) break;
     const i = p.done;
-    const entity = records[i]!;
+    // Dropped by an earlier preparation of it (void since): made again.
+    const entity = recordAt(snapshot, i, dropped);
     const key = entity.key;
     const first = p.positions.get(key);
     // Stryker disable next-line EqualityOperator: with `===` every record goes to the work unread (the step visits them all: time only)
@@ -552,8 +669,11 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
       p.repeated = true;
       continue;
     }
-    p.positions.set(key, i);
     const entry = byKey.get(key);
+    // The held entity's key where there is one (an equal string): the record's, a young string,
+    // would live as long as the preparation, its record dropped or not.
+    // Stryker disable next-line ConditionalExpression: an equal key either way (memory only)
+    p.positions.set(entry === undefined ? key : entry.entity.key, i);
     if (entry === undefined) {
       p.work.push(i);
       if (!state.tombstones.has(key)) built.push((p.built[i] = { entity, at: p.at, bySnapshot: true, misses: 0 }));
@@ -561,18 +681,21 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
     }
     const same = sameMeaning(entry.entity, entity);
     p.prev[i] = entry.entity;
+    if (i >= p.same.length) p.same = grown(p.same, records.length);
     p.same[i] = same ? 1 : 0;
     // Stryker disable next-line ConditionalExpression: taking the entry as older only adds a record to visit (time only)
     const newer = effectiveAt(state, entry) > p.at;
     const settled = same && entry.bySnapshot && entry.misses === 0;
     // Stryker disable next-line ConditionalExpression,LogicalOperator: visiting more records than those that write only costs time
     if (!newer && !settled) p.work.push(i);
+    // A no-op as long as nothing touches its key: the step needs it no more (the section above).
+    else if (dropping && same && droppable(entity, snapshot)) drop(snapshot, i, entry.entity);
   }
   p.created = p.created.withMutations((m) => {
     for (const b of built) m.set(b.entity.key, b);
   });
   // Stryker disable next-line ConditionalExpression: without it the scan below starts with no budget left, and reads nothing
-  if (p.done < records.length) return false;
+  if (p.done < records.length || arriving) return false;
   if (p.ahead === undefined) {
     p.scan ??= byKey.values();
     // Stryker disable next-line EqualityOperator,UpdateOperator: reading past the budget only makes a slice longer
@@ -699,7 +822,7 @@ function decide(p: Preparation, a: Ahead, snapshot: SnapshotObservation, state: 
     if (misses < Math.max(1, snapshot.missesBeforeDelete ?? 1)) return { pos: -1, entry: { ...prev, misses }, tombstone: undefined, event: undefined };
     return { pos: -1, entry: null, tombstone: at, event: event('delete', 'snapshot', e) };
   }
-  const entity = snapshot.records[pos]!;
+  const entity = recordAt(snapshot, pos);
   if (prev === undefined) {
     const deletedAt = state.tombstones.get(key);
     // Deleted after this snapshot's request started: the snapshot is older news (rule 4).
@@ -775,7 +898,7 @@ function planOf(snapshot: SnapshotObservation, index: BaselineIndex, at: number)
   // Stryker disable next-line EqualityOperator: `<=` also voids a plan started at the log's base (its step visits everything: time only); `>=` is killed by diffAgainstBaseline.changelog.test.ts
   if (p.logAt < index.log.base) return undefined;
   // Another snapshot of its types went in meanwhile: it wrote what the log does not say.
-  for (const [type, count] of p.snapshotsOf) if (index.log.snapshots.get(type) !== count) return undefined;
+  if (!snapshotsHold(p)) return undefined;
   if (p.ahead !== undefined && aheadHolds(index, p.ahead)) return { work: p.work, lacking: p.lacking, prepared: p, ahead: p.ahead };
   // Stryker disable next-line MethodExpression: the whole log names keys changed before the preparation too, visited again for nothing (time only)
   const touched = index.log.keys.slice(p.logAt - index.log.base);
@@ -833,9 +956,10 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
     start = created.size > start.size ? created.merge(start) : start.merge(created);
   }
   const built = plan?.prepared.built;
+  const dropped = droppedRecords.get(records);
   const entities = start.withMutations((map) => {
     const visit = (i: number): void => {
-      const entity = records[i]!;
+      const entity = recordAt(snapshot, i, dropped);
       const key = entity.key;
       const ahead = built?.[i];
       // Stryker disable next-line BlockStatement: a shortcut: the lines below make the same entry and create for a record new to the baseline

@@ -12,6 +12,7 @@ export {
   type BaselineState,
   type BaselineStep,
   type DiffOptions,
+  type PrepareOptions,
 } from './diffAgainstBaseline.js';
 export { ofType, typeMatcher } from './ofType.js';
 export { ofAction } from './ofAction.js';

@@ -1,5 +1,5 @@
 import { type OperatorFunction, Observable, concatMap } from 'rxjs';
-import { type Entity, type EntityDraft, type EntityPatch, type EntityRef, type Observation, entityKey } from '../src/model.js';
+import { type Entity, type EntityDraft, type EntityPatch, type EntityRef, type Observation, type SnapshotObservation, entityKey } from '../src/model.js';
 import { canonicalize } from '../src/hash.js';
 import { type EntityScope, qualifiedId } from '../src/scope.js';
 import type { EntityMapping } from '../src/source.js';
@@ -30,6 +30,13 @@ export interface NormalizeOptions {
    * observation is normalized at once, synchronously.
    */
   slice?: SliceOptions;
+  /**
+   * With `slice`: called with a big snapshot as normalized so far after each run of its records
+   * (at most {@link SLICE_CHECK}, inside the slice's time), its `records` growing; the same
+   * object is emitted once complete. The hub reads the new records against the baseline there,
+   * while they are young (src/hub/slicing.ts, docs/scale.md "Fewer survivors").
+   */
+  prepare?: (normalized: SnapshotObservation<Entity>) => void;
 }
 
 /**
@@ -332,25 +339,38 @@ export function toEntity(draft: EntityDraft, source: string, observedAt: string,
   checkFields(draft, key);
   const { name, state, project, attributes } = draft;
   if (state === undefined && requireState) throw new InvalidEntity('state is missing', key);
-  // One literal, fields always present (undefined when unset): one object shape for every
-  // entity, and the contract's field order in the JSON output (undefined members are not written).
-  const entity: Entity = {
-    key,
-    type: intern(type),
-    id,
-    scope: scope?.name,
-    name: isNonEmptyString(name) ? name : undefined,
-    state: state === undefined ? 'DELETED' : normalizeState(state),
-    project: isNonEmptyString(project) ? intern(project) : undefined,
-    parents: checkRefs(draft.parents, 'parents', key, scope),
-    children: checkRefs(draft.children, 'children', key, scope),
-    observedAt,
-    source,
-    attributes: attributes === undefined ? {} : compactAttributes(canonicalize(attributes)),
-  };
+  const parents = checkRefs(draft.parents, 'parents', key, scope);
+  const children = checkRefs(draft.children, 'children', key, scope);
+  // A copy of one template, fields always present (undefined when unset): one object shape for
+  // every entity, and the contract's field order in the JSON output (undefined members are not
+  // written). Not a literal: V8 pretenures a literal's objects once most of them outlive their
+  // first scavenge, as a first snapshot's do, and then makes every later poll's entities in the
+  // old generation, where those dropped as unchanged a moment later wait for a major collection
+  // (docs/scale.md, "Fewer survivors"). A spread has no allocation site to learn that.
+  const entity = { ...ENTITY_TEMPLATE };
+  entity.key = key;
+  entity.type = intern(type);
+  entity.id = id;
+  entity.scope = scope?.name;
+  entity.name = isNonEmptyString(name) ? name : undefined;
+  entity.state = state === undefined ? 'DELETED' : normalizeState(state);
+  entity.project = isNonEmptyString(project) ? intern(project) : undefined;
+  entity.parents = parents;
+  entity.children = children;
+  entity.observedAt = observedAt;
+  entity.source = source;
+  entity.attributes = attributes === undefined ? {} : compactAttributes(canonicalize(attributes));
   if (keepRaw && draft.raw !== undefined) entity.raw = draft.raw;
   return entity;
 }
+
+/**
+ * Every entity's fields in the contract's order, each null: JSON.parse sizes the object to them
+ * and a spread keeps that size (as {@link templateOf}'s attributes).
+ */
+const ENTITY_TEMPLATE = JSON.parse(
+  '{"key":null,"type":null,"id":null,"scope":null,"name":null,"state":null,"project":null,"parents":null,"children":null,"observedAt":null,"source":null,"attributes":null}',
+) as Entity;
 
 /**
  * Checks a partial draft (a patch: type, id and the fields it sets) and completes it into an
@@ -417,7 +437,7 @@ function drafts<R>(map: EntityMapping<R>, record: R): readonly EntityDraft[] {
  * @returns observations of valid entities only.
  */
 export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOptions = {}): OperatorFunction<Observation<R>, Observation<Entity>> {
-  const { onInvalid, keepRaw = false, slice, scope } = options;
+  const { onInvalid, keepRaw = false, slice, scope, prepare } = options;
   /** Normalizes one observation, emitting what it becomes; a big snapshot (with `slice`) resolves once emitted. */
   const one = (observation: Observation<R>, emit: (o: Observation<Entity>) => void, stopped?: () => boolean): Promise<void> | undefined => {
     if (Number.isNaN(Date.parse(observation.at))) {
@@ -446,6 +466,9 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
         }
       };
       const raw = observation.records;
+      const { records: _raw, keep: _keep, ...rest } = observation;
+      const normalized: SnapshotObservation<Entity> = { ...rest, records, ...(scope !== undefined ? { scope: scope.name } : {}) };
+      const sliced = slice !== undefined && raw.length > slice.records;
       const range = (from: number, to: number): void => {
         for (let i = from; i < to; i++) {
           const record = raw[i]!;
@@ -461,12 +484,13 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
           if (Array.isArray(out)) for (const d of out as readonly EntityDraft[]) add(d, record);
           else add(out as EntityDraft, record);
         }
+        if (sliced) prepare?.(normalized);
       };
       const done = (): void => {
-        const { records: _raw, keep: _keep, ...rest } = observation;
-        emit({ ...rest, records, ...(keep.length > 0 ? { keep } : {}), ...(scope !== undefined ? { scope: scope.name } : {}) });
+        if (keep.length > 0) normalized.keep = keep;
+        emit(normalized);
       };
-      if (slice === undefined || raw.length <= slice.records) {
+      if (slice === undefined || !sliced) {
         range(0, raw.length);
         done();
         return undefined;

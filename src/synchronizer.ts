@@ -8,7 +8,7 @@ import { createHubBaseline } from './hub/baseline.js';
 import { STATE_HEALTH, createCommitLine } from './hub/commit.js';
 import { createHealthBoard } from './hub/health.js';
 import { observationsOf } from './hub/intake.js';
-import { HUB_SLICES, preparedInSlices } from './hub/slicing.js';
+import { HUB_SLICES, preparedInSlices, preparingAsNormalized } from './hub/slicing.js';
 import { createCounters, metricsOf } from './hub/metrics.js';
 import { createOwnership } from './hub/ownership.js';
 import { registerWith } from './hub/register.js';
@@ -86,13 +86,19 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
   const commits = createCommitLine({ store, persisted: baseline.state(), lastOutboxId: stored?.lastOutboxId ?? 0, owners: ownership.owners, emit, health, log, settleAfterSinks: options.settleAfterSinks ?? false });
   /** The outbox the store held at start, emitted again at the first start (then dropped). */
   let outbox = stored?.outbox;
+  /**
+   * The reducer's latest step while running: what a snapshot is prepared against, as its step will
+   * be taken on it (the hub's state lags it while the store writes).
+   */
+  let latest: BaselineStep | undefined;
+  const active = typeMatcher(options.types);
   const intake = {
     health,
     // Every source's: a nagios source's attach refs to nova.host are qualified like nova's own.
     // Stryker disable next-line ArrayDeclaration: `?? ["Stryker was here"]` adds a type no source maps to
     localTypes: [...new Set(sources.flatMap((s) => s.localTypes ?? []))],
     ownership,
-    active: typeMatcher(options.types),
+    active,
     onInvalid: (record: InvalidRecord) => {
       counters.invalidRecords[record.source] = (counters.invalidRecords[record.source] ?? 0) + 1;
       log.warn('invalid record left out', { source: record.source, reason: record.reason, ...(record.key ? { key: record.key } : {}) });
@@ -101,6 +107,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     retry,
     keepRaw,
     slice: HUB_SLICES,
+    prepare: preparingAsNormalized(() => latest?.state, active),
     scheduler,
     log,
   };
@@ -133,6 +140,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
   const stop = (): void => {
     running?.unsubscribe();
     running = undefined;
+    latest = undefined;
     for (const s of sources) health.set(s.name, { status: 'stopped' });
   };
 
@@ -150,15 +158,15 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
         outbox = undefined;
       }
       const mirror$ = options.mirror ? options.mirror.pipe(tap((o) => mirrored.add(o))) : EMPTY;
-      // The reducer's latest step: what a snapshot is prepared against, as its step will be taken on
-      // it (the hub's state lags it while the store writes). Indexed, so a first snapshot is prepared too.
-      let latest: BaselineStep = { state: indexedBaseline(baseline.state()), events: [] };
+      // Indexed, so a first snapshot is prepared too.
+      const seed: BaselineStep = { state: indexedBaseline(baseline.state()), events: [] };
+      latest = seed;
       // Big snapshots are read in slices first, so the push path is served meanwhile (hub/slicing.ts).
-      running = merge(...sources.map((s) => observationsOf(s, intake).pipe(preparedInSlices(() => latest.state))), mirror$)
+      running = merge(...sources.map((s) => observationsOf(s, intake).pipe(preparedInSlices(() => (latest ?? seed).state))), mirror$)
         .pipe(
           // Backpressure: snapshots past the store's backlog are left out (hub/commit.ts).
           filter((o) => taking && commits.admits(o)),
-          scan((step: BaselineStep, o: Observation) => (latest = applyObservation(step.state, o, diffOptions)), latest),
+          scan((step: BaselineStep, o: Observation) => (latest = applyObservation(step.state, o, diffOptions)), seed),
         )
         .subscribe({
           next: deliver,

@@ -2,7 +2,7 @@ import { type Observable, type SchedulerLike, filter, map, tap } from 'rxjs';
 import { type InvalidRecord, type SliceOptions, normalizeEntity } from '../../operators/normalizeEntity.js';
 import { type BackoffOptions, retryWithBackoff } from '../backoff.js';
 import { type Logger, asError } from '../log.js';
-import { type EntityType, type Observation, unreachable } from '../model.js';
+import { type EntityType, type Observation, type SnapshotObservation, unreachable } from '../model.js';
 import type { HealthSignal, Source, SourceSignal } from '../source.js';
 import { entityScope } from '../scope.js';
 import type { HealthBoard } from './health.js';
@@ -20,6 +20,8 @@ export interface IntakeOptions {
   keepRaw: boolean;
   /** Normalize big snapshots in slices (see src/hub/slicing.ts). */
   slice?: SliceOptions;
+  /** Reads a big snapshot's records against the baseline as they are normalized (see src/hub/slicing.ts). */
+  prepare?: (normalized: SnapshotObservation) => void;
   scheduler: SchedulerLike;
   log: Logger;
 }
@@ -80,6 +82,7 @@ export function observationsOf(source: Source<unknown>, options: IntakeOptions):
       keepRaw: options.keepRaw,
       onInvalid: options.onInvalid,
       ...(options.slice ? { slice: options.slice } : {}),
+      ...(options.prepare ? { prepare: options.prepare } : {}),
       ...(source.scope === undefined ? {} : { scope: entityScope(source.scope, options.localTypes) }),
     }),
     map((o) => onlyActive(o, active)),

@@ -6,9 +6,9 @@
  * Per source and in order: what a source observes after a big snapshot waits for it.
  */
 import { type MonoTypeOperatorFunction, Observable, concatMap, of } from 'rxjs';
-import { type BaselineState, prepareSnapshot } from '../../operators/diffAgainstBaseline.js';
+import { type BaselineState, type PrepareOptions, prepareSnapshot } from '../../operators/diffAgainstBaseline.js';
 import { SLICE_CHECK, type SliceOptions } from '../../operators/normalizeEntity.js';
-import type { Observation } from '../model.js';
+import type { EntityType, Observation, SnapshotObservation } from '../model.js';
 import { SLICE_MS, pauseForIo } from '../pause.js';
 
 /**
@@ -21,6 +21,30 @@ export const SLICE_RECORDS = 1000;
 export { SLICE_MS, pauseForIo } from '../pause.js';
 
 export const HUB_SLICES: SliceOptions = { records: SLICE_RECORDS, ms: SLICE_MS, pause: pauseForIo };
+
+/** The hub's snapshots are its own (normalizeEntity made their records): no-ops are dropped once read. */
+// Stryker disable next-line ObjectLiteral,BooleanLiteral: memory only: records kept are stepped alike (and those as normalized are dropped before)
+const OWNED: PrepareOptions = { drop: true };
+const AS_NORMALIZED: PrepareOptions = { arriving: true, drop: true };
+
+/**
+ * The hook that reads a big snapshot's records against the baseline (`state()`, the reducer's
+ * latest) as normalizeEntity makes them, in the same slices (its `prepare` option): a record
+ * found to be a no-op is dropped at once (prepareSnapshot), so the entities of a poll that
+ * changed nothing die young instead of surviving, promoted, until the step. Only a snapshot
+ * that reaches the baseline as it is: one with an inactive type is copied on the way (onlyActive
+ * in hub/intake.ts), and its preparation would be another's; preparedInSlices prepares the rest.
+ */
+export function preparingAsNormalized(state: () => BaselineState | undefined, active: (type: EntityType) => boolean): (normalized: SnapshotObservation) => void {
+  return (normalized) => {
+    const now = state();
+    if (now === undefined || !normalized.types.every(active)) return;
+    // The records just normalized, and as many again of any left behind (a preparation started
+    // again reads from the first): the slice's clock is looked at after each run.
+    // Stryker disable next-line ArithmeticOperator: the budget only sets how much one call reads
+    prepareSnapshot(now, normalized, 2 * SLICE_CHECK, AS_NORMALIZED);
+  };
+}
 
 /**
  * Prepares each snapshot of more than `slice.records` records against the baseline as it is
@@ -39,7 +63,7 @@ export function preparedInSlices(state: () => BaselineState, slice: SliceOptions
           let read = 0;
           let complete: boolean;
           do {
-            complete = prepareSnapshot(state(), o, step);
+            complete = prepareSnapshot(state(), o, step, OWNED);
             read += step;
           } while (!complete && read < slice.records && now() < deadline);
           if (complete) break;

@@ -84,7 +84,10 @@ export interface SynchronizerOptions {
   log?: Logger;
   /**
    * Told about every observation once its events were emitted (metrics, progress logs). Runs on
-   * the pipeline: keep it cheap; what it throws is logged and ignored.
+   * the pipeline: keep it cheap; what it throws is logged and ignored. A big snapshot's records
+   * that changed nothing are, in its `records`, the entity the baseline held for their key (same
+   * type and meaning, the time and source that wrote it): the hub drops them once compared
+   * (docs/scale.md, "Fewer survivors").
    */
   onObserved?: (observation: Observation, events: readonly EntityEvent[]) => void;
   /**

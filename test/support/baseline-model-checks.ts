@@ -9,7 +9,7 @@ import { type BaselineState, type BaselineStep, type DiffOptions, applyObservati
 import { toEntity, toPatch } from '../../operators/normalizeEntity.js';
 import { type EntityScope, entityScope } from '../../src/scope.js';
 import { changedFields, entityHash, sameMeaning } from '../../src/hash.js';
-import type { Entity, EntityDraft, EntityEvent, EntityRef, Observation } from '../../src/model.js';
+import type { Entity, EntityDraft, EntityEvent, EntityRef, Observation, SnapshotObservation } from '../../src/model.js';
 import { BaselineModel, type ModelEvent, type ModelOptions, meaningOf } from './baseline-model.js';
 import { t } from './entities.js';
 
@@ -222,20 +222,36 @@ export function checkSteps(runs: fc.Parameters<unknown>, check: CheckOptions = {
     );
   }
 
-/** The same with each snapshot prepared in slices (prepareSnapshot) interleaved with the steps before it. */
+/**
+ * The same with each snapshot prepared in slices (prepareSnapshot) interleaved with the steps before
+ * it, its no-ops dropped once read (`drop`), and some snapshots' records arriving in pieces
+ * (`arriving`, as the hub's normalizeEntity appends them) or failing part-way (never stepped).
+ */
 export function checkPreparedSteps(runs: fc.Parameters<unknown>, check: CheckOptions = {}): void {
     // Each snapshot's preparation (prepareSnapshot) runs in slices of 1–4 records or entries,
     // interleaved with the steps of the observations before it (changes, other snapshots, a
     // preparation of another snapshot), as the hub interleaves them; the steps, in their order,
-    // must emit what the model emits and end where it ends.
+    // must emit what the model emits and end where it ends. The implementation prepares and steps
+    // a copy of each snapshot with a records array of its own (`drop` replaces its no-ops by the
+    // baseline's entities; the model reads the records as given). With `arrive`, the copy's
+    // records come a few per slice, each slice prepared `arriving`; with `fails`, they stop coming
+    // part-way and the snapshot is stepped by neither (a poll that failed, rule 2).
     const arbRun = (check.timeline === true ? arbTimeline : arbObservations).chain((observations) =>
       fc.tuple(
         fc.constant(observations),
         // Per observation: how many steps before its own its preparation starts, and slice sizes.
-        fc.array(fc.record({ lead: fc.integer({ min: 0, max: 4 }), budgets: fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 12 }) }), {
-          minLength: observations.length,
-          maxLength: observations.length,
-        }),
+        fc.array(
+          fc.record({
+            lead: fc.integer({ min: 0, max: 4 }),
+            budgets: fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 12 }),
+            arrive: fc.boolean(),
+            fails: fc.oneof({ weight: 5, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+          }),
+          {
+            minLength: observations.length,
+            maxLength: observations.length,
+          },
+        ),
       ),
     );
     fc.assert(
@@ -254,13 +270,33 @@ export function checkPreparedSteps(runs: fc.Parameters<unknown>, check: CheckOpt
         });
         actions.sort((a, b) => a.time - b.time || (a.budget === undefined ? 1 : 0) - (b.budget === undefined ? 1 : 0));
         let state: BaselineState = emptyBaseline();
+        /** The implementation's copy of each snapshot, and how many of its records have arrived. */
+        const copies = new Map<number, { copy: SnapshotObservation; given: Entity[] }>();
+        const copyOf = (j: number): { copy: SnapshotObservation; given: Entity[] } => {
+          let c = copies.get(j);
+          if (c === undefined) {
+            const o = observations[j] as SnapshotObservation;
+            copies.set(j, (c = { copy: { ...o, records: schedule[j]!.arrive ? [] : [...o.records] }, given: o.records }));
+          }
+          return c;
+        };
         for (const action of actions) {
           const o = observations[action.j]!;
+          const { arrive, fails } = schedule[action.j]!;
           if (action.budget !== undefined) {
-            prepareSnapshot(state, o as Extract<Observation, { kind: 'snapshot' }>, action.budget);
+            const { copy, given } = copyOf(action.j);
+            // Arriving: a few more records (a failing poll's stop at half), fewer than the slice's
+            // budget (so a slice can read all there is and go on), then the slice.
+            const limit = fails ? given.length >> 1 : given.length;
+            if (arrive) for (let n = 0; n < action.budget >> 1 && copy.records.length < limit; n++) copy.records.push(given[copy.records.length]!);
+            prepareSnapshot(state, copy, action.budget, { drop: true, arriving: arrive && copy.records.length < given.length });
             continue;
           }
-          const step = applyObservation(state, o, diffOptions);
+          if (o.kind === 'snapshot' && fails) continue;
+          const taken = o.kind === 'snapshot' ? copyOf(action.j) : undefined;
+          // The rest of the records arrive before the step (the hub steps a complete snapshot only).
+          if (taken !== undefined) for (const { copy, given } = taken; copy.records.length < given.length; ) copy.records.push(given[copy.records.length]!);
+          const step = applyObservation(state, taken?.copy ?? o, diffOptions);
           expect(step.events.map(asModelEvent), `events of observation #${action.j}`).toEqual(model.apply(o));
           checkTouched(state, step, action.j);
           if (check.timeline === true) expect(sorted(step.state.tombstones), `tombstones after observation #${action.j}`).toEqual(sorted(model.tombstones));
@@ -299,3 +335,57 @@ export function checkMeaning(runs: fc.Parameters<unknown>): void {
       runs,
     );
   }
+
+/**
+ * The records a preparation drops as no-ops (`drop`) are made again exactly wherever the step
+ * needs them: a snapshot repeats the one before it (same drafts, a later time, so every record is
+ * a no-op and most are dropped), then changes, some stamped before it and some after, touch its
+ * keys before its step; every step must emit what the model emits. (The general run above meets
+ * a dropped record that its step needs again only now and then.)
+ */
+export function checkDroppedRecords(runs: fc.Parameters<unknown>): void {
+  const arbRun = fc.record({
+    source: arbSource,
+    // The second snapshot's source (another one takes over a type, as after a config change).
+    other: usually<(typeof SOURCES)[number] | undefined>(undefined, arbSource),
+    types: fc.subarray([...TYPES], { minLength: 1 }),
+    drafts: fc.array(arbDraft, { minLength: 1, maxLength: 7 }),
+    // The second snapshot keeps raw records (a record with `raw` is not dropped), and a record
+    // may be stamped otherwise than its snapshot (not dropped either: it could not be made again).
+    keepRaw: fc.boolean(),
+    restamped: fc.array(fc.nat(), { maxLength: 2 }),
+    scope: arbScope,
+    // The changes between the second snapshot's preparation and its step: at 0–115 s (it is at 60 s).
+    changes: fc.array(arbChange.map((c) => ({ ...c, at: t(Date.parse(c.at) % 120_000 / 1000) })), { maxLength: 6 }),
+    budget: fc.integer({ min: 1, max: 8 }),
+  });
+  fc.assert(
+    fc.property(arbRun, ({ source: firstSource, other, types, drafts, keepRaw, restamped, scope, changes, budget }) => {
+      const snapshot = (at: string, source: string, raw = false): SnapshotObservation => ({
+        kind: 'snapshot',
+        source,
+        at,
+        types,
+        records: drafts.filter((d) => types.includes(d.type as (typeof TYPES)[number])).map((d) => toEntity(d, source, at, true, raw, scope)),
+        ...(scope !== undefined ? { scope: scope.name } : {}),
+      });
+      const model = new BaselineModel({ now: () => NOW });
+      const first = snapshot(t(0), firstSource);
+      let state = applyObservation(emptyBaseline(), first, { now: () => NOW }).state;
+      model.apply(first);
+      const second = snapshot(t(60), other ?? firstSource, keepRaw);
+      for (const i of restamped) if (second.records.length > 0) second.records[i % second.records.length] = { ...second.records[i % second.records.length]!, observedAt: t(55) };
+      const copy: SnapshotObservation = { ...second, records: [...second.records] };
+      while (!prepareSnapshot(state, copy, budget, { drop: true })) continue;
+      for (const [i, change] of changes.entries()) {
+        const step = applyObservation(state, change, { now: () => NOW });
+        expect(step.events.map(asModelEvent), `events of change #${i}`).toEqual(model.apply(change));
+        state = step.state;
+      }
+      const step = applyObservation(state, copy, { now: () => NOW });
+      expect(step.events.map(asModelEvent), 'events of the second snapshot').toEqual(model.apply(second));
+      expect(sorted([...step.state.entities].map(([k, v]) => [k, v.entity]))).toEqual(sorted(model.entityMap()));
+    }),
+    runs,
+  );
+}

@@ -3,7 +3,7 @@ import { applyObservation, emptyBaseline } from '../../operators/diffAgainstBase
 import { toEntity } from '../../operators/normalizeEntity.js';
 import type { Observation } from '../../src/model.js';
 import { BaselineModel } from '../support/baseline-model.js';
-import { checkMeaning, checkPreparedSteps, checkSteps } from '../support/baseline-model-checks.js';
+import { checkDroppedRecords, checkMeaning, checkPreparedSteps, checkSteps } from '../support/baseline-model-checks.js';
 import { t } from '../support/entities.js';
 
 describe('the baseline against its reference model (test/support/baseline-model.ts)', () => {
@@ -21,6 +21,10 @@ describe('the baseline against its reference model (test/support/baseline-model.
 
   it('in time order, each snapshot prepared in slices amid the steps before it: the same events and tombstones after every step', () => {
     checkPreparedSteps({ numRuns: 1500 }, { timeline: true });
+  });
+
+  it('a record dropped as a no-op once read is made again exactly for a step that needs it (a key touched since)', () => {
+    checkDroppedRecords({ numRuns: 1500 });
   });
 
   it('by default a tombstone holds ten minutes (the model and the implementation, with no options)', () => {

@@ -13,7 +13,7 @@ import {
   restoreBaseline,
 } from '../../operators/diffAgainstBaseline.js';
 import { toPatch } from '../../operators/normalizeEntity.js';
-import type { EntityDraft, EntityEvent, Observation, SnapshotObservation } from '../../src/model.js';
+import type { Entity, EntityDraft, EntityEvent, Observation, SnapshotObservation } from '../../src/model.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
 
 /**
@@ -29,6 +29,7 @@ async function eventsOf(observations: Observation[], options: DiffOptions = {}):
   const steps = stepsOf(observations, options, 'no');
   expect(stepsOf(observations, options, 'at its turn'), 'each snapshot prepared at its turn').toEqual(steps);
   expect(stepsOf(observations, options, 'ahead'), 'each snapshot prepared from the step before it on').toEqual(steps);
+  expect(stepsOf(observations, options, 'ahead, dropping'), 'the same, its no-ops dropped once read').toEqual(steps);
   return events;
 }
 
@@ -38,18 +39,27 @@ async function eventsOf(observations: Observation[], options: DiffOptions = {}):
  * step; `ahead`, from before the step of the observation ahead of it on, so a change in between is
  * one the preparation must account for (a snapshot in between voids it).
  */
-function stepsOf(observations: Observation[], options: DiffOptions, prepared: 'no' | 'at its turn' | 'ahead'): string[][] {
-  const prepare = (state: BaselineState, o: Observation | undefined, slices: number): void => {
+function stepsOf(observations: Observation[], options: DiffOptions, prepared: 'no' | 'at its turn' | 'ahead' | 'ahead, dropping'): string[][] {
+  // Dropping: each snapshot prepared and stepped as a copy with records of its own (they are replaced).
+  const copies = new Map<Observation, Observation>();
+  const own = (o: Observation): Observation => {
+    if (prepared !== 'ahead, dropping' || o.kind !== 'snapshot') return o;
+    let copy = copies.get(o);
+    if (copy === undefined) copies.set(o, (copy = { ...o, records: [...o.records] }));
+    return copy;
+  };
+  const prepare = (state: BaselineState, given: Observation | undefined, slices: number): void => {
+    const o = given === undefined ? undefined : own(given);
     if (prepared === 'no' || o?.kind !== 'snapshot') return;
-    for (let i = 0; i < slices; i++) if (prepareSnapshot(state, o, 1)) return;
+    for (let i = 0; i < slices; i++) if (prepareSnapshot(state, o, 1, { drop: prepared === 'ahead, dropping' })) return;
     if (slices > 1) throw new Error('a preparation that never completes');
   };
   // Indexed from the start when prepared, so that a first snapshot (all creates) is prepared too.
   let state = prepared === 'no' ? emptyBaseline() : indexedBaseline(emptyBaseline());
   const steps = observations.map((o, i) => {
-    if (prepared === 'ahead') prepare(state, observations[i + 1], 1);
+    if (prepared.startsWith('ahead')) prepare(state, observations[i + 1], 1);
     prepare(state, o, 10_000);
-    const step = applyObservation(state, o, options);
+    const step = applyObservation(state, own(o), options);
     state = step.state;
     return step.events.map(brief);
   });
@@ -445,5 +455,50 @@ describe('diffAgainstBaseline: a step built ahead, whatever slice a change falls
       expect(entryOf(step.state, 'nova.instance:cc'), `index after ${k} slices`).toBeUndefined();
       expect(entryOf(step.state, 'nova.instance:r')?.entity.state).toBe('ACTIVE');
     }
+  });
+});
+
+describe('prepareSnapshot: records dropped once found unchanged', () => {
+  const held = (): BaselineState => applyObservation(indexedBaseline(emptyBaseline()), snapshot(t(0), [entity('a'), entity('b'), entity('c'), entity('d'), entity('e')])).state;
+
+  it('drops only when asked, and only a record it can make again: stamped as its snapshot, no other field, in their order', () => {
+    const state = held();
+    const again = (): SnapshotObservation => snapshot(t(10), [entity('a'), entity('b'), entity('c'), entity('d'), entity('e')]);
+    const kept = again();
+    const given = [...kept.records];
+    while (!prepareSnapshot(state, kept, 100)) continue;
+    expect(kept.records).toEqual(given);
+    for (let i = 0; i < given.length; i++) expect(kept.records[i]).toBe(given[i]);
+    const o = again();
+    const [a, b, c, d] = o.records as [Entity, Entity, Entity, Entity];
+    // b: another time; c: raw; d: the same fields in another order.
+    o.records[1] = { ...b, observedAt: t(9) };
+    o.records[2] = { ...c, raw: { id: 'c' } };
+    const { key, ...rest } = d;
+    o.records[3] = { ...rest, key };
+    const records = [...o.records];
+    while (!prepareSnapshot(state, o, 100, { drop: true })) continue;
+    // a and e dropped: their slots hold the baseline's entities; the others are kept as given.
+    expect(o.records[0]).toBe(entryOf(state, a.key)!.entity);
+    expect(o.records[4]).toBe(entryOf(state, 'nova.instance:e')!.entity);
+    for (const i of [1, 2, 3]) expect(o.records[i]).toBe(records[i]);
+    // A source of another name: not the record's, not dropped.
+    const other = { ...again(), source: 'other' };
+    while (!prepareSnapshot(state, other, 100, { drop: true })) continue;
+    expect(other.records.map((r) => r.observedAt)).toEqual([t(10), t(10), t(10), t(10), t(10)]);
+  });
+
+  it('gives a snapshot clock-corrected at its step the records it dropped, made again and stamped at the local time', () => {
+    let state = held();
+    // Far ahead of the local clock (rule 8): taken at the local time, its records with it.
+    const ahead: SnapshotObservation = snapshot(t(100_000), [entity('a'), entity('b'), entity('c'), entity('d'), entity('e')]);
+    while (!prepareSnapshot(state, ahead, 100, { drop: true })) continue;
+    expect(ahead.records[1]!.observedAt).toBe(t(0));
+    // b changed by a notification before the step: the step writes b's record back.
+    state = applyObservation(state, upsert(t(50), entity('b', 'ERROR'))).state;
+    const step = applyObservation(state, ahead, { now: () => Date.parse(t(100)), maxClockSkewMs: 0 });
+    expect(step.skewedAt).toBe(t(100_000));
+    expect(step.events.map(brief)).toEqual(['update nova.instance:b ACTIVE [state]']);
+    expect(step.events[0]!.entity).toStrictEqual({ ...entity('b', 'ACTIVE', {}, t(100), 'test') });
   });
 });

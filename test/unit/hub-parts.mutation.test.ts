@@ -371,8 +371,9 @@ describe("intake: one source's way into the baseline", () => {
     expect(lines.at(-1)).toEqual(['info', 'source completed', { source: 'nova' }]);
   });
 
-  it('normalizes a big snapshot in slices, pausing between two', async () => {
+  it('normalizes a big snapshot in slices, pausing between two, handing it to `prepare` as it grows', async () => {
     let pauses = 0;
+    const prepared: Observation[] = [];
     const source: Source<unknown> = { name: 'nova', types: ['nova.instance'], signal$: signals(snap(['nova.instance'], ['a', 'b', 'c'].map((id) => ({ type: 'nova.instance', id, state: 'up' })))), map: mapRaw as (r: unknown) => EntityDraft };
     const out: Observation[] = [];
     const done = new Promise<void>((resolve) =>
@@ -385,6 +386,7 @@ describe("intake: one source's way into the baseline", () => {
         retry: {},
         keepRaw: false,
         slice: { records: 1, pause: () => new Promise<void>((r) => setImmediate(() => r(void pauses++))) },
+        prepare: (o) => void prepared.push(o),
         scheduler: asyncScheduler,
         log: recordingLogger().log,
       }).subscribe({ next: (o) => out.push(o), complete: resolve }),
@@ -392,6 +394,9 @@ describe("intake: one source's way into the baseline", () => {
     expect(out).toEqual([]);
     await done;
     expect(pauses).toBeGreaterThan(0);
+    // After each record's run (a slice of one here), the snapshot that then comes out.
+    expect(prepared).toHaveLength(3);
+    for (const o of prepared) expect(o).toBe(out[0]);
     expect(out.map((o) => (o.kind === 'snapshot' ? o.records.map((e) => e.id) : []))).toEqual([['a', 'b', 'c']]);
   });
 

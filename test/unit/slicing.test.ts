@@ -1,8 +1,8 @@
 import { Subject, firstValueFrom, of, toArray } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { applyObservation, emptyBaseline, indexedBaseline } from '../../operators/diffAgainstBaseline.js';
-import { SLICE_CHECK, type SliceOptions, normalizeEntity } from '../../operators/normalizeEntity.js';
-import { preparedInSlices } from '../../src/hub/slicing.js';
+import { SLICE_CHECK, type SliceOptions, normalizeEntity, toEntity } from '../../operators/normalizeEntity.js';
+import { preparedInSlices, preparingAsNormalized } from '../../src/hub/slicing.js';
 import type { Entity, EntityDraft, EntityEvent, Observation } from '../../src/model.js';
 import type { Source, SourceSignal } from '../../src/source.js';
 import { createSynchronizer } from '../../src/synchronizer.js';
@@ -287,6 +287,87 @@ describe('the hub with a big snapshot', () => {
     expect(said).toEqual(['update i3 ERROR notification', 'update i7 PAUSED notification', 'update i7 SHUTOFF snapshot']);
     expect(sync.snapshot().find((e) => e.id === 'i3')?.state).toBe('ERROR');
     sync.stop();
+  });
+
+  it('drops the unchanged records of a big snapshot as they are normalized, and makes one again exactly when a notification touched its key meanwhile', async () => {
+    const poll = new Subject<SourceSignal<Entity>>();
+    const bus = new Subject<SourceSignal<Entity>>();
+    const observed: Observation[] = [];
+    const sync = createSynchronizer({ sources: [sourceOf('nova', poll), sourceOf('bus', bus)], onObserved: (o) => void observed.push(o) });
+    const events: EntityEvent[] = [];
+    sync.entity$.subscribe((e) => events.push(e));
+    sync.start();
+    const n = 5000;
+    const all = Array.from({ length: n }, (_, i) => entity(`i${i}`));
+    const snapshots = (count: number): Promise<void> =>
+      new Promise<void>((resolve) => {
+        const check = (): void => (sync.metrics().observations.nova === count ? resolve() : void setImmediate(check));
+        check();
+      });
+    poll.next({ ...snapshot(t(0), all), source: 'nova' });
+    await snapshots(1);
+    // The same again: every record a no-op; i7 is touched by an older notification while it is sliced.
+    poll.next({ ...snapshot(t(10), all), source: 'nova' });
+    bus.next(upsert(t(5), entity('i7', 'PAUSED')));
+    await snapshots(2);
+    const second = events.slice(n);
+    expect(second.map((e) => `${e.action} ${e.entity.id} ${e.entity.state} ${e.origin}`)).toEqual(['update i7 PAUSED notification', 'update i7 ACTIVE snapshot']);
+    // The record as the snapshot had it: its time and source, not those of the entity it was compared with.
+    expect(second[1]!.entity).toStrictEqual(toEntity({ type: 'nova.instance', id: 'i7', state: 'ACTIVE' }, 'nova', t(10)));
+    // All were dropped as they were read: their slots hold the entities the baseline held then (the first snapshot's time).
+    const records = (observed.filter((o) => o.kind === 'snapshot')[1] as Observation & { kind: 'snapshot' }).records;
+    expect(records.filter((r) => r.observedAt === t(0))).toHaveLength(n);
+    sync.stop();
+  });
+});
+
+describe('records read against the baseline as they are normalized', () => {
+  it('hands the snapshot being built to `prepare` after each run of records, the same object it emits complete', async () => {
+    const seen: number[] = [];
+    let given: unknown;
+    const out = await firstValueFrom(
+      of<Observation<EntityDraft>>({ kind: 'snapshot', source: 's', types: ['nova.instance'], at: t(1), records: drafts(2500) }).pipe(
+        normalizeEntity((d: EntityDraft) => d, {
+          slice: { records: 1000, ms: 1e9, pause: settled },
+          prepare: (o) => {
+            given ??= o;
+            expect(o).toBe(given);
+            seen.push(o.records.length);
+          },
+        }),
+        toArray(),
+      ),
+    );
+    // Runs of SLICE_CHECK records, the snapshot's records growing; then it is emitted, the same object.
+    expect(seen).toEqual(Array.from({ length: 25 }, (_, i) => (i + 1) * SLICE_CHECK));
+    expect(out).toHaveLength(1);
+    expect(out[0]).toBe(given);
+  });
+
+  it('does not call `prepare` for a snapshot small enough to go at once', () => {
+    let calls = 0;
+    of<Observation<EntityDraft>>({ kind: 'snapshot', source: 's', types: ['nova.instance'], at: t(1), records: drafts(3) })
+      .pipe(normalizeEntity((d: EntityDraft) => d, { slice: { records: 1000, pause: settled }, prepare: () => void calls++ }))
+      .subscribe();
+    expect(calls).toBe(0);
+  });
+
+  it('prepares and drops only a snapshot whose types are all active, once there is a baseline to read', () => {
+    const held = Array.from({ length: 3 }, (_, i) => entity(`i${i}`));
+    let state = applyObservation(indexedBaseline(emptyBaseline()), snapshot(t(0), held)).state;
+    const again = (types: string[]): Observation & { kind: 'snapshot' } => ({ ...snapshot(t(10), held, types), source: 'test' });
+    const all = again(['nova.instance']);
+    preparingAsNormalized(() => state, () => true)(all);
+    // Read and found unchanged: the slots hold the baseline's entities.
+    expect(all.records.map((r) => r.observedAt)).toEqual([t(0), t(0), t(0)]);
+    const partly = again(['nova.instance', 'nova.host']);
+    preparingAsNormalized(() => state, (type) => type === 'nova.instance')(partly);
+    expect(partly.records.map((r) => r.observedAt)).toEqual([t(10), t(10), t(10)]);
+    const early = again(['nova.instance']);
+    preparingAsNormalized(() => undefined, () => true)(early);
+    expect(early.records.map((r) => r.observedAt)).toEqual([t(10), t(10), t(10)]);
+    state = applyObservation(state, all).state;
+    expect(state.entities.get('nova.instance:i1')?.entity.observedAt).toBe(t(0));
   });
 });
 

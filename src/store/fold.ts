@@ -3,7 +3,7 @@
  * `baseline.mdb`, so that the main thread writes each step as ONE value (a segment in `log.mdb`)
  * and never encodes or puts an entity one by one (docs/store.md, "Format 4").
  *
- *   main: segment flushed in log.mdb ─▶ post(id, its bytes, transferred) ─▶ worker: decode, one transaction in
+ *   main: segment flushed in log.mdb ─▶ post(id, its bytes, transferred) ─▶ worker: parse, one transaction in
  *   baseline.mdb (the entries, and `folded` = id), flushed ─▶ main: deletes the segment in its
  *   next log write
  *
@@ -19,7 +19,6 @@
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { Packr, Unpackr } from 'msgpackr';
 import { backoffDelay } from '../backoff.js';
 import type { Logger } from '../log.js';
 import type { EntityRef, EntityType } from '../model.js';
@@ -56,10 +55,7 @@ export type SegmentHeader = [type: EntityType, source: string, at: number, bySna
  */
 export type SegmentRow = [key: string, ...rest: unknown[]];
 
-/**
- * One write of the main thread: the changes from the last persisted state, as one value in log.mdb:
- * MessagePack with msgpackr's records (format 5), or JSON text (format 4, still read).
- */
+/** One write of the main thread: the changes from the last persisted state, as one JSON value in log.mdb. */
 export interface Segment {
   h: SegmentHeader | 0;
   /** Entries put. */
@@ -80,33 +76,6 @@ export interface Segment {
 
 const COMPACT = 7;
 
-/**
- * A format-4 segment is JSON text, an object: its first byte is `{`. A format-5 segment is
- * MessagePack, whose encoding of an object never starts with that byte (0x7b alone would be the
- * integer 123).
- */
-const JSON_OPEN = 0x7b;
-
-/**
- * A segment's bytes, MessagePack with msgpackr's records: an entity's attributes (one object shape
- * for a whole snapshot of a type) are written as a record, their keys once per segment. Measured
- * in the persist benchmark's write (100,000 Nova servers): 23 instead of 33 MB, and one pass
- * instead of JSON.stringify then UTF-8 (docs/store.md, "Format 5"). A new Packr each time: its
- * buffer (allocUnsafeSlow, this segment's alone) is then transferred to the fold worker, and each
- * segment holds its own record definitions, so it is read alone.
- */
-export function encodeSegment(segment: Segment): Uint8Array {
-  return new Packr({ useRecords: true }).pack(segment);
-}
-
-const unpackr = new Unpackr({ useRecords: true, mapsAsObjects: true });
-
-/** A segment back from its bytes, format 5 (MessagePack) or 4 (JSON). */
-export function decodeSegment(bytes: Uint8Array): Segment {
-  if (bytes[0] === JSON_OPEN) return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString()) as Segment;
-  return unpackr.unpack(bytes) as Segment;
-}
-
 /** A segment row back as a StoredEntry. */
 export function unpackRow(row: SegmentRow, h: SegmentHeader | 0): StoredEntry {
   if (row.length !== COMPACT || h === 0) return row.slice(1) as StoredEntry;
@@ -115,20 +84,13 @@ export function unpackRow(row: SegmentRow, h: SegmentHeader | 0): StoredEntry {
 }
 
 /**
- * The worker: messages `{id, bytes, length}` (a flushed segment, its first `length` bytes, in id order; decoded as
- * {@link decodeSegment} does) and `{close: true}` (fold
+ * The worker: messages `{id, bytes}` (a flushed segment's UTF-8 JSON, in id order) and `{close: true}` (fold
  * what is queued, then exit); it answers `{folded: id}` once the fold up to id is flushed, or
  * `{error}` and exits when a fold fails (the main thread starts a new worker after a delay).
  */
 const WORKER = String.raw`
 const { parentPort, workerData } = require('node:worker_threads');
 const { open } = require(workerData.lmdb);
-const { Unpackr } = require(workerData.msgpackr);
-const unpackr = new Unpackr({ useRecords: true, mapsAsObjects: true });
-function decode(bytes, length) {
-  const b = Buffer.from(bytes, 0, length);
-  return b[0] === ${JSON_OPEN} ? JSON.parse(b.toString()) : unpackr.unpack(b);
-}
 const root = open({ path: workerData.path, maxDbs: 8 });
 const meta = root.openDB({ name: 'meta', encoding: 'json' });
 const entities = root.openDB({ name: 'entities', encoding: 'json' });
@@ -149,8 +111,8 @@ async function fold() {
       const batch = queue;
       queue = [];
       root.transactionSync(() => {
-        for (const { bytes, length } of batch) {
-          const s = decode(bytes, length);
+        for (const { bytes } of batch) {
+          const s = JSON.parse(Buffer.from(bytes).toString());
           for (const row of s.e) entities.putSync(row[0], unpack(row, s.h));
           for (const key of s.r) entities.removeSync(key);
           for (const [key, at] of s.t) tombstones.putSync(key, at);
@@ -188,11 +150,10 @@ parentPort.on('message', (m) => {
 
 export interface Folder {
   /**
-   * A segment flushed in the log: fold it (in id order). Its bytes are handed over: transferred
-   * with their whole ArrayBuffer when `owned` (nothing else uses that buffer: encodeSegment's) or
-   * when they fill it, else copied (a copy of 40 MB costs the main thread ~50 ms).
+   * A segment flushed in the log: fold it (in id order). Its bytes are handed over (transferred
+   * when they fill their ArrayBuffer: a copy of 40 MB costs the main thread ~50 ms).
    */
-  fold(id: number, bytes: Uint8Array, owned?: boolean): void;
+  fold(id: number, bytes: Uint8Array): void;
   /** Bytes of the segments handed over and not folded yet. */
   unfoldedBytes(): number;
   /** Ids folded (and flushed in baseline.mdb) since the last call: the log may delete them. */
@@ -206,9 +167,7 @@ export interface Folder {
  * segment. `read` reads a segment back from the log, for a new worker after one failed.
  */
 export function createFolder(path: string, log: Logger, read: (id: number) => Buffer | undefined): Folder {
-  const require = createRequire(import.meta.url);
-  const lmdb = require.resolve('lmdb');
-  const msgpackr = require.resolve('msgpackr');
+  const lmdb = createRequire(import.meta.url).resolve('lmdb');
   /** Segments handed over and not yet folded: handed again (read back) to a new worker after a failure. */
   const unfolded = new Map<number, number>();
   let unfoldedBytes = 0;
@@ -220,7 +179,7 @@ export function createFolder(path: string, log: Logger, read: (id: number) => Bu
   let ended: Promise<void> = Promise.resolve();
 
   const spawn = (): void => {
-    const w = new Worker(WORKER, { eval: true, workerData: { lmdb, msgpackr, path } });
+    const w = new Worker(WORKER, { eval: true, workerData: { lmdb, path } });
     worker = w;
     ended = new Promise<void>((resolve) => {
       w.on('message', (m: { folded?: number; error?: string }) => {
@@ -257,18 +216,18 @@ export function createFolder(path: string, log: Logger, read: (id: number) => Bu
     // A store that folds nothing holds no thread open: the process may end without close().
     w.unref();
   };
-  const post = (id: number, bytes: Uint8Array, owned = false): void => {
+  const post = (id: number, bytes: Uint8Array): void => {
     if (!worker) spawn();
-    const whole = bytes.byteOffset === 0 && (owned || bytes.byteLength === bytes.buffer.byteLength);
+    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
     const data = whole ? bytes.buffer : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-    worker!.postMessage({ id, bytes: data, length: bytes.byteLength }, [data as ArrayBuffer]);
+    worker!.postMessage({ id, bytes: data }, [data as ArrayBuffer]);
   };
 
   return {
-    fold(id, bytes, owned) {
+    fold(id, bytes) {
       unfolded.set(id, bytes.byteLength);
       unfoldedBytes += bytes.byteLength;
-      if (restart === undefined) post(id, bytes, owned);
+      if (restart === undefined) post(id, bytes);
     },
     unfoldedBytes: () => unfoldedBytes,
     takeFolded() {

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { open } from 'lmdb';
 import { Subject } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Entity, EntityDraft, EntityEvent, Observation, Settlement } from '../../src/model.js';
+import type { Entity, EntityDraft, Observation, Settlement } from '../../src/model.js';
 import type { Source, SourceSignal } from '../../src/source.js';
-import { applyObservation, emptyBaseline, entityEvent } from '../../operators/diffAgainstBaseline.js';
+import { applyObservation, emptyBaseline } from '../../operators/diffAgainstBaseline.js';
 import { STATE_VERSION, StateError, openBaselineStore } from '../../src/store/lmdb.js';
 import { type SyncItem, type Synchronizer, createSynchronizer } from '../../src/synchronizer.js';
 import { entity, remove, snapshot, t, upsert } from '../support/entities.js';
@@ -279,89 +279,6 @@ describe('createSynchronizer({state})', () => {
     const log = open({ path: join(dir, 'log.mdb'), maxDbs: 4 });
     expect([...log.openDB({ name: 'outbox', encoding: 'json' }).getRange()].map(({ key, value }) => [key, value])).toEqual([[4, [['create', 's', a.key, 0]]]]);
     await log.close();
-  });
-
-  it('reads a format-4 store as it is (JSON segments, an outbox of single events), then writes format 5 beside it', async () => {
-    const dir = tempDir();
-    const a = entity('a', 'ACTIVE', { name: 'vm-a', parents: [{ type: 'nova.host', id: 'h1' }], attributes: { flavor: 'm1', text: 'é"\\' } });
-    const b = entity('b', 'ERROR');
-    const root = open({ path: join(dir, 'baseline.mdb'), maxDbs: 8 });
-    await root.openDB({ name: 'meta', encoding: 'json' }).put('format', { format: 'synchronizer.state', version: 4 });
-    await root.close();
-    // What a format-4 synchronizer left in its log: a segment of compact rows as JSON text, and the
-    // outbox record of its step, one array per event.
-    const log4 = open({ path: join(dir, 'log.mdb'), maxDbs: 4 });
-    const at = Date.parse(t(0));
-    const segment = {
-      h: [a.type, a.source, at, 1, 0, a.observedAt],
-      e: [
-        [a.key, 'vm-a', 'ACTIVE', null, a.parents, [], a.attributes],
-        [b.key, null, 'ERROR', null, [], [], {}],
-      ],
-      r: [],
-      t: [],
-      tr: [],
-      o: { 'nova.instance': 'test' },
-    };
-    await log4.openDB({ name: 'segments', encoding: 'binary' }).put(1, Buffer.from(JSON.stringify(segment)));
-    await log4.openDB({ name: 'outbox', encoding: 'json' }).put(2, [
-      ['create', 's', a.key, 0],
-      ['update', 's', b.key, ['state']],
-    ]);
-    await log4.close();
-
-    const store = openBaselineStore(dir);
-    const loaded = store.load();
-    expect(loaded.state.entities.toJS()).toEqual({ [a.key]: { entity: a, at, bySnapshot: true, misses: 0 }, [b.key]: { entity: b, at, bySnapshot: true, misses: 0 } });
-    expect(loaded.outbox.map((o) => [o.id, o.events.map((e) => `${e.action}:${e.entity.id}:${e.origin}:${e.changed?.join() ?? ''}`)])).toEqual([[2, ['create:a:snapshot:', 'update:b:snapshot:state']]]);
-    // A format-5 segment after the format-4 one (the fold worker reads both), and a run in the outbox.
-    const c = entity('c', 'BUILD');
-    const next = applyObservation(loaded.state, snapshot(t(1), [a, b, c])).state;
-    await store.write({ prev: loaded.state, next, keys: undefined, owners: loaded.owners, outbox: { add: [{ id: 3, events: [applyObservation(loaded.state, snapshot(t(1), [a, b, c])).events[0]!] }], remove: [2] } });
-    await store.close();
-
-    const check = open({ path: join(dir, 'baseline.mdb'), maxDbs: 8 });
-    expect(check.openDB({ name: 'meta', encoding: 'json' }).get('format')).toEqual({ format: 'synchronizer.state', version: STATE_VERSION });
-    expect(check.openDB({ name: 'entities', encoding: 'json' }).getCount()).toBe(3);
-    await check.close();
-    const log5 = open({ path: join(dir, 'log.mdb'), maxDbs: 4 });
-    expect([...log5.openDB({ name: 'outbox', encoding: 'json' }).getRange()].map(({ key, value }) => [key, value])).toEqual([[3, [['create', 's', [c.key]]]]]);
-    await log5.close();
-    const again = openBaselineStore(dir);
-    const reloaded = again.load();
-    await again.close();
-    expect(reloaded.state.entities.toJS()).toEqual(next.entities.toJS());
-    expect(reloaded.outbox.map((o) => [o.id, o.events.map((e) => `${e.action}:${e.entity.id}`)])).toEqual([[3, ['create:c']]]);
-  });
-
-  it('keeps an outbox record\'s events in order: runs of plain creates or updates, and the events between them', async () => {
-    const dir = tempDir();
-    const store = openBaselineStore(dir);
-    store.load();
-    const x = entity('x');
-    const y = entity('y');
-    const z = entity('z', 'ERROR');
-    const one = applyObservation(emptyBaseline(), snapshot(t(0), [x, y, z]));
-    const ev = (action: EntityEvent['action'], e: Entity, origin: EntityEvent['origin'] = 'snapshot', changed?: string[]): EntityEvent => entityEvent(action, origin, e, changed);
-    const events = [ev('create', x), ev('create', y), ev('create', z, 'notification'), ev('update', z), ev('update', x, 'snapshot', ['state']), ev('create', y), ev('delete', entity('gone')), ev('create', x)];
-    await store.write({ prev: emptyBaseline(), next: one.state, keys: undefined, owners: new Map([['nova.instance', 'test']]), outbox: { add: [{ id: 1, events }], remove: [] } });
-    await store.close();
-    const log = open({ path: join(dir, 'log.mdb'), maxDbs: 4 });
-    expect(log.openDB({ name: 'outbox', encoding: 'json' }).get(1)).toEqual([
-      ['create', 's', [x.key, y.key]],
-      ['create', 'n', [z.key]],
-      ['update', 's', [z.key]],
-      ['update', 's', x.key, ['state']],
-      ['create', 's', [y.key]],
-      ['delete', 's', 'nova.instance:gone', 0, expect.any(Array)],
-      ['create', 's', [x.key]],
-    ]);
-    await log.close();
-    const again = openBaselineStore(dir);
-    const { outbox } = again.load();
-    await again.close();
-    const brief = (e: EntityEvent): string => `${e.action}:${e.entity.id}:${e.origin}:${e.changed?.join() ?? ''}`;
-    expect(outbox[0]!.events.map(brief)).toEqual(events.map(brief));
   });
 
   it('refuses a foreign folder, a foreign LMDB file and a newer format, and changes nothing in them', async () => {

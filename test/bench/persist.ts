@@ -34,7 +34,12 @@ import { type Server, makeServers } from './diff.js';
 import type { Bench, BenchRow } from './run.js';
 
 const N = 100_000;
-const ROUNDS = 3;
+/**
+ * Rounds of each kind (store off, store on; alternating). Five, not three: one in-memory round's
+ * main-thread CPU ranged 1,010–1,570 ms within a single run on a quiet box (docs/store.md,
+ * "Session 9"), so a median of three moved the ratio by ±0.1 from run to run. Both sides get them.
+ */
+const ROUNDS = 5;
 
 function median(values: number[]): number {
   return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;

@@ -39,9 +39,9 @@ export const mutatedFiles = [
  * a name that is no longer there fails the config, so a rename cannot drop a function silently.
  */
 export const mutatedFunctions = {
-  'sources/openstack/nova.ts': ['pickServer', 'serverDraft', 'computeHosts', 'zoneOfHosts', 'zoneDraft', 'hypervisorDraft', 'novaRecordDraft'],
-  'sources/openstack/neutron.ts': ['pickPort', 'defined', 'networkDraft', 'portInstance', 'portDraft', 'neutronRecordDraft'],
-  'sources/openstack/cinder.ts': ['pickVolume', 'apiVolumeFacts', 'volumeDraft', 'map'],
+  'sources/openstack/nova.ts': ['SERVER_PICK', 'pickServer', 'serverDraft', 'computeHosts', 'zoneOfHosts', 'zoneDraft', 'hypervisorDraft', 'novaRecordDraft'],
+  'sources/openstack/neutron.ts': ['PORT_PICK', 'pickPort', 'defined', 'networkDraft', 'portInstance', 'portDraft', 'neutronRecordDraft'],
+  'sources/openstack/cinder.ts': ['VOLUME_PICK', 'pickVolume', 'apiVolumeFacts', 'volumeDraft', 'map'],
   'sources/openstack/heat.ts': ['projectFromLinks', 'apiStackFacts', 'stackDraft', 'map'],
   'sources/openstack/notifications.ts': [
     'idOf',

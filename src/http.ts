@@ -30,6 +30,8 @@ import {
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { JsonSelectStream, JsonStreamError, type SelectKey } from './jsonStream.js';
 import { type Logger, errorMessage, silentLogger } from './log.js';
+import { ParseWorkerError, parseOffThread } from './parseOffThread.js';
+import { type PickShape, applyShape } from './pick.js';
 import { SLICE_MS, pauseForIo } from './pause.js';
 import type { OptionReader } from './options.js';
 import type { EntityType } from './model.js';
@@ -82,6 +84,12 @@ export interface HttpClientOptions {
   maxResponseBytes?: number;
   /** Elements a streamed response (`select`) may hand over (default 10,000,000). */
   maxResponseItems?: number;
+  /**
+   * Reads streamed responses (`select`) on the process's JSON parse worker thread (default true):
+   * this thread then only reads the socket and receives the (picked) elements. `false` reads them
+   * here, as before session 10.
+   */
+  parseOffThread?: boolean;
 }
 
 /** Default cap of one response body, after decompression. */
@@ -130,7 +138,12 @@ export interface SelectOptions<R> {
    */
   select: string;
   /**
-   * Called with each element as soon as it has arrived (JSON.parse's value) and the keys or
+   * What to keep of each element, applied before `each` (on the parse worker when the body is read
+   * there, so that only the picked element is copied back): see {@link PickShape}.
+   */
+  pick?: PickShape;
+  /**
+   * Called with each element as soon as it has arrived (JSON.parse's value, picked) and the keys or
    * indexes of the path's wildcards; returns the record to keep (undefined: none). What it throws
    * fails the request as it is, not retried: name the URL and the element in it.
    */
@@ -401,8 +414,8 @@ export class HttpClient {
    * ```
    */
   async getEach<R>(url: string, options: Omit<HttpRequest, 'url' | 'method' | 'responseType' | 'select'> & SelectOptions<R>): Promise<Selected<R>> {
-    const { select, each, ...rest } = options;
-    return (await this.request<Selected<R>>({ ...rest, url, select: { select, each } })).data;
+    const { select, each, pick, ...rest } = options;
+    return (await this.request<Selected<R>>({ ...rest, url, select: { select, each, ...(pick !== undefined ? { pick } : {}) } })).data;
   }
 
   /** GET, body as text (HTML pages, plain-text APIs). */
@@ -468,30 +481,36 @@ export class HttpClient {
   /**
    * Reads a streamed JSON body through the element reader: records as `each` makes them, the
    * rest at the end. A body that is not JSON or breaks a bound fails (not retried: the server
-   * would send the same), naming the byte; a connection lost mid-body is retried. The stream
-   * needs no destroy here: when the attempt ends, its teardown aborts the request.
+   * would send the same), naming the byte; a connection lost mid-body, or a parse worker that
+   * died, is retried. The stream needs no destroy here: when the attempt ends, its teardown
+   * aborts the request.
    */
-  private async readSelected(stream: Readable, select: SelectOptions<unknown>, status: number, fail: (what: string, status: number | undefined, retryable: boolean, retryAfterMs?: number, cause?: unknown) => HttpError): Promise<Selected<unknown>> {
+  private async readSelected(
+    stream: Readable,
+    select: SelectOptions<unknown>,
+    status: number,
+    signal: AbortSignal,
+    fail: (what: string, status: number | undefined, retryable: boolean, retryAfterMs?: number, cause?: unknown) => HttpError,
+  ): Promise<Selected<unknown>> {
     const records: unknown[] = [];
-    const reader = new JsonSelectStream({
-      select: select.select,
-      maxBytes: this.options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
-      maxElements: this.options.maxResponseItems ?? DEFAULT_MAX_RESPONSE_ITEMS,
-      maxDepth: MAX_STREAM_DEPTH,
-      onElement: (element, keys) => {
-        const record = select.each(element, keys);
-        if (record !== undefined) records.push(record);
-        this.received.records += 1;
-      },
-    });
+    const onElement = (element: unknown, keys: readonly SelectKey[]): void => {
+      const record = select.each(element, keys);
+      if (record !== undefined) records.push(record);
+      this.received.records += 1;
+    };
+    const bounds = { select: select.select, maxBytes: this.options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES, maxElements: this.options.maxResponseItems ?? DEFAULT_MAX_RESPONSE_ITEMS, maxDepth: MAX_STREAM_DEPTH };
+    const reader = this.options.parseOffThread === false ? inThreadReader(bounds, select.pick, onElement) : parseOffThread({ ...bounds, ...(select.pick !== undefined ? { pick: select.pick } : {}), onElement, log: this.log });
     const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     // The start of the body, for the message when it is not JSON (an HTML error page, a proxy's login).
     let start = '';
+    let bytes = 0;
     // libuv reads a socket up to 32 times per callback, and each chunk is handed over between two
     // reads: a 1.7 MB Nova page that is all in the kernel's buffer was read in one turn of the
     // event loop (15-80 ms, docs/scale.md). After SLICE_MS of reading, yield: the stream buffers
     // a chunk or so and stops reading the socket meanwhile, and other sockets are served.
     let sliceEnds = performance.now() + SLICE_MS;
+    const onAbort = (): void => reader.drop();
+    signal.addEventListener('abort', onAbort, { once: true });
     try {
       for (;;) {
         if (performance.now() >= sliceEnds) {
@@ -506,19 +525,25 @@ export class HttpClient {
           const cause = new Error(typeof code === 'string' ? `${code}: ${errorMessage(e)}` : errorMessage(e));
           if (code === 'ERR_CANCELED') throw fail('aborted', undefined, false, undefined, cause);
           // A broken gzip stream stays broken; a dropped connection may not.
-          throw fail(`failed while reading the body at byte ${reader.bytes}: ${cause.message}`, undefined, !(typeof code === 'string' && code.startsWith('Z_')), undefined, cause);
+          throw fail(`failed while reading the body at byte ${bytes}: ${cause.message}`, undefined, !(typeof code === 'string' && code.startsWith('Z_')), undefined, cause);
         }
         if (next.done) break;
         if (start.length < 200) start += next.value.toString('utf8', 0, 200 - start.length);
         this.received.bytes += next.value.length;
-        reader.write(next.value);
+        bytes += next.value.length;
+        await reader.write(next.value);
       }
-      return { records, rest: reader.end() };
+      return { records, rest: await reader.end() };
     } catch (e) {
+      if (signal.aborted && !(e instanceof HttpError)) throw fail('aborted', undefined, false);
+      if (e instanceof ParseWorkerError) throw fail(`failed while reading the body at byte ${bytes}: ${e.message}`, undefined, true, undefined, e);
       if (!(e instanceof JsonStreamError)) throw e;
       if (e.kind === 'syntax') throw fail(`answered ${status} with a body that is not valid JSON: ${e.message}${start.trim() === '' ? '' : `; it begins: ${excerpt(start)}`}`, status, false);
       const key = e.kind === 'elements' ? 'maxResponseItems' : e.kind === 'bytes' ? 'maxResponseSize' : undefined;
       throw fail(`answered ${status} with ${e.message}${key ? ` (counted after decompression; raise ${key} if it is expected)` : ''}`, status, false);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      reader.drop();
     }
   }
 
@@ -539,7 +564,7 @@ export class HttpClient {
             if (typeof response.data !== 'string') {
               const stream = response.data;
               if (status >= 200 && status < 300 && request.select !== undefined) {
-                const data = await this.readSelected(stream, request.select, status, fail);
+                const data = await this.readSelected(stream, request.select, status, controller.signal, fail);
                 this.received.responses += 1;
                 subscriber.next({ status, headers, data: data as T, url });
                 subscriber.complete();
@@ -611,6 +636,16 @@ function cleanParams(params: QueryParams | undefined): Record<string, string | n
   return out;
 }
 
+/** The element reader on this thread, behind the interface of {@link parseOffThread}. */
+function inThreadReader(
+  bounds: { select: string; maxBytes: number; maxElements: number; maxDepth: number },
+  pick: PickShape | undefined,
+  onElement: (element: unknown, keys: readonly SelectKey[]) => void,
+): { write(chunk: Buffer): void; end(): unknown; drop(): void } {
+  const reader = new JsonSelectStream({ ...bounds, onElement: pick === undefined ? onElement : (element, keys) => onElement(applyShape(element, pick), keys) });
+  return { write: (chunk) => reader.write(chunk), end: () => reader.end(), drop: () => undefined };
+}
+
 /** Up to `max` bytes of a body, as text (the rest is not read). */
 async function readSome(stream: Readable, max: number): Promise<string> {
   const chunks: Buffer[] = [];
@@ -658,10 +693,13 @@ export interface PagesOptions<T = unknown> {
   /**
    * Keeps only what the source reads of each record, as its page arrives: a poll then holds a few
    * hundred bytes per record until its last page, not the API's whole record (a Nova server takes
-   * 1.7 KB of heap), and the garbage collector has that much less to copy. Applied to objects only;
-   * anything else is kept as it is, for the mapping to report.
+   * 1.7 KB of heap), and the garbage collector has that much less to copy. A shape
+   * ({@link PickShape}) is applied where the body is parsed (the parse worker), so only the picked
+   * record crosses to this thread; a function runs here on each whole record. Applied to objects
+   * only; anything else is kept as it is, for the mapping to report. Keep the marker's field
+   * (`markerOf`, `id` by default) when paging by `limit`: the marker is read of the picked record.
    */
-  pick?: (record: T) => T;
+  pick?: PickShape | ((record: T) => T);
 }
 
 interface Link {
@@ -705,9 +743,10 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
     let last: unknown;
     const { records: items, rest: page } = await http.getEach<T>(url, {
       select: key === null ? '[*]' : `${key}[*]`,
+      ...(typeof pick === 'object' ? { pick } : {}),
       each: (item) => {
         last = item;
-        return pick !== undefined && item !== null && typeof item === 'object' ? pick(item as T) : (item as T);
+        return typeof pick === 'function' && item !== null && typeof item === 'object' ? pick(item as T) : (item as T);
       },
       params,
       ...(signal ? { signal } : {}),

@@ -14,6 +14,7 @@ export { eventLine, writeEvents } from './sinks/stdout.js';
 export { createAmqpSink, readAmqpSinkOptions, sinkMessage, ENTITY_KEY_HEADER, type AmqpSinkOptions, type SinkMessage } from './sinks/amqp.js';
 export type { Sink, SinkPlugin, SinkContext } from './sinks/index.js';
 export * from '../operators/index.js';
+export { applyShape, pickBy, type PickShape } from './pick.js';
 export { HttpClient, HttpError, createHttpClient, fetchAllPages, retryHttp, safeUrl, parseRetryAfter, type HttpAuth, type HttpClientOptions, type HttpRequest, type HttpResponse, type HttpMethod, type QueryParams, type PagesOptions, type RetryHttpOptions, type SelectOptions, type Selected } from './http.js';
 export { JsonSelectStream, JsonStreamError, type JsonStreamOptions, type SelectKey } from './jsonStream.js';
 export { attachRefs, readAttachRules, type AttachRule, type ReadAttachOptions } from './attach.js';

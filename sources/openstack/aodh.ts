@@ -1,4 +1,5 @@
 import { fetchAllPages } from '../../src/http.js';
+import { type PickShape, pickBy } from '../../src/pick.js';
 import { type EntityDraft, type EntityRef, ref } from '../../src/model.js';
 import { defineSource } from '../../src/source.js';
 import { type OpenStackPollOptions, openstackSource, readOpenStackPollOptions } from './poller.js';
@@ -92,23 +93,37 @@ export function ruleResource(rule: AlarmRule | null | undefined): EntityRef | un
   return type ? ref(type, hit.value as string) : undefined;
 }
 
-/** What {@link apiAlarmFacts} reads of an alarm record (fetchAllPages' `pick`). */
-export function pickAlarm(a: ApiAlarm): ApiAlarm {
-  const ruleKey: `${string}_rule` = `${a.type ?? ''}_rule`;
-  const picked: ApiAlarm = {
-    alarm_id: a.alarm_id,
-    name: a.name,
-    state: a.state,
-    state_reason: a.state_reason,
-    project_id: a.project_id,
-    type: a.type,
-    severity: a.severity,
-    enabled: a.enabled,
-    description: a.description,
-  };
-  picked[ruleKey] = a[ruleKey];
-  return picked;
-}
+/**
+ * The rule types of Aodh's `aodh.alarm.rule` entry points (2025.2), whose rules are `<type>_rule`:
+ * a shape names its fields, so the rule of a type not listed here is not kept.
+ */
+const RULE_TYPES = [
+  'threshold',
+  'gnocchi_resources_threshold',
+  'gnocchi_aggregation_by_metrics_threshold',
+  'gnocchi_aggregation_by_resources_threshold',
+  'event',
+  'composite',
+  'loadbalancer_member_health',
+  'prometheus',
+] as const;
+
+/** What {@link apiAlarmFacts} reads of an alarm record (fetchAllPages' `pick`; `alarm_id` is the pages' marker). */
+export const ALARM_PICK: PickShape = {
+  alarm_id: true,
+  name: true,
+  state: true,
+  state_reason: true,
+  project_id: true,
+  type: true,
+  severity: true,
+  enabled: true,
+  description: true,
+  ...Object.fromEntries(RULE_TYPES.map((type) => [`${type}_rule`, true])),
+};
+
+/** {@link ALARM_PICK} as a function. */
+export const pickAlarm = pickBy<ApiAlarm>(ALARM_PICK);
 
 /** The facts of an API alarm record. */
 export function apiAlarmFacts(a: ApiAlarm): AlarmFacts {
@@ -202,7 +217,7 @@ export default defineSource<OpenStackPollOptions, ApiAlarm>({
             // Even admin sees only its own project's alarms without this query.
             params: { 'q.field': 'all_projects', 'q.op': 'eq', 'q.value': 'true', sort: 'alarm_id:asc' },
             markerOf: (r) => (r as ApiAlarm | null)?.alarm_id,
-            pick: pickAlarm,
+            pick: ALARM_PICK,
             signal,
           }),
         map: (a) => alarmDraft(apiAlarmFacts(a)),

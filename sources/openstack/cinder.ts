@@ -1,4 +1,5 @@
 import { fetchAllPages } from '../../src/http.js';
+import { type PickShape, pickBy } from '../../src/pick.js';
 import { type EntityDraft, ref } from '../../src/model.js';
 import { defineSource } from '../../src/source.js';
 import { type OpenStackPollOptions, openstackSource, readOpenStackPollOptions, withSuffix } from './poller.js';
@@ -42,20 +43,20 @@ export interface ApiVolume {
   attachments?: { server_id?: string | null }[] | null;
 }
 
-/** What {@link apiVolumeFacts} reads of a volume record, and nothing else (fetchAllPages' `pick`; see pickServer). */
-export function pickVolume(v: ApiVolume): ApiVolume {
-  const { attachments } = v;
-  return {
-    id: v.id,
-    name: v.name,
-    status: v.status,
-    size: v.size,
-    availability_zone: v.availability_zone,
-    'os-vol-tenant-attr:tenant_id': v['os-vol-tenant-attr:tenant_id'],
-    'os-vol-host-attr:host': v['os-vol-host-attr:host'],
-    attachments: Array.isArray(attachments) ? attachments.map((a) => (a !== null && typeof a === 'object' ? { server_id: a.server_id } : a)) : attachments,
-  };
-}
+/** What {@link apiVolumeFacts} reads of a volume record, and nothing else (fetchAllPages' `pick`; see SERVER_PICK). */
+export const VOLUME_PICK: PickShape = {
+  id: true,
+  name: true,
+  status: true,
+  size: true,
+  availability_zone: true,
+  'os-vol-tenant-attr:tenant_id': true,
+  'os-vol-host-attr:host': true,
+  attachments: { server_id: true },
+};
+
+/** {@link VOLUME_PICK} as a function. */
+export const pickVolume = pickBy<ApiVolume>(VOLUME_PICK);
 
 /** The facts of an API volume record. */
 export function apiVolumeFacts(v: ApiVolume): VolumeFacts {
@@ -103,7 +104,7 @@ export default defineSource<OpenStackPollOptions, ApiVolume>({
         types: ['cinder.volume'],
         // Older catalogs carry the project in the URL (…/v3/{project}); newer ones leave it out.
         endpoint: (url, token) => (token.projectId ? withSuffix(url, `/${token.projectId}`) : url),
-        fetch: ({ http, signal }) => fetchAllPages<ApiVolume>(http, '/volumes/detail', { key: 'volumes', params: { all_tenants: 1 }, pick: pickVolume, signal }),
+        fetch: ({ http, signal }) => fetchAllPages<ApiVolume>(http, '/volumes/detail', { key: 'volumes', params: { all_tenants: 1 }, pick: VOLUME_PICK, signal }),
         map: (v) => volumeDraft(apiVolumeFacts(v)),
       },
       options,

@@ -1,4 +1,5 @@
 import { fetchAllPages } from '../../src/http.js';
+import { type PickShape, pickBy } from '../../src/pick.js';
 import { type EntityDraft, ref } from '../../src/model.js';
 import { defineSource } from '../../src/source.js';
 import { type OpenStackPollOptions, openstackSource, readOpenStackPollOptions } from './poller.js';
@@ -59,11 +60,10 @@ const NODE_FIELDS = [
 ] as const;
 
 /** What {@link nodeDraft} reads of a node (fetchAllPages' `pick`: a node has 63 fields at 1.82). */
-export function pickNode(n: ApiNode): ApiNode {
-  const out: Record<string, unknown> = {};
-  for (const field of NODE_FIELDS) out[field] = n[field];
-  return out as unknown as ApiNode;
-}
+export const NODE_PICK: PickShape = Object.fromEntries(NODE_FIELDS.map((field) => [field, true]));
+
+/** {@link NODE_PICK} as a function. */
+export const pickNode = pickBy<ApiNode>(NODE_PICK);
 
 /** The ironic.node entity of a node record or notification payload. */
 export function nodeDraft(n: ApiNode): EntityDraft {
@@ -108,7 +108,7 @@ export default defineSource<OpenStackPollOptions, ApiNode>({
         serviceTypes: ['baremetal'],
         types: ['ironic.node'],
         headers: { 'X-OpenStack-Ironic-API-Version': IRONIC_MICROVERSION },
-        fetch: ({ http, signal }) => fetchAllPages<ApiNode>(http, '/v1/nodes/detail', { key: 'nodes', next: 'next', limit: IRONIC_PAGE, pick: pickNode, signal }),
+        fetch: ({ http, signal }) => fetchAllPages<ApiNode>(http, '/v1/nodes/detail', { key: 'nodes', next: 'next', limit: IRONIC_PAGE, pick: NODE_PICK, signal }),
         map: nodeDraft,
       },
       options,

@@ -1,4 +1,5 @@
 import { fetchAllPages } from '../../src/http.js';
+import { type PickShape, pickBy } from '../../src/pick.js';
 import { type EntityDraft, type EntityRef, ref, unreachable } from '../../src/model.js';
 import { defineSource } from '../../src/source.js';
 import { type OpenStackPollOptions, allParts, openstackSource, readOpenStackPollOptions, withSuffix } from './poller.js';
@@ -47,24 +48,24 @@ export interface ApiPort {
 }
 
 /** Copies the fields that are set: absent, null and '' mean the same here. Callers list keys sorted (normalizeEntity then keeps the object as is). */
-/** What {@link portDraft} reads of a port record, and nothing else (fetchAllPages' `pick`; see pickServer). */
-export function pickPort(p: ApiPort): ApiPort {
-  const ips = p.fixed_ips;
-  return {
-    id: p.id,
-    name: p.name,
-    status: p.status,
-    project_id: p.project_id,
-    tenant_id: p.tenant_id,
-    network_id: p.network_id,
-    device_id: p.device_id,
-    device_owner: p.device_owner,
-    mac_address: p.mac_address,
-    admin_state_up: p.admin_state_up,
-    fixed_ips: Array.isArray(ips) ? ips.map((ip) => (ip !== null && typeof ip === 'object' ? { ip_address: ip.ip_address } : ip)) : ips,
-    'binding:host_id': p['binding:host_id'],
-  };
-}
+/** What {@link portDraft} reads of a port record, and nothing else (fetchAllPages' `pick`; see SERVER_PICK). */
+export const PORT_PICK: PickShape = {
+  id: true,
+  name: true,
+  status: true,
+  project_id: true,
+  tenant_id: true,
+  network_id: true,
+  device_id: true,
+  device_owner: true,
+  mac_address: true,
+  admin_state_up: true,
+  fixed_ips: { ip_address: true },
+  'binding:host_id': true,
+};
+
+/** {@link PORT_PICK} as a function. */
+export const pickPort = pickBy<ApiPort>(PORT_PICK);
 
 function defined(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -151,7 +152,7 @@ export default defineSource<OpenStackPollOptions, NeutronRecord>({
         fetch: async ({ http, signal }) => {
           const [networks, ports] = await allParts<[ApiNetwork[], ApiPort[]]>(signal, [
             (s) => fetchAllPages<ApiNetwork>(http, '/networks', { key: 'networks', signal: s }),
-            (s) => fetchAllPages<ApiPort>(http, '/ports', { key: 'ports', pick: pickPort, signal: s }),
+            (s) => fetchAllPages<ApiPort>(http, '/ports', { key: 'ports', pick: PORT_PICK, signal: s }),
           ]);
           return [...networks.map((network): NeutronRecord => ({ kind: 'network', network })), ...ports.map((port): NeutronRecord => ({ kind: 'port', port }))];
         },

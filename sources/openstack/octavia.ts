@@ -1,4 +1,5 @@
 import { fetchAllPages } from '../../src/http.js';
+import type { PickShape } from '../../src/pick.js';
 import { type EntityDraft, type EntityRef, ref, unreachable } from '../../src/model.js';
 import { defineSource } from '../../src/source.js';
 import { type ApiPort, portInstance } from './neutron.js';
@@ -118,9 +119,7 @@ export function octaviaDraft(r: OctaviaRecord): EntityDraft {
 }
 
 /** What {@link portsByAddress} reads of a port. */
-function pickPortTarget(p: ApiPort): ApiPort {
-  return { id: p.id, device_id: p.device_id, device_owner: p.device_owner, fixed_ips: p.fixed_ips };
-}
+const PORT_TARGET_PICK: PickShape = { id: true, device_id: true, device_owner: true, fixed_ips: true };
 
 /** `subnet_id ip` → the port holding that fixed IP (and its instance). */
 export function portsByAddress(ports: readonly ApiPort[]): Map<string, MemberTarget> {
@@ -159,7 +158,7 @@ export default defineSource<OctaviaOptions, OctaviaRecord>({
             (s) => list<ApiPool>('/v2/lbaas/pools', 'pools', s),
             async (s) =>
               options.resolveMembers
-                ? fetchAllPages<ApiPort>(await service(['network'], (u) => withSuffix(u, '/v2.0')), '/ports', { key: 'ports', pick: pickPortTarget, signal: s })
+                ? fetchAllPages<ApiPort>(await service(['network'], (u) => withSuffix(u, '/v2.0')), '/ports', { key: 'ports', pick: PORT_TARGET_PICK, signal: s })
                 : [],
           ]);
           // Members are listed per pool: one request (or more pages) each, a few pools at a time

@@ -131,7 +131,7 @@ describe('Neutron', () => {
     expect(portDraft(port)).toMatchObject({ parents: [{ type: 'nova.instance', id: 'vm' }], attributes: { device_id: 'vm', device_owner: 'compute:z', fixed_ips: ['10.0.0.1'] } });
     expect(portDraft({ id: 'p', fixed_ips: [{ ip_address: '' }] }).attributes).toStrictEqual({});
     expect(portDraft({ id: 'p', fixed_ips: null, tenant_id: 't' })).toMatchObject({ project: 't', parents: [], attributes: {} });
-    expect(pickPort(port).fixed_ips).toStrictEqual([{ ip_address: '10.0.0.1' }, { ip_address: '' }, { ip_address: null }, { ip_address: undefined }]);
+    expect(pickPort(port).fixed_ips).toStrictEqual([{ ip_address: '10.0.0.1' }, { ip_address: '' }, { ip_address: null }, {}]);
     expect(pickPort({ id: 'p', fixed_ips: null }).fixed_ips).toBeNull();
     expect(pickPort({ id: 'p', fixed_ips: [null as never] }).fixed_ips).toStrictEqual([null]);
     // An element that is no object stays as it is (portDraft then finds no address in it).

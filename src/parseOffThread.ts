@@ -1,0 +1,264 @@
+/**
+ * Streamed JSON bodies read on a worker thread. Reading a big poll's pages (scan, JSON.parse of
+ * each element, the pick) took 48 % of the main thread's busy time during the `isolation`
+ * benchmark's polls (docs/scale.md, "Parsing off the main thread"): that work needs nothing of the
+ * synchronizer's state, so it moves to one worker, and the main thread only reads the socket and
+ * receives the picked elements (a structured clone costs a third to a half of the JSON.parse it
+ * replaces, and the pick leaves little to copy).
+ *
+ * One worker per process, started at the first stream, shared by every client and request (each
+ * stream has an id), referenced only while a stream is open so that it never keeps a process
+ * alive. A worker that dies fails the streams in flight ({@link ParseWorkerError}, retried by the
+ * transport); the next stream starts a new one. At most {@link WINDOW_BYTES} of chunks wait for the
+ * worker: a writer waits for it to catch up, so the socket is read no faster than it parses.
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { JsonStreamError, type SelectKey } from './jsonStream.js';
+import { type Logger, errorMessage } from './log.js';
+import { SLICE_MS } from './pause.js';
+import type { PickShape } from './pick.js';
+
+/** What the main thread tells the worker. */
+export type ToParseWorker =
+  | { t: 'open'; id: number; select: string; shape: PickShape | undefined; maxBytes: number; maxElements: number; maxDepth: number; batch: number }
+  | { t: 'chunk'; id: number; bytes: ArrayBuffer }
+  | { t: 'end'; id: number }
+  | { t: 'drop'; id: number }
+  | { t: 'count' };
+
+/** What the worker answers. `bytes`: the chunk a batch answers (0 when the batch was full before the chunk ended). */
+export type FromParseWorker =
+  | { t: 'batch'; id: number; elements: unknown[]; keys: SelectKey[]; bytes: number }
+  | { t: 'end'; id: number; rest: unknown }
+  | { t: 'error'; id: number; message: string; offset: number; kind: JsonStreamError['kind'] | 'other' }
+  | { t: 'count'; streams: number };
+
+/** The worker died, or could not be started: the stream may be read again (by a new worker). */
+export class ParseWorkerError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ParseWorkerError';
+  }
+}
+
+/** Chunk bytes sent and not yet answered, at most: a page of Nova servers is 1.7 MB, a socket read 64 KiB. */
+export const WINDOW_BYTES = 512 * 1024;
+/** Elements per batch at most: the `each` calls of one batch run in one turn of the event loop. */
+const BATCH_ELEMENTS = 256;
+
+export interface OffThreadOptions {
+  select: string;
+  /** Applied to each element in the worker, before it is copied back. */
+  pick?: PickShape;
+  maxBytes: number;
+  maxElements: number;
+  maxDepth: number;
+  /** Called on the main thread with each (picked) element; what it throws ends the stream. */
+  onElement: (element: unknown, keys: readonly SelectKey[]) => void;
+  /** Where a dying worker is told about. */
+  log: Logger;
+}
+
+/** One body being read: write its chunks, then end it (or drop it). */
+export interface OffThreadParse {
+  /** Hands a chunk over; resolves once fewer than WINDOW_BYTES wait in the worker. Rejects with the stream's error. */
+  write(chunk: Buffer): Promise<void>;
+  /** The body ended: resolves with the document without its elements, after every element was handed to `onElement`. */
+  end(): Promise<unknown>;
+  /** The reader gives up (abort, error): the worker forgets the stream. */
+  drop(): void;
+}
+
+interface Stream {
+  options: OffThreadOptions;
+  waiting: number;
+  failure: unknown;
+  wake: (() => void) | undefined;
+  done: ((rest: unknown) => void) | undefined;
+  fail: ((e: unknown) => void) | undefined;
+}
+
+const moduleUrl = import.meta.url;
+const workerUrl = new URL(`./parseWorker${moduleUrl.endsWith('.ts') ? '.ts' : '.js'}`, moduleUrl);
+
+function startWorker(): Worker {
+  if (!workerUrl.pathname.endsWith('.ts')) return new Worker(workerUrl);
+  // The sources run as TypeScript (vitest, Stryker's sandbox): Node 20 reads no .ts, and a
+  // worker's `execArgv: ['--import', 'tsx']` is not applied to it there, but tsx's tsImport is.
+  // Its ESM entry, read from its exports: require.resolve names the CommonJS one, which cannot
+  // register the hooks from an eval'd worker.
+  const manifest = createRequire(moduleUrl).resolve('tsx/package.json');
+  const entry = (JSON.parse(readFileSync(manifest, 'utf8')) as { exports: Record<string, { import: { default: string } }> }).exports['./esm/api']!.import.default;
+  const tsx = pathToFileURL(join(dirname(manifest), entry)).href;
+  const url = JSON.stringify(workerUrl.href);
+  return new Worker(`import(${JSON.stringify(tsx)}).then((api) => (api.tsImport ?? api.default.tsImport)(${url}, ${url}))`, { eval: true });
+}
+
+let worker: Worker | undefined;
+let nextId = 1;
+const streams = new Map<number, Stream>();
+const counts: ((n: number) => void)[] = [];
+
+function settle(stream: Stream, error: unknown): void {
+  if (stream.failure !== undefined) return;
+  stream.failure = error;
+  stream.wake?.();
+  stream.fail?.(error);
+}
+
+function forget(id: number): void {
+  streams.delete(id);
+  if (streams.size === 0) worker?.unref();
+}
+
+function receive(m: FromParseWorker): void {
+  if (m.t === 'count') {
+    counts.shift()?.(m.streams);
+    return;
+  }
+  // Node hands over every message that has arrived in one callback: the `each` calls of many
+  // batches would run in one turn. They are queued, and run SLICE_MS at a time.
+  inbox.push(m);
+  if (inbox.length === 1) setImmediate(drain);
+}
+
+/** Batches, ends and errors not yet handled, in their order of arrival. */
+let inbox: FromParseWorker[] = [];
+
+function drain(): void {
+  const until = performance.now() + SLICE_MS;
+  let i = 0;
+  while (i < inbox.length && performance.now() < until) {
+    handle(inbox[i]!);
+    i += 1;
+  }
+  inbox = inbox.slice(i);
+  if (inbox.length > 0) setImmediate(drain);
+}
+
+function handle(m: FromParseWorker): void {
+  if (m.t === 'count') return;
+  const stream = streams.get(m.id);
+  if (stream === undefined) return;
+  switch (m.t) {
+    case 'batch': {
+      const width = m.elements.length === 0 ? 0 : m.keys.length / m.elements.length;
+      try {
+        for (let i = 0; i < m.elements.length; i += 1) stream.options.onElement(m.elements[i], m.keys.slice(i * width, (i + 1) * width));
+      } catch (e) {
+        worker?.postMessage({ t: 'drop', id: m.id } satisfies ToParseWorker);
+        forget(m.id);
+        return settle(stream, e);
+      }
+      stream.waiting -= m.bytes;
+      if (stream.waiting < WINDOW_BYTES && stream.wake !== undefined) {
+        const wake = stream.wake;
+        stream.wake = undefined;
+        wake();
+      }
+      return;
+    }
+    case 'end':
+      forget(m.id);
+      return stream.done?.(m.rest);
+    case 'error':
+      forget(m.id);
+      return settle(stream, m.kind === 'other' ? new Error(`the JSON reader failed: ${m.message}`) : new JsonStreamError(m.message, m.offset, m.kind));
+  }
+}
+
+function lost(w: Worker, what: string, cause?: unknown): void {
+  if (worker !== w) return;
+  worker = undefined;
+  const inFlight = [...streams.values()];
+  streams.clear();
+  for (const resolve of counts.splice(0)) resolve(0);
+  for (const stream of inFlight) {
+    stream.options.log.warn(`the JSON parse worker ${what}; the request reading through it is retried`, { streams: inFlight.length });
+    settle(stream, new ParseWorkerError(`the JSON parse worker ${what}`, cause === undefined ? undefined : { cause }));
+  }
+}
+
+function running(): Worker {
+  if (worker !== undefined) return worker;
+  const w = startWorker();
+  worker = w;
+  w.on('message', receive);
+  w.on('error', (e) => lost(w, `failed: ${errorMessage(e)}`, e));
+  w.on('exit', (code) => lost(w, `exited (code ${code})`));
+  w.unref();
+  return w;
+}
+
+/**
+ * Reads one streamed JSON body on the parse worker.
+ *
+ * Example:
+ * ```ts
+ * const parse = parseOffThread({ select: 'servers[*]', pick: { id: true }, maxBytes: 1 << 26, maxElements: 1e7, maxDepth: 512, onElement: (s) => servers.push(s), log });
+ * for await (const chunk of body) await parse.write(chunk);
+ * const rest = await parse.end(); // { servers: [], servers_links: […] }
+ * ```
+ */
+export function parseOffThread(options: OffThreadOptions): OffThreadParse {
+  const id = nextId;
+  nextId += 1;
+  const stream: Stream = { options, waiting: 0, failure: undefined, wake: undefined, done: undefined, fail: undefined };
+  let w: Worker;
+  try {
+    w = running();
+  } catch (e) {
+    throw new ParseWorkerError(`the JSON parse worker could not be started: ${errorMessage(e)}`, { cause: e });
+  }
+  if (streams.size === 0) w.ref();
+  streams.set(id, stream);
+  const { select, pick, maxBytes, maxElements, maxDepth } = options;
+  w.postMessage({ t: 'open', id, select, shape: pick, maxBytes, maxElements, maxDepth, batch: BATCH_ELEMENTS } satisfies ToParseWorker);
+  return {
+    write(chunk) {
+      if (stream.failure !== undefined) return Promise.reject(stream.failure);
+      // A copy, transferred: a socket's chunks are views of buffers shared with other chunks, and
+      // cloning a view would copy its whole buffer.
+      const bytes = chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength) as ArrayBuffer;
+      w.postMessage({ t: 'chunk', id, bytes } satisfies ToParseWorker, [bytes]);
+      stream.waiting += bytes.byteLength;
+      if (stream.waiting < WINDOW_BYTES) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        stream.wake = () => (stream.failure === undefined ? resolve() : reject(stream.failure));
+      });
+    },
+    end() {
+      if (stream.failure !== undefined) return Promise.reject(stream.failure);
+      return new Promise<unknown>((resolve, reject) => {
+        stream.done = resolve;
+        stream.fail = reject;
+        w.postMessage({ t: 'end', id } satisfies ToParseWorker);
+      });
+    },
+    drop() {
+      if (!streams.has(id)) return;
+      forget(id);
+      if (worker === w) w.postMessage({ t: 'drop', id } satisfies ToParseWorker);
+      settle(stream, new Error('the stream was dropped'));
+    },
+  };
+}
+
+/** Streams the worker holds (0 when there is no worker): for tests that check a stream was freed. */
+export function parseWorkerStreams(): Promise<number> {
+  const w = worker;
+  if (w === undefined) return Promise.resolve(0);
+  return new Promise((resolve) => {
+    counts.push(resolve);
+    w.postMessage({ t: 'count' } satisfies ToParseWorker);
+  });
+}
+
+/** The worker's thread id, and a way to end it: for tests of a worker dying. */
+export function parseWorkerForTests(): Worker | undefined {
+  return worker;
+}

@@ -499,7 +499,7 @@ export class HttpClient {
       this.received.records += 1;
     };
     const bounds = { select: select.select, maxBytes: this.options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES, maxElements: this.options.maxResponseItems ?? DEFAULT_MAX_RESPONSE_ITEMS, maxDepth: MAX_STREAM_DEPTH };
-    const reader = this.options.parseOffThread === false ? inThreadReader(bounds, select.pick, onElement) : parseOffThread({ ...bounds, ...(select.pick !== undefined ? { pick: select.pick } : {}), onElement, log: this.log });
+    const reader = this.options.parseOffThread === false ? inThreadReader(bounds, select.pick, onElement) : parseOffThread({ ...bounds, ...(select.pick !== undefined ? { pick: select.pick } : {}), onElement, onFailure: () => stream.destroy(), log: this.log });
     const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     // The start of the body, for the message when it is not JSON (an HTML error page, a proxy's login).
     let start = '';
@@ -521,6 +521,8 @@ export class HttpClient {
         try {
           next = await chunks.next();
         } catch (e) {
+          // The parse failed, and stopped the socket's stream to say so.
+          if (reader.failure() !== undefined) throw reader.failure();
           const code = (e as { code?: unknown }).code;
           const cause = new Error(typeof code === 'string' ? `${code}: ${errorMessage(e)}` : errorMessage(e));
           if (code === 'ERR_CANCELED') throw fail('aborted', undefined, false, undefined, cause);
@@ -641,9 +643,9 @@ function inThreadReader(
   bounds: { select: string; maxBytes: number; maxElements: number; maxDepth: number },
   pick: PickShape | undefined,
   onElement: (element: unknown, keys: readonly SelectKey[]) => void,
-): { write(chunk: Buffer): void; end(): unknown; drop(): void } {
+): { write(chunk: Buffer): void; end(): unknown; drop(): void; failure(): unknown } {
   const reader = new JsonSelectStream({ ...bounds, onElement: pick === undefined ? onElement : (element, keys) => onElement(applyShape(element, pick), keys) });
-  return { write: (chunk) => reader.write(chunk), end: () => reader.end(), drop: () => undefined };
+  return { write: (chunk) => reader.write(chunk), end: () => reader.end(), drop: () => undefined, failure: () => undefined };
 }
 
 /** Up to `max` bytes of a body, as text (the rest is not read). */

@@ -59,6 +59,11 @@ export interface OffThreadOptions {
   maxDepth: number;
   /** Called on the main thread with each (picked) element; what it throws ends the stream. */
   onElement: (element: unknown, keys: readonly SelectKey[]) => void;
+  /**
+   * The stream failed (a bad body, `onElement` threw, the worker died) while no write or end
+   * waited: the reader may be waiting for the socket, and stops it (the error is then `failure()`).
+   */
+  onFailure?: () => void;
   /** Where a dying worker is told about. */
   log: Logger;
 }
@@ -71,6 +76,8 @@ export interface OffThreadParse {
   end(): Promise<unknown>;
   /** The reader gives up (abort, error): the worker forgets the stream. */
   drop(): void;
+  /** Why the stream failed, if it has. */
+  failure(): unknown;
 }
 
 interface Stream {
@@ -106,6 +113,7 @@ const counts: ((n: number) => void)[] = [];
 function settle(stream: Stream, error: unknown): void {
   if (stream.failure !== undefined) return;
   stream.failure = error;
+  if (stream.wake === undefined && stream.fail === undefined) stream.options.onFailure?.();
   stream.wake?.();
   stream.fail?.(error);
 }
@@ -245,6 +253,7 @@ export function parseOffThread(options: OffThreadOptions): OffThreadParse {
       if (worker === w) w.postMessage({ t: 'drop', id } satisfies ToParseWorker);
       settle(stream, new Error('the stream was dropped'));
     },
+    failure: () => stream.failure,
   };
 }
 

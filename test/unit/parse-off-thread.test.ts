@@ -264,3 +264,33 @@ describe('the parse worker behind the HTTP transport', () => {
     expect(await fetchAllPages(http, '/v2/alarms', { key: null, limit: 3, markerOf, pick: withoutMarker })).toHaveLength(3);
   });
 });
+
+describe('the same answer read on the worker and on this thread (parseOffThread: false)', () => {
+  const bodies: Record<string, string> = {
+    whole: '{"servers":[{"id":"a","name":"ü\\"x","flavor":{"original_name":"m1","ram":1}},{"id":"b","image":""}],"servers_links":[]}',
+    truncated: '{"servers":[{"id":"a"},{"id":"b"',
+    garbled: '{"servers":[{"id":"a"},{"id" "b"}]}',
+    'not JSON': '<html><body>502 Bad Gateway</body></html>',
+    'too many': `{"servers":[${Array.from({ length: 5 }, (_, i) => `{"id":${i}}`).join(',')}]}`,
+    'too big': `{"servers":[{"id":"a","pad":"${'x'.repeat(300)}"}]}`,
+    'too deep': `{"servers":[${'['.repeat(600)}${']'.repeat(600)}]}`,
+  };
+  it.each(Object.keys(bodies))('%s', async (name) => {
+    handler = (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(bodies[name]);
+    const outcome = async (parseOffThread: boolean): Promise<unknown> => {
+      const http = createHttpClient({ baseUrl: base, retries: 0, maxResponseBytes: 256, maxResponseItems: 4, parseOffThread });
+      const keys: unknown[] = [];
+      try {
+        const read = await http.getEach('/servers', { select: 'servers[*]', pick: { id: true, flavor: { original_name: true } }, each: (s, k) => (keys.push(k), s) });
+        return { read, keys };
+      } catch (e) {
+        const { message, retryable, status } = e as HttpError;
+        return { error: { message, retryable, status }, keys };
+      }
+    };
+    const here = await outcome(false);
+    expect(await outcome(true)).toStrictEqual(here);
+    if (name === 'whole') expect(here).toStrictEqual({ read: { records: [{ id: 'a', flavor: { original_name: 'm1' } }, { id: 'b' }], rest: { servers: [], servers_links: [] } }, keys: [[0], [1]] });
+    else expect(here).toMatchObject({ error: { retryable: false, status: 200 } });
+  });
+});

@@ -70,7 +70,10 @@ export interface OffThreadOptions {
 
 /** One body being read: write its chunks, then end it (or drop it). */
 export interface OffThreadParse {
-  /** Hands a chunk over; resolves once fewer than WINDOW_BYTES wait in the worker. Rejects with the stream's error. */
+  /**
+   * Hands a chunk over (its buffer may be transferred: do not read it afterwards); resolves once
+   * fewer than WINDOW_BYTES wait in the worker. Rejects with the stream's error.
+   */
   write(chunk: Buffer): Promise<void>;
   /** The body ended: resolves with the document without its elements, after every element was handed to `onElement`. */
   end(): Promise<unknown>;
@@ -229,9 +232,13 @@ export function parseOffThread(options: OffThreadOptions): OffThreadParse {
   return {
     write(chunk) {
       if (stream.failure !== undefined) return Promise.reject(stream.failure);
-      // A copy, transferred: a socket's chunks are views of buffers shared with other chunks, and
-      // cloning a view would copy its whole buffer.
-      const bytes = chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength) as ArrayBuffer;
+      // Transferred, not cloned. A chunk that is all of its buffer is the socket read's own (every
+      // chunk of a plain body): it moves to the worker as it is, and the caller must not read it
+      // afterwards. One that is a view (a gzip body's, a chunked body's) may share its buffer with
+      // others: its bytes are copied first. The copies doubled the buffers this thread allocated,
+      // and the collections they brought (docs/scale.md).
+      const whole = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && !(chunk.buffer instanceof SharedArrayBuffer);
+      const bytes = (whole ? chunk.buffer : chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength)) as ArrayBuffer;
       w.postMessage({ t: 'chunk', id, bytes } satisfies ToParseWorker, [bytes]);
       stream.waiting += bytes.byteLength;
       if (stream.waiting < WINDOW_BYTES) return Promise.resolve();

@@ -239,8 +239,9 @@ export function parseOffThread(options: OffThreadOptions): OffThreadParse {
       // and the collections they brought (docs/scale.md).
       const whole = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && !(chunk.buffer instanceof SharedArrayBuffer);
       const bytes = (whole ? chunk.buffer : chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength)) as ArrayBuffer;
+      // Counted before it is sent: a transferred buffer's length is then 0.
+      stream.waiting += chunk.byteLength;
       w.postMessage({ t: 'chunk', id, bytes } satisfies ToParseWorker, [bytes]);
-      stream.waiting += bytes.byteLength;
       if (stream.waiting < WINDOW_BYTES) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         stream.wake = () => (stream.failure === undefined ? resolve() : reject(stream.failure));

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpError, createHttpClient, fetchAllPages } from '../../src/http.js';
 import { JsonSelectStream, type SelectKey } from '../../src/jsonStream.js';
 import { type Logger, silentLogger } from '../../src/log.js';
-import { parseOffThread, parseWorkerForTests, parseWorkerStreams } from '../../src/parseOffThread.js';
+import { WINDOW_BYTES, parseOffThread, parseWorkerForTests, parseWorkerStreams } from '../../src/parseOffThread.js';
 import { type PickShape, applyShape } from '../../src/pick.js';
 import { ALARM_PICK } from '../../sources/openstack/aodh.js';
 import { NODE_PICK } from '../../sources/openstack/ironic.js';
@@ -121,6 +121,24 @@ function cut(text: Buffer, cuts: number[]): Buffer[] {
 }
 
 describe('the parse worker reads what the reader on this thread reads', () => {
+  it('holds a writer back while more than WINDOW_BYTES wait for the worker, and lets it go when they are read', async () => {
+    const seen: unknown[] = [];
+    const parse = parseOffThread({ select: '[*]', maxBytes: 1 << 20, maxElements: 1000, maxDepth: 8, onElement: (e) => seen.push(e), log: silentLogger });
+    const item = `"${'x'.repeat(1000)}"`;
+    const body = Buffer.from(`[${Array.from({ length: Math.ceil(WINDOW_BYTES / 1000) + 10 }, () => item).join(',')}]`);
+    expect(body.length).toBeGreaterThan(WINDOW_BYTES);
+    // A chunk that owns its buffer, as a socket's do: it is transferred, not copied.
+    const chunk = Buffer.alloc(body.length);
+    body.copy(chunk);
+    let released = false;
+    const written = parse.write(chunk).then(() => (released = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(released).toBe(false);
+    await written;
+    expect(seen.length).toBe(Math.ceil(WINDOW_BYTES / 1000) + 10);
+    expect(await parse.end()).toEqual([]);
+  });
+
   it('the same elements, keys, rest and errors, whatever the document, its damage, its bounds and its cuts', async () => {
     let failures = 0;
     await fc.assert(

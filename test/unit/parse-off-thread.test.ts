@@ -205,7 +205,7 @@ describe('the parse worker behind the HTTP transport', () => {
     const body = halfThenRest();
     let first!: () => void;
     const arrived = new Promise<void>((resolve) => (first = resolve));
-    const request = http.getEach('/items', { select: 'items[*]', each: (item) => (first(), item) });
+    const request = http.getEach('/items', { select: 'items[*]', pick: { id: true }, each: (item) => (first(), item) });
     await arrived;
     const dying = parseWorkerForTests()!;
     await dying.terminate();
@@ -220,7 +220,7 @@ describe('the parse worker behind the HTTP transport', () => {
     expect(log.warnings).toEqual(['the JSON parse worker exited (code 1); the request reading through it is retried']);
 
     handler = (_req, res) => res.writeHead(200).end('{"items":[{"id":1},{"id":2}]}');
-    const { records } = await http.getEach('/items', { select: 'items[*]', each: (item) => item });
+    const { records } = await http.getEach('/items', { select: 'items[*]', pick: { id: true }, each: (item) => item });
     expect(records).toEqual([{ id: 1 }, { id: 2 }]);
     expect(parseWorkerForTests()).not.toBe(dying);
     expect(parseWorkerForTests()!.threadId).not.toBe(dying.threadId);
@@ -238,6 +238,7 @@ describe('the parse worker behind the HTTP transport', () => {
     let killed = false;
     const { records } = await http.getEach('/items', {
       select: 'items[*]',
+      pick: { id: true },
       each: (item) => {
         if (!killed) {
           killed = true;
@@ -256,13 +257,25 @@ describe('the parse worker behind the HTTP transport', () => {
     const controller = new AbortController();
     let first!: () => void;
     const arrived = new Promise<void>((resolve) => (first = resolve));
-    const request = http.getEach('/items', { select: 'items[*]', each: (item) => (first(), item), signal: controller.signal });
+    const request = http.getEach('/items', { select: 'items[*]', pick: { id: true }, each: (item) => (first(), item), signal: controller.signal });
     await arrived;
     expect(await parseWorkerStreams()).toBe(1);
     controller.abort();
     await expect(request).rejects.toThrow(/\/items aborted$/);
     expect(await parseWorkerStreams()).toBe(0);
     body.release();
+  });
+
+  it('a select without a shape is read on this thread: nothing would be saved by cloning whole elements back', async () => {
+    const http = createHttpClient({ baseUrl: base, retries: 0 });
+    const body = halfThenRest();
+    let first!: () => void;
+    const arrived = new Promise<void>((resolve) => (first = resolve));
+    const request = http.getEach('/items', { select: 'items[*]', each: (item) => (first(), item) });
+    await arrived;
+    expect(await parseWorkerStreams()).toBe(0);
+    body.release();
+    expect((await request).records).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }]);
   });
 
   it('a pick that keeps the marker pages on by it; one that drops it stops after the first page (aodh and ironic keep theirs)', async () => {

@@ -191,9 +191,11 @@ export default defineSource<NovaOptions, NovaRecord>({
         serviceTypes: ['compute'],
         types: options.types,
         headers: { 'OpenStack-API-Version': `compute ${NOVA_MICROVERSION}`, 'X-OpenStack-Nova-API-Version': NOVA_MICROVERSION },
-        fetch: async ({ http, signal }) => {
-          const [servers, hypervisors, zones] = await allParts<[ApiServer[], ApiHypervisor[], ApiZone[]]>(signal, [
-            (s) => (want.has('nova.instance') ? fetchAllPages<ApiServer>(http, '/servers/detail', { key: 'servers', params: { all_tenants: 1 }, pick: pickServer, signal: s }) : Promise.resolve([])),
+        fetch: async ({ http, signal, deliver }) => {
+          // The servers (the big collection) are handed over page by page, as read.
+          const servers = (page: ApiServer[]): void => deliver(page.map((server): NovaRecord => ({ kind: 'server', server })));
+          const [, hypervisors, zones] = await allParts<[ApiServer[], ApiHypervisor[], ApiZone[]]>(signal, [
+            (s) => (want.has('nova.instance') ? fetchAllPages<ApiServer>(http, '/servers/detail', { key: 'servers', params: { all_tenants: 1 }, pick: pickServer, onPage: servers, signal: s }) : Promise.resolve([])),
             (s) => (want.has('nova.host') ? fetchAllPages<ApiHypervisor>(http, '/os-hypervisors/detail', { key: 'hypervisors', signal: s }) : Promise.resolve([])),
             async (s) =>
               want.has('nova.zone') || want.has('nova.host')
@@ -202,7 +204,6 @@ export default defineSource<NovaOptions, NovaRecord>({
           ]);
           const zoneOf = zoneOfHosts(zones);
           const records: NovaRecord[] = [];
-          for (const server of servers) records.push({ kind: 'server', server });
           for (const hypervisor of hypervisors) {
             const zone = hypervisor.service?.host ? zoneOf.get(hypervisor.service.host) : undefined;
             records.push(zone ? { kind: 'hypervisor', hypervisor, zone } : { kind: 'hypervisor', hypervisor });

@@ -317,7 +317,8 @@ export function pollSnapshots<R>(
       }),
       mergeMap((signals) => signals),
     );
-    return merge(early, outcomes);
+    // Stopped mid-poll: a reader of its pages (outside this subscription) learns it never was.
+    return merge(early, outcomes).pipe(finalize(() => paged?.channel.fail(new Error(`${source}: stopped before its poll was complete`))));
   });
 }
 

@@ -228,6 +228,17 @@ describe('pollSnapshots with pages', () => {
   );
 });
 
+describe('pollSnapshots stopped mid-poll', () => {
+  it(
+    'errors the pages it had handed over: a reader outside the stream learns the snapshot never was',
+    marbles((m) => {
+      const log = logOf(pollSnapshots<number>(delivering(m, '-a------'), { intervalMs: 10, timeoutMs: 50, scheduler: m.scheduler, types: ['x.y'], source: 'nova' }), m.scheduler, 5);
+      m.flush();
+      expect(log).toEqual(['1 snapshot [] +pages', '1 piece 1,2', '5 pages failed: nova: stopped before its poll was complete']);
+    }),
+  );
+});
+
 describe('pageChannel', () => {
   it('holds the pieces until its one reader comes, then hands them over as they come', () => {
     const channel = pageChannel<number>();

@@ -1252,6 +1252,8 @@ export function applyObservation(state: BaselineState, observation: Observation,
   const step = ((): BaselineStep => {
     switch (taken.kind) {
       case 'snapshot':
+        // Records still arriving, taken as they are, would delete the rest (rule 2).
+        if (taken.pages !== undefined) throw new Error(`a snapshot of ${taken.source} (${taken.types.join(', ')}) still has its pages: normalizeEntity reads them before the baseline`);
         return applySnapshot(current, taken, at);
       case 'change':
       case 'patch':

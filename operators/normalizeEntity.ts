@@ -1,4 +1,4 @@
-import { type OperatorFunction, Observable, concatMap } from 'rxjs';
+import { type OperatorFunction, Observable, type Subscriber, concatMap } from 'rxjs';
 import { type Entity, type EntityDraft, type EntityPatch, type EntityRef, type Observation, type SnapshotObservation, entityKey } from '../src/model.js';
 import { canonicalize } from '../src/hash.js';
 import { type EntityScope, qualifiedId } from '../src/scope.js';
@@ -438,8 +438,13 @@ function drafts<R>(map: EntityMapping<R>, record: R): readonly EntityDraft[] {
  */
 export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOptions = {}): OperatorFunction<Observation<R>, Observation<Entity>> {
   const { onInvalid, keepRaw = false, slice, scope, prepare } = options;
-  /** Normalizes one observation, emitting what it becomes; a big snapshot (with `slice`) resolves once emitted. */
-  const one = (observation: Observation<R>, emit: (o: Observation<Entity>) => void, stopped?: () => boolean): Promise<void> | undefined => {
+  /**
+   * Normalizes one observation, emitting what it becomes to `out`; a big snapshot (with `slice`)
+   * or one with `pages` resolves once emitted (or dropped: its pages failed).
+   */
+  const one = (observation: Observation<R>, out: Subscriber<Observation<Entity>>): Promise<void> | undefined => {
+    const emit = (o: Observation<Entity>): void => out.next(o);
+    const stopped = (): boolean => out.closed;
     if (Number.isNaN(Date.parse(observation.at))) {
       const reason = `observation time is not a date: ${JSON.stringify(observation.at)}`;
       onInvalid?.({ source: observation.source, reason, record: observation.kind === 'snapshot' ? undefined : observation.record });
@@ -466,12 +471,14 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
         }
       };
       const raw = observation.records;
-      const { records: _raw, keep: _keep, ...rest } = observation;
+      const pages = observation.pages;
+      const { records: _raw, keep: _keep, pages: _pages, ...rest } = observation;
       const normalized: SnapshotObservation<Entity> = { ...rest, records, ...(scope !== undefined ? { scope: scope.name } : {}) };
-      const sliced = slice !== undefined && raw.length > slice.records;
-      const range = (from: number, to: number): void => {
+      // A snapshot still arriving may turn out big: it is prepared as it comes, in any case.
+      const sliced = slice !== undefined && (pages !== undefined || raw.length > slice.records);
+      const range = (list: readonly R[], from: number, to: number): void => {
         for (let i = from; i < to; i++) {
-          const record = raw[i]!;
+          const record = list[i]!;
           let out: ReturnType<EntityMapping<R>>;
           try {
             out = map(record);
@@ -488,15 +495,18 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
       };
       const done = (): void => {
         if (keep.length > 0) normalized.keep = keep;
+        // Known once the pages are complete (pollSnapshots sets it then).
+        if (pages !== undefined && observation.read !== undefined) normalized.read = observation.read;
         emit(normalized);
       };
+      if (pages !== undefined) return piecesOf(observation, raw, pages, out, (list, from, to) => range(list, from, to), done);
       if (slice === undefined || !sliced) {
-        range(0, raw.length);
+        range(raw, 0, raw.length);
         done();
         return undefined;
       }
       // Unsubscribed meanwhile (the source stopped): the rest is nobody's.
-      return inSlices(raw.length, slice, range, stopped).then((complete) => (complete ? done() : undefined));
+      return inSlices(raw.length, slice, (from, to) => range(raw, from, to), stopped).then((complete) => (complete ? done() : undefined));
     }
     let entities: (Entity | EntityPatch)[];
     try {
@@ -528,27 +538,78 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
     }
     return undefined;
   };
-  if (slice !== undefined) {
-    // In order: what a source observes after a big snapshot waits until that snapshot is out.
-    return (source$) =>
-      source$.pipe(
-        concatMap(
-          (observation) =>
-            new Observable<Observation<Entity>>((subscriber) => {
-              const emit = (o: Observation<Entity>): void => subscriber.next(o);
-              const pending = one(observation, emit, () => subscriber.closed);
-              if (pending === undefined) subscriber.complete();
-              else pending.then(() => subscriber.complete(), (e: unknown) => subscriber.error(e));
-            }),
-        ),
+  /**
+   * Normalizes a snapshot's records and then its pages, piece by piece as they come (each in
+   * slices, with a pause between two pieces); resolves once it is emitted, or dropped when its
+   * pages error (settled not ok: the snapshot never was, and nothing of it is kept).
+   */
+  const piecesOf = (
+    observation: SnapshotObservation<R>,
+    first: readonly R[],
+    pages: Observable<readonly R[]>,
+    out: Subscriber<Observation<Entity>>,
+    range: (list: readonly R[], from: number, to: number) => void,
+    done: () => void,
+  ): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const queue: (readonly R[])[] = first.length > 0 ? [first] : [];
+      let working = false;
+      let ended = false;
+      let failed = false;
+      const over = (): boolean => failed || out.closed;
+      const work = async (): Promise<void> => {
+        for (let n = 0; queue.length > 0; n++) {
+          if (n > 0 && slice !== undefined) {
+            await slice.pause();
+            if (over()) return;
+          }
+          const piece = queue.shift()!;
+          if (slice === undefined) range(piece, 0, piece.length);
+          else if (!(await inSlices(piece.length, slice, (from, to) => range(piece, from, to), over))) return;
+          if (over()) return;
+        }
+        working = false;
+        if (ended) {
+          done();
+          resolve();
+        }
+      };
+      const pump = (): void => {
+        if (working) return;
+        working = true;
+        work().catch(reject);
+      };
+      out.add(
+        pages.subscribe({
+          next: (piece) => {
+            queue.push(piece);
+            pump();
+          },
+          error: (e: unknown) => {
+            failed = true;
+            queue.length = 0;
+            observation.settle?.({ ok: false, reason: `the snapshot's pages failed: ${e instanceof Error ? e.message : String(e)}` });
+            resolve();
+          },
+          complete: () => {
+            ended = true;
+            if (!working) pump();
+          },
+        }),
       );
-  }
+      // Records given before any page: normalized at once, as the pages' pieces.
+      if (queue.length > 0) pump();
+    });
+  // In order: what a source observes after a big snapshot waits until that snapshot is out.
   return (source$) =>
-    new Observable<Observation<Entity>>((subscriber) =>
-      source$.subscribe({
-        next: (observation) => void one(observation, (o) => subscriber.next(o)),
-        error: (e: unknown) => subscriber.error(e),
-        complete: () => subscriber.complete(),
-      }),
+    source$.pipe(
+      concatMap(
+        (observation) =>
+          new Observable<Observation<Entity>>((subscriber) => {
+            const pending = one(observation, subscriber);
+            if (pending === undefined) subscriber.complete();
+            else pending.then(() => subscriber.complete(), (e: unknown) => subscriber.error(e));
+          }),
+      ),
     );
 }

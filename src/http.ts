@@ -708,6 +708,12 @@ export interface PagesOptions<T = unknown> {
    * (`markerOf`, `id` by default) when paging by `limit`: the marker is read of the picked record.
    */
   pick?: PickShape | ((record: T) => T);
+  /**
+   * Hands each page's records over as it is read (a poll's `deliver`, src/poll.ts), instead of
+   * holding them until the last page: they are then not in the result. A page that fails after
+   * some were handed over still rejects; the poll then drops what it was given.
+   */
+  onPage?: (records: T[]) => void;
 }
 
 interface Link {
@@ -735,7 +741,7 @@ function nextHref(page: Record<string, unknown>, key: string, style: PagesOption
  * their own configured prefix, which behind a proxy may name an address the client can't reach.
  */
 export async function fetchAllPages<T>(http: HttpClient, url: string, options: PagesOptions<T>): Promise<T[]> {
-  const { key, limit, signal, headers, maxPages = 100_000, pick } = options;
+  const { key, limit, signal, headers, maxPages = 100_000, pick, onPage } = options;
   const markerOf = options.markerOf ?? ((r: unknown) => (r as { id?: unknown } | null)?.id?.toString());
   const base = { ...options.params, ...(limit !== undefined ? { limit } : {}) };
   const records: T[] = [];
@@ -763,7 +769,9 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
     // The selected list is left empty in `rest`: its kind is checked there.
     const list = key === null ? page : page !== null && typeof page === 'object' ? (page as Record<string, unknown>)[key] : undefined;
     if (!Array.isArray(list)) throw new Error(`GET ${where}: expected ${key === null ? 'a JSON array' : `a JSON object with a "${key}" list`}`);
-    for (const item of items) records.push(item);
+    if (onPage !== undefined) {
+      if (items.length > 0) onPage(items);
+    } else for (const item of items) records.push(item);
     const href = key === null ? null : nextHref(page as Record<string, unknown>, key, options.next);
     if (typeof href === 'string') {
       params = { ...base, ...Object.fromEntries(new URL(href, 'http://link.invalid/').searchParams) };

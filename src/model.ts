@@ -1,6 +1,7 @@
 /**
  * The entity model every part of the synchronizer speaks (DESIGN.md, "Core types").
  */
+import type { Observable } from 'rxjs';
 
 /** Dotted entity type: `nova.instance`, `neutron.port`, `nagios.service`, … */
 export type EntityType = string;
@@ -87,6 +88,15 @@ export interface SnapshotObservation<R = Entity> extends ObservationBase {
   /** Complete only within this scope: entities of `types` in other scopes are left alone. */
   scope?: string | undefined;
   records: R[];
+  /**
+   * The rest of the records, handed over while the poll still reads them (pollSnapshots'
+   * `deliver`: a big collection page by page, so its records are normalized and compared while
+   * young instead of living until the last page). The snapshot's records are `records` followed
+   * by every piece, in order, and it is complete only when this completes (`read` is set by
+   * then); one whose pages error never happened (rule 2): nothing of it is stepped or kept.
+   * Read once, by normalizeEntity, which emits the snapshot whole; absent, `records` is all.
+   */
+  pages?: Observable<readonly R[]>;
   /** Deletion hysteresis: delete only after this many complete snapshots missed it (default 1). */
   missesBeforeDelete?: number;
   /**

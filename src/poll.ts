@@ -2,12 +2,15 @@ import {
   type ObservableInput,
   type SchedulerLike,
   Observable,
+  Subject,
+  type Subscriber,
   asyncScheduler,
   catchError,
   defer,
   finalize,
   from,
   map,
+  merge,
   mergeMap,
   of,
   repeat,
@@ -28,6 +31,17 @@ export interface PollAttempt {
   signal: AbortSignal;
   /** When this attempt started (scheduler time), ISO: the `at` of the snapshot it yields. */
   startedAt: string;
+}
+
+/** One attempt of {@link pollSnapshots}: a poll attempt that may hand its records over as it reads them. */
+export interface SnapshotAttempt<R> extends PollAttempt {
+  /**
+   * Hands `records` over as part of this attempt's snapshot, now (a page as read): they are not
+   * returned again at the end. The first call emits the snapshot (its `pages`); it is complete
+   * once the attempt succeeds, with what it returns as its last piece, and void if it fails.
+   * Called after the attempt ended (aborted, timed out), it does nothing.
+   */
+  deliver: (records: readonly R[]) => void;
 }
 
 export interface PollOptions {
@@ -142,69 +156,169 @@ export interface PollSnapshotsOptions extends PollOptions {
 const NOTHING_READ: ReadCount = { responses: 0, bytes: 0, records: 0 };
 
 /**
+ * A snapshot's `pages` on their way to its one reader: held until it subscribes (its turn comes
+ * once the source's observations before it are normalized), then handed over as they come. A
+ * reader that leaves, or an end, lets go of everything held.
+ */
+export interface PageChannel<R> {
+  readonly pages$: Observable<readonly R[]>;
+  push(piece: readonly R[]): void;
+  complete(): void;
+  fail(error: unknown): void;
+}
+
+export function pageChannel<R>(): PageChannel<R> {
+  let held: (readonly R[])[] = [];
+  let end: { error: unknown } | 'complete' | undefined;
+  let reader: Subscriber<readonly R[]> | undefined;
+  let taken = false;
+  const finish = (r: Subscriber<readonly R[]>, e: { error: unknown } | 'complete'): void => (e === 'complete' ? r.complete() : r.error(e.error));
+  return {
+    pages$: new Observable<readonly R[]>((subscriber) => {
+      if (taken) {
+        subscriber.error(new Error("a snapshot's pages are read once"));
+        return undefined;
+      }
+      taken = true;
+      const before = held;
+      held = [];
+      for (const piece of before) {
+        if (subscriber.closed) return undefined;
+        subscriber.next(piece);
+      }
+      if (end !== undefined) finish(subscriber, end);
+      else reader = subscriber;
+      return () => {
+        reader = undefined;
+        held = [];
+      };
+    }),
+    push(piece) {
+      if (end !== undefined) return;
+      if (reader !== undefined) reader.next(piece);
+      // Not taken yet: held for the reader. Taken and left: nobody's.
+      else if (!taken) held.push(piece);
+    },
+    complete() {
+      if (end !== undefined) return;
+      end = 'complete';
+      reader?.complete();
+    },
+    fail(error) {
+      if (end !== undefined) return;
+      end = { error };
+      held = [];
+      reader?.error(error);
+    },
+  };
+}
+
+/**
  * The poll source's stream: a snapshot per successful attempt and a health signal whenever the
  * health changes (down on every failure, with the reason and the time to the next attempt; up on
  * the first success after a failure or at start). A failed attempt emits no snapshot (DESIGN
  * rule 5): an outage never looks like an empty source.
+ *
+ * ```
+ * fetch:    ---r|              ----#             -p--p--r|   (p: deliver, r: the records returned)
+ * result:   ---(uS)---------   ----d-----------  -P-------u  (P: a snapshot whose pages are p, p, r)
+ * ```
+ *
+ * An attempt that hands records over as it reads them (`attempt.deliver`, a page at a time)
+ * emits its snapshot at the first of them, with `records` empty and the records in `pages`:
+ * what it returns at the end is the last piece, and the pages complete when it succeeds (`read`
+ * set first) or error when it fails, times out or is stopped — the snapshot then never was. Its
+ * health `up` (after a failure) comes when it has succeeded, after the snapshot.
  *
  * With `received`, every snapshot carries what its poll read (pages, bytes, time), and while an
  * attempt runs longer than `progressEveryMs` a `still reading` line says how far it got: a first
  * sync of 100,000 servers takes minutes, and an operator should see it move.
  */
 export function pollSnapshots<R>(
-  fetch: (attempt: PollAttempt) => ObservableInput<R[]>,
+  fetch: (attempt: SnapshotAttempt<R>) => ObservableInput<R[]>,
   options: PollSnapshotsOptions,
 ): Observable<SourceSignal<R>> {
   const { types, source, missesBeforeDelete, received, log = silentLogger, progressEveryMs = 5000, scheduler = asyncScheduler } = options;
   const count = received ?? ((): ReadCount => NOTHING_READ);
-  const read = (attempt: PollAttempt): Observable<{ records: R[]; at: string; read?: ReadStats }> =>
-    defer(() => {
-      const before = { ...count() };
-      const started = scheduler.now();
-      const sofar = (): ReadCount => {
-        const now = count();
-        return { responses: now.responses - before.responses, bytes: now.bytes - before.bytes, records: now.records - before.records };
-      };
-      const progress = received
-        ? timer(progressEveryMs, progressEveryMs, scheduler).subscribe(() => {
-            const { responses, bytes, records } = sofar();
-            log.info('still reading', { source, pages: responses, ...(records > 0 ? { records } : {}), bytes, elapsedMs: scheduler.now() - started });
-          })
-        : undefined;
-      return from(fetch(attempt)).pipe(
-        map((records) => {
-          const { responses, bytes } = sofar();
-          return { records, at: attempt.startedAt, ...(received ? { read: { pages: responses, bytes, readMs: scheduler.now() - started } } : {}) };
-        }),
-        // Done, failed, timed out or stopped: the attempt's progress ends with it.
-        finalize(() => progress?.unsubscribe()),
-      );
-    });
+  const snapshotOf = (at: string, records: R[]): SnapshotObservation<R> => ({
+    kind: 'snapshot',
+    source,
+    types: [...types],
+    at,
+    records,
+    ...(missesBeforeDelete !== undefined ? { missesBeforeDelete } : {}),
+  });
   return defer(() => {
     let up = false;
-    return poll(read, options).pipe(
+    /** Snapshots emitted while their attempt still reads (their pages). */
+    const early = new Subject<SourceSignal<R>>();
+    /** The attempt in flight's, once it delivered (attempts never overlap). */
+    let paged: { snapshot: SnapshotObservation<R>; channel: PageChannel<R> } | undefined;
+    const read = (attempt: PollAttempt): Observable<{ records: R[]; at: string; read?: ReadStats }> =>
+      defer(() => {
+        const before = { ...count() };
+        const started = scheduler.now();
+        let over = false;
+        const sofar = (): ReadCount => {
+          const now = count();
+          return { responses: now.responses - before.responses, bytes: now.bytes - before.bytes, records: now.records - before.records };
+        };
+        const progress = received
+          ? timer(progressEveryMs, progressEveryMs, scheduler).subscribe(() => {
+              const { responses, bytes, records } = sofar();
+              log.info('still reading', { source, pages: responses, ...(records > 0 ? { records } : {}), bytes, elapsedMs: scheduler.now() - started });
+            })
+          : undefined;
+        const deliver = (records: readonly R[]): void => {
+          if (over) return;
+          if (paged === undefined) {
+            paged = { snapshot: snapshotOf(attempt.startedAt, []), channel: pageChannel<R>() };
+            paged.snapshot.pages = paged.channel.pages$;
+            early.next(paged.snapshot);
+          }
+          paged.channel.push(records);
+        };
+        return from(fetch({ ...attempt, deliver })).pipe(
+          map((records) => {
+            const { responses, bytes } = sofar();
+            return { records, at: attempt.startedAt, ...(received ? { read: { pages: responses, bytes, readMs: scheduler.now() - started } } : {}) };
+          }),
+          // Done, failed, timed out or stopped: the attempt's progress and deliveries end with it.
+          finalize(() => {
+            over = true;
+            progress?.unsubscribe();
+          }),
+        );
+      });
+    const outcomes = poll(read, options).pipe(
       map((outcome): SourceSignal<R>[] => {
+        const pages = paged;
+        paged = undefined;
         if (!outcome.ok) {
           up = false;
           // The Error itself: the hub logs its message, and its stack at debug.
-          const down: HealthSignal = { kind: 'health', status: 'down', error: asError(outcome.error), retryInMs: outcome.retryInMs };
+          const error = asError(outcome.error);
+          pages?.channel.fail(error);
+          const down: HealthSignal = { kind: 'health', status: 'down', error, retryInMs: outcome.retryInMs };
           return [down];
         }
-        const snapshot: SnapshotObservation<R> = {
-          kind: 'snapshot',
-          source,
-          types: [...types],
-          at: outcome.value.at,
-          records: outcome.value.records,
-          ...(missesBeforeDelete !== undefined ? { missesBeforeDelete } : {}),
-          ...(outcome.value.read ? { read: outcome.value.read } : {}),
-        };
-        if (up) return [snapshot];
+        const { records, at, read: stats } = outcome.value;
+        const signals: SourceSignal<R>[] = [];
+        if (!up) signals.push({ kind: 'health', status: 'up' });
         up = true;
-        return [{ kind: 'health', status: 'up' }, snapshot];
+        if (pages === undefined) {
+          signals.push(stats ? { ...snapshotOf(at, records), read: stats } : snapshotOf(at, records));
+          return signals;
+        }
+        if (stats) pages.snapshot.read = stats;
+        if (records.length > 0) pages.channel.push(records);
+        pages.channel.complete();
+        return signals;
       }),
       mergeMap((signals) => signals),
     );
+    // Stopped mid-poll: a reader of its pages (outside this subscription) learns it never was.
+    return merge(early, outcomes).pipe(finalize(() => paged?.channel.fail(new Error(`${source}: stopped before its poll was complete`))));
   });
 }
 

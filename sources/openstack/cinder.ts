@@ -104,7 +104,7 @@ export default defineSource<OpenStackPollOptions, ApiVolume>({
         types: ['cinder.volume'],
         // Older catalogs carry the project in the URL (…/v3/{project}); newer ones leave it out.
         endpoint: (url, token) => (token.projectId ? withSuffix(url, `/${token.projectId}`) : url),
-        fetch: ({ http, signal }) => fetchAllPages<ApiVolume>(http, '/volumes/detail', { key: 'volumes', params: { all_tenants: 1 }, pick: VOLUME_PICK, signal }),
+        fetch: ({ http, signal, deliver }) => fetchAllPages<ApiVolume>(http, '/volumes/detail', { key: 'volumes', params: { all_tenants: 1 }, pick: VOLUME_PICK, onPage: deliver, signal }),
         map: (v) => volumeDraft(apiVolumeFacts(v)),
       },
       options,

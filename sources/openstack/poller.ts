@@ -7,7 +7,7 @@ import { DEFAULT_MAX_RESPONSE_BYTES, type HttpClient, createHttpClient } from '.
 import type { EntityType } from '../../src/model.js';
 import type { OptionReader } from '../../src/options.js';
 import { errorMessage } from '../../src/log.js';
-import { type PollAttempt, type ReadCount, pollSnapshots, readPollTiming } from '../../src/poll.js';
+import { type ReadCount, type SnapshotAttempt, pollSnapshots, readPollTiming } from '../../src/poll.js';
 import type { EntityMapping, Source, SourceContext } from '../../src/source.js';
 import { type CloudConfig, type KeystoneSession, type KeystoneToken, readCloudOptions, sharedSession } from './keystone.js';
 
@@ -39,7 +39,7 @@ export function readOpenStackPollOptions(read: OptionReader): OpenStackPollOptio
 }
 
 /** What a source's fetch is given for one poll. */
-export interface ServiceCall {
+export interface ServiceCall<R = unknown> {
   /** Client of the service's endpoint (catalog URL, adjusted by `endpoint`), authenticated. */
   http: HttpClient;
   token: KeystoneToken;
@@ -47,6 +47,11 @@ export interface ServiceCall {
   signal: AbortSignal;
   /** The client of another service of the same cloud (its catalog URL; Octavia reads Neutron's ports). */
   service: (serviceTypes: readonly string[], endpoint?: (url: string) => string) => Promise<HttpClient>;
+  /**
+   * Hands records of this poll's snapshot over now, a page as read (fetchAllPages' `onPage`), so
+   * they are normalized and compared while young; they are not returned again (pollSnapshots).
+   */
+  deliver: (records: readonly R[]) => void;
 }
 
 export interface OpenStackSourceSpec<R> {
@@ -58,7 +63,7 @@ export interface OpenStackSourceSpec<R> {
   /** Headers of every request (microversions). */
   headers?: Record<string, string>;
   /** Every record of one complete snapshot; rejects if any part failed. */
-  fetch: (call: ServiceCall) => Promise<R[]>;
+  fetch: (call: ServiceCall<R>) => Promise<R[]>;
   map: EntityMapping<R>;
 }
 
@@ -105,13 +110,13 @@ export function openstackSource<R>(spec: OpenStackSourceSpec<R>, options: OpenSt
     }
     return sum;
   };
-  const fetch = async ({ signal }: PollAttempt): Promise<R[]> => {
+  const fetch = async ({ signal, deliver }: SnapshotAttempt<R>): Promise<R[]> => {
     const token = await session.token();
     const url = await session.endpoint(spec.serviceTypes).catch((e: unknown) => {
       throw new Error(`${name}: ${errorMessage(e)} (credentials from ${options.cloud.origin})`, { cause: e });
     });
     const service = async (types: readonly string[], fix = (u: string): string => u): Promise<HttpClient> => clientFor(fix(await session.endpoint(types)));
-    return spec.fetch({ http: clientFor(spec.endpoint ? spec.endpoint(url, token) : url), token, signal, service });
+    return spec.fetch({ http: clientFor(spec.endpoint ? spec.endpoint(url, token) : url), token, signal, service, deliver });
   };
   return {
     name,

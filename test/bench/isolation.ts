@@ -246,7 +246,7 @@ const bench: Bench = {
         tombstoneMs: 60_000,
         onObserved: (o, events) => {
           if (o.kind !== 'snapshot' || !process.env.ISOLATION_BENCH_DEBUG) return;
-          process.stderr.write(`isolation: snapshot of ${o.records.length} diffed, ${events.length} events, ${Math.round(performance.now() - last)} ms after the last\n`);
+          process.stderr.write(`isolation: snapshot of ${o.records.length} diffed, ${events.length} events, ${Math.round(performance.now() - last)} ms after the last, at ${Math.round(performance.now())} ms\n`);
           last = performance.now();
         },
       });

@@ -1,6 +1,9 @@
+import { type Observable, concatMap, from, reduce } from 'rxjs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSources, parseConfig } from '../../src/config.js';
+import { errorMessage } from '../../src/log.js';
 import type { EntityEvent } from '../../src/model.js';
+import type { Source, SourceSignal } from '../../src/source.js';
 import { type Synchronizer, createSynchronizer } from '../../src/synchronizer.js';
 import { type OpenStackServer, serverId, startOpenStackServer } from '../support/openstack-server.js';
 import { waitFor } from '../support/wait.js';
@@ -154,4 +157,85 @@ describe('OpenStack poll sources against a local OpenStack', () => {
     expect(error).toMatch(/POST http:\/\/127\.0\.0\.1:\d+\/identity\/v3\/auth\/tokens failed with 401/);
     expect(error).not.toContain('wrong-secret');
   });
+
+  it("the Nova source hands its servers over page by page, and a poll in pages makes the same events as the same poll whole", async () => {
+    const nova = async (): Promise<Source<unknown>> =>
+      createSources((await parseConfig({ sources: [{ name: 'nova', use: 'openstack.nova', interval: '300ms', timeout: '10s', requestTimeout: '2s', region: 'RegionOne', auth: os.auth }] }, process.cwd())).sources)[0]!;
+    // As read: a snapshot with its records in pages, a page of servers at a time, then hypervisors and zones.
+    const source = await nova();
+    const pieces = await new Promise<number[]>((resolve, reject) => {
+      const sizes: number[] = [];
+      const subscription = source.signal$.subscribe((s) => {
+        if (s.kind !== 'snapshot') return;
+        sizes.push(s.records.length);
+        s.pages?.subscribe({
+          next: (piece) => sizes.push(piece.length),
+          error: reject,
+          complete: () => {
+            subscription.unsubscribe();
+            resolve(sizes);
+          },
+        });
+      });
+    });
+    expect(pieces).toEqual([0, 1000, 1000, 500, os.state.hypervisors.length + os.state.zones.length]);
+
+    // The same source with its pages gathered first (the records whole when the poll is done, as before).
+    const whole = (s: Source<unknown>): Source<unknown> => ({ ...s, signal$: s.signal$.pipe(concatMap((signal) => gathered(signal))) });
+    const run = (s: Source<unknown>): { sync: Synchronizer; events: EntityEvent[] } => {
+      const one = createSynchronizer({ sources: [s] });
+      const events: EntityEvent[] = [];
+      one.entity$.subscribe((e) => events.push(e));
+      one.start();
+      return { sync: one, events };
+    };
+    const paged = run(await nova());
+    const gatheredRun = run(whole(await nova()));
+    try {
+      const said = (events: EntityEvent[]): string[] => events.map((e) => `${e.action} ${e.entity.key} ${e.entity.state} ${JSON.stringify(e.entity.attributes)} ${e.hash}`);
+      const total = 2500 + os.state.hypervisors.length + 2;
+      await waitFor('both first snapshots', () => paged.events.length === total && gatheredRun.events.length === total);
+      expect(said(paged.events)).toEqual(said(gatheredRun.events));
+      os.state.servers[2200]!.status = 'SHUTOFF';
+      os.state.servers.splice(5, 1);
+      await waitFor('the update and the delete, both ways', () => paged.events.length === total + 2 && gatheredRun.events.length === total + 2);
+      expect(said(paged.events.slice(total)).sort()).toEqual(said(gatheredRun.events.slice(total)).sort());
+      expect(paged.events.slice(total).map((e) => `${e.action} ${e.entity.id}`).sort()).toEqual([`delete ${serverId(5)}`, `update ${serverId(2200)}`]);
+    } finally {
+      paged.sync.stop();
+      gatheredRun.sync.stop();
+    }
+  });
+
+  it('a page failing mid-poll errors the pages the Nova source had handed over: the snapshot never was, and the source reports down', async () => {
+    const source = createSources((await parseConfig({ sources: [{ name: 'nova', use: 'openstack.nova', interval: '300ms', timeout: '10s', requestTimeout: '2s', region: 'RegionOne', auth: os.auth }] }, process.cwd())).sources)[0]!;
+    os.inject({ when: (path, url) => path.endsWith('/servers/detail') && url.searchParams.get('marker') === serverId(1999), status: 500 });
+    const seen: string[] = [];
+    const done = new Promise<void>((resolve) => {
+      const subscription = source.signal$.subscribe((s) => {
+        if (s.kind === 'health') {
+          seen.push(`health ${s.status}`);
+          if (s.status === 'down') {
+            subscription.unsubscribe();
+            resolve();
+          }
+        } else if (s.kind === 'snapshot') {
+          seen.push(`snapshot of ${s.records.length}${s.pages ? ' +pages' : ''}`);
+          s.pages?.subscribe({ next: (piece) => seen.push(`piece of ${piece.length}`), error: (e: unknown) => seen.push(`pages failed: ${errorMessage(e).replace(/127\.0\.0\.1:\d+/, 'HOST').replace(/\?.*/, '?…')}`) });
+        }
+      });
+    });
+    await done;
+    expect(seen).toEqual(['snapshot of 0 +pages', 'piece of 1000', 'piece of 1000', 'pages failed: nova: GET http://HOST/compute/v2.1/servers/detail?…', 'health down']);
+  });
 });
+
+/** A signal with its snapshot's pages gathered into its records (the snapshot whole once its poll is done), or nothing if they fail. */
+function gathered(signal: SourceSignal<unknown>): Observable<SourceSignal<unknown>> {
+  if (signal.kind !== 'snapshot' || signal.pages === undefined) return from([signal]);
+  const { pages, ...rest } = signal;
+  return pages.pipe(
+    reduce((records: unknown[], piece) => [...records, ...piece], [...signal.records]),
+    concatMap((records) => from([{ ...rest, records, ...(signal.read ? { read: signal.read } : {}) }])),
+  );
+}

@@ -1,7 +1,7 @@
-import { NEVER, Observable, defer, filter, map, tap } from 'rxjs';
+import { NEVER, Observable, type SchedulerLike, defer, filter, map, tap } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { createLogger, errorMessage } from '../../src/log.js';
-import { type PollOutcome, type ReadCount, poll, pollSnapshots } from '../../src/poll.js';
+import { type PollOutcome, type ReadCount, type SnapshotAttempt, pageChannel, poll, pollSnapshots } from '../../src/poll.js';
 import type { SourceSignal } from '../../src/source.js';
 import { marbles } from '../support/marbles.js';
 
@@ -138,6 +138,148 @@ describe('poll', () => {
       m.expect(signal$.pipe(mapAny((s) => (s.kind === 'snapshot' ? String('read' in s) : s.kind))), '^ 20ms !').toBeObservable('10ms (hs)', { h: 'health', s: 'false' });
     }),
   );
+});
+
+/** What a poll source's stream says, with the time: its signals, and the pieces of each snapshot's pages as they come. */
+function logOf(signal$: Observable<SourceSignal<number>>, scheduler: SchedulerLike, until: number): string[] {
+  const log: string[] = [];
+  const at = (): string => `${scheduler.now()}`;
+  // The poll goes on for ever: stopped at `until`, so that the virtual clock can be flushed.
+  const subscription = signal$.subscribe((s) => {
+    if (s.kind === 'health') return void log.push(`${at()} ${s.status}${s.error ? ':' + errorMessage(s.error) : ''}`);
+    if (s.kind !== 'snapshot') return void log.push(`${at()} ${s.kind}`);
+    log.push(`${at()} snapshot [${s.records.join()}]${s.pages ? ' +pages' : ''}${s.read ? ` read ${s.read.pages}` : ''}`);
+    s.pages?.subscribe({
+      next: (piece) => log.push(`${at()} piece ${piece.join()}`),
+      error: (e: unknown) => log.push(`${at()} pages failed: ${errorMessage(e)}`),
+      complete: () => log.push(`${at()} pages complete${s.read ? ` read ${s.read.pages}` : ''}`),
+    });
+  });
+  scheduler.schedule(() => subscription.unsubscribe(), until);
+  return log;
+}
+
+/** A poll attempt that delivers pieces at the frames of `marble` (`a`: [1, 2], `b`: [3]) and returns `r`: [4]. */
+function delivering(m: { cold: (marble: string, values?: Record<string, unknown>, error?: unknown) => Observable<unknown> }, marble: string, error?: unknown) {
+  return (attempt: SnapshotAttempt<number>) =>
+    m.cold(marble, { a: [1, 2], b: [3], r: [4] }, error).pipe(
+      tap((v) => (v as number[])[0] !== 4 && attempt.deliver(v as number[])),
+      filter((v) => (v as number[])[0] === 4),
+      map((v) => v as number[]),
+    );
+}
+
+describe('pollSnapshots with pages', () => {
+  it(
+    'emits the snapshot at its first piece, hands each over as delivered, and completes the pages (with what the poll read) when the poll succeeds',
+    marbles((m) => {
+      const received: ReadCount = { responses: 0, bytes: 0, records: 0 };
+      let attempts = 0;
+      const fetch = (attempt: SnapshotAttempt<number>) => {
+        attempts++;
+        received.responses += 3;
+        // The second poll delivers nothing: a snapshot whole at the end, as before.
+        return attempts === 1 ? delivering(m, '-a-b-(r|)')(attempt) : m.cold('--(r|)', { r: [5] });
+      };
+      const log = logOf(pollSnapshots<number>(fetch, { intervalMs: 10, timeoutMs: 50, received: () => received, scheduler: m.scheduler, types: ['x.y'], source: 'nova' }), m.scheduler, 20);
+      m.flush();
+      expect(log.slice(0, 8)).toEqual(['1 snapshot [] +pages', '1 piece 1,2', '3 piece 3', '5 piece 4', '5 pages complete read 3', '5 up', '17 snapshot [5] read 3']);
+    }),
+  );
+
+  it(
+    'errors the pages of a poll that fails part-way (the snapshot never was), reports it down, and starts the next poll afresh',
+    marbles((m) => {
+      let attempts = 0;
+      let late: ((records: readonly number[]) => void) | undefined;
+      const fetch = (attempt: SnapshotAttempt<number>) => {
+        attempts++;
+        if (attempts === 1) {
+          late = attempt.deliver;
+          return delivering(m, '-a-#', new Error('GET /servers?marker=2 failed with 500'))(attempt);
+        }
+        return delivering(m, '-b-(r|)')(attempt);
+      };
+      const log = logOf(pollSnapshots<number>(fetch, { intervalMs: 10, timeoutMs: 50, backoff: { initialMs: 4, ...exact }, scheduler: m.scheduler, types: ['x.y'], source: 'nova' }), m.scheduler, 12);
+      // A page handed over after its poll failed goes nowhere, and starts no snapshot.
+      m.scheduler.schedule(() => late?.([9]), 5);
+      m.flush();
+      expect(log.slice(0, 9)).toEqual([
+        '1 snapshot [] +pages',
+        '1 piece 1,2',
+        '3 pages failed: GET /servers?marker=2 failed with 500',
+        '3 down:GET /servers?marker=2 failed with 500',
+        '8 snapshot [] +pages',
+        '8 piece 3',
+        '10 piece 4',
+        '10 pages complete',
+        '10 up',
+      ]);
+    }),
+  );
+
+  it(
+    'errors the pages of a poll that times out',
+    marbles((m) => {
+      const log = logOf(pollSnapshots<number>(delivering(m, '-a------'), { intervalMs: 10, timeoutMs: 4, backoff: { initialMs: 100, ...exact }, scheduler: m.scheduler, types: ['x.y'], source: 'nova' }), m.scheduler, 50);
+      m.flush();
+      expect(log).toEqual(['1 snapshot [] +pages', '1 piece 1,2', '4 pages failed: poll timed out after 4 ms', '4 down:poll timed out after 4 ms']);
+    }),
+  );
+});
+
+describe('pollSnapshots stopped mid-poll', () => {
+  it(
+    'errors the pages it had handed over: a reader outside the stream learns the snapshot never was',
+    marbles((m) => {
+      const log = logOf(pollSnapshots<number>(delivering(m, '-a------'), { intervalMs: 10, timeoutMs: 50, scheduler: m.scheduler, types: ['x.y'], source: 'nova' }), m.scheduler, 5);
+      m.flush();
+      expect(log).toEqual(['1 snapshot [] +pages', '1 piece 1,2', '5 pages failed: nova: stopped before its poll was complete']);
+    }),
+  );
+});
+
+describe('pageChannel', () => {
+  it('holds the pieces until its one reader comes, then hands them over as they come', () => {
+    const channel = pageChannel<number>();
+    channel.push([1]);
+    channel.push([2, 3]);
+    const got: string[] = [];
+    channel.pages$.subscribe({ next: (p) => got.push(p.join()), complete: () => got.push('complete') });
+    channel.push([4]);
+    channel.complete();
+    channel.push([5]);
+    expect(got).toEqual(['1', '2,3', '4', 'complete']);
+    let second: unknown;
+    channel.pages$.subscribe({ error: (e: unknown) => (second = e) });
+    expect(errorMessage(second)).toBe("a snapshot's pages are read once");
+  });
+
+  it('a failure lets go of what it held: the reader gets the error only', () => {
+    const channel = pageChannel<number>();
+    channel.push([1]);
+    channel.fail(new Error('page 2 failed'));
+    channel.complete();
+    const got: string[] = [];
+    channel.pages$.subscribe({ next: (p) => got.push(p.join()), error: (e: unknown) => got.push(errorMessage(e)), complete: () => got.push('complete') });
+    expect(got).toEqual(['page 2 failed']);
+  });
+
+  it('a complete channel read late hands over everything, then completes; a reader that leaves takes nothing more', () => {
+    const channel = pageChannel<number>();
+    channel.push([1]);
+    channel.complete();
+    const got: string[] = [];
+    channel.pages$.subscribe({ next: (p) => got.push(p.join()), complete: () => got.push('complete') });
+    expect(got).toEqual(['1', 'complete']);
+    const open = pageChannel<number>();
+    const seen: string[] = [];
+    const subscription = open.pages$.subscribe((p) => seen.push(p.join()));
+    open.push([1]);
+    subscription.unsubscribe();
+    open.push([2]);
+    expect(seen).toEqual(['1']);
+  });
 });
 
 const mapBrief = map(brief);

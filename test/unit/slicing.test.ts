@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Subject, firstValueFrom, of, toArray } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { applyObservation, emptyBaseline, indexedBaseline } from '../../operators/diffAgainstBaseline.js';
@@ -380,5 +382,205 @@ describe('toArray of a sliced stream completes', () => {
       ),
     );
     expect(out).toHaveLength(1);
+  });
+});
+
+/** The garbage collector, to see what a dropped snapshot still holds (--expose-gc for this isolate). */
+function collector(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
+
+describe('a snapshot whose records come in pages', () => {
+  const paged = (pages: Subject<readonly EntityDraft[]>, records: EntityDraft[] = [], at = t(1)): Observation<EntityDraft> => ({
+    kind: 'snapshot',
+    source: 's',
+    types: ['nova.instance'],
+    at,
+    records,
+    pages,
+  });
+
+  it('normalizes each page as it comes, in slices read against the baseline (`prepare`), and emits the snapshot whole, in order, once its pages complete', async () => {
+    const slice = manualPauses(2);
+    const input = new Subject<Observation<EntityDraft>>();
+    const pages = new Subject<readonly EntityDraft[]>();
+    const out: Observation[] = [];
+    const prepared: number[] = [];
+    input.pipe(normalizeEntity((d: EntityDraft) => d, { slice, prepare: (o) => void prepared.push(o.records.length) })).subscribe((o) => out.push(o));
+    const all = drafts(7);
+    const snapshotIn = paged(pages, all.slice(0, 1)) as Observation<EntityDraft> & { kind: 'snapshot' };
+    input.next(snapshotIn);
+    input.next({ kind: 'change', source: 's', action: 'upsert', at: t(2), record: { type: 'nova.instance', id: 'after', state: 'ACTIVE' } });
+    // The records given with it are read at once; the pages as they come (a piece of 3: a slice of 2, a pause, 1).
+    expect(prepared).toEqual([1]);
+    pages.next(all.slice(1, 4));
+    await settled();
+    // A pause between two pieces, as between two slices; a page that comes meanwhile waits its turn.
+    expect(prepared).toEqual([1]);
+    pages.next(all.slice(4, 7));
+    slice.resume();
+    await settled();
+    expect(prepared).toEqual([1, 3]);
+    slice.resume();
+    await settled();
+    expect(prepared).toEqual([1, 3, 4]);
+    slice.resume();
+    await settled();
+    expect(prepared).toEqual([1, 3, 4, 6]);
+    slice.resume();
+    await settled();
+    expect(prepared).toEqual([1, 3, 4, 6, 7]);
+    // Not complete until its pages are: nothing out yet, the change behind it.
+    expect(out).toEqual([]);
+    snapshotIn.read = { pages: 3, bytes: 100, readMs: 5 };
+    pages.complete();
+    await settled();
+    expect(out.map((o) => o.kind)).toEqual(['snapshot', 'change']);
+    const whole = out[0] as Observation & { kind: 'snapshot' };
+    expect(whole.records.map((r) => r.id)).toEqual(['i0', 'i1', 'i2', 'i3', 'i4', 'i5', 'i6']);
+    expect(whole.read).toEqual({ pages: 3, bytes: 100, readMs: 5 });
+    expect('pages' in whole).toBe(false);
+  });
+
+  it('without slices, normalizes each page at once as it comes, and the snapshot is emitted whole when they complete', () => {
+    const pages = new Subject<readonly EntityDraft[]>();
+    const out: Observation[] = [];
+    const invalid: string[] = [];
+    of(paged(pages)).pipe(normalizeEntity((d: EntityDraft) => d, { onInvalid: (r) => void invalid.push(r.reason) })).subscribe((o) => out.push(o));
+    pages.next(drafts(2));
+    pages.next([{ type: 'nova.instance', id: 'bad', state: '' }]);
+    expect(invalid).toEqual(['state must be a non-empty string, got ""']);
+    expect(out).toEqual([]);
+    pages.complete();
+    expect(out).toHaveLength(1);
+    expect((out[0] as Observation & { kind: 'snapshot' }).records.map((r) => r.id)).toEqual(['i0', 'i1']);
+    expect((out[0] as Observation & { kind: 'snapshot' }).keep).toEqual(['nova.instance:bad']);
+  });
+
+  it('drops a snapshot whose pages fail part-way: nothing emitted, settled not ok, nothing of it held, and what follows goes on', async () => {
+    const gc = collector();
+    const input = new Subject<Observation<EntityDraft>>();
+    const pages = new Subject<readonly EntityDraft[]>();
+    const out: Observation[] = [];
+    let held: WeakRef<object> | undefined;
+    const settledAs: unknown[] = [];
+    input
+      .pipe(normalizeEntity((d: EntityDraft) => d, { slice: { records: 1000, pause: settled }, prepare: (o) => void (held ??= new WeakRef(o)) }))
+      .subscribe((o) => out.push(o));
+    input.next({ ...paged(pages), settle: (s) => void settledAs.push(s) });
+    pages.next(drafts(1500));
+    await settled();
+    expect(held?.deref()).toBeDefined();
+    pages.error(new Error('GET /servers?marker=i1499 failed with 500'));
+    input.next({ kind: 'change', source: 's', action: 'upsert', at: t(2), record: { type: 'nova.instance', id: 'after', state: 'ACTIVE' } });
+    await settled();
+    expect(out.map((o) => (o.kind === 'change' ? o.record.id : o.kind))).toEqual(['after']);
+    expect(settledAs).toEqual([{ ok: false, reason: "the snapshot's pages failed: GET /servers?marker=i1499 failed with 500" }]);
+    // The snapshot normalized so far (and its preparation) is nobody's.
+    await settled();
+    gc();
+    expect(held?.deref()).toBeUndefined();
+  });
+
+  it('is refused by the baseline if it ever got there with its pages unread (they would be taken for deletions)', () => {
+    const state = applyObservation(indexedBaseline(emptyBaseline()), snapshot(t(0), [entity('i1')])).state;
+    expect(() => applyObservation(state, { ...snapshot(t(1), []), source: 'nova', pages: new Subject<readonly Entity[]>() })).toThrow(
+      'a snapshot of nova (nova.instance) still has its pages: normalizeEntity reads them before the baseline',
+    );
+  });
+});
+
+describe('the hub with a snapshot in pages', () => {
+  /** Every event of a hub fed `feed`: whole snapshots, or the same in pages of `size`. */
+  async function eventsOf(inPages: number | undefined, feed: (send: (o: SourceSignal<Entity>) => Promise<void>) => Promise<void>): Promise<string[]> {
+    const poll = new Subject<SourceSignal<Entity>>();
+    const bus = new Subject<SourceSignal<Entity>>();
+    const sync = createSynchronizer({ sources: [sourceOf('nova', poll), sourceOf('bus', bus)] });
+    const events: string[] = [];
+    sync.entity$.subscribe((e) => events.push(`${e.action} ${e.entity.id} ${e.entity.state} ${e.origin} ${e.entity.observedAt}`));
+    sync.start();
+    let snapshots = 0;
+    const stepped = (count: number): Promise<void> =>
+      new Promise<void>((resolve) => {
+        const check = (): void => (sync.metrics().observations.nova === count ? resolve() : void setImmediate(check));
+        check();
+      });
+    await feed(async (o) => {
+      if (o.kind !== 'snapshot' || o.source === 'bus') return void (o.kind === 'change' ? bus : poll).next(o);
+      if (inPages === undefined) poll.next(o);
+      else {
+        const pages = new Subject<readonly Entity[]>();
+        poll.next({ ...o, records: [], pages });
+        for (let i = 0; i < o.records.length; i += inPages) {
+          pages.next(o.records.slice(i, i + inPages));
+          await settled();
+        }
+        pages.complete();
+      }
+      await stepped(++snapshots);
+    });
+    sync.stop();
+    return events;
+  }
+
+  it('makes the same events as the same snapshots whole: changes, deletes, and notifications that arrive between its pages', async () => {
+    const n = 5000;
+    const all = Array.from({ length: n }, (_, i) => entity(`i${i}`));
+    const feed = async (send: (o: SourceSignal<Entity>) => Promise<void>): Promise<void> => {
+      await send({ ...snapshot(t(0), all), source: 'nova' });
+      // Changed records in the first and last pages, two gone, and a notification sent while it is read (older and newer ones).
+      const next = all.filter((_, i) => i !== 10 && i !== 4990).map((e, i) => (i === 3 || i === 4500 ? entity(e.id, 'SHUTOFF') : e));
+      next.push(entity('new', 'BUILD'));
+      const sent = send({ ...snapshot(t(10), next), source: 'nova' });
+      await send(upsert(t(5), entity('i7', 'PAUSED')));
+      await send(upsert(t(20), entity('i8', 'ERROR')));
+      await sent;
+    };
+    const whole = await eventsOf(undefined, feed);
+    const paged = await eventsOf(1000, feed);
+    expect(paged).toEqual(whole);
+    expect(paged.slice(n)).toEqual(
+      expect.arrayContaining([`update i3 SHUTOFF snapshot ${t(10)}`, `create new BUILD snapshot ${t(10)}`, `delete i10 ACTIVE snapshot ${t(0)}`, `update i8 ERROR notification ${t(20)}`]),
+    );
+    expect(paged.length).toBeGreaterThan(n + 5);
+  });
+
+  it('steps nothing of a poll whose pages fail part-way, holds none of its records, and takes the next one whole', async () => {
+    const gc = collector();
+    const poll = new Subject<SourceSignal<Entity>>();
+    const sync = createSynchronizer({ sources: [sourceOf('nova', poll)] });
+    const events: EntityEvent[] = [];
+    sync.entity$.subscribe((e) => events.push(e));
+    sync.start();
+    const all = Array.from({ length: 3000 }, (_, i) => entity(`i${i}`));
+    const stepped = (count: number): Promise<void> =>
+      new Promise<void>((resolve) => {
+        const check = (): void => (sync.metrics().observations.nova === count ? resolve() : void setImmediate(check));
+        check();
+      });
+    poll.next({ ...snapshot(t(0), all), source: 'nova' });
+    await stepped(1);
+    expect(events).toHaveLength(3000);
+    // The next poll: its first page changes everything, then a page fails.
+    const pages = new Subject<readonly Entity[]>();
+    poll.next({ ...snapshot(t(10), []), source: 'nova', pages });
+    let piece: Entity[] | undefined = all.slice(0, 1000).map((e) => entity(e.id, 'SHUTOFF'));
+    const given = new WeakRef(piece);
+    pages.next(piece);
+    piece = undefined;
+    for (let i = 0; i < 5; i++) await settled();
+    pages.error(new Error('GET /servers?marker=i999 failed with 500'));
+    for (let i = 0; i < 5; i++) await settled();
+    expect(events).toHaveLength(3000);
+    expect(sync.metrics().observations.nova).toBe(1);
+    gc();
+    expect(given.deref()).toBeUndefined();
+    expect(sync.snapshot().filter((e) => e.state === 'ACTIVE')).toHaveLength(3000);
+    // The next poll goes through as ever.
+    poll.next({ ...snapshot(t(20), all.slice(1)), source: 'nova' });
+    await stepped(2);
+    expect(events.slice(3000).map((e) => `${e.action} ${e.entity.id}`)).toEqual(['delete i0']);
+    sync.stop();
   });
 });

@@ -30,7 +30,7 @@ import {
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { JsonSelectStream, JsonStreamError, type SelectKey } from './jsonStream.js';
 import { type Logger, errorMessage, silentLogger } from './log.js';
-import { SLICE_MS, pauseForIo } from './pause.js';
+import { turnBudget } from './pause.js';
 import type { OptionReader } from './options.js';
 import type { EntityType } from './model.js';
 import { type PollAttempt, type PollTiming, type ReadCount, pollSnapshots, readPollTiming } from './poll.js';
@@ -489,17 +489,15 @@ export class HttpClient {
     let start = '';
     // libuv reads a socket up to 32 times per callback, and each chunk is handed over between two
     // reads: a 1.7 MB Nova page that is all in the kernel's buffer was read in one turn of the
-    // event loop (15-80 ms, docs/scale.md). After SLICE_MS of reading, yield: the stream buffers
-    // a chunk or so and stops reading the socket meanwhile, and other sockets are served.
-    let sliceEnds = performance.now() + SLICE_MS;
+    // event loop (15-80 ms, docs/scale.md). Once the turn's budget of sliced work is spent (this
+    // read's and the hub's slices', src/pause.ts), yield: the stream buffers a chunk or so and
+    // stops reading the socket meanwhile, and other sockets are served.
     try {
       for (;;) {
-        if (performance.now() >= sliceEnds) {
-          await pauseForIo();
-          sliceEnds = performance.now() + SLICE_MS;
-        }
         let next: IteratorResult<Buffer>;
         try {
+          // Waiting for bytes may take turns: what is left of this one goes to another slice.
+          turnBudget.release();
           next = await chunks.next();
         } catch (e) {
           const code = (e as { code?: unknown }).code;
@@ -509,6 +507,7 @@ export class HttpClient {
           throw fail(`failed while reading the body at byte ${reader.bytes}: ${cause.message}`, undefined, !(typeof code === 'string' && code.startsWith('Z_')), undefined, cause);
         }
         if (next.done) break;
+        if (turnBudget.spent()) await turnBudget.pause();
         if (start.length < 200) start += next.value.toString('utf8', 0, 200 - start.length);
         this.received.bytes += next.value.length;
         reader.write(next.value);

@@ -48,7 +48,8 @@ export interface NormalizeOptions {
  */
 export interface SliceOptions {
   records: number;
-  pause: () => Promise<void>;
+  /** Yields; `denied`: before the first slice, because a shared budget was spent (it may wait ahead of others). */
+  pause: (denied?: boolean) => Promise<void>;
   ms?: number;
   /**
    * When the slice starting now must end, instead of `ms` after its start: a budget that several
@@ -81,7 +82,7 @@ export async function inSlices(length: number, slice: SliceOptions, work: (from:
   const step = slice.ms === undefined && slice.deadline === undefined ? slice.records : Math.min(slice.records, SLICE_CHECK);
   for (let i = 0; i < length; ) {
     if (i > 0 || (slice.deadline !== undefined && now() >= slice.deadline())) {
-      await slice.pause();
+      await slice.pause(i === 0);
       if (stopped?.()) return false;
     }
     const end = Math.min(length, i + slice.records);

@@ -11,7 +11,11 @@
  * Slices that yielded wait in line, first come first served: each drain lets the first go on, and
  * whenever a slice ends with budget left the next one that waited since an earlier turn goes on
  * in the same turn, so a slice that ended early leaves the rest to another rather than to nothing
- * (one slice per turn, tried in session 8, slowed the polls by that).
+ * (one slice per turn, tried in session 8, slowed the polls by that). A slice that finds the
+ * budget spent before it did anything (a page's chunk that came in a spent turn) waits at the
+ * head of the line: the page reader stops for bytes every few chunks and leaves its turn's rest
+ * to the others, and sent to the back each time its bytes came it would read a chunk every few
+ * turns, so the next poll's pages would come slower while the last one is diffed.
  */
 
 /** The default slice: half the push path's 10 ms p99 target (docs/scale.md). */
@@ -28,6 +32,8 @@ interface Waiter {
   go: () => void;
   /** The turn in which it yielded: it goes on in a later one. */
   turn: number;
+  /** It yielded before doing anything, the budget spent: it waits ahead of those that had theirs. */
+  denied: boolean;
 }
 
 /** The budget of sliced work per turn of the event loop and the line of slices waiting for it. */
@@ -73,11 +79,19 @@ export class TurnBudget {
 
   /**
    * Yields: resolves in a later turn of the event loop (pending I/O runs first), when the slices
-   * that waited before this one have had theirs.
+   * that waited before this one have had theirs. `denied`: the caller did nothing in this turn
+   * (it found the budget spent at its start), so it waits ahead of the slices that ran.
    */
-  readonly pause = (): Promise<void> =>
+  readonly pause = (denied = false): Promise<void> =>
     new Promise<void>((go) => {
-      this.waiting.push({ go, turn: this.turns });
+      const waiter = { go, turn: this.turns, denied };
+      if (denied) {
+        let at = 0;
+        while (at < this.waiting.length && this.waiting[at]!.denied) at += 1;
+        this.waiting.splice(at, 0, waiter);
+      } else {
+        this.waiting.push(waiter);
+      }
       this.queueDrain();
       this.release();
     });
@@ -99,13 +113,19 @@ export class TurnBudget {
     setImmediate(this.drain);
   }
 
-  /** A new turn: the first in line goes on (with the whole budget), the others as slices end. */
+  /** A new turn: the first in line goes on with the whole budget, the others as slices end. */
   private readonly drain = (): void => {
     this.drainQueued = false;
     this.turns += 1;
-    this.ends = undefined;
-    this.waiting.shift()?.go();
-    if (this.waiting.length > 0) this.queueDrain();
+    const first = this.waiting.shift();
+    if (first === undefined) {
+      this.ends = undefined;
+      return;
+    }
+    // Its slice starts now (it may not ask before its first piece of work, as a page's chunk in hand).
+    this.ends = this.now() + this.ms;
+    this.queueDrain();
+    first.go();
   };
 }
 

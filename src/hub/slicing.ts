@@ -61,12 +61,14 @@ export function preparedInSlices(state: () => BaselineState, slice: SliceOptions
         const step = slice.ms === undefined && slice.deadline === undefined ? slice.records : Math.min(slice.records, SLICE_CHECK);
         // A shared budget already spent when the snapshot comes: its first slice waits its turn.
         let pause = slice.deadline !== undefined && now() >= slice.deadline();
+        let denied = pause;
         for (;;) {
           if (pause) {
-            await slice.pause();
+            await slice.pause(denied);
             if (subscriber.closed) return;
           }
           pause = true;
+          denied = false;
           const deadline = sliceEnd(slice, now);
           let read = 0;
           let complete: boolean;

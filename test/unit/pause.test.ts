@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { type SliceOptions, inSlices } from '../../operators/normalizeEntity.js';
+import { parseConfig } from '../../src/config.js';
 import { SLICE_MS, TurnBudget, setSliceMs, sliceMs, turnBudget } from '../../src/pause.js';
 
 /**
@@ -139,5 +140,13 @@ describe('one budget of sliced work per turn of the event loop', () => {
     } finally {
       setSliceMs(SLICE_MS);
     }
+  });
+
+  it('the service takes the slice length from sliceTime (default 5ms, at least 1ms)', async () => {
+    const sources = [{ name: 's', use: 'static', file: 'x.yaml' }];
+    expect((await parseConfig({ sources }, '/tmp')).sliceMs).toBe(SLICE_MS);
+    expect((await parseConfig({ sliceTime: '2ms', sources }, '/tmp')).sliceMs).toBe(2);
+    await expect(parseConfig({ sliceTime: '0ms', sources }, '/tmp')).rejects.toThrow(/^sliceTime: expected a duration of at least 1ms/);
+    await expect(parseConfig({ sliceTime: 'short', sources }, '/tmp')).rejects.toThrow(/^sliceTime: expected a duration/);
   });
 });

@@ -1,7 +1,11 @@
+import { firstValueFrom, of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
+import { emptyBaseline, indexedBaseline } from '../../operators/diffAgainstBaseline.js';
 import { type SliceOptions, inSlices } from '../../operators/normalizeEntity.js';
+import { preparedInSlices } from '../../src/hub/slicing.js';
 import { parseConfig } from '../../src/config.js';
 import { SLICE_MS, TurnBudget, setSliceMs, sliceMs, turnBudget } from '../../src/pause.js';
+import { entity, snapshot, t } from '../support/entities.js';
 
 /**
  * The budget of sliced work per turn (src/pause.ts), with a real event loop and fake work: a
@@ -148,5 +152,63 @@ describe('one budget of sliced work per turn of the event loop', () => {
     expect((await parseConfig({ sliceTime: '2ms', sources }, '/tmp')).sliceMs).toBe(2);
     await expect(parseConfig({ sliceTime: '0ms', sources }, '/tmp')).rejects.toThrow(/^sliceTime: expected a duration of at least 1ms/);
     await expect(parseConfig({ sliceTime: 'short', sources }, '/tmp')).rejects.toThrow(/^sliceTime: expected a duration/);
+  });
+
+  it('a piece of work that comes when the budget is spent goes first next turn, and when it is done leaves the rest of that turn to the next', async () => {
+    const h = harness({ sliceMs: 5, cost: 0.01 });
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const turn = h.turns();
+    // B spends this turn's budget and waits in line; then A comes, finds it spent and waits ahead of B.
+    const b = h.sliced('b', 3000);
+    const a = h.sliced('a', 150);
+    await Promise.all([a, b]);
+    h.stop();
+    expect(h.progress.get('b')![0]).toBe(turn);
+    // A (1.5 ms) the next turn, then B in the same turn with what A left.
+    expect(h.progress.get('a')).toEqual([turn + 1]);
+    expect(h.progress.get('b')![1]).toBe(turn + 1);
+    expect(h.perTurn.get(turn + 1)).toBeGreaterThanOrEqual(5);
+    expect(h.perTurn.get(turn + 1)).toBeLessThanOrEqual(6);
+  });
+
+  it("the hub's preparation of a snapshot that comes when the budget is spent waits a turn, at the head of the line, and leaves what its step left to the next", async () => {
+    const h = harness({ sliceMs: 5, cost: 0.01 });
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const turn = h.turns();
+    const prepared: number[] = [];
+    const state = indexedBaseline(emptyBaseline());
+    // The preparation's work is not on the fake clock: each look at the clock (after each 100
+    // records read) moves it by 0.5 ms instead.
+    let looks = 0;
+    const clock = h.slices(1000).now!;
+    const slices: SliceOptions = {
+      ...h.slices(1000),
+      now: () => {
+        looks += 1;
+        h.advance(0.5);
+        return clock();
+      },
+    };
+    const b = h.sliced('b', 3000);
+    const snap = snapshot(t(0), Array.from({ length: 1500 }, (_, i) => entity(`i${i}`)));
+    const a = firstValueFrom(
+      of(snap).pipe(
+        preparedInSlices(() => {
+          prepared.push(h.turns());
+          return state;
+        }, slices),
+      ),
+    );
+    expect(prepared).toEqual([]);
+    await Promise.all([a, b]);
+    h.stop();
+    expect(h.progress.get('b')![0]).toBe(turn);
+    // Its preparation went first in the next turn, before B's second slice.
+    expect(prepared[0]).toBe(turn + 1);
+    expect(h.progress.get('b')![1]).toBeGreaterThanOrEqual(prepared[0]!);
+    // The clock looked at every 100 records read, as with `ms` (1,500 records: 15 looks at least).
+    expect(looks).toBeGreaterThanOrEqual(15);
+    // The preparation ended (15 reads of 100, 0.5 ms a look) in a turn that B then finished.
+    expect(h.progress.get('b')!).toContain(prepared.at(-1));
   });
 });

@@ -507,7 +507,8 @@ export class HttpClient {
           throw fail(`failed while reading the body at byte ${reader.bytes}: ${cause.message}`, undefined, !(typeof code === 'string' && code.startsWith('Z_')), undefined, cause);
         }
         if (next.done) break;
-        // A chunk that came when the turn's budget was spent waits at the head of the line.
+        // A chunk that came when the turn's budget was spent waits at the head of the line. It
+        // cannot keep the others from theirs: before each read the rest of the turn went to them.
         if (turnBudget.spent()) await turnBudget.pause(true);
         if (start.length < 200) start += next.value.toString('utf8', 0, 200 - start.length);
         this.received.bytes += next.value.length;

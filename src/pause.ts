@@ -18,8 +18,12 @@
  * turns, so the next poll's pages would come slower while the last one is diffed.
  */
 
-/** The default slice: half the push path's 10 ms p99 target (docs/scale.md). */
-export const SLICE_MS = 5;
+/**
+ * The default budget per turn. Measured with the isolation benchmark at 5, 3, 2 and 1 ms
+ * (docs/scale.md, "One budget per turn"): 2 ms halved the push path's median latency during polls
+ * against 5 ms, with polls as frequent.
+ */
+export const SLICE_MS = 2;
 
 export interface TurnBudgetOptions {
   /** Milliseconds of sliced work per turn of the event loop, all slices together (default {@link SLICE_MS}). */

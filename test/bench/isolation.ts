@@ -16,7 +16,7 @@
  * least of the other (default 20); ISOLATION_BENCH_SNAPSHOTS the snapshots in it (default 3).
  * ISOLATION_BENCH_DEBUG=1 prints each snapshot's time to stderr. ISOLATION_BENCH_PROFILE=FILE writes a
  * CPU profile (.cpuprofile, 200 µs samples) of this thread during the polls' window to FILE.
- * ISOLATION_BENCH_SLICE_MS sets the sliced work's budget per turn (setSliceMs; default 5).
+ * ISOLATION_BENCH_SLICE_MS sets the sliced work's budget per turn (setSliceMs; default SLICE_MS, 2).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';

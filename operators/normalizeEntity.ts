@@ -41,41 +41,59 @@ export interface NormalizeOptions {
 
 /**
  * Work in slices: at most `records` items, and (with `ms`) no more once `ms` milliseconds of the
- * slice have passed, then `await pause()`. The time is looked at every {@link SLICE_CHECK}
- * items: records cost what they cost (a loaded core makes each slower), and a slice bounded by
- * count alone ran 53 ms once where it usually takes 3.
+ * slice have passed, or (with `deadline`) once the time it gives has come, then `await pause()`.
+ * The time is looked at every {@link SLICE_CHECK} items: records cost what they cost (a loaded
+ * core makes each slower), and a slice bounded by count alone ran 53 ms once where it usually
+ * takes 3.
  */
 export interface SliceOptions {
   records: number;
-  pause: () => Promise<void>;
+  /** Yields; `denied`: before the first slice, because a shared budget was spent (it may wait ahead of others). */
+  pause: (denied?: boolean) => Promise<void>;
   ms?: number;
-  /** The clock for `ms` (default `performance.now`). */
+  /**
+   * When the slice starting now must end, instead of `ms` after its start: a budget that several
+   * kinds of slice share (src/pause.ts, one per turn of the event loop). A slice that would start
+   * at or past it yields at once.
+   */
+  deadline?: () => number;
+  /** Called when the work is done without a pause: what is left of a shared budget goes to another. */
+  release?: () => void;
+  /** The clock for `ms` and `deadline` (default `performance.now`). */
   now?: () => number;
 }
 
 /** Items read between two looks at a slice's clock. */
 export const SLICE_CHECK = 100;
 
+/** When a slice starting now ends (Infinity: bounded by its count alone). */
+export function sliceEnd(slice: SliceOptions, now: () => number): number {
+  if (slice.deadline !== undefined) return slice.deadline();
+  return slice.ms === undefined ? Infinity : now() + slice.ms;
+}
+
 /**
  * Runs `work(from, to)` over `0..length` in slices ({@link SliceOptions}), awaiting `pause()`
- * between two; stops early (false) when `stopped()` says so after a pause.
+ * between two (and before the first when a shared budget is spent); stops early (false) when
+ * `stopped()` says so after a pause.
  */
 export async function inSlices(length: number, slice: SliceOptions, work: (from: number, to: number) => void, stopped?: () => boolean): Promise<boolean> {
   const now = slice.now ?? (() => performance.now());
-  const step = slice.ms === undefined ? slice.records : Math.min(slice.records, SLICE_CHECK);
+  const step = slice.ms === undefined && slice.deadline === undefined ? slice.records : Math.min(slice.records, SLICE_CHECK);
   for (let i = 0; i < length; ) {
-    if (i > 0) {
-      await slice.pause();
+    if (i > 0 || (slice.deadline !== undefined && now() >= slice.deadline())) {
+      await slice.pause(i === 0);
       if (stopped?.()) return false;
     }
     const end = Math.min(length, i + slice.records);
-    const deadline = slice.ms === undefined ? Infinity : now() + slice.ms;
+    const deadline = sliceEnd(slice, now);
     do {
       const to = Math.min(end, i + step);
       work(i, to);
       i = to;
     } while (i < end && now() < deadline);
   }
+  slice.release?.();
   return true;
 }
 

@@ -7,6 +7,7 @@ import { DEFAULT_MAX_CLOCK_SKEW_MS, DEFAULT_TOMBSTONE_MS } from '../operators/di
 import { LOG_LEVELS, type LogLevel, type Logger, errorMessage, silentLogger } from './log.js';
 import type { EntityType } from './model.js';
 import { ConfigError, OptionReader } from './options.js';
+import { SLICE_MS } from './pause.js';
 import { scopeNameProblem } from './scope.js';
 import { parseYamlQuietly, resolveReferences } from './secrets.js';
 import type { Source, SourcePlugin } from './source.js';
@@ -47,6 +48,8 @@ export interface ServiceConfig {
   state?: { dir: string };
   /** How long a SIGTERM/SIGINT may take to drain, ms (default 10 s); past it the process exits 1. */
   shutdownDeadlineMs: number;
+  /** Sliced work (big responses read, big snapshots normalized and prepared) per turn of the event loop, ms (src/pause.ts). */
+  sliceMs: number;
   /** Several instances of this config on one RabbitMQ (docs/operations.md, "A cluster"). */
   cluster?: ClusterOptions;
 }
@@ -95,6 +98,8 @@ export async function parseConfig(doc: unknown, configDir: string): Promise<Serv
     stateReader.done();
   }
   const shutdownDeadlineMs = read.duration('shutdownDeadline', 10_000);
+  const sliceMs = read.duration('sliceTime', SLICE_MS);
+  if (sliceMs <= 0) throw new ConfigError('sliceTime', 'expected a duration of at least 1ms, such as 5ms');
   const clusterReader = read.optionalObject('cluster');
   let cluster: ClusterOptions | undefined;
   if (clusterReader) {
@@ -139,7 +144,7 @@ export async function parseConfig(doc: unknown, configDir: string): Promise<Serv
     if (entry?.use !== 'openstack.notifications') throw new ConfigError(`cluster.partitioned[${i}]`, `${JSON.stringify(name)} is not the name of a configured openstack.notifications source`);
   });
   read.done();
-  return { configDir, ...(types ? { types } : {}), log, tombstoneMs, maxClockSkewMs, bufferSize, sources, sinks, ...(listen ? { listen } : {}), ...(state ? { state } : {}), shutdownDeadlineMs, ...(cluster ? { cluster } : {}) };
+  return { configDir, ...(types ? { types } : {}), log, tombstoneMs, maxClockSkewMs, bufferSize, sources, sinks, ...(listen ? { listen } : {}), ...(state ? { state } : {}), shutdownDeadlineMs, sliceMs, ...(cluster ? { cluster } : {}) };
 }
 
 /** Reads and checks a config file. */

@@ -32,7 +32,7 @@ import { JsonSelectStream, JsonStreamError, type SelectKey } from './jsonStream.
 import { type Logger, errorMessage, silentLogger } from './log.js';
 import { ParseWorkerError, parseOffThread } from './parseOffThread.js';
 import { type PickShape, applyShape } from './pick.js';
-import { SLICE_MS, pauseForIo } from './pause.js';
+import { turnBudget } from './pause.js';
 import type { OptionReader } from './options.js';
 import type { EntityType } from './model.js';
 import { type PollAttempt, type PollTiming, type ReadCount, pollSnapshots, readPollTiming } from './poll.js';
@@ -512,19 +512,17 @@ export class HttpClient {
     let bytes = 0;
     // libuv reads a socket up to 32 times per callback, and each chunk is handed over between two
     // reads: a 1.7 MB Nova page that is all in the kernel's buffer was read in one turn of the
-    // event loop (15-80 ms, docs/scale.md). After SLICE_MS of reading, yield: the stream buffers
-    // a chunk or so and stops reading the socket meanwhile, and other sockets are served.
-    let sliceEnds = performance.now() + SLICE_MS;
+    // event loop (15-80 ms, docs/scale.md). Once the turn's budget of sliced work is spent (this
+    // read's and the hub's slices', src/pause.ts), yield: the stream buffers a chunk or so and
+    // stops reading the socket meanwhile, and other sockets are served.
     const onAbort = (): void => reader.drop();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       for (;;) {
-        if (performance.now() >= sliceEnds) {
-          await pauseForIo();
-          sliceEnds = performance.now() + SLICE_MS;
-        }
         let next: IteratorResult<Buffer>;
         try {
+          // Waiting for bytes may take turns: what is left of this one goes to another slice.
+          turnBudget.release();
           next = await chunks.next();
         } catch (e) {
           // The parse failed, and stopped the socket's stream to say so.
@@ -536,6 +534,9 @@ export class HttpClient {
           throw fail(`failed while reading the body at byte ${bytes}: ${cause.message}`, undefined, !(typeof code === 'string' && code.startsWith('Z_')), undefined, cause);
         }
         if (next.done) break;
+        // A chunk that came when the turn's budget was spent waits at the head of the line. It
+        // cannot keep the others from theirs: before each read the rest of the turn went to them.
+        if (turnBudget.spent()) await turnBudget.pause(true);
         if (start.length < 200) start += next.value.toString('utf8', 0, 200 - start.length);
         this.received.bytes += next.value.length;
         bytes += next.value.length;

@@ -5,6 +5,7 @@ export { poll, pollSnapshots, PollTimeoutError, type PollAttempt, type PollOptio
 export { backoffDelay, retryWithBackoff, type BackoffOptions, type RetryInfo } from './backoff.js';
 export { loadConfig, parseConfig, createSource, createSources, type ServiceConfig, type SourceEntry, type SinkEntry, type CreateSourceContext } from './config.js';
 export { ConfigError, OptionReader, parseDuration } from './options.js';
+export { SLICE_MS, setSliceMs, sliceMs, turnBudget, TurnBudget, type TurnBudgetOptions } from './pause.js';
 export { createLogger, silentLogger, type Logger, type LogLevel } from './log.js';
 export { entityHash, entityMeaning, canonicalJson, changedFields } from './hash.js';
 export { startService, type Service, type ServiceOptions } from './service.js';

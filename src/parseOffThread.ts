@@ -19,7 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { JsonStreamError, type SelectKey } from './jsonStream.js';
 import { type Logger, errorMessage } from './log.js';
-import { SLICE_MS } from './pause.js';
+import { turnBudget } from './pause.js';
 import type { PickShape } from './pick.js';
 
 /** What the main thread tells the worker. */
@@ -132,23 +132,32 @@ function receive(m: FromParseWorker): void {
     return;
   }
   // Node hands over every message that has arrived in one callback: the `each` calls of many
-  // batches would run in one turn. They are queued, and run SLICE_MS at a time.
+  // batches would run in one turn. They are queued, and run as sliced work in the turn's budget
+  // that the hub's slices and the page reader share (src/pause.ts).
   inbox.push(m);
-  if (inbox.length === 1) setImmediate(drain);
+  if (!draining) void drain();
 }
 
 /** Batches, ends and errors not yet handled, in their order of arrival. */
-let inbox: FromParseWorker[] = [];
+const inbox: FromParseWorker[] = [];
+let draining = false;
 
-function drain(): void {
-  const until = performance.now() + SLICE_MS;
-  let i = 0;
-  while (i < inbox.length && performance.now() < until) {
-    handle(inbox[i]!);
-    i += 1;
+async function drain(): Promise<void> {
+  draining = true;
+  try {
+    if (turnBudget.spent()) await turnBudget.pause(true);
+    for (;;) {
+      const until = turnBudget.deadline();
+      // At least one batch per slice (at most 256 elements): the stream always moves on.
+      do handle(inbox.shift()!);
+      while (inbox.length > 0 && performance.now() < until);
+      if (inbox.length === 0) break;
+      await turnBudget.pause();
+    }
+  } finally {
+    draining = false;
   }
-  inbox = inbox.slice(i);
-  if (inbox.length > 0) setImmediate(drain);
+  turnBudget.release();
 }
 
 function handle(m: FromParseWorker): void {

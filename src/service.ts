@@ -8,6 +8,7 @@ import { createServiceMetrics } from './metrics.js';
 import type { EntityAction, EntityEvent, Observation } from './model.js';
 import { Routes } from './routes.js';
 import type { Sink } from './sinks/index.js';
+import { setSliceMs } from './pause.js';
 import { addStatusRoutes } from './status.js';
 import { type SourceHealth, type Synchronizer, createSynchronizer } from './synchronizer.js';
 import { createCluster } from './cluster/index.js';
@@ -77,6 +78,8 @@ function snapshotFields(o: Observation): Record<string, unknown> {
 export async function startService(config: ServiceConfig, serviceLog: Logger = createLogger(config.log), options: ServiceOptions = {}): Promise<Service> {
   // In a cluster every log line says which instance wrote it.
   const log = config.cluster ? serviceLog.child({ instance: config.cluster.instance }) : serviceLog;
+  // The process's budget of sliced work per turn (one service per process; a library user calls setSliceMs).
+  setSliceMs(config.sliceMs);
   const cluster = config.cluster ? createCluster(config.cluster, config.sources.map((s) => s.name), log) : undefined;
   // First, so that a part created below (a push source's webhook) can add its path to it.
   const routes = new Routes(log);

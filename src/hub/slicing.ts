@@ -7,9 +7,9 @@
  */
 import { type MonoTypeOperatorFunction, Observable, concatMap, of } from 'rxjs';
 import { type BaselineState, type PrepareOptions, prepareSnapshot } from '../../operators/diffAgainstBaseline.js';
-import { SLICE_CHECK, type SliceOptions } from '../../operators/normalizeEntity.js';
+import { SLICE_CHECK, type SliceOptions, sliceEnd } from '../../operators/normalizeEntity.js';
 import type { EntityType, Observation, SnapshotObservation } from '../model.js';
-import { SLICE_MS, pauseForIo } from '../pause.js';
+import { turnBudget } from '../pause.js';
 
 /**
  * Records (or index entries) per slice at most. About 1–5 ms of work on a loaded 2-core machine
@@ -20,7 +20,8 @@ export const SLICE_RECORDS = 1000;
 // Shared with the transport's streamed reads (src/pause.ts).
 export { SLICE_MS, pauseForIo } from '../pause.js';
 
-export const HUB_SLICES: SliceOptions = { records: SLICE_RECORDS, ms: SLICE_MS, pause: pauseForIo };
+/** The hub's slices take their time from the process's budget per turn, shared with the transport's reads. */
+export const HUB_SLICES: SliceOptions = { records: SLICE_RECORDS, deadline: turnBudget.deadline, pause: turnBudget.pause, release: turnBudget.release };
 
 /** The hub's snapshots are its own (normalizeEntity made their records): no-ops are dropped once read. */
 // Stryker disable next-line ObjectLiteral,BooleanLiteral: memory only: records kept are stepped alike (and those as normalized are dropped before)
@@ -57,9 +58,18 @@ export function preparedInSlices(state: () => BaselineState, slice: SliceOptions
     return new Observable<Observation>((subscriber) => {
       (async () => {
         const now = slice.now ?? (() => performance.now());
-        const step = slice.ms === undefined ? slice.records : Math.min(slice.records, SLICE_CHECK);
+        const step = slice.ms === undefined && slice.deadline === undefined ? slice.records : Math.min(slice.records, SLICE_CHECK);
+        // A shared budget already spent when the snapshot comes: its first slice waits its turn.
+        let pause = slice.deadline !== undefined && now() >= slice.deadline();
+        let denied = pause;
         for (;;) {
-          const deadline = slice.ms === undefined ? Infinity : now() + slice.ms;
+          if (pause) {
+            await slice.pause(denied);
+            if (subscriber.closed) return;
+          }
+          pause = true;
+          denied = false;
+          const deadline = sliceEnd(slice, now);
           let read = 0;
           let complete: boolean;
           do {
@@ -67,11 +77,11 @@ export function preparedInSlices(state: () => BaselineState, slice: SliceOptions
             read += step;
           } while (!complete && read < slice.records && now() < deadline);
           if (complete) break;
-          await slice.pause();
-          if (subscriber.closed) return;
         }
         subscriber.next(o);
         subscriber.complete();
+        // After the step (which ran in this turn): only a budget left after it goes to another.
+        slice.release?.();
       })().catch((e: unknown) => subscriber.error(e));
     });
   });

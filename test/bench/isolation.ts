@@ -16,6 +16,7 @@
  * least of the other (default 20); ISOLATION_BENCH_SNAPSHOTS the snapshots in it (default 3).
  * ISOLATION_BENCH_DEBUG=1 prints each snapshot's time to stderr. ISOLATION_BENCH_PROFILE=FILE writes a
  * CPU profile (.cpuprofile, 200 µs samples) of this thread during the polls' window to FILE.
+ * ISOLATION_BENCH_SLICE_MS sets the sliced work's budget per turn (setSliceMs; default SLICE_MS, 2).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -25,6 +26,7 @@ import { Worker } from 'node:worker_threads';
 import { asyncScheduler } from 'rxjs';
 import { createSources, parseConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
+import { setSliceMs } from '../../src/pause.js';
 import { OptionReader } from '../../src/options.js';
 import type { Source } from '../../src/source.js';
 import { type Synchronizer, createSynchronizer } from '../../src/synchronizer.js';
@@ -220,6 +222,7 @@ const bench: Bench = {
   needs: `RabbitMQ (Debian package rabbitmq-server: ${RABBITMQ_SERVER}), started privately on loopback`,
   missing: () => (existsSync(RABBITMQ_SERVER) ? undefined : `${RABBITMQ_SERVER} (apt-get install rabbitmq-server; scripts/test.sh installs it)`),
   async run(): Promise<BenchRow[]> {
+    if (process.env.ISOLATION_BENCH_SLICE_MS) setSliceMs(Number(process.env.ISOLATION_BENCH_SLICE_MS));
     const node = await RabbitNode.start({ name: 'isolation' });
     const { worker: cloud, first: cloudUp } = worker<{ url: string; auth: Record<string, string> }>({ role: 'openstack', servers: N });
     try {

@@ -474,16 +474,21 @@ describe('a snapshot whose records come in pages', () => {
     input.next({ ...paged(pages), settle: (s) => void settledAs.push(s) });
     pages.next(drafts(1500));
     await settled();
-    expect(held?.deref()).toBeDefined();
+    // A boolean, not the object: an assertion that was given the object may keep it.
+    expect(held?.deref() !== undefined).toBe(true);
     pages.error(new Error('GET /servers?marker=i1499 failed with 500'));
     input.next({ kind: 'change', source: 's', action: 'upsert', at: t(2), record: { type: 'nova.instance', id: 'after', state: 'ACTIVE' } });
     await settled();
     expect(out.map((o) => (o.kind === 'change' ? o.record.id : o.kind))).toEqual(['after']);
     expect(settledAs).toEqual([{ ok: false, reason: "the snapshot's pages failed: GET /servers?marker=i1499 failed with 500" }]);
-    // The snapshot normalized so far (and its preparation) is nobody's.
-    await settled();
-    gc();
-    expect(held?.deref()).toBeUndefined();
+    // The snapshot normalized so far (and its preparation) is nobody's. A WeakRef's target lives
+    // at least to the end of the job that made or read it, and a full suite (coverage, other
+    // files' timers) may leave a collection's turn to a later one: a few turns and collections.
+    for (let turn = 0; turn < 5 && held?.deref() !== undefined; turn += 1) {
+      await settled();
+      gc();
+    }
+    expect(held?.deref() === undefined).toBe(true);
   });
 
   it('is refused by the baseline if it ever got there with its pages unread (they would be taken for deletions)', () => {

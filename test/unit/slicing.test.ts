@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { applyObservation, emptyBaseline, indexedBaseline } from '../../operators/diffAgainstBaseline.js';
 import { SLICE_CHECK, type SliceOptions, normalizeEntity, toEntity } from '../../operators/normalizeEntity.js';
 import { preparedInSlices, preparingAsNormalized } from '../../src/hub/slicing.js';
-import { pauseForIo } from '../../src/pause.js';
+import { SLICE_MS, pauseForIo, setSliceMs } from '../../src/pause.js';
 import type { Entity, EntityDraft, EntityEvent, Observation } from '../../src/model.js';
 import type { Source, SourceSignal } from '../../src/source.js';
 import { createSynchronizer } from '../../src/synchronizer.js';
@@ -309,10 +309,18 @@ describe('the hub with a big snapshot', () => {
       });
     poll.next({ ...snapshot(t(0), all), source: 'nova' });
     await snapshots(1);
-    // A turn with the budget whole (src/pause.ts): the snapshot's first slice runs at once, and reads i7.
-    await pauseForIo();
-    // The same again: every record a no-op; i7 is touched by an older notification while it is sliced.
-    poll.next({ ...snapshot(t(10), all), source: 'nova' });
+    // A turn with the budget whole (src/pause.ts), and a budget no machine spends before the first
+    // slice's first records (a 2 ms one was, under a full suite with coverage, and i7 was then read
+    // after the notification): the snapshot's first slice runs at once, and reads i7.
+    setSliceMs(60_000);
+    try {
+      // The turn's budget ends where the turn began: set before it.
+      await pauseForIo();
+      // The same again: every record a no-op; i7 is touched by an older notification while it is sliced.
+      poll.next({ ...snapshot(t(10), all), source: 'nova' });
+    } finally {
+      setSliceMs(SLICE_MS);
+    }
     bus.next(upsert(t(5), entity('i7', 'PAUSED')));
     await snapshots(2);
     const second = events.slice(n);
@@ -481,10 +489,12 @@ describe('a snapshot whose records come in pages', () => {
     await settled();
     expect(out.map((o) => (o.kind === 'change' ? o.record.id : o.kind))).toEqual(['after']);
     expect(settledAs).toEqual([{ ok: false, reason: "the snapshot's pages failed: GET /servers?marker=i1499 failed with 500" }]);
-    // The snapshot normalized so far (and its preparation) is nobody's. A WeakRef's target lives
-    // at least to the end of the job that made or read it, and a full suite (coverage, other
-    // files' timers) may leave a collection's turn to a later one: a few turns and collections.
-    for (let turn = 0; turn < 5 && held?.deref() !== undefined; turn += 1) {
+    // The snapshot normalized so far (and its preparation) is nobody's once the slice in hand has
+    // ended: a slice is bounded by time too, so on a loaded machine (a full suite with coverage)
+    // the piece in hand may take many turns to reach the check that stops it. A WeakRef's target
+    // also lives to the end of the job that read it. So: turns and collections until it is gone,
+    // or 100 of them (a snapshot held for good fails).
+    for (let turn = 0; turn < 100 && held?.deref() !== undefined; turn += 1) {
       await settled();
       gc();
     }

@@ -95,8 +95,18 @@ interface Stream {
 const moduleUrl = import.meta.url;
 const workerUrl = new URL(`./parseWorker${moduleUrl.endsWith('.ts') ? '.ts' : '.js'}`, moduleUrl);
 
+/**
+ * The parse worker's nice value (Linux keeps one per thread): a poll's parse is background work,
+ * the main thread's push path is not, and on a machine whose cores are all busy (a 2-core one
+ * with the broker beside it) the scheduler gives the core to the main thread first. 10 leaves the
+ * worker about a tenth of a contended core (the kernel's weights: 110 against 1024), all of an
+ * idle one. Measured with the isolation benchmark (docs/scale.md, "The parse worker yields the core").
+ */
+export const PARSE_WORKER_NICE = 10;
+
 function startWorker(): Worker {
-  if (!workerUrl.pathname.endsWith('.ts')) return new Worker(workerUrl);
+  const workerData = { nice: PARSE_WORKER_NICE };
+  if (!workerUrl.pathname.endsWith('.ts')) return new Worker(workerUrl, { workerData });
   // The sources run as TypeScript (vitest, Stryker's sandbox): Node 20 reads no .ts, and a
   // worker's `execArgv: ['--import', 'tsx']` is not applied to it there, but tsx's tsImport is.
   // Its ESM entry, read from its exports: require.resolve names the CommonJS one, which cannot
@@ -105,7 +115,7 @@ function startWorker(): Worker {
   const entry = (JSON.parse(readFileSync(manifest, 'utf8')) as { exports: Record<string, { import: { default: string } }> }).exports['./esm/api']!.import.default;
   const tsx = pathToFileURL(join(dirname(manifest), entry)).href;
   const url = JSON.stringify(workerUrl.href);
-  return new Worker(`import(${JSON.stringify(tsx)}).then((api) => (api.tsImport ?? api.default.tsImport)(${url}, ${url}))`, { eval: true });
+  return new Worker(`import(${JSON.stringify(tsx)}).then((api) => (api.tsImport ?? api.default.tsImport)(${url}, ${url}))`, { eval: true, workerData });
 }
 
 let worker: Worker | undefined;

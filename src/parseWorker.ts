@@ -4,7 +4,9 @@
  * back the selected elements cut down to their shape, in batches. Each chunk is answered (a
  * batch, perhaps empty, naming its bytes) so that the main thread knows how far behind it is.
  */
-import { parentPort } from 'node:worker_threads';
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { parentPort, workerData } from 'node:worker_threads';
 import { JsonSelectStream, JsonStreamError, type SelectKey } from './jsonStream.js';
 import type { FromParseWorker, ToParseWorker } from './parseOffThread.js';
 import { applyShape } from './pick.js';
@@ -18,6 +20,7 @@ interface Stream {
 const port = parentPort;
 if (port === null) throw new Error('src/parseWorker.js runs as a worker thread (src/parseOffThread.ts starts it)');
 const streams = new Map<number, Stream>();
+lowerPriority((workerData as { nice?: number } | null)?.nice);
 const post = (message: FromParseWorker): void => port.postMessage(message);
 
 function flush(id: number, stream: Stream, bytes: number): void {
@@ -86,3 +89,18 @@ port.on('message', (m: ToParseWorker) => {
       return post({ t: 'count', streams: streams.size });
   }
 });
+
+/**
+ * Lowers this thread's priority to `nice` (src/parseOffThread.ts says why): Linux keeps a nice
+ * value per thread, set through its thread id, which /proc/thread-self names. Elsewhere, or if
+ * refused, the thread keeps the process's priority: slower to yield, never wrong.
+ */
+function lowerPriority(nice: number | undefined): void {
+  if (nice === undefined) return;
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, nice);
+  } catch {
+    // Not Linux (no /proc/thread-self), or not allowed.
+  }
+}

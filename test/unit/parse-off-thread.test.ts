@@ -5,6 +5,7 @@
  * the request retryably and the next one reads on a new worker, an abort frees the stream in the
  * worker, and the records a pick keeps still carry the pages' marker.
  */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
@@ -12,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpError, createHttpClient, fetchAllPages } from '../../src/http.js';
 import { JsonSelectStream, type SelectKey } from '../../src/jsonStream.js';
 import { type Logger, silentLogger } from '../../src/log.js';
-import { WINDOW_BYTES, parseOffThread, parseWorkerForTests, parseWorkerStreams } from '../../src/parseOffThread.js';
+import { PARSE_WORKER_NICE, WINDOW_BYTES, parseOffThread, parseWorkerForTests, parseWorkerStreams } from '../../src/parseOffThread.js';
 import { type PickShape, applyShape } from '../../src/pick.js';
 import { ALARM_PICK } from '../../sources/openstack/aodh.js';
 import { NODE_PICK } from '../../sources/openstack/ironic.js';
@@ -120,7 +121,30 @@ function cut(text: Buffer, cuts: number[]): Buffer[] {
   return chunks;
 }
 
+/** The nice value of each of this process's threads (Linux: /proc/self/task/TID/stat, field 19). */
+function threadNices(): Map<number, number> {
+  const nices = new Map<number, number>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      nices.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return nices;
+}
+
 describe('the parse worker reads what the reader on this thread reads', () => {
+  it.skipIf(!existsSync('/proc/thread-self'))('runs at a lower priority than this thread, which keeps its own (Linux: per-thread nice)', async () => {
+    const parse = parseOffThread({ select: '[*]', pick: { id: true }, maxBytes: 1 << 20, maxElements: 10, maxDepth: 8, onElement: () => undefined, log: silentLogger });
+    await parse.write(Buffer.from('[{"id":1}]'));
+    expect(await parse.end()).toEqual([]);
+    const nices = threadNices();
+    expect(nices.get(process.pid)).toBe(0);
+    expect([...nices.values()].filter((n) => n === PARSE_WORKER_NICE).length).toBeGreaterThanOrEqual(1);
+  });
+
   it('holds a writer back while more than WINDOW_BYTES wait for the worker, and lets it go when they are read', async () => {
     const seen: unknown[] = [];
     const parse = parseOffThread({ select: '[*]', maxBytes: 1 << 20, maxElements: 1000, maxDepth: 8, onElement: (e) => seen.push(e), log: silentLogger });

@@ -11,8 +11,12 @@
  * AMQP_BENCH_N overrides N (default 100,000); AMQP_BENCH_PREFETCH the prefetch (default 1,000);
  * AMQP_BENCH_DEBUG=1 prints each drain's time and Node CPU per message to stderr, and adds a
  * third drain (bare consumer + the source's decodeNotification) to show what the format costs.
+ * `cpuUsPerMsg` and `bareCpuUsPerMsg`: the main thread's time on a core per message during each
+ * drain (/proc/thread-self/schedstat; the collector's helper threads not counted).
+ * AMQP_BENCH_PROFILE=FILE writes a CPU profile (.cpuprofile, 200 µs samples) of the pipeline's drain.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { performance } from 'node:perf_hooks';
 import amqp from 'amqplib';
 import { asyncScheduler } from 'rxjs';
@@ -47,6 +51,15 @@ export function body(i: number, stamp: string, name = `vm-${i}`): Buffer {
   return osloBody({ ...template, payload }, { messageId: `m-${i}`, timestamp: stamp });
 }
 
+/** This thread's time on a core so far, µs (/proc/thread-self/schedstat; NaN where there is none). */
+function threadRunUs(): number {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1000;
+  } catch {
+    return NaN;
+  }
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
@@ -76,25 +89,38 @@ async function prepublish(publisher: OsloPublisher): Promise<void> {
   await publisher.flush();
 }
 
-async function drainPipeline(node: RabbitNode, queue: string): Promise<number> {
+async function drainPipeline(node: RabbitNode, queue: string): Promise<{ rate: number; cpuUsPerMsg: number }> {
   const { source, sync } = pipeline(node, queue);
   let events = 0;
   sync.entity$.subscribe(() => (events += 1));
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
+  const profile = process.env.AMQP_BENCH_PROFILE ? new Session() : undefined;
+  if (profile) {
+    profile.connect();
+    await profile.post('Profiler.enable');
+    await profile.post('Profiler.setSamplingInterval', { interval: 200 });
+    await profile.post('Profiler.start');
+  }
+  const run0 = threadRunUs();
   sync.start();
   await waitFor('the pipeline to drain', () => source.stats.acked >= N, { timeoutMs: 600_000, everyMs: 5 });
+  if (profile) {
+    writeFileSync(process.env.AMQP_BENCH_PROFILE!, JSON.stringify((await profile.post('Profiler.stop')).profile));
+    profile.disconnect();
+  }
   const elapsed = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
+  const cpuUsPerMsg = (threadRunUs() - run0) / N;
   if (process.env.AMQP_BENCH_DEBUG) process.stderr.write(`pipeline: ${elapsed.toFixed(0)} ms, ${Math.round((N / elapsed) * 1000)} msg/s, node cpu ${((cpu.user + cpu.system) / N).toFixed(1)} µs/msg\n`);
   if (events !== N) throw new Error(`amqp bench: expected ${N} events, got ${events}`);
   await sleep(50); // the last ack batch
   sync.stop();
-  return (N / elapsed) * 1000;
+  return { rate: (N / elapsed) * 1000, cpuUsPerMsg };
 }
 
 /** The bare consumer; with `decode`, it also decodes each body as the source does (debug figure). */
-async function drainBare(url: string, queue: string, decode = false): Promise<number> {
+async function drainBare(url: string, queue: string, decode = false): Promise<{ rate: number; cpuUsPerMsg: number }> {
   const connection = await amqp.connect(url);
   const channel = await connection.createChannel();
   await channel.prefetch(PREFETCH);
@@ -103,6 +129,7 @@ async function drainBare(url: string, queue: string, decode = false): Promise<nu
   const finished = new Promise<void>((r) => (done = r));
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
+  const run0 = threadRunUs();
   await channel.consume(queue, (message) => {
     if (message === null) return;
     if (decode) decodeNotification(message.content);
@@ -112,9 +139,10 @@ async function drainBare(url: string, queue: string, decode = false): Promise<nu
   await finished;
   const elapsed = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
+  const cpuUsPerMsg = (threadRunUs() - run0) / N;
   if (process.env.AMQP_BENCH_DEBUG) process.stderr.write(`bare${decode ? '+decode' : ''}: ${elapsed.toFixed(0)} ms, ${Math.round((N / elapsed) * 1000)} msg/s, node cpu ${((cpu.user + cpu.system) / N).toFixed(1)} µs/msg\n`);
   await connection.close();
-  return (N / elapsed) * 1000;
+  return { rate: (N / elapsed) * 1000, cpuUsPerMsg };
 }
 
 function collectGarbage(): void {
@@ -169,8 +197,8 @@ const bench: Bench = {
       if (debug) await declareQueue(publisher.raw, 'bench-bare-decode');
       await prepublish(publisher);
       // Pipeline first, while the bare queue still holds its copies: any cost of that is ours.
-      const msgsPerSec = await drainPipeline(node, 'bench-pipeline');
-      const bareMsgsPerSec = await drainBare(node.url, 'bench-bare');
+      const pipelineDrain = await drainPipeline(node, 'bench-pipeline');
+      const bareDrain = await drainBare(node.url, 'bench-bare');
       if (debug) await drainBare(node.url, 'bench-bare-decode', true);
       await publisher.raw.deleteQueue('bench-pipeline');
       await publisher.raw.deleteQueue('bench-bare');
@@ -184,8 +212,10 @@ const bench: Bench = {
         {
           bench: 'amqp',
           n: N,
-          msgsPerSec: Math.round(msgsPerSec),
-          bareMsgsPerSec: Math.round(bareMsgsPerSec),
+          msgsPerSec: Math.round(pipelineDrain.rate),
+          bareMsgsPerSec: Math.round(bareDrain.rate),
+          cpuUsPerMsg: Number(pipelineDrain.cpuUsPerMsg.toFixed(1)),
+          bareCpuUsPerMsg: Number(bareDrain.cpuUsPerMsg.toFixed(1)),
           p50Ms: Number(p50.toFixed(2)),
           p99Ms: Number(p99.toFixed(2)),
         },

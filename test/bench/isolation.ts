@@ -17,6 +17,9 @@
  * ISOLATION_BENCH_DEBUG=1 prints each snapshot's time to stderr. ISOLATION_BENCH_PROFILE=FILE writes a
  * CPU profile (.cpuprofile, 200 µs samples) of this thread during the polls' window to FILE.
  * ISOLATION_BENCH_SLICE_MS sets the sliced work's budget per turn (setSliceMs; default SLICE_MS, 2).
+ * ISOLATION_BENCH_PROFILE_IDLE=FILE writes a CPU profile of this thread during the idle window (the
+ * notification path alone). `idleCpuUsPerMsg`: this thread's time on a core in the idle window
+ * (/proc/thread-self/schedstat) per notification, i.e. what one notification costs the main thread.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -70,6 +73,8 @@ interface Window {
   p99: number;
   max: number;
   maxStallMs: number;
+  /** This thread's time on a core from the first publish to the last emission, µs per notification. */
+  cpuUsPerMsg: number;
 }
 
 /** CPU seconds (user + system) a process used so far, from /proc. */
@@ -183,6 +188,7 @@ async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean
   loop.enable();
   const { worker: publisher, first } = worker<Float64Array>({ role: 'publisher', url: node.url, exchange: EXCHANGE, routingKey: ROUTING_KEY, rate: RATE, maxSeconds: MAX_SECONDS, prefix: PREFIX });
   const started = performance.now();
+  const run0 = threadSched().run;
   const stopTrace = process.env.ISOLATION_BENCH_DEBUG && trace ? await traceWindow(node, trace.queue, trace.cloud, () => emitted) : undefined;
   await waitFor('the window to close', () => performance.now() - started >= SECONDS * 1000 && done(), { timeoutMs: MAX_SECONDS * 1000, everyMs: 50 });
   publisher.postMessage('stop');
@@ -190,13 +196,14 @@ async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean
   const total = sentAt.length;
   await publisher.terminate();
   await waitFor('every published notification to be emitted', () => emitted >= total, { timeoutMs: 120_000, everyMs: 5 });
+  const cpuUsPerMsg = ((threadSched().run - run0) * 1000) / total;
   loop.disable();
   await stopTrace?.();
   subscription.unsubscribe();
   const latencies = new Float64Array(total);
   for (let i = 0; i < total; i++) latencies[i] = emittedAt[i]! - sentAt[i]!;
   latencies.sort();
-  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[total - 1]!, maxStallMs: loop.max / 1e6 };
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[total - 1]!, maxStallMs: loop.max / 1e6, cpuUsPerMsg };
 }
 
 const round = (x: number): number => Number(x.toFixed(2));
@@ -235,7 +242,9 @@ const bench: Bench = {
       const idleSync = createSynchronizer({ sources: [notificationSource(node, 'iso-idle')], tombstoneMs: 60_000 });
       idleSync.start();
       await waitFor('the idle source to be up', () => idleSync.health().bus?.status === 'up', { timeoutMs: 30_000, everyMs: 5 });
+      const stopIdleProfile = await profile(process.env.ISOLATION_BENCH_PROFILE_IDLE);
       const idle = await measure(node, idleSync, () => true, { queue: 'iso-idle' });
+      await stopIdleProfile();
       idleSync.stop();
 
       // 2. During back-to-back snapshots.
@@ -276,6 +285,7 @@ const bench: Bench = {
           idleP50Ms: round(idle.p50),
           idleP99Ms: round(idle.p99),
           idleMaxStallMs: round(idle.maxStallMs),
+          idleCpuUsPerMsg: round(idle.cpuUsPerMsg),
           duringSnapshotP50Ms: round(during.p50),
           duringSnapshotP99Ms: round(during.p99),
           duringSnapshotMaxMs: round(during.max),

@@ -280,18 +280,50 @@ export interface Tracked {
   ok: boolean;
 }
 
+/** How to batch the acks of one channel (see {@link AckBatcher}). */
+export interface AckBatchOptions {
+  /**
+   * Hold settled acks up to this long so that one frame covers several socket reads' deliveries
+   * (default 0: flush in a microtask after the run that settled).
+   */
+  delayMs?: number;
+  /** Flush at once (in a microtask) when this many acks wait (default 1: no holding). */
+  maxBatch?: number;
+}
+
+/**
+ * Held this long at most, an ack costs the prefetch window `rate × ACK_DELAY_MS` messages (10 at
+ * 1,000/s of the default 1000) and saves a socket write per message: at 1,000 notifications a
+ * second each came in a socket read of its own, and each read's ack frame was a write of its own
+ * (amqplib writes frame by frame), about a fifth of the notification's cost on the main thread
+ * (docs/scale.md, "The notification path's cost").
+ */
+export const ACK_DELAY_MS = 10;
+
 /**
  * Acks of one channel (exported for its property test). Deliveries arrive in tag order; an ack
  * with `multiple` covers every earlier tag, so it is only sent for the longest settled prefix.
  * Settled deliveries behind an unsettled one are acked one by one, so one slow message never
- * holds the others' acks.
+ * holds the others' acks. With `delayMs`, settled acks wait up to that long (or until `maxBatch`
+ * of them wait) for the next flush, so one frame covers several reads' deliveries.
  */
 export class AckBatcher {
   private pending: Tracked[] = [];
   private scheduled = false;
+  /** Acks settled since the last flush. */
+  private waiting = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private readonly delayMs: number;
+  private readonly maxBatch: number;
   dead = false;
 
-  constructor(private readonly channel: Pick<Channel, 'ack' | 'reject'>) {}
+  constructor(
+    private readonly channel: Pick<Channel, 'ack' | 'reject'>,
+    options: AckBatchOptions = {},
+  ) {
+    this.delayMs = options.delayMs ?? 0;
+    this.maxBatch = options.maxBatch ?? 1;
+  }
 
   track(message: ConsumeMessage): Tracked {
     const t: Tracked = { message, done: false, ok: false };
@@ -303,6 +335,7 @@ export class AckBatcher {
     if (t.done) return;
     t.done = true;
     t.ok = true;
+    this.waiting += 1;
     this.schedule();
   }
 
@@ -321,13 +354,21 @@ export class AckBatcher {
   }
 
   /**
-   * One flush after the synchronous run that settled (amqplib hands every delivery of one socket
-   * read over in one loop, and the hub settles them as it emits): one ack frame for them. A
-   * microtask, not setImmediate: amqplib writes the frame itself in a setImmediate, so ours
-   * would put a whole turn of the event loop (a snapshot's slice, a page's parse) between the
-   * settle and the frame, and the broker sends no more than `prefetch` ahead of the acks.
+   * The next flush: after `delayMs` (the acks of the reads meanwhile join it), or, with no delay or
+   * `maxBatch` acks waiting, after the synchronous run that settled (amqplib hands every delivery
+   * of one socket read over in one loop, and the hub settles them as it emits). A microtask, not
+   * setImmediate: amqplib writes the frame itself in a setImmediate, so ours would put a whole
+   * turn of the event loop (a snapshot's slice, a page's parse) between the settle and the frame,
+   * and the broker sends no more than `prefetch` ahead of the acks.
    */
   private schedule(): void {
+    if (this.delayMs > 0 && this.waiting < this.maxBatch) {
+      this.timer ??= setTimeout(() => {
+        this.timer = undefined;
+        this.flush();
+      }, this.delayMs);
+      return;
+    }
     if (this.scheduled) return;
     this.scheduled = true;
     queueMicrotask(() => this.flush());
@@ -335,6 +376,11 @@ export class AckBatcher {
 
   flush(): void {
     this.scheduled = false;
+    this.waiting = 0;
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
     if (this.dead) return;
     let i = 0;
     let last: Tracked | undefined;
@@ -356,6 +402,8 @@ export class AckBatcher {
   close(): void {
     this.dead = true;
     this.pending = [];
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
   }
 }
 
@@ -525,7 +573,8 @@ async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions,
     for (const b of options.bindings) {
       await step(`binding queue ${options.queue} to ${b.exchange} with ${b.routingKey}`, () => channel.bindQueue(options.queue, b.exchange, b.routingKey));
     }
-    const acks = new AckBatcher(channel);
+    // Up to a quarter of the window waits for the timer: the broker always has the rest to send.
+    const acks = new AckBatcher(channel, { delayMs: ACK_DELAY_MS, maxBatch: Math.max(1, Math.floor(options.prefetch / 4)) });
     const refusing = new Set<Tracked>();
     const deadLetters = dlx ? new DeadLetterPublisher(connection, dlx, options.queue) : undefined;
     void link.ended.then(() => {

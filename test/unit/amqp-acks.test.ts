@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import type { ConsumeMessage } from 'amqplib';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AckBatcher, type Tracked } from '../../src/amqp.js';
 
 /** The broker's view of one channel: outstanding tags, and what each ack/reject removes. */
@@ -40,9 +40,10 @@ describe('AckBatcher', () => {
         fc.integer({ min: 1, max: 60 }).chain((n) =>
           fc.tuple(fc.shuffledSubarray([...Array(n).keys()], { minLength: n, maxLength: n }), fc.array(fc.boolean(), { minLength: n, maxLength: n }), fc.array(fc.boolean(), { minLength: n, maxLength: n })),
         ),
-        ([order, oks, flushes]) => {
+        fc.record({ delayMs: fc.constantFrom(0, 10), maxBatch: fc.integer({ min: 1, max: 70 }) }),
+        ([order, oks, flushes], batching) => {
           const broker = new BrokerChannel();
-          const batcher = new AckBatcher(broker);
+          const batcher = new AckBatcher(broker, batching);
           const tracked: Tracked[] = order.map((_, i) => {
             broker.outstanding.add(i + 1);
             return batcher.track(message(i + 1));
@@ -109,5 +110,75 @@ describe('AckBatcher', () => {
     await Promise.resolve();
     expect(broker.frames).toBe(1);
     expect(broker.outstanding.size).toBe(0);
+  });
+
+  describe('held acks (delayMs)', () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    /** `n` deliveries tracked and settled ok, in order, in one synchronous run. */
+    function settled(batcher: AckBatcher, broker: BrokerChannel, n: number, from = 1): void {
+      for (let tag = from; tag < from + n; tag++) {
+        broker.outstanding.add(tag);
+        const t = batcher.track(message(tag));
+        broker.settled.add(tag);
+        batcher.ack(t);
+      }
+    }
+
+    it('one frame for the settles of several runs within the delay, sent when it ends', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      const broker = new BrokerChannel();
+      const batcher = new AckBatcher(broker, { delayMs: 10, maxBatch: 100 });
+      settled(batcher, broker, 3);
+      await Promise.resolve();
+      vi.advanceTimersByTime(4);
+      settled(batcher, broker, 3, 4);
+      await Promise.resolve();
+      expect(broker.frames).toBe(0);
+      vi.advanceTimersByTime(5);
+      expect(broker.frames).toBe(0);
+      vi.advanceTimersByTime(1);
+      expect(broker.frames).toBe(1);
+      expect(broker.outstanding.size).toBe(0);
+      expect(broker.violations).toEqual([]);
+    });
+
+    it('maxBatch acks waiting go at once, in a microtask, without waiting for the delay', async () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      const broker = new BrokerChannel();
+      const batcher = new AckBatcher(broker, { delayMs: 10, maxBatch: 5 });
+      settled(batcher, broker, 4);
+      await Promise.resolve();
+      expect(broker.frames).toBe(0);
+      settled(batcher, broker, 1, 5);
+      await Promise.resolve();
+      expect(broker.frames).toBe(1);
+      expect(broker.outstanding.size).toBe(0);
+      // The timer of the first four found nothing left to send.
+      vi.advanceTimersByTime(10);
+      expect(broker.frames).toBe(1);
+      // The count starts over after a flush: four more wait for the delay again.
+      settled(batcher, broker, 4, 6);
+      await Promise.resolve();
+      expect(broker.frames).toBe(1);
+      vi.advanceTimersByTime(10);
+      expect(broker.frames).toBe(2);
+    });
+
+    it('an explicit flush (a graceful stop) sends what waits at once; a closed batcher sends nothing', () => {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      const broker = new BrokerChannel();
+      const batcher = new AckBatcher(broker, { delayMs: 10, maxBatch: 100 });
+      settled(batcher, broker, 3);
+      batcher.flush();
+      expect(broker.frames).toBe(1);
+      settled(batcher, broker, 2, 4);
+      batcher.close();
+      vi.advanceTimersByTime(20);
+      expect(broker.frames).toBe(1);
+      expect([...broker.outstanding]).toEqual([4, 5]);
+    });
   });
 });

@@ -1,4 +1,5 @@
-import { type OperatorFunction, Observable, type Subscriber, concatMap } from 'rxjs';
+import type { Observable, OperatorFunction, Subscriber } from 'rxjs';
+import { concatEach } from './concatEach.js';
 import { type Entity, type EntityDraft, type EntityPatch, type EntityRef, type Observation, type SnapshotObservation, entityKey } from '../src/model.js';
 import { canonicalize } from '../src/hash.js';
 import { type EntityScope, qualifiedId } from '../src/scope.js';
@@ -619,15 +620,5 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
       if (queue.length > 0) pump();
     });
   // In order: what a source observes after a big snapshot waits until that snapshot is out.
-  return (source$) =>
-    source$.pipe(
-      concatMap(
-        (observation) =>
-          new Observable<Observation<Entity>>((subscriber) => {
-            const pending = one(observation, subscriber);
-            if (pending === undefined) subscriber.complete();
-            else pending.then(() => subscriber.complete(), (e: unknown) => subscriber.error(e));
-          }),
-      ),
-    );
+  return concatEach(one);
 }

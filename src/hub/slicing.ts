@@ -5,7 +5,8 @@
  * Meanwhile notifications, webhooks, AMQP heartbeats and HTTP probes are served between slices.
  * Per source and in order: what a source observes after a big snapshot waits for it.
  */
-import { type MonoTypeOperatorFunction, Observable, concatMap, of } from 'rxjs';
+import type { MonoTypeOperatorFunction } from 'rxjs';
+import { concatEach } from '../../operators/concatEach.js';
 import { type BaselineState, type PrepareOptions, prepareSnapshot } from '../../operators/diffAgainstBaseline.js';
 import { SLICE_CHECK, type SliceOptions, sliceEnd } from '../../operators/normalizeEntity.js';
 import type { EntityType, Observation, SnapshotObservation } from '../model.js';
@@ -53,36 +54,36 @@ export function preparingAsNormalized(state: () => BaselineState | undefined, ac
  * before it is still being prepared).
  */
 export function preparedInSlices(state: () => BaselineState, slice: SliceOptions = HUB_SLICES): MonoTypeOperatorFunction<Observation> {
-  return concatMap((o) => {
-    if (o.kind !== 'snapshot' || o.records.length <= slice.records) return of(o);
-    return new Observable<Observation>((subscriber) => {
-      (async () => {
-        const now = slice.now ?? (() => performance.now());
-        const step = slice.ms === undefined && slice.deadline === undefined ? slice.records : Math.min(slice.records, SLICE_CHECK);
-        // A shared budget already spent when the snapshot comes: its first slice waits its turn.
-        let pause = slice.deadline !== undefined && now() >= slice.deadline();
-        let denied = pause;
-        for (;;) {
-          if (pause) {
-            await slice.pause(denied);
-            if (subscriber.closed) return;
-          }
-          pause = true;
-          denied = false;
-          const deadline = sliceEnd(slice, now);
-          let read = 0;
-          let complete: boolean;
-          do {
-            complete = prepareSnapshot(state(), o, step, OWNED);
-            read += step;
-          } while (!complete && read < slice.records && now() < deadline);
-          if (complete) break;
+  return concatEach((o: Observation, out) => {
+    if (o.kind !== 'snapshot' || o.records.length <= slice.records) {
+      out.next(o);
+      return undefined;
+    }
+    return (async () => {
+      const now = slice.now ?? (() => performance.now());
+      const step = slice.ms === undefined && slice.deadline === undefined ? slice.records : Math.min(slice.records, SLICE_CHECK);
+      // A shared budget already spent when the snapshot comes: its first slice waits its turn.
+      let pause = slice.deadline !== undefined && now() >= slice.deadline();
+      let denied = pause;
+      for (;;) {
+        if (pause) {
+          await slice.pause(denied);
+          if (out.closed) return;
         }
-        subscriber.next(o);
-        subscriber.complete();
-        // After the step (which ran in this turn): only a budget left after it goes to another.
-        slice.release?.();
-      })().catch((e: unknown) => subscriber.error(e));
-    });
+        pause = true;
+        denied = false;
+        const deadline = sliceEnd(slice, now);
+        let read = 0;
+        let complete: boolean;
+        do {
+          complete = prepareSnapshot(state(), o, step, OWNED);
+          read += step;
+        } while (!complete && read < slice.records && now() < deadline);
+        if (complete) break;
+      }
+      out.next(o);
+      // After the step (which ran in this turn): only a budget left after it goes to another.
+      slice.release?.();
+    })();
   });
 }

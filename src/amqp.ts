@@ -301,6 +301,15 @@ export interface AckBatchOptions {
 export const ACK_DELAY_MS = 10;
 
 /**
+ * Acks held for the timer at most: a few socket reads' worth when messages come fast (a read of
+ * 64 KiB holds a few dozen notifications, whose one ack frame is cheap already), never more than
+ * a quarter of the window, so the broker always has the rest to send.
+ */
+export function ackBatch(prefetch: number): number {
+  return Math.max(1, Math.min(64, Math.floor(prefetch / 4)));
+}
+
+/**
  * Acks of one channel (exported for its property test). Deliveries arrive in tag order; an ack
  * with `multiple` covers every earlier tag, so it is only sent for the longest settled prefix.
  * Settled deliveries behind an unsettled one are acked one by one, so one slow message never
@@ -573,8 +582,7 @@ async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions,
     for (const b of options.bindings) {
       await step(`binding queue ${options.queue} to ${b.exchange} with ${b.routingKey}`, () => channel.bindQueue(options.queue, b.exchange, b.routingKey));
     }
-    // Up to a quarter of the window waits for the timer: the broker always has the rest to send.
-    const acks = new AckBatcher(channel, { delayMs: ACK_DELAY_MS, maxBatch: Math.max(1, Math.floor(options.prefetch / 4)) });
+    const acks = new AckBatcher(channel, { delayMs: ACK_DELAY_MS, maxBatch: ackBatch(options.prefetch) });
     const refusing = new Set<Tracked>();
     const deadLetters = dlx ? new DeadLetterPublisher(connection, dlx, options.queue) : undefined;
     void link.ended.then(() => {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import type { ConsumeMessage } from 'amqplib';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { AckBatcher, type Tracked } from '../../src/amqp.js';
+import { AckBatcher, type Tracked, ackBatch } from '../../src/amqp.js';
 
 /** The broker's view of one channel: outstanding tags, and what each ack/reject removes. */
 class BrokerChannel {
@@ -180,5 +180,9 @@ describe('AckBatcher', () => {
       expect(broker.frames).toBe(1);
       expect([...broker.outstanding]).toEqual([4, 5]);
     });
+  });
+
+  it('holds at most a quarter of the prefetch window, and a few reads at most', () => {
+    expect([1, 3, 4, 8, 100, 256, 257, 1000, 100_000].map(ackBatch)).toEqual([1, 1, 1, 2, 25, 64, 64, 64, 64]);
   });
 });

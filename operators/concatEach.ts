@@ -29,8 +29,8 @@ export type EachProject<T, O> = (value: T, out: Subscriber<O>) => Promise<void> 
  *
  * Per value, `concatMap` subscribes an inner Observable and tears it down again (a Subscriber,
  * its subscription, an array entry): on the push path, where nearly every value is a
- * notification done at once, that was a few microseconds of two message's cost (docs/scale.md,
- * "The notification path's cost").
+ * notification done at once, each notification paid that twice (normalizeEntity and the hub's
+ * preparedInSlices; docs/scale.md, "The notification path's cost").
  *
  * @example
  * ```ts

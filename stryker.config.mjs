@@ -12,6 +12,7 @@ import ts from 'typescript';
 
 /** Whole files mutated. The hub is src/synchronizer.ts, composing its parts in src/hub/. */
 export const mutatedFiles = [
+  'operators/concatEach.ts',
   'operators/diffAgainstBaseline.ts',
   'operators/normalizeEntity.ts',
   'operators/ofAction.ts',

@@ -16,6 +16,9 @@
  * least of the other (default 20); ISOLATION_BENCH_SNAPSHOTS the snapshots in it (default 3).
  * ISOLATION_BENCH_DEBUG=1 prints each snapshot's time to stderr. ISOLATION_BENCH_PROFILE=FILE writes a
  * CPU profile (.cpuprofile, 200 µs samples) of this thread during the polls' window to FILE.
+ * ISOLATION_BENCH_HEAP_PROFILE=FILE writes a sampling heap profile (.heapprofile) of what was
+ * allocated in that window and outlived the young generation (kept until it was promoted, whether
+ * a major collection freed it later or not): where the bytes a poll promotes come from.
  * ISOLATION_BENCH_SLICE_MS sets the sliced work's budget per turn (setSliceMs; default SLICE_MS, 2).
  * ISOLATION_BENCH_PROFILE_IDLE=FILE writes a CPU profile of this thread during the idle window (the
  * notification path alone). `idleCpuUsPerMsg`: this thread's time on a core in the idle window
@@ -223,6 +226,27 @@ async function profile(file: string | undefined): Promise<() => Promise<void>> {
   };
 }
 
+/**
+ * With ISOLATION_BENCH_HEAP_PROFILE: samples this thread's allocations until the returned function
+ * writes the file. Samples of objects that die in a scavenge are dropped, those a major collection
+ * frees are kept: the profile is what survived the young generation, by allocation site.
+ */
+async function heapProfile(file: string | undefined): Promise<() => Promise<void>> {
+  if (!file) return async () => {};
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.enable');
+  // The two `include…` flags are V8's (Node 20's protocol types lack them).
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 16_384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false } as object);
+  return async () => {
+    // What is still young at the end would count as surviving: a scavenge first (with --expose-gc).
+    (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc?.({ type: 'minor' });
+    const { profile } = await session.post('HeapProfiler.stopSampling');
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
 const bench: Bench = {
   name: 'isolation',
   title: `publish-to-emit latency of notifications at ${RATE}/s through RabbitMQ, idle (${SECONDS} s) vs while ${SNAPSHOTS} ${N}-server Nova snapshots (1 % churn) are polled and diffed back to back`,
@@ -271,8 +295,10 @@ const bench: Bench = {
       const before = sync.metrics();
       const started = performance.now();
       const stopProfile = await profile(process.env.ISOLATION_BENCH_PROFILE);
+      const stopHeapProfile = await heapProfile(process.env.ISOLATION_BENCH_HEAP_PROFILE);
       const during = await measure(node, sync, () => (sync.metrics().observations.nova ?? 0) - (before.observations.nova ?? 0) >= SNAPSHOTS, { queue: 'iso-during', cloud });
       await stopProfile();
+      await stopHeapProfile();
       const after = sync.metrics();
       const seconds = (performance.now() - started) / 1000;
       sync.stop();

@@ -108,19 +108,29 @@ export class TurnBudget {
         this.waiting.push(waiter);
       }
       this.queueDrain();
-      this.release();
+      this.letGo();
     });
 
   /**
    * The caller's slice ended without a pause (it waits for I/O, or its work is done): with budget
-   * left, the next slice waiting since an earlier turn goes on now.
+   * left, the next slice waiting since an earlier turn goes on now. With budget left and none to
+   * go on, what is left goes to the work that comes next — most often with the next poll for I/O
+   * (a page's end, a worker's batch) — and the drain after that goes on with it too, instead of
+   * beginning another budget on top of it.
    */
   readonly release = (): void => {
+    if (this.letGo() || this.ends === undefined || this.now() >= this.ends) return;
+    this.fromDrain = false;
+  };
+
+  /** With budget left, lets the next slice waiting since an earlier turn go on; says whether one did. */
+  private letGo(): boolean {
     const next = this.waiting[0];
-    if (next === undefined || next.turn >= this.turns || this.ends === undefined || this.now() >= this.ends) return;
+    if (next === undefined || next.turn >= this.turns || this.ends === undefined || this.now() >= this.ends) return false;
     this.waiting.shift();
     next.go();
-  };
+    return true;
+  }
 
   private queueDrain(): void {
     if (this.drainQueued) return;

@@ -638,6 +638,13 @@ function hasCredentialHeader(headers: Record<string, string> | undefined): boole
   return headers !== undefined && Object.keys(headers).some((h) => CREDENTIAL_HEADER.test(h));
 }
 
+/** The query `params` make, whatever their order and types: the same for the same query. */
+function queryKey(params: QueryParams): string {
+  const pairs: string[] = [];
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) pairs.push(`${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`);
+  return pairs.sort().join('&');
+}
+
 function cleanParams(params: QueryParams | undefined): Record<string, string | number | boolean> | undefined {
   if (!params) return undefined;
   const out: Record<string, string | number | boolean> = {};
@@ -753,10 +760,13 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
   const follow = (): void => ahead.abort();
   if (signal?.aborted) ahead.abort();
   else signal?.addEventListener('abort', follow, { once: true });
-  const pageAt = async (params: QueryParams): Promise<{ items: T[]; page: unknown; last: unknown; where: string }> => {
-    const where = http.urlOf({ url, params });
-    if (seen.has(where)) throw new Error(`${where}: the server sent the same next page twice (pagination loop)`);
-    seen.add(where);
+  const pageAt = async (params: QueryParams): Promise<{ items: T[]; page: unknown; last: unknown; where: () => string }> => {
+    // The URL is built (axios' getUri, then the secrets masked: a tenth of a page's set-up) only
+    // for a message; the params as the query has them tell the pages apart (the path is the same).
+    const where = (): string => http.urlOf({ url, params });
+    const asked = queryKey(params);
+    if (seen.has(asked)) throw new Error(`${where()}: the server sent the same next page twice (pagination loop)`);
+    seen.add(asked);
     // Setting a request up (axios' config merge, headers, the URL, the ClientRequest) takes about
     // 1.3 ms of this thread: work of the turn like the page's slices, so not in a turn whose
     // budget is spent (src/pause.ts; docs/scale.md, "Turns that hold no more than their budget").
@@ -784,7 +794,7 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
       const { items, page, last, where } = await pending;
       // The selected list is left empty in `rest`: its kind is checked there.
       const list = key === null ? page : page !== null && typeof page === 'object' ? (page as Record<string, unknown>)[key] : undefined;
-      if (!Array.isArray(list)) throw new Error(`GET ${where}: expected ${key === null ? 'a JSON array' : `a JSON object with a "${key}" list`}`);
+      if (!Array.isArray(list)) throw new Error(`GET ${where()}: expected ${key === null ? 'a JSON array' : `a JSON object with a "${key}" list`}`);
       const href = key === null ? null : nextHref(page as Record<string, unknown>, key, options.next);
       let params: QueryParams | undefined;
       if (typeof href === 'string') {
@@ -805,7 +815,7 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
         if (items.length > 0) onPage(items);
       } else for (const item of items) records.push(item);
       if (params === undefined) return records;
-      if (!more) throw new Error(`GET ${where}: more than ${maxPages} pages, giving up`);
+      if (!more) throw new Error(`GET ${where()}: more than ${maxPages} pages, giving up`);
     }
   } catch (e) {
     ahead.abort();

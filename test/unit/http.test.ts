@@ -264,6 +264,17 @@ describe('fetchAllPages', () => {
     handler = (_req, res) => res.end(JSON.stringify({ items: [{ id: '1' }], items_links: [{ rel: 'next', href: '/items?marker=1' }] }));
     await expect(fetchAllPages(client(), '/items', { key: 'items' })).rejects.toThrow(/pagination loop/);
   });
+
+  it('knows a repeated page by its query, whatever the order of its parameters, and names its URL', async () => {
+    handler = (_req, res, url) => {
+      // The same page again and again, its link's parameters in another order each time.
+      const next = url.searchParams.get('b') === null ? '/items?b=1&a=2' : url.search.startsWith('?b') ? '/items?a=2&b=1' : '/items?b=1&a=2';
+      res.end(JSON.stringify({ items: [{ id: '1' }], items_links: [{ rel: 'next', href: next }] }));
+    };
+    const http = client();
+    await expect(fetchAllPages(http, '/items', { key: 'items' })).rejects.toThrow(/^http:\/\/127\.0\.0\.1:\d+\/items\?a=2&b=1: the server sent the same next page twice \(pagination loop\)$/);
+    expect(requests.map((r) => r.url)).toEqual(['/items', '/items?b=1&a=2']);
+  });
 });
 
 describe("fetchAllPages and the turn's budget (src/pause.ts)", () => {

@@ -65,7 +65,7 @@ export interface SliceOptions {
 }
 
 /** Items read between two looks at a slice's clock. */
-export const SLICE_CHECK = 100;
+export const SLICE_CHECK = 25;
 
 /** When a slice starting now ends (Infinity: bounded by its count alone). */
 export function sliceEnd(slice: SliceOptions, now: () => number): number {

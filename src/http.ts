@@ -638,6 +638,13 @@ function hasCredentialHeader(headers: Record<string, string> | undefined): boole
   return headers !== undefined && Object.keys(headers).some((h) => CREDENTIAL_HEADER.test(h));
 }
 
+/** The query `params` make, whatever their order and types: the same for the same query. */
+function queryKey(params: QueryParams): string {
+  const pairs: string[] = [];
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) pairs.push(`${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`);
+  return pairs.sort().join('&');
+}
+
 function cleanParams(params: QueryParams | undefined): Record<string, string | number | boolean> | undefined {
   if (!params) return undefined;
   const out: Record<string, string | number | boolean> = {};
@@ -747,11 +754,23 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
   const base = { ...options.params, ...(limit !== undefined ? { limit } : {}) };
   const records: T[] = [];
   const seen = new Set<string>();
-  let params: QueryParams = base;
-  for (let pageNo = 1; ; pageNo += 1) {
-    const where = http.urlOf({ url, params });
-    if (seen.has(where)) throw new Error(`${where}: the server sent the same next page twice (pagination loop)`);
-    seen.add(where);
+  // The next page is asked for before this one is handed over (below): a delivery that throws
+  // leaves a request in flight, which this aborts.
+  const ahead = new AbortController();
+  const follow = (): void => ahead.abort();
+  if (signal?.aborted) ahead.abort();
+  else signal?.addEventListener('abort', follow, { once: true });
+  const pageAt = async (params: QueryParams): Promise<{ items: T[]; page: unknown; last: unknown; where: () => string }> => {
+    // The URL is built (axios' getUri, then the secrets masked: a tenth of a page's set-up) only
+    // for a message; the params as the query has them tell the pages apart (the path is the same).
+    const where = (): string => http.urlOf({ url, params });
+    const asked = queryKey(params);
+    if (seen.has(asked)) throw new Error(`${where()}: the server sent the same next page twice (pagination loop)`);
+    seen.add(asked);
+    // Setting a request up (axios' config merge, headers, the URL, the ClientRequest) takes about
+    // 1.3 ms of this thread: work of the turn like the page's slices, so not in a turn whose
+    // budget is spent (src/pause.ts; docs/scale.md, "Turns that hold no more than their budget").
+    if (turnBudget.spent()) await turnBudget.pause(true);
     // Streamed, not parsed whole: JSON.parse of a 2 MB Nova page blocked the event loop for
     // 15-45 ms on a loaded 2-core machine; read record by record as chunks arrive, no block is
     // longer than a chunk's records (docs/scale.md, "The push path during a big snapshot").
@@ -764,26 +783,45 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
         return typeof pick === 'function' && item !== null && typeof item === 'object' ? pick(item as T) : (item as T);
       },
       params,
-      ...(signal ? { signal } : {}),
+      signal: ahead.signal,
       ...(headers ? { headers } : {}),
     });
-    // The selected list is left empty in `rest`: its kind is checked there.
-    const list = key === null ? page : page !== null && typeof page === 'object' ? (page as Record<string, unknown>)[key] : undefined;
-    if (!Array.isArray(list)) throw new Error(`GET ${where}: expected ${key === null ? 'a JSON array' : `a JSON object with a "${key}" list`}`);
-    if (onPage !== undefined) {
-      if (items.length > 0) onPage(items);
-    } else for (const item of items) records.push(item);
-    const href = key === null ? null : nextHref(page as Record<string, unknown>, key, options.next);
-    if (typeof href === 'string') {
-      params = { ...base, ...Object.fromEntries(new URL(href, 'http://link.invalid/').searchParams) };
-    } else if (href === null && limit !== undefined && items.length >= limit && items.length > 0) {
-      const marker = markerOf(last);
-      if (marker === undefined) return records;
-      params = { ...base, marker };
-    } else {
-      return records;
+    return { items, page, last, where };
+  };
+  try {
+    let pending = pageAt(base);
+    for (let pageNo = 1; ; pageNo += 1) {
+      const { items, page, last, where } = await pending;
+      // The selected list is left empty in `rest`: its kind is checked there.
+      const list = key === null ? page : page !== null && typeof page === 'object' ? (page as Record<string, unknown>)[key] : undefined;
+      if (!Array.isArray(list)) throw new Error(`GET ${where()}: expected ${key === null ? 'a JSON array' : `a JSON object with a "${key}" list`}`);
+      const href = key === null ? null : nextHref(page as Record<string, unknown>, key, options.next);
+      let params: QueryParams | undefined;
+      if (typeof href === 'string') {
+        params = { ...base, ...Object.fromEntries(new URL(href, 'http://link.invalid/').searchParams) };
+      } else if (href === null && limit !== undefined && items.length >= limit && items.length > 0) {
+        const marker = markerOf(last);
+        if (marker !== undefined) params = { ...base, marker };
+      }
+      const more = params !== undefined && pageNo < maxPages;
+      // The next page is asked for first: its request is set up in what is left of this turn's
+      // budget (or the next turn's), and the server prepares it while this one is normalized.
+      if (more) {
+        pending = pageAt(params!);
+        // Awaited at the next round; until then a rejection is not unhandled.
+        pending.catch(() => undefined);
+      }
+      if (onPage !== undefined) {
+        if (items.length > 0) onPage(items);
+      } else for (const item of items) records.push(item);
+      if (params === undefined) return records;
+      if (!more) throw new Error(`GET ${where()}: more than ${maxPages} pages, giving up`);
     }
-    if (pageNo >= maxPages) throw new Error(`GET ${where}: more than ${maxPages} pages, giving up`);
+  } catch (e) {
+    ahead.abort();
+    throw e;
+  } finally {
+    signal?.removeEventListener('abort', follow);
   }
 }
 

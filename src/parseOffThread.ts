@@ -47,8 +47,13 @@ export class ParseWorkerError extends Error {
 
 /** Chunk bytes sent and not yet answered, at most: a page of Nova servers is 1.7 MB, a socket read 64 KiB. */
 export const WINDOW_BYTES = 512 * 1024;
-/** Elements per batch at most: the `each` calls of one batch run in one turn of the event loop. */
-const BATCH_ELEMENTS = 256;
+/**
+ * Elements per batch at most: the `each` calls of one batch run in one turn of the event loop,
+ * and before them, outside any budget, the batch's structured clone is read (256 picked Nova
+ * servers: up to 2.6–3.9 ms of a loaded core in the isolation benchmark's profile; docs/scale.md,
+ * "Turns that hold no more than their budget").
+ */
+const BATCH_ELEMENTS = 64;
 
 export interface OffThreadOptions {
   select: string;

@@ -8,6 +8,10 @@
  * slice of each (3 × 5 ms) before a notification that came meanwhile was served (docs/scale.md,
  * "One budget per turn"). A turn runs from one of this module's immediates (the drain) to the
  * next, so it holds exactly one poll for I/O; its budget starts with the first slice that asks.
+ * A budget that work coming with I/O began (a page delivered, the next page's request, a parse
+ * worker's batch: the poll phase, before the drain) is not begun again by the drain that follows:
+ * a notification read in the next poll for I/O waits for both, so both share one budget (session
+ * 11, docs/scale.md "Turns that hold no more than their budget").
  * Slices that yielded wait in line, first come first served: each drain lets the first go on, and
  * whenever a slice ends with budget left the next one that waited since an earlier turn goes on
  * in the same turn, so a slice that ended early leaves the rest to another rather than to nothing
@@ -48,6 +52,12 @@ export class TurnBudget {
   private turns = 0;
   /** When this turn's budget is spent; undefined until a slice of the turn asks. */
   private ends: number | undefined;
+  /**
+   * The budget running now was begun by a drain (or carried through one): the next drain begins
+   * another. False when work that came with I/O (a page's delivery, the next page's request, a
+   * worker's batch) began it after the last drain: the drain that follows goes on with it.
+   */
+  private fromDrain = false;
   private readonly waiting: Waiter[] = [];
   private drainQueued = false;
 
@@ -73,6 +83,7 @@ export class TurnBudget {
   readonly deadline = (): number => {
     if (this.ends === undefined) {
       this.ends = this.now() + this.ms;
+      this.fromDrain = false;
       this.queueDrain();
     }
     return this.ends;
@@ -97,19 +108,29 @@ export class TurnBudget {
         this.waiting.push(waiter);
       }
       this.queueDrain();
-      this.release();
+      this.letGo();
     });
 
   /**
    * The caller's slice ended without a pause (it waits for I/O, or its work is done): with budget
-   * left, the next slice waiting since an earlier turn goes on now.
+   * left, the next slice waiting since an earlier turn goes on now. With budget left and none to
+   * go on, what is left goes to the work that comes next — most often with the next poll for I/O
+   * (a page's end, a worker's batch) — and the drain after that goes on with it too, instead of
+   * beginning another budget on top of it.
    */
   readonly release = (): void => {
+    if (this.letGo() || this.ends === undefined || this.now() >= this.ends) return;
+    this.fromDrain = false;
+  };
+
+  /** With budget left, lets the next slice waiting since an earlier turn go on; says whether one did. */
+  private letGo(): boolean {
     const next = this.waiting[0];
-    if (next === undefined || next.turn >= this.turns || this.ends === undefined || this.now() >= this.ends) return;
+    if (next === undefined || next.turn >= this.turns || this.ends === undefined || this.now() >= this.ends) return false;
     this.waiting.shift();
     next.go();
-  };
+    return true;
+  }
 
   private queueDrain(): void {
     if (this.drainQueued) return;
@@ -126,9 +147,21 @@ export class TurnBudget {
       this.ends = undefined;
       return;
     }
-    // Its slice starts now (it may not ask before its first piece of work, as a page's chunk in hand).
-    this.ends = this.now() + this.ms;
     this.queueDrain();
+    if (this.ends !== undefined && !this.fromDrain) {
+      // Work that came with this loop's I/O began the budget since the last drain: the event loop
+      // has not polled for I/O since, so this is the same turn for whatever waits on a socket, and
+      // it goes on with what is left; spent, the line waits for the next drain, which begins anew.
+      this.fromDrain = true;
+      if (this.now() >= this.ends) {
+        this.waiting.unshift(first);
+        return;
+      }
+    } else {
+      // Its slice starts now (it may not ask before its first piece of work, as a page's chunk in hand).
+      this.ends = this.now() + this.ms;
+      this.fromDrain = true;
+    }
     first.go();
   };
 }

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpError, createHttpClient, fetchAllPages, parseRetryAfter, safeUrl } from '../../src/http.js';
 import { createLogger } from '../../src/log.js';
+import { SLICE_MS, setSliceMs, turnBudget } from '../../src/pause.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => void;
 let handler: Handler = (_req, res) => res.end('{}');
@@ -262,6 +263,101 @@ describe('fetchAllPages', () => {
   it('refuses a server that repeats a page', async () => {
     handler = (_req, res) => res.end(JSON.stringify({ items: [{ id: '1' }], items_links: [{ rel: 'next', href: '/items?marker=1' }] }));
     await expect(fetchAllPages(client(), '/items', { key: 'items' })).rejects.toThrow(/pagination loop/);
+  });
+
+  it('knows a repeated page by its query, whatever the order of its parameters, and names its URL', async () => {
+    handler = (_req, res, url) => {
+      // The same page again and again, its link's parameters in another order each time.
+      const next = url.searchParams.get('b') === null ? '/items?b=1&a=2' : url.search.startsWith('?b') ? '/items?a=2&b=1' : '/items?b=1&a=2';
+      res.end(JSON.stringify({ items: [{ id: '1' }], items_links: [{ rel: 'next', href: next }] }));
+    };
+    const http = client();
+    await expect(fetchAllPages(http, '/items', { key: 'items' })).rejects.toThrow(/^http:\/\/127\.0\.0\.1:\d+\/items\?a=2&b=1: the server sent the same next page twice \(pagination loop\)$/);
+    expect(requests.map((r) => r.url)).toEqual(['/items', '/items?b=1&a=2']);
+  });
+});
+
+describe("fetchAllPages and the turn's budget (src/pause.ts)", () => {
+  const pages: Handler = (_req, res, url) => {
+    const m = Number(url.searchParams.get('marker') ?? 0);
+    const body: Record<string, unknown> = { items: [{ id: String(m + 1) }, { id: String(m + 2) }] };
+    if (m < 4) body.items_links = [{ rel: 'next', href: `/items?marker=${m + 2}` }];
+    res.end(JSON.stringify(body));
+  };
+  /** A client whose getEach calls are seen: the turn each was made in, and their promises. */
+  function watched(extra: Parameters<typeof createHttpClient>[0] = {}) {
+    const http = client(extra);
+    const events: string[] = [];
+    const askedIn: number[] = [];
+    const asked: Promise<unknown>[] = [];
+    const getEach = http.getEach.bind(http);
+    http.getEach = (url, options) => {
+      askedIn.push(turnBudget.turn);
+      events.push(`get ${String(options.params?.marker ?? 0)}`);
+      const answer = getEach(url, options);
+      asked.push(answer.catch((e: unknown) => e));
+      return answer;
+    };
+    return { http, events, askedIn, asked };
+  }
+  async function withSliceMs<T>(ms: number, run: () => Promise<T>): Promise<T> {
+    setSliceMs(ms);
+    try {
+      return await run();
+    } finally {
+      setSliceMs(SLICE_MS);
+    }
+  }
+
+  it('asks for the next page before it hands this one over (the server prepares it meanwhile)', async () => {
+    handler = pages;
+    const { http, events } = watched();
+    // A budget that is never spent here: the order is the code's, not the clock's.
+    await withSliceMs(60_000, () => fetchAllPages<{ id: string }>(http, '/items', { key: 'items', onPage: (page) => events.push(`page ${page.map((r) => r.id).join(',')}`) }));
+    expect(events).toEqual(['get 0', 'get 2', 'page 1,2', 'get 4', 'page 3,4', 'page 5,6']);
+  });
+
+  it('never sets a request up in a turn whose budget is spent', async () => {
+    handler = pages;
+    const { http, askedIn } = watched();
+    /** The budget's turn in which each page's last record was read. */
+    const readIn: number[] = [];
+    await withSliceMs(0.05, () =>
+      fetchAllPages<{ id: string }>(http, '/items', {
+        key: 'items',
+        // Each record's read spends the turn's budget (a few µs of it here): the page's end, and
+        // whatever comes in that turn, finds it spent.
+        pick: (r) => {
+          while (!turnBudget.spent());
+          readIn[Math.floor((Number(r.id) - 1) / 2)] = turnBudget.turn;
+          return r;
+        },
+        onPage: () => undefined,
+      }),
+    );
+    expect(askedIn).toHaveLength(3);
+    // Each request after the first in a later turn than its page's reading, which spent the budget.
+    for (let page = 0; page < 2; page++) expect(askedIn[page + 1], `page ${page + 2}`).toBeGreaterThan(readIn[page]!);
+  });
+
+  it('a delivery that throws fails the whole read, and the next page asked for meanwhile is aborted', async () => {
+    handler = (_req, res, url) => {
+      if (url.searchParams.get('marker') === null) res.end(JSON.stringify({ items: [{ id: '1' }], items_links: [{ rel: 'next', href: '/items?marker=1' }] }));
+      // The second page never ends by itself: only an abort (or the request's timeout) frees it.
+      else res.write('{"items":[');
+    };
+    const { http, asked } = watched({ retries: 0 });
+    const read = withSliceMs(60_000, () =>
+      fetchAllPages<{ id: string }>(http, '/items', {
+        key: 'items',
+        onPage: () => {
+          throw new Error('the sink is gone');
+        },
+      }),
+    );
+    await expect(read).rejects.toThrow('the sink is gone');
+    expect(asked).toHaveLength(2);
+    expect(String(await asked[1])).toMatch(/GET .*\/items\?marker=1 aborted/);
   });
 });
 

@@ -1,7 +1,7 @@
 import { firstValueFrom, of } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 import { emptyBaseline, indexedBaseline } from '../../operators/diffAgainstBaseline.js';
-import { type SliceOptions, inSlices } from '../../operators/normalizeEntity.js';
+import { SLICE_CHECK, type SliceOptions, inSlices } from '../../operators/normalizeEntity.js';
 import { preparedInSlices } from '../../src/hub/slicing.js';
 import { parseConfig } from '../../src/config.js';
 import { SLICE_MS, TurnBudget, setSliceMs, sliceMs, turnBudget } from '../../src/pause.js';
@@ -18,19 +18,29 @@ function harness(options: { sliceMs: number; cost: number }) {
   let clock = 0;
   let ticks = 0;
   let ticking = true;
+  /** Work runs in a poll for I/O (a port's message, and its microtasks) until the next tick. */
+  let inIo = false;
   const tick = (): void => {
     ticks += 1;
+    inIo = false;
     if (ticking) setImmediate(tick);
   };
   setImmediate(tick);
   const budget = new TurnBudget({ sliceMs: options.sliceMs, now: () => clock });
   /** Fake work done per tick, all kinds together. */
   const perTurn = new Map<number, number>();
+  /**
+   * Fake work done per turn of the loop as a message on a socket sees it, from one poll for I/O to
+   * the next: what a poll for I/O runs belongs with the ticks that follow it (the check phase).
+   */
+  const perLoop = new Map<number, number>();
   /** The ticks in which each kind made progress. */
   const progress = new Map<string, number[]>();
   const work = (kind: string, items: number): void => {
     clock += items * options.cost;
     perTurn.set(ticks, (perTurn.get(ticks) ?? 0) + items * options.cost);
+    const loop = inIo ? ticks + 1 : ticks;
+    perLoop.set(loop, (perLoop.get(loop) ?? 0) + items * options.cost);
     const turns = progress.get(kind) ?? [];
     if (turns.at(-1) !== ticks) turns.push(ticks);
     progress.set(kind, turns);
@@ -56,7 +66,14 @@ function harness(options: { sliceMs: number; cost: number }) {
   const advance = (ms: number): void => {
     clock += ms;
   };
-  return { budget, perTurn, progress, slices, sliced, reader, stop, advance, turns: () => ticks };
+  /** Runs `handler` as an I/O callback (a poll for I/O: before this loop's ticks). */
+  const io =
+    <A extends unknown[]>(handler: (...args: A) => void) =>
+    (...args: A): void => {
+      inIo = true;
+      handler(...args);
+    };
+  return { budget, perTurn, perLoop, progress, slices, sliced, reader, io, stop, advance, turns: () => ticks };
 }
 
 /** The longest run of turns in which a kind that still had work made no progress. */
@@ -156,7 +173,9 @@ describe('one budget of sliced work per turn of the event loop', () => {
 
   it('a piece of work that comes when the budget is spent goes first next turn, and when it is done leaves the rest of that turn to the next', async () => {
     const h = harness({ sliceMs: 5, cost: 0.01 });
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    // In a turn the budget's drain began (one that work coming with I/O began goes on into the
+    // next drain: the test below).
+    await h.budget.pause();
     const turn = h.turns();
     // B spends this turn's budget and waits in line; then A comes, finds it spent and waits ahead of B.
     const b = h.sliced('b', 3000);
@@ -173,19 +192,19 @@ describe('one budget of sliced work per turn of the event loop', () => {
 
   it("the hub's preparation of a snapshot that comes when the budget is spent waits a turn, at the head of the line, and leaves what its step left to the next", async () => {
     const h = harness({ sliceMs: 5, cost: 0.01 });
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await h.budget.pause();
     const turn = h.turns();
     const prepared: number[] = [];
     const state = indexedBaseline(emptyBaseline());
-    // The preparation's work is not on the fake clock: each look at the clock (after each 100
-    // records read) moves it by 0.5 ms instead.
+    // The preparation's work is not on the fake clock: each look at the clock (after each
+    // SLICE_CHECK records read) moves it by 0.5 ms per 100 records instead.
     let looks = 0;
     const clock = h.slices(1000).now!;
     const slices: SliceOptions = {
       ...h.slices(1000),
       now: () => {
         looks += 1;
-        h.advance(0.5);
+        h.advance(0.005 * SLICE_CHECK);
         return clock();
       },
     };
@@ -206,9 +225,46 @@ describe('one budget of sliced work per turn of the event loop', () => {
     // Its preparation went first in the next turn, before B's second slice.
     expect(prepared[0]).toBe(turn + 1);
     expect(h.progress.get('b')![1]).toBeGreaterThanOrEqual(prepared[0]!);
-    // The clock looked at every 100 records read, as with `ms` (1,500 records: 15 looks at least).
-    expect(looks).toBeGreaterThanOrEqual(15);
-    // The preparation ended (15 reads of 100, 0.5 ms a look) in a turn that B then finished.
+    // The clock looked at every SLICE_CHECK records read, as with `ms` (1,500 records).
+    expect(looks).toBeGreaterThanOrEqual(1500 / SLICE_CHECK);
+    // The preparation ended (7.5 ms of looks) in a turn that B then finished.
     expect(h.progress.get('b')!).toContain(prepared.at(-1));
+  });
+  it.each([
+    ['begins the budget (the turn before had none)', true],
+    ['finds what a drain left of its budget (the work before it ran out)', false],
+  ])('work that came with I/O and the drain after it share one budget: from one poll for I/O to the next, at most the budget (and a check) — when the I/O %s', async (_, afterDrain) => {
+    const h = harness({ sliceMs: 5, cost: 0.01 });
+    // Pages of 800 records (8 ms) come one at a time on a port (a poll for I/O: a parse worker's
+    // batch, a page's end), each asked for when the last one is done: its first slice runs in
+    // the poll for I/O, before the budget's drain of that turn.
+    const { port1, port2 } = new MessageChannel();
+    let pages = 0;
+    const done = new Promise<void>((resolve) => {
+      port2.on(
+        'message',
+        h.io(() => {
+          void h.sliced('page', 800).then(() => {
+            pages += 1;
+            if (pages === 6) return resolve();
+            // After the drain that follows (it finds no one in line) the next page's turn begins
+            // with no budget; asked for at once, it finds what the last page's drain left.
+            if (afterDrain) setImmediate(() => port1.postMessage('page'));
+            else port1.postMessage('page');
+          });
+        }),
+      );
+    });
+    port1.postMessage('page');
+    await done;
+    port1.close();
+    h.stop();
+    expect(pages).toBe(6);
+    // The drain after the poll for I/O goes on with that budget instead of beginning another.
+    // One look at the clock (25 records) may pass it.
+    expect(Math.max(...h.perLoop.values())).toBeLessThanOrEqual(5 + 0.25 + 1e-9);
+    // And no page waits long for it: two budgets' work (8 ms of 5), at most a turn lost on a
+    // spent budget that a drain went on with, and a turn for the port: at most 4 turns a page.
+    expect(h.turns()).toBeLessThanOrEqual(6 * 4 + 1);
   });
 });

@@ -2,6 +2,7 @@ import type { Observable, OperatorFunction, Subscriber } from 'rxjs';
 import { concatEach } from './concatEach.js';
 import { type Entity, type EntityDraft, type EntityPatch, type EntityRef, type Observation, type SnapshotObservation, entityKey } from '../src/model.js';
 import { canonicalize } from '../src/hash.js';
+import { Kept } from '../src/kept.js';
 import { type EntityScope, qualifiedId } from '../src/scope.js';
 import type { EntityMapping } from '../src/source.js';
 
@@ -455,13 +456,13 @@ function drafts<R>(map: EntityMapping<R>, record: R): readonly EntityDraft[] {
  * @param map the source's mapping from a raw record to entity drafts.
  * @returns observations of valid entities only.
  */
-export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOptions = {}): OperatorFunction<Observation<R>, Observation<Entity>> {
+export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOptions = {}): OperatorFunction<Observation<R> | SnapshotObservation<R | Kept>, Observation<Entity>> {
   const { onInvalid, keepRaw = false, slice, scope, prepare } = options;
   /**
    * Normalizes one observation, emitting what it becomes to `out`; a big snapshot (with `slice`)
    * or one with `pages` resolves once emitted (or dropped: its pages failed).
    */
-  const one = (observation: Observation<R>, out: Subscriber<Observation<Entity>>): Promise<void> | undefined => {
+  const one = (observation: Observation<R> | SnapshotObservation<R | Kept>, out: Subscriber<Observation<Entity>>): Promise<void> | undefined => {
     const emit = (o: Observation<Entity>): void => out.next(o);
     const stopped = (): boolean => out.closed;
     if (Number.isNaN(Date.parse(observation.at))) {
@@ -495,9 +496,15 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
       const normalized: SnapshotObservation<Entity> = { ...rest, records, ...(scope !== undefined ? { scope: scope.name } : {}) };
       // A snapshot still arriving may turn out big: it is prepared as it comes, in any case.
       const sliced = slice !== undefined && (pages !== undefined || raw.length > slice.records);
-      const range = (list: readonly R[], from: number, to: number): void => {
+      const range = (list: readonly (R | Kept)[], from: number, to: number): void => {
         for (let i = from; i < to; i++) {
           const record = list[i]!;
+          // An entity its transport kept (src/kept.ts): the baseline's own, already normalized.
+          if (record instanceof Kept) {
+            if (types.has(record.entity.type)) records.push(record.entity);
+            else report(`type ${record.entity.type} is not among the snapshot's types (${observation.types.join(', ')})`, record.entity, record.entity.key);
+            continue;
+          }
           let out: ReturnType<EntityMapping<R>>;
           try {
             out = map(record);
@@ -563,15 +570,15 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
    * pages error (settled not ok: the snapshot never was, and nothing of it is kept).
    */
   const piecesOf = (
-    observation: SnapshotObservation<R>,
-    first: readonly R[],
-    pages: Observable<readonly R[]>,
+    observation: SnapshotObservation<R | Kept>,
+    first: readonly (R | Kept)[],
+    pages: Observable<readonly (R | Kept)[]>,
     out: Subscriber<Observation<Entity>>,
-    range: (list: readonly R[], from: number, to: number) => void,
+    range: (list: readonly (R | Kept)[], from: number, to: number) => void,
     done: () => void,
   ): Promise<void> =>
     new Promise<void>((resolve, reject) => {
-      const queue: (readonly R[])[] = first.length > 0 ? [first] : [];
+      const queue: (readonly (R | Kept)[])[] = first.length > 0 ? [first] : [];
       let working = false;
       let ended = false;
       let failed = false;

@@ -97,6 +97,12 @@ export interface SnapshotObservation<R = Entity> extends ObservationBase {
    * Read once, by normalizeEntity, which emits the snapshot whole; absent, `records` is all.
    */
   pages?: Observable<readonly R[]>;
+  /**
+   * The poll attempt that made it (src/kept.ts `nextGeneration`), when its source was lent the
+   * baseline: the hub notes which one it applied, and what the parse worker remembered of it is
+   * what the next poll's unchanged records are kept against.
+   */
+  generation?: number;
   /** Deletion hysteresis: delete only after this many complete snapshots missed it (default 1). */
   missesBeforeDelete?: number;
   /**

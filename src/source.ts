@@ -1,5 +1,6 @@
 import type { Observable, SchedulerLike } from 'rxjs';
-import type { EntityDraft, EntityType, Observation } from './model.js';
+import type { BaselineLookup, Kept } from './kept.js';
+import type { EntityDraft, EntityType, Observation, SnapshotObservation } from './model.js';
 import type { Logger } from './log.js';
 import type { OptionReader } from './options.js';
 
@@ -16,8 +17,11 @@ export interface HealthSignal {
   retryInMs?: number;
 }
 
-/** What a source's stream carries: observations of raw records, and health. */
-export type SourceSignal<R> = Observation<R> | HealthSignal;
+/**
+ * What a source's stream carries: observations of raw records, and health. A poll's snapshot may
+ * hold entities its transport kept (src/kept.ts) among its raw records.
+ */
+export type SourceSignal<R> = Observation<R> | SnapshotObservation<R | Kept> | HealthSignal;
 
 /** What raw records become: one entity, several, or none (a record the source ignores on purpose). */
 export type EntityMapping<R> = (record: R) => EntityDraft | readonly EntityDraft[] | undefined;
@@ -40,6 +44,11 @@ export interface Source<R = unknown> {
   localTypes?: readonly EntityType[] | undefined;
   signal$: Observable<SourceSignal<R>>;
   map: EntityMapping<R>;
+  /**
+   * Called by the hub before it subscribes, for a source whose polls can keep unchanged records
+   * (src/kept.ts): what to ask the baseline. A source without it reads every record in full.
+   */
+  useBaseline?(lookup: BaselineLookup): void;
 }
 
 /** What a source is given when it is created. */

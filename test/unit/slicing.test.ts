@@ -7,6 +7,7 @@ import { SLICE_CHECK, type SliceOptions, normalizeEntity, toEntity } from '../..
 import { preparedInSlices, preparingAsNormalized } from '../../src/hub/slicing.js';
 import { SLICE_MS, pauseForIo, setSliceMs } from '../../src/pause.js';
 import type { Entity, EntityDraft, EntityEvent, Observation } from '../../src/model.js';
+import type { Kept } from '../../src/kept.js';
 import type { Source, SourceSignal } from '../../src/source.js';
 import { createSynchronizer } from '../../src/synchronizer.js';
 import { entity, snapshot, t, upsert } from '../support/entities.js';
@@ -528,7 +529,7 @@ describe('the hub with a snapshot in pages', () => {
       if (o.kind !== 'snapshot' || o.source === 'bus') return void (o.kind === 'change' ? bus : poll).next(o);
       if (inPages === undefined) poll.next(o);
       else {
-        const pages = new Subject<readonly Entity[]>();
+        const pages = new Subject<readonly (Entity | Kept)[]>();
         poll.next({ ...o, records: [], pages });
         for (let i = 0; i < o.records.length; i += inPages) {
           pages.next(o.records.slice(i, i + inPages));

@@ -30,10 +30,11 @@ import {
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { JsonSelectStream, JsonStreamError, type SelectKey } from './jsonStream.js';
 import { type Logger, errorMessage, silentLogger } from './log.js';
-import { ParseWorkerError, parseOffThread } from './parseOffThread.js';
+import { type OffThreadOptions, ParseWorkerError, parseOffThread } from './parseOffThread.js';
 import { type PickShape, applyShape } from './pick.js';
 import { turnBudget } from './pause.js';
 import type { OptionReader } from './options.js';
+import { Kept, type KeptPaging } from './kept.js';
 import type { EntityType } from './model.js';
 import { type PollAttempt, type PollTiming, type ReadCount, pollSnapshots, readPollTiming } from './poll.js';
 import type { SourceSignal } from './source.js';
@@ -149,6 +150,23 @@ export interface SelectOptions<R> {
    * fails the request as it is, not retried: name the URL and the element in it.
    */
   each: (element: unknown, keys: readonly SelectKey[]) => R | undefined;
+  /**
+   * Keeps the elements a poll before had as they are (src/kept.ts): read on the parse worker, they
+   * come as ids, and `each` is given what `onKept(id, base)` returns in their place (undefined:
+   * the element is read in full). `base()` is read when the body's stream opens. Without the parse
+   * worker (no `pick`, or `parseOffThread: false`) every element is read in full.
+   */
+  kept?: KeptSelect;
+}
+
+/** How a streamed body keeps unchanged elements ({@link SelectOptions.kept}). */
+export interface KeptSelect {
+  family: string;
+  generation: number;
+  /** The element's field that names it. */
+  id: string;
+  base: () => number | undefined;
+  onKept: (id: string, base: number) => unknown;
 }
 
 /** A streamed answer: the records `each` made, in order, and the document without its elements. */
@@ -415,8 +433,8 @@ export class HttpClient {
    * ```
    */
   async getEach<R>(url: string, options: Omit<HttpRequest, 'url' | 'method' | 'responseType' | 'select'> & SelectOptions<R>): Promise<Selected<R>> {
-    const { select, each, pick, ...rest } = options;
-    return (await this.request<Selected<R>>({ ...rest, url, select: { select, each, ...(pick !== undefined ? { pick } : {}) } })).data;
+    const { select, each, pick, kept, ...rest } = options;
+    return (await this.request<Selected<R>>({ ...rest, url, select: { select, each, ...(pick !== undefined ? { pick } : {}), ...(kept !== undefined ? { kept } : {}) } })).data;
   }
 
   /** GET, body as text (HTML pages, plain-text APIs). */
@@ -505,7 +523,9 @@ export class HttpClient {
     // as to parse, so a body without a shape was read at 0.6 times the rate for no gain here
     // (docs/scale.md, "Parsing off the main thread").
     const offThread = this.options.parseOffThread !== false && select.pick !== undefined;
-    const reader = !offThread ? inThreadReader(bounds, select.pick, onElement) : parseOffThread({ ...bounds, ...(select.pick !== undefined ? { pick: select.pick } : {}), onElement, onFailure: () => stream.destroy(), log: this.log });
+    const reader = !offThread
+      ? inThreadReader(bounds, select.pick, onElement)
+      : parseOffThread({ ...bounds, ...(select.pick !== undefined ? { pick: select.pick } : {}), ...keptRead(select.kept), onElement, onFailure: () => stream.destroy(), log: this.log });
     const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     // The start of the body, for the message when it is not JSON (an HTML error page, a proxy's login).
     let start = '';
@@ -652,6 +672,14 @@ function cleanParams(params: QueryParams | undefined): Record<string, string | n
   return out;
 }
 
+/** A stream's `kept` for the parse worker, its base read now (as the stream opens). */
+function keptRead(kept: KeptSelect | undefined): Pick<OffThreadOptions, 'kept'> {
+  if (kept === undefined) return {};
+  const { family, generation, id, onKept } = kept;
+  const base = kept.base();
+  return { kept: { family, generation, base, id, onKept: (key) => (base === undefined ? undefined : onKept(key, base)) } };
+}
+
 /** The element reader on this thread, behind the interface of {@link parseOffThread}. */
 function inThreadReader(
   bounds: { select: string; maxBytes: number; maxElements: number; maxDepth: number },
@@ -724,6 +752,26 @@ export interface PagesOptions<T = unknown> {
   onPage?: (records: T[]) => void;
 }
 
+/** Which records of a poll's pages are kept when unchanged (src/kept.ts): see {@link KeptPagesOptions}. */
+export interface KeptPages {
+  paging: KeptPaging;
+  /** The entity type a record maps to: what the hub is asked for. */
+  type: EntityType;
+  /** The record's field that names it (its value, as a string, is the entity's id). */
+  id: string;
+}
+
+/**
+ * {@link PagesOptions} of a poll whose source was lent the baseline: with `kept`, a record the
+ * poll before had as it is may come as the baseline's entity ({@link Kept}) instead. Only for a
+ * source whose entity depends on the record alone (nothing of the page, no other request). A
+ * kept record's marker (paging by `limit`) is its `kept.id` field.
+ */
+export interface KeptPagesOptions<T> extends Omit<PagesOptions<T>, 'onPage'> {
+  kept: KeptPages | undefined;
+  onPage?: (records: (T | Kept)[]) => void;
+}
+
 interface Link {
   href?: unknown;
   rel?: unknown;
@@ -748,11 +796,16 @@ function nextHref(page: Record<string, unknown>, key: string, style: PagesOption
  * Only the next link's query is used, on the URL that was asked for: services build links from
  * their own configured prefix, which behind a proxy may name an address the client can't reach.
  */
-export async function fetchAllPages<T>(http: HttpClient, url: string, options: PagesOptions<T>): Promise<T[]> {
-  const { key, limit, signal, headers, maxPages = 100_000, pick, onPage } = options;
+export function fetchAllPages<T>(http: HttpClient, url: string, options: PagesOptions<T>): Promise<T[]>;
+export function fetchAllPages<T>(http: HttpClient, url: string, options: KeptPagesOptions<T>): Promise<(T | Kept)[]>;
+export async function fetchAllPages<T>(http: HttpClient, url: string, options: PagesOptions<T> | KeptPagesOptions<T>): Promise<(T | Kept)[]> {
+  const { key, limit, signal, headers, maxPages = 100_000, pick } = options;
+  // The overloads tie `onPage`'s records to `kept`: without it, no Kept is ever handed over.
+  const onPage = options.onPage as ((records: (T | Kept)[]) => void) | undefined;
+  const kept = 'kept' in options ? options.kept : undefined;
   const markerOf = options.markerOf ?? ((r: unknown) => (r as { id?: unknown } | null)?.id?.toString());
   const base = { ...options.params, ...(limit !== undefined ? { limit } : {}) };
-  const records: T[] = [];
+  const records: (T | Kept)[] = [];
   const seen = new Set<string>();
   // The next page is asked for before this one is handed over (below): a delivery that throws
   // leaves a request in flight, which this aborts.
@@ -760,7 +813,7 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
   const follow = (): void => ahead.abort();
   if (signal?.aborted) ahead.abort();
   else signal?.addEventListener('abort', follow, { once: true });
-  const pageAt = async (params: QueryParams): Promise<{ items: T[]; page: unknown; last: unknown; where: () => string }> => {
+  const pageAt = async (params: QueryParams): Promise<{ items: (T | Kept)[]; page: unknown; marker: () => string | undefined; where: () => string }> => {
     // The URL is built (axios' getUri, then the secrets masked: a tenth of a page's set-up) only
     // for a message; the params as the query has them tell the pages apart (the path is the same).
     const where = (): string => http.urlOf({ url, params });
@@ -774,24 +827,36 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
     // Streamed, not parsed whole: JSON.parse of a 2 MB Nova page blocked the event loop for
     // 15-45 ms on a loaded 2-core machine; read record by record as chunks arrive, no block is
     // longer than a chunk's records (docs/scale.md, "The push path during a big snapshot").
+    // The page's last element, by its index: kept ones come in their batch's order, and those the
+    // hub refused after the others. A kept one's marker is its id (told by `onKept` just before).
     let last: unknown;
-    const { records: items, rest: page } = await http.getEach<T>(url, {
+    let lastKept: string | undefined;
+    let lastAt = -1;
+    let keptId: string | undefined;
+    const { records: items, rest: page } = await http.getEach<T | Kept>(url, {
       select: key === null ? '[*]' : `${key}[*]`,
       ...(typeof pick === 'object' ? { pick } : {}),
-      each: (item) => {
-        last = item;
+      each: (item, keys) => {
+        const at = typeof keys[0] === 'number' ? keys[0] : lastAt + 1;
+        if (at > lastAt) {
+          lastAt = at;
+          last = item;
+          lastKept = item instanceof Kept ? keptId : undefined;
+        }
+        if (item instanceof Kept) return item;
         return typeof pick === 'function' && item !== null && typeof item === 'object' ? pick(item as T) : (item as T);
       },
+      ...(kept !== undefined ? { kept: keptSelect(kept, url, (id) => (keptId = id)) } : {}),
       params,
       signal: ahead.signal,
       ...(headers ? { headers } : {}),
     });
-    return { items, page, last, where };
+    return { items, page, marker: () => lastKept ?? markerOf(last), where };
   };
   try {
     let pending = pageAt(base);
     for (let pageNo = 1; ; pageNo += 1) {
-      const { items, page, last, where } = await pending;
+      const { items, page, marker: markerOfLast, where } = await pending;
       // The selected list is left empty in `rest`: its kind is checked there.
       const list = key === null ? page : page !== null && typeof page === 'object' ? (page as Record<string, unknown>)[key] : undefined;
       if (!Array.isArray(list)) throw new Error(`GET ${where()}: expected ${key === null ? 'a JSON array' : `a JSON object with a "${key}" list`}`);
@@ -800,7 +865,7 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
       if (typeof href === 'string') {
         params = { ...base, ...Object.fromEntries(new URL(href, 'http://link.invalid/').searchParams) };
       } else if (href === null && limit !== undefined && items.length >= limit && items.length > 0) {
-        const marker = markerOf(last);
+        const marker = markerOfLast();
         if (marker !== undefined) params = { ...base, marker };
       }
       const more = params !== undefined && pageNo < maxPages;
@@ -823,6 +888,24 @@ export async function fetchAllPages<T>(http: HttpClient, url: string, options: P
   } finally {
     signal?.removeEventListener('abort', follow);
   }
+}
+
+/**
+ * A page's {@link KeptSelect}: remembered under the source's family and the request's path, and
+ * resolved by the hub. `told` hears each id before its record is handed to `each`.
+ */
+function keptSelect(kept: KeptPages, path: string, told: (id: string) => void): KeptSelect {
+  const { paging, type, id } = kept;
+  return {
+    family: `${paging.family} ${path}`,
+    generation: paging.generation,
+    id,
+    base: () => paging.lookup.base(),
+    onKept: (key, base) => {
+      told(key);
+      return paging.lookup.kept(type, key, base);
+    },
+  };
 }
 
 /** What every REST poll source of a monitoring system is configured with. */

@@ -11,6 +11,11 @@
  * alive. A worker that dies fails the streams in flight ({@link ParseWorkerError}, retried by the
  * transport); the next stream starts a new one. At most {@link WINDOW_BYTES} of chunks wait for the
  * worker: a writer waits for it to catch up, so the socket is read no faster than it parses.
+ *
+ * A stream opened with `kept` (src/kept.ts) gets the elements its poll's base had as they are
+ * only by id: `onKept` says what to hand to `onElement` instead (the baseline's entity), or that
+ * the element must be read in full; those are asked of the worker, one message per batch, and
+ * come back as a batch of their own before the stream's end.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -24,18 +29,35 @@ import type { PickShape } from './pick.js';
 
 /** What the main thread tells the worker. */
 export type ToParseWorker =
-  | { t: 'open'; id: number; select: string; shape: PickShape | undefined; maxBytes: number; maxElements: number; maxDepth: number; batch: number }
+  | { t: 'open'; id: number; select: string; shape: PickShape | undefined; maxBytes: number; maxElements: number; maxDepth: number; batch: number; kept?: KeptStream }
   | { t: 'chunk'; id: number; bytes: ArrayBuffer }
   | { t: 'end'; id: number }
+  | { t: 'want'; id: number; batch: number; want: number[] }
   | { t: 'drop'; id: number }
   | { t: 'count' };
 
-/** What the worker answers. `bytes`: the chunk a batch answers (0 when the batch was full before the chunk ended). */
+/**
+ * What the worker answers. `bytes`: the chunk a batch answers (0 when the batch was full before the
+ * chunk ended). `kept`: the ids (and keys) of elements the base had as they are, held by the
+ * worker until a 'want' of the same `batch` names those to send in full (by their position).
+ */
 export type FromParseWorker =
-  | { t: 'batch'; id: number; elements: unknown[]; keys: SelectKey[]; bytes: number }
+  | { t: 'batch'; id: number; elements: unknown[]; keys: SelectKey[]; bytes: number; kept?: { batch: number; ids: string[]; keys: SelectKey[] } }
   | { t: 'end'; id: number; rest: unknown }
   | { t: 'error'; id: number; message: string; offset: number; kind: JsonStreamError['kind'] | 'other' }
-  | { t: 'count'; streams: number };
+  | { t: 'count'; streams: number; keptBytes: number; generations: Record<string, number[]> };
+
+/** How a stream's elements are remembered, and compared with a poll's before (src/kept.ts). */
+export interface KeptStream {
+  /** What the poll's elements are remembered under with its generation: a source and a request path. */
+  family: string;
+  /** This poll's (src/kept.ts nextGeneration). */
+  generation: number;
+  /** The poll to compare with: the one whose snapshot the baseline applied last, if any. */
+  base: number | undefined;
+  /** The element's field that names it (a string or number value); an element without one is read in full. */
+  id: string;
+}
 
 /** The worker died, or could not be started: the stream may be read again (by a new worker). */
 export class ParseWorkerError extends Error {
@@ -64,6 +86,12 @@ export interface OffThreadOptions {
   maxDepth: number;
   /** Called on the main thread with each (picked) element; what it throws ends the stream. */
   onElement: (element: unknown, keys: readonly SelectKey[]) => void;
+  /**
+   * Unchanged elements sent by id (see above): `onKept(id)` is what `onElement` is then given in
+   * place of the element, or undefined when the element must be read in full (it then comes later,
+   * before the end). What it throws ends the stream.
+   */
+  kept?: KeptStream & { onKept: (id: string) => unknown };
   /**
    * The stream failed (a bad body, `onElement` threw, the worker died) while no write or end
    * waited: the reader may be waiting for the socket, and stops it (the error is then `failure()`).
@@ -126,7 +154,7 @@ function startWorker(): Worker {
 let worker: Worker | undefined;
 let nextId = 1;
 const streams = new Map<number, Stream>();
-const counts: ((n: number) => void)[] = [];
+const counts: ((m: Extract<FromParseWorker, { t: 'count' }> | undefined) => void)[] = [];
 
 function settle(stream: Stream, error: unknown): void {
   if (stream.failure !== undefined) return;
@@ -143,7 +171,7 @@ function forget(id: number): void {
 
 function receive(m: FromParseWorker): void {
   if (m.t === 'count') {
-    counts.shift()?.(m.streams);
+    counts.shift()?.(m);
     return;
   }
   // Node hands over every message that has arrived in one callback: the `each` calls of many
@@ -184,6 +212,7 @@ function handle(m: FromParseWorker): void {
       const width = m.elements.length === 0 ? 0 : m.keys.length / m.elements.length;
       try {
         for (let i = 0; i < m.elements.length; i += 1) stream.options.onElement(m.elements[i], m.keys.slice(i * width, (i + 1) * width));
+        if (m.kept !== undefined) answer(m.id, stream, m.kept);
       } catch (e) {
         worker?.postMessage({ t: 'drop', id: m.id } satisfies ToParseWorker);
         forget(m.id);
@@ -206,12 +235,28 @@ function handle(m: FromParseWorker): void {
   }
 }
 
+/**
+ * The ids of a batch: each the hub vouches for is handed over as its record, the others are asked
+ * of the worker in full (an empty answer too: the worker then lets the batch's elements go).
+ */
+function answer(id: number, stream: Stream, kept: { batch: number; ids: string[]; keys: SelectKey[] }): void {
+  const { onKept } = stream.options.kept!;
+  const width = kept.ids.length === 0 ? 0 : kept.keys.length / kept.ids.length;
+  const want: number[] = [];
+  for (let i = 0; i < kept.ids.length; i += 1) {
+    const record = onKept(kept.ids[i]!);
+    if (record === undefined) want.push(i);
+    else stream.options.onElement(record, kept.keys.slice(i * width, (i + 1) * width));
+  }
+  worker?.postMessage({ t: 'want', id, batch: kept.batch, want } satisfies ToParseWorker);
+}
+
 function lost(w: Worker, what: string, cause?: unknown): void {
   if (worker !== w) return;
   worker = undefined;
   const inFlight = [...streams.values()];
   streams.clear();
-  for (const resolve of counts.splice(0)) resolve(0);
+  for (const resolve of counts.splice(0)) resolve(undefined);
   for (const stream of inFlight) {
     stream.options.log.warn(`the JSON parse worker ${what}; the request reading through it is retried`, { streams: inFlight.length });
     settle(stream, new ParseWorkerError(`the JSON parse worker ${what}`, cause === undefined ? undefined : { cause }));
@@ -251,8 +296,9 @@ export function parseOffThread(options: OffThreadOptions): OffThreadParse {
   }
   if (streams.size === 0) w.ref();
   streams.set(id, stream);
-  const { select, pick, maxBytes, maxElements, maxDepth } = options;
-  w.postMessage({ t: 'open', id, select, shape: pick, maxBytes, maxElements, maxDepth, batch: BATCH_ELEMENTS } satisfies ToParseWorker);
+  const { select, pick, maxBytes, maxElements, maxDepth, kept } = options;
+  const keptStream = kept === undefined ? undefined : { family: kept.family, generation: kept.generation, base: kept.base, id: kept.id };
+  w.postMessage({ t: 'open', id, select, shape: pick, maxBytes, maxElements, maxDepth, batch: BATCH_ELEMENTS, ...(keptStream !== undefined ? { kept: keptStream } : {}) } satisfies ToParseWorker);
   return {
     write(chunk) {
       if (stream.failure !== undefined) return Promise.reject(stream.failure);
@@ -290,11 +336,20 @@ export function parseOffThread(options: OffThreadOptions): OffThreadParse {
 }
 
 /** Streams the worker holds (0 when there is no worker): for tests that check a stream was freed. */
-export function parseWorkerStreams(): Promise<number> {
+export async function parseWorkerStreams(): Promise<number> {
+  return (await parseWorkerMemory()).streams;
+}
+
+/**
+ * What the worker holds: its streams, the bytes of the digests it remembers (src/keptDigests.ts)
+ * and their generations by family. For tests, and the memory figures of docs/scale.md.
+ */
+export function parseWorkerMemory(): Promise<{ streams: number; keptBytes: number; generations: Record<string, number[]> }> {
   const w = worker;
-  if (w === undefined) return Promise.resolve(0);
+  const none = { streams: 0, keptBytes: 0, generations: {} };
+  if (w === undefined) return Promise.resolve(none);
   return new Promise((resolve) => {
-    counts.push(resolve);
+    counts.push((m) => resolve(m === undefined ? none : { streams: m.streams, keptBytes: m.keptBytes, generations: m.generations }));
     w.postMessage({ t: 'count' } satisfies ToParseWorker);
   });
 }

@@ -20,6 +20,7 @@ import {
   timer,
 } from 'rxjs';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
+import { type BaselineLookup, type Kept, type KeptPaging, nextGeneration } from './kept.js';
 import { type Logger, asError, silentLogger } from './log.js';
 import type { EntityType, ReadStats, SnapshotObservation } from './model.js';
 import type { OptionReader } from './options.js';
@@ -41,7 +42,13 @@ export interface SnapshotAttempt<R> extends PollAttempt {
    * once the attempt succeeds, with what it returns as its last piece, and void if it fails.
    * Called after the attempt ended (aborted, timed out), it does nothing.
    */
-  deliver: (records: readonly R[]) => void;
+  deliver: (records: readonly (R | Kept)[]) => void;
+  /**
+   * Set when the hub lent the source the baseline ({@link PollSnapshotsOptions.baseline}): hand it
+   * to the fetch of a collection whose records map alone (fetchAllPages' `kept`), and what its
+   * previous poll had as it is comes as the baseline's entities. Undefined otherwise.
+   */
+  kept: KeptPaging | undefined;
 }
 
 export interface PollOptions {
@@ -151,6 +158,11 @@ export interface PollSnapshotsOptions extends PollOptions {
   log?: Logger;
   /** A poll still running logs `still reading` (pages, records, bytes so far) at info this often, ms (default 5000). */
   progressEveryMs?: number;
+  /**
+   * What the hub lent the source ({@link Source.useBaseline}), read at each attempt: with it, each
+   * attempt's snapshot carries its `generation`, and its fetch is given `kept`.
+   */
+  baseline?: () => BaselineLookup | undefined;
 }
 
 const NOTHING_READ: ReadCount = { responses: 0, bytes: 0, records: 0 };
@@ -238,24 +250,27 @@ export function pollSnapshots<R>(
   fetch: (attempt: SnapshotAttempt<R>) => ObservableInput<R[]>,
   options: PollSnapshotsOptions,
 ): Observable<SourceSignal<R>> {
-  const { types, source, missesBeforeDelete, received, log = silentLogger, progressEveryMs = 5000, scheduler = asyncScheduler } = options;
+  const { types, source, missesBeforeDelete, received, log = silentLogger, progressEveryMs = 5000, scheduler = asyncScheduler, baseline } = options;
   const count = received ?? ((): ReadCount => NOTHING_READ);
-  const snapshotOf = (at: string, records: R[]): SnapshotObservation<R> => ({
+  const snapshotOf = (at: string, records: (R | Kept)[], kept: KeptPaging | undefined): SnapshotObservation<R | Kept> => ({
     kind: 'snapshot',
     source,
     types: [...types],
     at,
     records,
     ...(missesBeforeDelete !== undefined ? { missesBeforeDelete } : {}),
+    ...(kept !== undefined ? { generation: kept.generation } : {}),
   });
   return defer(() => {
     let up = false;
     /** Snapshots emitted while their attempt still reads (their pages). */
     const early = new Subject<SourceSignal<R>>();
     /** The attempt in flight's, once it delivered (attempts never overlap). */
-    let paged: { snapshot: SnapshotObservation<R>; channel: PageChannel<R> } | undefined;
-    const read = (attempt: PollAttempt): Observable<{ records: R[]; at: string; read?: ReadStats }> =>
+    let paged: { snapshot: SnapshotObservation<R | Kept>; channel: PageChannel<R | Kept> } | undefined;
+    const read = (attempt: PollAttempt): Observable<{ records: R[]; at: string; read?: ReadStats; kept: KeptPaging | undefined }> =>
       defer(() => {
+        const lookup = baseline?.();
+        const kept: KeptPaging | undefined = lookup === undefined ? undefined : { generation: nextGeneration(), family: source, lookup };
         const before = { ...count() };
         const started = scheduler.now();
         let over = false;
@@ -269,19 +284,19 @@ export function pollSnapshots<R>(
               log.info('still reading', { source, pages: responses, ...(records > 0 ? { records } : {}), bytes, elapsedMs: scheduler.now() - started });
             })
           : undefined;
-        const deliver = (records: readonly R[]): void => {
+        const deliver = (records: readonly (R | Kept)[]): void => {
           if (over) return;
           if (paged === undefined) {
-            paged = { snapshot: snapshotOf(attempt.startedAt, []), channel: pageChannel<R>() };
+            paged = { snapshot: snapshotOf(attempt.startedAt, [], kept), channel: pageChannel<R | Kept>() };
             paged.snapshot.pages = paged.channel.pages$;
             early.next(paged.snapshot);
           }
           paged.channel.push(records);
         };
-        return from(fetch({ ...attempt, deliver })).pipe(
+        return from(fetch({ ...attempt, deliver, kept })).pipe(
           map((records) => {
             const { responses, bytes } = sofar();
-            return { records, at: attempt.startedAt, ...(received ? { read: { pages: responses, bytes, readMs: scheduler.now() - started } } : {}) };
+            return { records, at: attempt.startedAt, kept, ...(received ? { read: { pages: responses, bytes, readMs: scheduler.now() - started } } : {}) };
           }),
           // Done, failed, timed out or stopped: the attempt's progress and deliveries end with it.
           finalize(() => {
@@ -302,12 +317,12 @@ export function pollSnapshots<R>(
           const down: HealthSignal = { kind: 'health', status: 'down', error, retryInMs: outcome.retryInMs };
           return [down];
         }
-        const { records, at, read: stats } = outcome.value;
+        const { records, at, read: stats, kept } = outcome.value;
         const signals: SourceSignal<R>[] = [];
         if (!up) signals.push({ kind: 'health', status: 'up' });
         up = true;
         if (pages === undefined) {
-          signals.push(stats ? { ...snapshotOf(at, records), read: stats } : snapshotOf(at, records));
+          signals.push(stats ? { ...snapshotOf(at, records, kept), read: stats } : snapshotOf(at, records, kept));
           return signals;
         }
         if (stats) pages.snapshot.read = stats;

@@ -104,7 +104,12 @@ export default defineSource<OpenStackPollOptions, ApiVolume>({
         types: ['cinder.volume'],
         // Older catalogs carry the project in the URL (…/v3/{project}); newer ones leave it out.
         endpoint: (url, token) => (token.projectId ? withSuffix(url, `/${token.projectId}`) : url),
-        fetch: ({ http, signal, deliver }) => fetchAllPages<ApiVolume>(http, '/volumes/detail', { key: 'volumes', params: { all_tenants: 1 }, pick: VOLUME_PICK, onPage: deliver, signal }),
+        // Every page is handed over as read: nothing is left to return. A volume's entity depends on
+        // its picked record alone (apiVolumeFacts, volumeDraft), so unchanged ones may come kept.
+        fetch: async ({ http, signal, deliver, kept }) => {
+          await fetchAllPages<ApiVolume>(http, '/volumes/detail', { key: 'volumes', params: { all_tenants: 1 }, pick: VOLUME_PICK, onPage: deliver, kept: kept === undefined ? undefined : { paging: kept, type: 'cinder.volume', id: 'id' }, signal });
+          return [];
+        },
         map: (v) => volumeDraft(apiVolumeFacts(v)),
       },
       options,

@@ -1,4 +1,5 @@
 import { fetchAllPages } from '../../src/http.js';
+import { Kept } from '../../src/kept.js';
 import { type PickShape, pickBy } from '../../src/pick.js';
 import { type EntityDraft, ref, unreachable } from '../../src/model.js';
 import { defineSource } from '../../src/source.js';
@@ -201,18 +202,22 @@ export default defineSource<NovaOptions, NovaRecord>({
         serviceTypes: ['compute'],
         types: options.types,
         headers: { 'OpenStack-API-Version': `compute ${NOVA_MICROVERSION}`, 'X-OpenStack-Nova-API-Version': NOVA_MICROVERSION },
-        fetch: async ({ http, signal, deliver }) => {
-          // The servers (the big collection) are handed over page by page, as read.
-          const servers = (page: ApiServer[]): void =>
+        fetch: async ({ http, signal, deliver, kept }) => {
+          // The servers (the big collection) are handed over page by page, as read; those the
+          // previous poll had as they are may come kept (the baseline's entity): a server's entity
+          // depends on its picked record alone (serverDraft reads nothing else), so they may.
+          const servers = (page: (ApiServer | Kept)[]): void =>
             deliver(
-              page.map((server): NovaRecord => {
+              page.map((server): NovaRecord | Kept => {
+                if (server instanceof Kept) return server;
                 const record = { ...SERVER_RECORD };
                 record.server = server;
                 return record;
               }),
             );
-          const [, hypervisors, zones] = await allParts<[ApiServer[], ApiHypervisor[], ApiZone[]]>(signal, [
-            (s) => (want.has('nova.instance') ? fetchAllPages<ApiServer>(http, '/servers/detail', { key: 'servers', params: { all_tenants: 1 }, pick: SERVER_PICK, onPage: servers, signal: s }) : Promise.resolve([])),
+          const keptServers = kept === undefined ? undefined : { paging: kept, type: 'nova.instance' as const, id: 'id' };
+          const [, hypervisors, zones] = await allParts<[(ApiServer | Kept)[], ApiHypervisor[], ApiZone[]]>(signal, [
+            (s) => (want.has('nova.instance') ? fetchAllPages<ApiServer>(http, '/servers/detail', { key: 'servers', params: { all_tenants: 1 }, pick: SERVER_PICK, onPage: servers, kept: keptServers, signal: s }) : Promise.resolve([])),
             (s) => (want.has('nova.host') ? fetchAllPages<ApiHypervisor>(http, '/os-hypervisors/detail', { key: 'hypervisors', signal: s }) : Promise.resolve([])),
             async (s) =>
               want.has('nova.zone') || want.has('nova.host')

@@ -6,6 +6,7 @@
 import { DEFAULT_MAX_RESPONSE_BYTES, type HttpClient, createHttpClient } from '../../src/http.js';
 import type { EntityType } from '../../src/model.js';
 import type { OptionReader } from '../../src/options.js';
+import type { BaselineLookup, Kept, KeptPaging } from '../../src/kept.js';
 import { errorMessage } from '../../src/log.js';
 import { type ReadCount, type SnapshotAttempt, pollSnapshots, readPollTiming } from '../../src/poll.js';
 import type { EntityMapping, Source, SourceContext } from '../../src/source.js';
@@ -51,7 +52,12 @@ export interface ServiceCall<R = unknown> {
    * Hands records of this poll's snapshot over now, a page as read (fetchAllPages' `onPage`), so
    * they are normalized and compared while young; they are not returned again (pollSnapshots).
    */
-  deliver: (records: readonly R[]) => void;
+  deliver: (records: readonly (R | Kept)[]) => void;
+  /**
+   * Set when the hub lent the source the baseline: give it (fetchAllPages' `kept`) to the fetch of
+   * a collection whose entity depends on the record alone, and its unchanged records come kept.
+   */
+  kept: KeptPaging | undefined;
 }
 
 export interface OpenStackSourceSpec<R> {
@@ -110,13 +116,15 @@ export function openstackSource<R>(spec: OpenStackSourceSpec<R>, options: OpenSt
     }
     return sum;
   };
-  const fetch = async ({ signal, deliver }: SnapshotAttempt<R>): Promise<R[]> => {
+  /** Lent by the hub before it subscribes (Source.useBaseline). */
+  let lookup: BaselineLookup | undefined;
+  const fetch = async ({ signal, deliver, kept }: SnapshotAttempt<R>): Promise<R[]> => {
     const token = await session.token();
     const url = await session.endpoint(spec.serviceTypes).catch((e: unknown) => {
       throw new Error(`${name}: ${errorMessage(e)} (credentials from ${options.cloud.origin})`, { cause: e });
     });
     const service = async (types: readonly string[], fix = (u: string): string => u): Promise<HttpClient> => clientFor(fix(await session.endpoint(types)));
-    return spec.fetch({ http: clientFor(spec.endpoint ? spec.endpoint(url, token) : url), token, signal, service, deliver });
+    return spec.fetch({ http: clientFor(spec.endpoint ? spec.endpoint(url, token) : url), token, signal, service, deliver, kept });
   };
   return {
     name,
@@ -131,8 +139,12 @@ export function openstackSource<R>(spec: OpenStackSourceSpec<R>, options: OpenSt
       progressEveryMs: options.progressEveryMs,
       received,
       log,
+      baseline: () => lookup,
     }),
     map: spec.map,
+    useBaseline: (lent) => {
+      lookup = lent;
+    },
   };
 }
 

@@ -2,6 +2,7 @@ import { NEVER, Observable, type SchedulerLike, defer, filter, map, tap } from '
 import { describe, expect, it } from 'vitest';
 import { createLogger, errorMessage } from '../../src/log.js';
 import { type PollOutcome, type ReadCount, type SnapshotAttempt, pageChannel, poll, pollSnapshots } from '../../src/poll.js';
+import type { BaselineLookup, KeptPaging } from '../../src/kept.js';
 import type { SourceSignal } from '../../src/source.js';
 import { marbles } from '../support/marbles.js';
 
@@ -94,6 +95,42 @@ describe('poll', () => {
       const options = { intervalMs: 10, timeoutMs: 5, scheduler: m.scheduler, types: ['x.y'], source: 'nova' };
       m.expect(hysteresis(pollSnapshots<number>(fetch, { ...options, missesBeforeDelete: 3 })), '^ 15ms !').toBeObservable('-(hs) 7ms s', { h: 'health', s: 'm3' });
       m.expect(hysteresis(pollSnapshots<number>(fetch, options)), '^ 15ms !').toBeObservable('-(hs) 7ms s', { h: 'health', s: 'm-' });
+    }),
+  );
+
+  it(
+    'pollSnapshots with a lent baseline: each attempt a new generation, given to its fetch (kept) and set on its snapshot',
+    marbles((m) => {
+      const lookup: BaselineLookup = { base: () => undefined, kept: () => undefined };
+      const given: (KeptPaging | undefined)[] = [];
+      const fetch = (a: SnapshotAttempt<number>) => {
+        given.push(a.kept);
+        return m.cold('-(r|)', { r: [1] });
+      };
+      const generations = (signal$: ReturnType<typeof pollSnapshots<number>>) =>
+        signal$.pipe(mapAny((s) => (s.kind === 'snapshot' ? `g${s.generation === undefined ? '-' : s.generation === given.at(-1)?.generation ? '=' : '?'}` : s.kind)));
+      const options = { intervalMs: 10, timeoutMs: 5, scheduler: m.scheduler, types: ['x.y'], source: 'nova' };
+      m.expect(generations(pollSnapshots<number>(fetch, { ...options, baseline: () => lookup })), '^ 15ms !').toBeObservable('-(hs) 7ms s', { h: 'health', s: 'g=' });
+      m.flush();
+      expect(given.map((k) => k !== undefined && k.lookup === lookup && k.family === 'nova')).toEqual([true, true]);
+      expect(given[1]!.generation).toBeGreaterThan(given[0]!.generation);
+    }),
+  );
+
+  it(
+    'pollSnapshots without a lent baseline: no generation, no kept',
+    marbles((m) => {
+      const given: (KeptPaging | undefined)[] = [];
+      const fetch = (a: SnapshotAttempt<number>) => {
+        given.push(a.kept);
+        return m.cold('-(r|)', { r: [1] });
+      };
+      const generations = (signal$: ReturnType<typeof pollSnapshots<number>>) => signal$.pipe(mapAny((s) => (s.kind === 'snapshot' ? `g${s.generation ?? '-'}` : s.kind)));
+      const options = { intervalMs: 10, timeoutMs: 5, scheduler: m.scheduler, types: ['x.y'], source: 'nova' };
+      m.expect(generations(pollSnapshots<number>(fetch, { ...options, baseline: () => undefined })), '^ 15ms !').toBeObservable('-(hs) 7ms s', { h: 'health', s: 'g-' });
+      m.expect(generations(pollSnapshots<number>(fetch, options)), '^ 15ms !').toBeObservable('-(hs) 7ms s', { h: 'health', s: 'g-' });
+      m.flush();
+      expect(given).toEqual([undefined, undefined, undefined, undefined]);
     }),
   );
 

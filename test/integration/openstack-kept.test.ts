@@ -62,7 +62,7 @@ function drive(source: Source<unknown>, lend: boolean, changes: (() => void)[]):
       map((s) => {
         const n = run.kept.push(0) - 1;
         run.generations.push(s.generation);
-        return { ...s, ...(s.pages ? { pages: s.pages.pipe(tap((piece) => (run.kept[n] += piece.filter((r) => r instanceof Kept).length))) } : {}) };
+        return { ...s, ...(s.pages ? { pages: s.pages.pipe(tap((piece) => (run.kept[n] = (run.kept[n] ?? 0) + piece.filter((r) => r instanceof Kept).length))) } : {}) };
       }),
       normalizeEntity(source.map),
     )

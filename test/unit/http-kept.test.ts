@@ -73,7 +73,7 @@ async function poll(l: BaselineLookup, path = '/servers/detail'): Promise<Poll> 
   const pages: (Server | Kept)[][] = [];
   asked = [];
   const bare = path === '/bare';
-  await fetchAllPages<Server>(http, path, { key: bare ? null : 'servers', pick: PICK, kept, onPage: (p) => pages.push(p), ...(bare ? { limit: PAGE } : {}) });
+  await fetchAllPages<Server>(http, path, { key: bare ? null : 'servers', pick: PICK, kept, onPage: (p: (Server | Kept)[]) => void pages.push(p), ...(bare ? { limit: PAGE } : {}) });
   return { pages, generation };
 }
 

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { SelectKey } from '../../src/jsonStream.js';
-import { DigestTable, digestOf, idHash, serialize } from '../../src/keptDigests.js';
+import { DigestTable, digestOf, idHash, serialize, textOf } from '../../src/keptDigests.js';
 import { silentLogger } from '../../src/log.js';
 import { ParseWorkerError, type KeptStream, parseOffThread, parseWorkerForTests, parseWorkerMemory } from '../../src/parseOffThread.js';
 import type { PickShape } from '../../src/pick.js';
@@ -195,6 +195,16 @@ describe('the parse worker keeps what the base generation had as it is', () => {
 
 describe('the digests', () => {
   it('tell apart values JSON.stringify writes alike (-0 and 0, Infinity and null), and keys from values', () => {
+    for (const [a, b] of [
+      [{ n: -0 }, { n: 0 }],
+      [[Infinity], [null]],
+      [{ a: { b: [-Infinity] } }, { a: { b: [null] } }],
+      [{ a: 'b' }, ['a', 'b']],
+    ] as const) {
+      expect(textOf(a)).not.toBe(textOf(b));
+      expect(digestOf(a)).not.toEqual(digestOf(b));
+    }
+    expect(textOf({ id: 'x', n: [1, 'two', null, true] })).toBe(textOf({ id: 'x', n: [1, 'two', null, true] }));
     expect(serialize(-0)).not.toBe(serialize(0));
     expect(serialize(Infinity)).not.toBe(serialize(null));
     expect(serialize({ a: 'b' })).not.toBe(serialize(['a', 'b']));

@@ -3,6 +3,7 @@ import { concatEach } from './concatEach.js';
 import { type Entity, type EntityDraft, type EntityPatch, type EntityRef, type Observation, type SnapshotObservation, entityKey } from '../src/model.js';
 import { canonicalize } from '../src/hash.js';
 import { Kept } from '../src/kept.js';
+import { standIn } from './standIns.js';
 import { type EntityScope, qualifiedId } from '../src/scope.js';
 import type { EntityMapping } from '../src/source.js';
 
@@ -499,9 +500,10 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
       const range = (list: readonly (R | Kept)[], from: number, to: number): void => {
         for (let i = from; i < to; i++) {
           const record = list[i]!;
-          // An entity its transport kept (src/kept.ts): the baseline's own, already normalized.
+          // An entity its transport kept (src/kept.ts): the baseline's own, already normalized. It
+          // stands in for the record mapping would give, which is it restamped (operators/standIns.ts).
           if (record instanceof Kept) {
-            if (types.has(record.entity.type)) records.push(record.entity);
+            if (types.has(record.entity.type)) standIn(records, records.length, record.entity, observation.at, observation.source);
             else report(`type ${record.entity.type} is not among the snapshot's types (${observation.types.join(', ')})`, record.entity, record.entity.key);
             continue;
           }

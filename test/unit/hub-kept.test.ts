@@ -105,8 +105,8 @@ describe('the hub’s baseline lookup (src/hub/kept.ts)', () => {
     expect(lookup.base()).toBe(4);
     expect(lookup.kept('nova.host', 'h1', 4)?.entity.key).toBe('nova.host:a/h1');
     expect(lookup.kept('nova.instance', 'x', 4)).toBeUndefined();
-    // Another source, in another scope, writes y (an id unique across clouds): not this source's.
-    apply(poll(t(40), [vm('y')], {}, 'other', entityScope('c')));
+    // Another source writes y (in the hub, one whose type this source took over: a config changed): not this source's.
+    apply(poll(t(40), [vm('y', 'SHUTOFF')], {}, 'other', a));
     expect(lookup.base()).toBe(4);
     expect(lookup.kept('nova.instance', 'y', 4)).toBeUndefined();
   });

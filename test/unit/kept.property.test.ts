@@ -246,7 +246,8 @@ const arbTouched: fc.Arbitrary<Plan[]> = fc
     // The first poll at t(0), the next at t(8·(changes + 1)); the changes around the next one's time.
     const at = 8 * (changes.length + 1);
     const touching: Plan[] = changes.map((o, i) => ({ kind: 'observation', o: { ...o, at: t((Date.parse(o.at) / 1000 + i) % (2 * at)) } as Observation }));
-    return [first, ...touching, { ...next, at: undefined, fails: false, generation: true, carry: true, elements: [], lead: changes.length, baseLead: 0 }];
+    // Mostly prepared to the end before its step, so that the step built ahead meets them too.
+    return [first, ...touching, { ...next, at: undefined, fails: false, generation: true, carry: true, elements: [], lead: changes.length, baseLead: 0, complete: next.complete || next.repeat.length === 0 }];
   });
 
 describe('unchanged records kept (properties)', () => {

@@ -604,6 +604,7 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
       continue;
     }
     // The baseline's own entity (a kept record's usual case): the same without comparing.
+    // Stryker disable next-line ConditionalExpression,LogicalOperator: a shortcut: sameMeaning(a, a) is true
     const same = entry.entity === record || sameMeaning(entry.entity, record);
     p.prev[i] = entry.entity;
     if (i >= p.same.length) p.same = grown(p.same, records.length);
@@ -614,6 +615,7 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
     // Stryker disable next-line ConditionalExpression,LogicalOperator: visiting more records than those that write only costs time
     if (!newer && !settled) p.work.push(i);
     // A no-op as long as nothing touches its key: the step needs it no more (the section above).
+    // Stryker disable next-line ConditionalExpression: a stand-in is not droppable (its observedAt is another observation's), and would stand in again for the same record
     else if (dropping && same && !standsIn(dropped, i) && droppable(record, snapshot)) standIn(records, i, entry.entity, snapshot.at, snapshot.source);
   }
   p.created = p.created.withMutations((m) => {
@@ -758,6 +760,7 @@ function decide(p: Preparation, a: Ahead, snapshot: SnapshotObservation, state: 
   if (effectiveAt(state, prev) > at) return { ...UNCHANGED, pos };
   // A stand-in's meaning is its record's (made again below only if it is written).
   const record = snapshot.records[pos]!;
+  // Stryker disable next-line ConditionalExpression,LogicalOperator: a shortcut: sameMeaning(a, a) is true
   const same = prev.entity === record || (p.prev[pos] === prev.entity ? p.same[pos] === 1 : sameMeaning(prev.entity, record));
   if (same) {
     // Unchanged: syncedAt confirms it, unless a notification or a miss wrote it last.
@@ -933,6 +936,7 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
         // Changed by a notification after this snapshot's request started (rule 4).
         if (effectiveAt(state, prev) > at) return;
         // The baseline's own entity (a kept record's usual case): the same without comparing.
+        // Stryker disable next-line ConditionalExpression,LogicalOperator: a shortcut: sameMeaning(a, a) is true
         const same = prev.entity === record || (plan !== undefined && plan.prepared.prev[i] === prev.entity ? plan.prepared.same[i] === 1 : sameMeaning(prev.entity, record));
         if (same) {
           // Unchanged: syncedAt confirms it, unless a notification or a miss wrote it last.

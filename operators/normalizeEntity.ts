@@ -448,7 +448,11 @@ function drafts<R>(map: EntityMapping<R>, record: R): readonly EntityDraft[] {
  *    record whose type is not among the snapshot's `types` is invalid (it could never be deleted).
  * 5. With `scope`, every entity carries it, its snapshots name it, and the ids of local types
  *    (the entity's and its refs') are qualified by it: `nova.host:a/compute-01` (src/scope.ts).
- * 6. Completes and errors with the source.
+ * 6. A snapshot record that is a `Kept` (src/kept.ts: the baseline's entity, vouched for by the
+ *    hub) is not mapped: its entity stands in its slot for itself restamped with the snapshot's
+ *    `observedAt` and `source`, which the baseline's step makes wherever it writes the record
+ *    (operators/standIns.ts).
+ * 7. Completes and errors with the source.
  *
  * @example
  * ```ts

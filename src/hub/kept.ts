@@ -56,6 +56,7 @@ export function createBaselineLookup(name: string, scope: EntityScope | undefine
       const now = state();
       if (now === undefined) return undefined;
       const key = entityKey(type, scope !== undefined && scope.isLocal(type) ? qualifiedId(scope.name, id) : id);
+      // Stryker disable next-line ConditionalExpression: a shortcut: an empty set has no key
       if (keptOut.size > 0 && keptOut.has(key)) return undefined;
       const entry = entryOf(now, key);
       if (entry === undefined || !entry.bySnapshot || entry.misses !== 0) return undefined;

@@ -155,6 +155,8 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     running?.unsubscribe();
     running = undefined;
     latest = undefined;
+    // The next start's steps start from the hub's state (which may lag this chain): no base is in them.
+    for (const lookup of lookups.values()) lookup.reset();
     for (const s of sources) health.set(s.name, { status: 'stopped' });
   };
 
@@ -175,8 +177,6 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
       // Indexed, so a first snapshot is prepared too.
       const seed: BaselineStep = { state: indexedBaseline(baseline.state()), events: [] };
       latest = seed;
-      // Another chain of steps from here on: no source's base is in it yet.
-      for (const lookup of lookups.values()) lookup.reset();
       // Big snapshots are read in slices first, so the push path is served meanwhile (hub/slicing.ts).
       running = merge(...sources.map((s) => observationsOf(s, intake).pipe(preparedInSlices(() => (latest ?? seed).state))), mirror$)
         .pipe(

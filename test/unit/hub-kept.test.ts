@@ -184,6 +184,7 @@ describe('the hub lends the baseline to the sources that keep records', () => {
     expect(nova.lookup!.kept('nova.instance', 'a', 1)?.entity).toBe(sync.snapshot(['nova.instance'])[0]);
     // Stopped: nothing to vouch for; started again: not until the source's next snapshot.
     sync.stop();
+    expect(nova.lookup!.base()).toBeUndefined();
     expect(nova.lookup!.kept('nova.instance', 'a', 1)).toBeUndefined();
     sync.start();
     expect(nova.lookup!.base()).toBeUndefined();

@@ -13,6 +13,7 @@ import {
   unreachable,
 } from '../src/model.js';
 import { scopedType } from '../src/scope.js';
+import { droppable, grown, recordAt, recordsOf, standIn, standInsOf, standsIn } from './standIns.js';
 
 /** What the baseline knows of one entity. */
 export interface BaselineEntry {
@@ -399,88 +400,10 @@ function withIndex(state: BaselineState, index: BaselineIndex): BaselineState {
 
 // ——— Records dropped once found unchanged ———
 //
-// A big snapshot's records mostly describe entities as the baseline already holds them (at 1 %
-// churn, 99 % are no-ops the moment they are compared). Kept until the step, each is an object
-// graph that survives scavenges, is copied, promoted and then marked (docs/scale.md, "Fewer
-// survivors"). The preparation therefore drops a record it finds to be a no-op when it can make
-// it again exactly: its slot then holds the entity the baseline held for its key (an object that
-// lives anyway), which has the same meaning (rule 1: type, id, scope, name, state, project,
-// parents, children, attributes; all the same values, the attributes equal); the record differed
-// from it only in `observedAt` and `source`, which were the snapshot's (checked), and it had no
-// other field, `raw` included (checked: with keepRaw records are kept). Whatever needs the record
-// again — a step that visits a key a change touched since, a preparation that turns out void, a
-// clock correction — gets it made again ({@link recordAt}); anything else that reads the
-// snapshot's records after its preparation (onObserved) finds the baseline's entity of the same
-// key, type and meaning in a dropped slot.
-
-/** The fields of an entity as normalizeEntity makes it, in its order: the only records dropped. */
-const ENTITY_FIELDS = ['key', 'type', 'id', 'scope', 'name', 'state', 'project', 'parents', 'children', 'observedAt', 'source', 'attributes'] as const;
-
-/** Which records of one records array were dropped, and what they had of their snapshot. */
-interface Dropped {
-  /** 1 where the slot holds the baseline's entity in place of the record. */
-  bits: Uint8Array;
-  readonly at: string;
-  readonly source: string;
-}
-
-/** Per records array, which copies of an observation share. */
-const droppedRecords = new WeakMap<readonly Entity[], Dropped>();
-
-/** Whether `entity` could be made again from an entity of the same meaning and its snapshot. */
-function droppable(entity: Entity, snapshot: SnapshotObservation): boolean {
-  if (entity.observedAt !== snapshot.at || entity.source !== snapshot.source) return false;
-  let i = 0;
-  for (const name in entity) {
-    if (name !== ENTITY_FIELDS[i]) return false;
-    i++;
-  }
-  // Stryker disable next-line ConditionalExpression: a record that is an Entity lacks none of them (the last, attributes, is required)
-  return i === ENTITY_FIELDS.length;
-}
-
-/** Puts `held`, the entity the baseline holds with the same meaning, in record i's slot. */
-function drop(snapshot: SnapshotObservation, i: number, held: Entity): void {
-  const records = snapshot.records;
-  let d = droppedRecords.get(records);
-  if (d === undefined) droppedRecords.set(records, (d = { bits: new Uint8Array(records.length), at: snapshot.at, source: snapshot.source }));
-  if (i >= d.bits.length) d.bits = grown(d.bits, records.length);
-  d.bits[i] = 1;
-  records[i] = held;
-}
-
-/** A copy of `bits` with room for `n`. */
-function grown(bits: Uint8Array, n: number): Uint8Array {
-  const more = new Uint8Array(Math.max(n, bits.length * 2));
-  more.set(bits);
-  return more;
-}
-
-/** Record i of `snapshot` as it was given (made again if it was dropped: normalizeEntity's literal, its order). */
-function recordAt(snapshot: SnapshotObservation, i: number, d: Dropped | undefined = droppedRecords.get(snapshot.records)): Entity {
-  const r = snapshot.records[i]!;
-  if (d === undefined || d.bits[i] !== 1) return r;
-  return {
-    key: r.key,
-    type: r.type,
-    id: r.id,
-    scope: r.scope,
-    name: r.name,
-    state: r.state,
-    project: r.project,
-    parents: r.parents,
-    children: r.children,
-    observedAt: d.at,
-    source: d.source,
-    attributes: r.attributes,
-  };
-}
-
-/** Every record of `snapshot` as it was given. */
-function recordsOf(snapshot: SnapshotObservation): Entity[] {
-  const d = droppedRecords.get(snapshot.records);
-  return d === undefined ? snapshot.records : snapshot.records.map((_, i) => recordAt(snapshot, i, d));
-}
+// The preparation drops a record it reads as a no-op when it can make it again exactly: its slot
+// then holds the entity the baseline held for its key, a stand-in (operators/standIns.ts, where
+// normalizeEntity also puts the entities a poll's transport kept). The step reads a stand-in's
+// meaning as it is and makes the record again ({@link recordAt}) wherever it writes it.
 
 // ——— Preparing a big snapshot ahead of its step ———
 //
@@ -651,14 +574,15 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
   let left = Math.max(1, budget);
   /** This slice's creates built ahead. */
   const built: BaselineEntry[] = [];
-  const dropped = droppedRecords.get(records);
+  const dropped = standInsOf(records);
   for (; p.done < records.length; p.done++, left--) {
     // Stryker disable next-line ConditionalExpression,EqualityOperator: reading past the budget only makes a slice longer
     if (left <= 0) break;
     const i = p.done;
-    // Dropped by an earlier preparation of it (void since): made again.
-    const entity = recordAt(snapshot, i, dropped);
-    const key = entity.key;
+    // A stand-in (kept by its transport, or dropped by an earlier preparation of it, void since)
+    // is read as it is: its meaning is its record's, and it is made again only where it is written.
+    const record = records[i]!;
+    const key = record.key;
     const first = p.positions.get(key);
     // Stryker disable next-line EqualityOperator: with `===` every record goes to the work unread (the step visits them all: time only)
     if (first !== undefined) {
@@ -676,10 +600,12 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
     p.positions.set(entry === undefined ? key : entry.entity.key, i);
     if (entry === undefined) {
       p.work.push(i);
-      if (!state.tombstones.has(key)) built.push((p.built[i] = { entity, at: p.at, bySnapshot: true, misses: 0 }));
+      if (!state.tombstones.has(key)) built.push((p.built[i] = { entity: recordAt(snapshot, i, dropped), at: p.at, bySnapshot: true, misses: 0 }));
       continue;
     }
-    const same = sameMeaning(entry.entity, entity);
+    // The baseline's own entity (a kept record's usual case): the same without comparing.
+    // Stryker disable next-line ConditionalExpression,LogicalOperator: a shortcut: sameMeaning(a, a) is true
+    const same = entry.entity === record || sameMeaning(entry.entity, record);
     p.prev[i] = entry.entity;
     if (i >= p.same.length) p.same = grown(p.same, records.length);
     p.same[i] = same ? 1 : 0;
@@ -689,7 +615,8 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
     // Stryker disable next-line ConditionalExpression,LogicalOperator: visiting more records than those that write only costs time
     if (!newer && !settled) p.work.push(i);
     // A no-op as long as nothing touches its key: the step needs it no more (the section above).
-    else if (dropping && same && droppable(entity, snapshot)) drop(snapshot, i, entry.entity);
+    // Stryker disable next-line ConditionalExpression: a stand-in is not droppable (its observedAt is another observation's), and would stand in again for the same record
+    else if (dropping && same && !standsIn(dropped, i) && droppable(record, snapshot)) standIn(records, i, entry.entity, snapshot.at, snapshot.source);
   }
   p.created = p.created.withMutations((m) => {
     for (const b of built) m.set(b.entity.key, b);
@@ -822,21 +749,25 @@ function decide(p: Preparation, a: Ahead, snapshot: SnapshotObservation, state: 
     if (misses < Math.max(1, snapshot.missesBeforeDelete ?? 1)) return { pos: -1, entry: { ...prev, misses }, tombstone: undefined, event: undefined };
     return { pos: -1, entry: null, tombstone: at, event: event('delete', 'snapshot', e) };
   }
-  const entity = recordAt(snapshot, pos);
   if (prev === undefined) {
     const deletedAt = state.tombstones.get(key);
     // Deleted after this snapshot's request started: the snapshot is older news (rule 4).
     if (deletedAt !== undefined && deletedAt > at) return { ...UNCHANGED, pos };
+    const entity = recordAt(snapshot, pos);
     return { pos, entry: { entity, at, bySnapshot: true, misses: 0 }, tombstone: deletedAt === undefined ? undefined : null, event: event('create', 'snapshot', entity) };
   }
   // Changed by a notification after this snapshot's request started (rule 4).
   if (effectiveAt(state, prev) > at) return { ...UNCHANGED, pos };
-  const same = p.prev[pos] === prev.entity ? p.same[pos] === 1 : sameMeaning(prev.entity, entity);
+  // A stand-in's meaning is its record's (made again below only if it is written).
+  const record = snapshot.records[pos]!;
+  // Stryker disable next-line ConditionalExpression,LogicalOperator: a shortcut: sameMeaning(a, a) is true
+  const same = prev.entity === record || (p.prev[pos] === prev.entity ? p.same[pos] === 1 : sameMeaning(prev.entity, record));
   if (same) {
     // Unchanged: syncedAt confirms it, unless a notification or a miss wrote it last.
     if (prev.bySnapshot && prev.misses === 0) return { ...UNCHANGED, pos };
     return { pos, entry: { ...prev, at, bySnapshot: true, misses: 0 }, tombstone: undefined, event: undefined };
   }
+  const entity = recordAt(snapshot, pos);
   return { pos, entry: { entity, at, bySnapshot: true, misses: 0 }, tombstone: undefined, event: upsertEvent(prev, entity, 'snapshot') };
 }
 
@@ -956,11 +887,12 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
     start = created.size > start.size ? created.merge(start) : start.merge(created);
   }
   const built = plan?.prepared.built;
-  const dropped = droppedRecords.get(records);
+  const dropped = standInsOf(records);
   const entities = start.withMutations((map) => {
     const visit = (i: number): void => {
-      const entity = recordAt(snapshot, i, dropped);
-      const key = entity.key;
+      // A stand-in's meaning is its record's: the record is made again only where it is written.
+      const record = records[i]!;
+      const key = record.key;
       const ahead = built?.[i];
       // Stryker disable next-line BlockStatement: a shortcut: the lines below make the same entry and create for a record new to the baseline
       if (ahead !== undefined) {
@@ -968,7 +900,7 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
         index.set(key, ahead);
         touched.push(key);
         visited?.add(key);
-        events.push(event('create', 'snapshot', entity));
+        events.push(event('create', 'snapshot', ahead.entity));
         return;
       }
       const prev = index.get(key);
@@ -982,6 +914,7 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
         // A page repeated a record: one created earlier in this same snapshot gets one create, the last state.
         const last = events.findLastIndex((e) => e.entity.key === key);
         if (last >= 0 && events[last]!.action === 'create') {
+          const entity = recordAt(snapshot, i, dropped);
           const entry: BaselineEntry = { entity, at, bySnapshot: true, misses: 0 };
           map.set(key, entry);
           index.set(key, entry);
@@ -1002,7 +935,9 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
       if (prev !== undefined) {
         // Changed by a notification after this snapshot's request started (rule 4).
         if (effectiveAt(state, prev) > at) return;
-        const same = plan !== undefined && plan.prepared.prev[i] === prev.entity ? plan.prepared.same[i] === 1 : sameMeaning(prev.entity, entity);
+        // The baseline's own entity (a kept record's usual case): the same without comparing.
+        // Stryker disable next-line ConditionalExpression,LogicalOperator: a shortcut: sameMeaning(a, a) is true
+        const same = prev.entity === record || (plan !== undefined && plan.prepared.prev[i] === prev.entity ? plan.prepared.same[i] === 1 : sameMeaning(prev.entity, record));
         if (same) {
           // Unchanged: syncedAt confirms it, unless a notification or a miss wrote it last.
           if (!prev.bySnapshot || prev.misses > 0) {
@@ -1014,6 +949,7 @@ function applySnapshot(state: BaselineState, snapshot: SnapshotObservation, at: 
           return;
         }
       }
+      const entity = recordAt(snapshot, i, dropped);
       const entry: BaselineEntry = { entity, at, bySnapshot: true, misses: 0 };
       map.set(key, entry);
       index.set(key, entry);

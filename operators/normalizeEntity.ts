@@ -3,6 +3,7 @@ import { concatEach } from './concatEach.js';
 import { type Entity, type EntityDraft, type EntityPatch, type EntityRef, type Observation, type SnapshotObservation, entityKey } from '../src/model.js';
 import { canonicalize } from '../src/hash.js';
 import { Kept } from '../src/kept.js';
+import { standIn } from './standIns.js';
 import { type EntityScope, qualifiedId } from '../src/scope.js';
 import type { EntityMapping } from '../src/source.js';
 
@@ -447,7 +448,11 @@ function drafts<R>(map: EntityMapping<R>, record: R): readonly EntityDraft[] {
  *    record whose type is not among the snapshot's `types` is invalid (it could never be deleted).
  * 5. With `scope`, every entity carries it, its snapshots name it, and the ids of local types
  *    (the entity's and its refs') are qualified by it: `nova.host:a/compute-01` (src/scope.ts).
- * 6. Completes and errors with the source.
+ * 6. A snapshot record that is a `Kept` (src/kept.ts: the baseline's entity, vouched for by the
+ *    hub) is not mapped: its entity stands in its slot for itself restamped with the snapshot's
+ *    `observedAt` and `source`, which the baseline's step makes wherever it writes the record
+ *    (operators/standIns.ts).
+ * 7. Completes and errors with the source.
  *
  * @example
  * ```ts
@@ -499,9 +504,10 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
       const range = (list: readonly (R | Kept)[], from: number, to: number): void => {
         for (let i = from; i < to; i++) {
           const record = list[i]!;
-          // An entity its transport kept (src/kept.ts): the baseline's own, already normalized.
+          // An entity its transport kept (src/kept.ts): the baseline's own, already normalized. It
+          // stands in for the record mapping would give, which is it restamped (operators/standIns.ts).
           if (record instanceof Kept) {
-            if (types.has(record.entity.type)) records.push(record.entity);
+            if (types.has(record.entity.type)) standIn(records, records.length, record.entity, observation.at, observation.source);
             else report(`type ${record.entity.type} is not among the snapshot's types (${observation.types.join(', ')})`, record.entity, record.entity.key);
             continue;
           }

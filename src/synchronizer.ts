@@ -8,13 +8,14 @@ import { createHubBaseline } from './hub/baseline.js';
 import { STATE_HEALTH, createCommitLine } from './hub/commit.js';
 import { createHealthBoard } from './hub/health.js';
 import { observationsOf } from './hub/intake.js';
+import { type HubLookup, createBaselineLookup } from './hub/kept.js';
 import { HUB_SLICES, preparedInSlices, preparingAsNormalized } from './hub/slicing.js';
 import { createCounters, metricsOf } from './hub/metrics.js';
 import { createOwnership } from './hub/ownership.js';
 import { registerWith } from './hub/register.js';
 import { replayOf } from './hub/replay.js';
 import type { Synchronizer, SynchronizerOptions } from './hub/types.js';
-import { scopeNameProblem } from './scope.js';
+import { entityScope, scopeNameProblem } from './scope.js';
 import { type StoredBaseline, openBaselineStore } from './store/lmdb.js';
 
 export type { RegisterOptions, SourceHealth, SyncItem, Synchronizer, SynchronizerMetrics, SynchronizerOptions } from './hub/types.js';
@@ -92,11 +93,24 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
    */
   let latest: BaselineStep | undefined;
   const active = typeMatcher(options.types);
+  // Every source's: a nagios source's attach refs to nova.host are qualified like nova's own.
+  // Stryker disable next-line ArrayDeclaration: `?? ["Stryker was here"]` adds a type no source maps to
+  const localTypes = [...new Set(sources.flatMap((s) => s.localTypes ?? []))];
+  /**
+   * The baseline lent to the sources that keep unchanged records (src/hub/kept.ts), by source
+   * name, before anything subscribes to them. Not with keepRaw: a kept record has no raw of its
+   * own (the element it stands for is never read), so every record is read in full.
+   */
+  const lookups = new Map<string, HubLookup>();
+  for (const s of sources) {
+    if (s.useBaseline === undefined || keepRaw) continue;
+    const lookup = createBaselineLookup(s.name, s.scope === undefined ? undefined : entityScope(s.scope, localTypes), () => latest?.state);
+    lookups.set(s.name, lookup);
+    s.useBaseline(lookup);
+  }
   const intake = {
     health,
-    // Every source's: a nagios source's attach refs to nova.host are qualified like nova's own.
-    // Stryker disable next-line ArrayDeclaration: `?? ["Stryker was here"]` adds a type no source maps to
-    localTypes: [...new Set(sources.flatMap((s) => s.localTypes ?? []))],
+    localTypes,
     ownership,
     active,
     onInvalid: (record: InvalidRecord) => {
@@ -141,6 +155,8 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
     running?.unsubscribe();
     running = undefined;
     latest = undefined;
+    // The next start's steps start from the hub's state (which may lag this chain): no base is in them.
+    for (const lookup of lookups.values()) lookup.reset();
     for (const s of sources) health.set(s.name, { status: 'stopped' });
   };
 
@@ -166,7 +182,12 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
         .pipe(
           // Backpressure: snapshots past the store's backlog are left out (hub/commit.ts).
           filter((o) => taking && commits.admits(o)),
-          scan((step: BaselineStep, o: Observation) => (latest = applyObservation(step.state, o, diffOptions)), seed),
+          scan((step: BaselineStep, o: Observation) => {
+            latest = applyObservation(step.state, o, diffOptions);
+            // In the step, before anything else is applied: what the source's next poll keeps against.
+            if (o.kind === 'snapshot') lookups.get(o.source)?.applied(latest);
+            return latest;
+          }, seed),
         )
         .subscribe({
           next: deliver,

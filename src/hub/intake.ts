@@ -1,5 +1,6 @@
 import { type Observable, type SchedulerLike, filter, map, tap } from 'rxjs';
 import { type InvalidRecord, type SliceOptions, normalizeEntity } from '../../operators/normalizeEntity.js';
+import { recordsWhere } from '../../operators/standIns.js';
 import { type BackoffOptions, retryWithBackoff } from '../backoff.js';
 import { type Logger, asError } from '../log.js';
 import { type EntityType, type Observation, type SnapshotObservation, unreachable } from '../model.js';
@@ -41,7 +42,8 @@ function onlyActive(o: Observation, active: (type: EntityType) => boolean): Obse
         o.settle?.({ ok: true });
         return undefined;
       }
-      return { ...o, types, records: o.records.filter((r) => active(r.type)) };
+      // Stand-ins (a kept record, operators/standIns.ts) still stand in for their records in the copy.
+      return { ...o, types, records: recordsWhere(o, (r) => active(r.type)) };
     }
     case 'change':
     case 'patch':

@@ -87,7 +87,7 @@ export interface SynchronizerOptions {
    * the pipeline: keep it cheap; what it throws is logged and ignored. A big snapshot's records
    * that changed nothing are, in its `records`, the entity the baseline held for their key (same
    * type and meaning, the time and source that wrote it): the hub drops them once compared
-   * (docs/scale.md, "Fewer survivors").
+   * (docs/scale.md, "Fewer survivors"); so are the records a poll's transport kept (src/kept.ts).
    */
   onObserved?: (observation: Observation, events: readonly EntityEvent[]) => void;
   /**

@@ -38,7 +38,7 @@ function usually<T>(plain: T, other: fc.Arbitrary<T>): fc.Arbitrary<T> {
   return fc.oneof({ weight: 3, arbitrary: fc.constant(plain) }, { weight: 1, arbitrary: other });
 }
 
-const arbDraft: fc.Arbitrary<EntityDraft> = fc.record({
+export const arbDraft: fc.Arbitrary<EntityDraft> = fc.record({
   type: fc.constantFrom(...TYPES),
   id: fc.constantFrom('a', 'b', 'c'),
   name: usually<string | undefined>(undefined, fc.constantFrom('web', 'db', '')),
@@ -51,8 +51,8 @@ const arbDraft: fc.Arbitrary<EntityDraft> = fc.record({
 });
 
 /** The model's clock reads NOW; times run from 0 to 240 s, and a few are far in the future. */
-const NOW = Date.parse(t(200));
-const arbTime: fc.Arbitrary<string> = fc.oneof(
+export const NOW = Date.parse(t(200));
+export const arbTime: fc.Arbitrary<string> = fc.oneof(
   { weight: 12, arbitrary: fc.integer({ min: 0, max: 48 }).map((n) => t(n * 5)) },
   { weight: 1, arbitrary: fc.constantFrom('2099-01-01T00:00:00.000Z', t(200 + 400), t(200 + 31)) },
 );
@@ -97,7 +97,7 @@ const arbSnapshot: fc.Arbitrary<Observation> = fc
     };
   });
 
-const arbChange: fc.Arbitrary<Observation> = fc
+export const arbChange: fc.Arbitrary<Observation> = fc
   .record({ at: arbTime, source: arbSource, draft: arbDraft, del: fc.boolean(), scope: arbScope })
   .map(({ at, source, draft, del, scope }) => ({
     kind: 'change' as const,
@@ -120,7 +120,7 @@ const arbPatchDraft: fc.Arbitrary<EntityDraft> = fc
     return patch;
   });
 
-const arbPatch: fc.Arbitrary<Observation> = fc
+export const arbPatch: fc.Arbitrary<Observation> = fc
   .record({ at: arbTime, source: arbSource, draft: arbPatchDraft, scope: arbScope, keepRaw: fc.boolean() })
   .map(({ at, source, draft, scope, keepRaw }) => ({ kind: 'patch' as const, source, at, record: toPatch(draft, source, at, keepRaw, scope) }));
 
@@ -158,11 +158,11 @@ const arbOptions: fc.Arbitrary<ModelOptions> = fc.record({
 // ——— Comparison ———
 
 /** An implementation event as the model states events: every field but the lazy hash. */
-function asModelEvent(e: EntityEvent): ModelEvent {
+export function asModelEvent(e: EntityEvent): ModelEvent {
   return { action: e.action, origin: e.origin, entity: e.entity, ...(e.changed !== undefined ? { changed: e.changed } : {}) };
 }
 
-const sorted = <V>(m: Iterable<[string, V]>): [string, V][] => [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+export const sorted = <V>(m: Iterable<[string, V]>): [string, V][] => [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 
 /** Hashes must be a function of meaning, and meaning of hashes, over everything a run shows. */
 class HashWitness {

@@ -169,9 +169,10 @@ export class DigestTable {
 }
 
 /**
- * The tables of every family (a source's request path), by poll generation. A family keeps only
- * the generation being recorded and the one the latest stream compares with: older ones are of
- * no use (the hub never names a base older than its last applied snapshot).
+ * The tables of every family (a source's request path), by poll generation. A family keeps the
+ * generation being recorded, the one the latest stream compares with, and the newest before the
+ * one recorded (the hub names it as the base once it applied that poll): older ones are of no use
+ * (the hub never names a base older than its last applied snapshot).
  */
 export class KeptMemory {
   private readonly families = new Map<string, Map<number, DigestTable>>();
@@ -186,7 +187,13 @@ export class KeptMemory {
       tables = new Map();
       this.families.set(family, tables);
     }
-    for (const g of tables.keys()) if (g !== generation && g !== base) tables.delete(g);
+    // Kept: the generation being recorded, the base, and the newest before the one recorded. A
+    // poll's next attempt may open its first page before the hub applied that poll (its base is
+    // then the one before), and its later pages name that poll as their base once it is applied:
+    // dropped at the first page, it was read in full for every page after.
+    let previous = -Infinity;
+    for (const g of tables.keys()) if (g < generation && g > previous) previous = g;
+    for (const g of tables.keys()) if (g !== generation && g !== base && g !== previous) tables.delete(g);
     const compared = base === undefined ? undefined : tables.get(base);
     let record = tables.get(generation);
     if (record === undefined) {

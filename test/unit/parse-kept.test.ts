@@ -161,19 +161,33 @@ describe('the parse worker keeps what the base generation had as it is', () => {
     expect(got.full).toHaveLength(2);
   });
 
-  it('keeps per family only the generation being recorded and the base of the latest stream', async () => {
+  it('keeps per family the generation being recorded, the base of the latest stream and the generation before the one recorded', async () => {
     const f = family();
     await read(servers(50), { family: f, generation: 1, base: undefined, id: 'id' });
     await read(servers(50), { family: f, generation: 2, base: 1, id: 'id' });
     expect((await parseWorkerMemory()).generations[f]).toEqual([1, 2]);
     await read(servers(50), { family: f, generation: 3, base: 2, id: 'id' });
     expect((await parseWorkerMemory()).generations[f]).toEqual([2, 3]);
-    // A failed poll's generation (3) is never a base: the next compares with 2, and 3 goes.
+    // A failed poll's generation (3) is never a base: the next compares with 2; 3 is the one before.
     const got = await read(servers(50), { family: f, generation: 4, base: 2, id: 'id' });
     expect(got.kept).toHaveLength(50);
-    expect((await parseWorkerMemory()).generations[f]).toEqual([2, 4]);
+    expect((await parseWorkerMemory()).generations[f]).toEqual([2, 3, 4]);
     await read(servers(50), { family: f, generation: 5, base: undefined, id: 'id' });
-    expect((await parseWorkerMemory()).generations[f]).toEqual([5]);
+    expect((await parseWorkerMemory()).generations[f]).toEqual([4, 5]);
+  });
+
+  it("a poll's first page read before the hub applied the poll before it (its base is then the one before that) leaves that poll for its next pages", async () => {
+    const f = family();
+    const all = servers(400);
+    await read(all, { family: f, generation: 1, base: undefined, id: 'id' });
+    await read(all, { family: f, generation: 2, base: 1, id: 'id' });
+    // Poll 3's first page opens while poll 2 is still being stepped: its base is 1.
+    const first = await read(all.slice(0, 200), { family: f, generation: 3, base: 1, id: 'id' });
+    expect(first.kept).toHaveLength(200);
+    // Poll 2 is applied meanwhile: the next page names it, and finds it.
+    const second = await read(all.slice(200), { family: f, generation: 3, base: 2, id: 'id' });
+    expect(second.full).toEqual([]);
+    expect(second.kept).toHaveLength(200);
   });
 
   it('a worker that dies while it holds a batch fails the stream (ParseWorkerError); the next worker holds no base', async () => {

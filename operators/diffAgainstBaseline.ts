@@ -1,3 +1,4 @@
+import { mark } from '../src/marks.js';
 import { Map as ImmutableMap } from 'immutable';
 import { type OperatorFunction, mergeMap, scan } from 'rxjs';
 import { canonicalize, changedFields, entityHash, sameMeaning } from '../src/hash.js';
@@ -168,7 +169,7 @@ function syncedAtOf(syncedAt: BaselineState['syncedAt'], e: Entity): number {
 }
 
 /** Hashes computed so far, per event (see {@link event}). */
-const hashes = new WeakMap<EntityEvent, string>();
+const hashes = mark<string>('hash');
 
 /**
  * The `hash` of every event: one shared getter, so defining it costs no closure per event and

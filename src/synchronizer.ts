@@ -1,3 +1,4 @@
+import { mark } from './marks.js';
 import { EMPTY, type Observable, Subject, type Subscription, asyncScheduler, filter, merge, scan, tap } from 'rxjs';
 import { type BaselineStep, type DiffOptions, applyObservation, indexedBaseline } from '../operators/diffAgainstBaseline.js';
 import type { InvalidRecord } from '../operators/normalizeEntity.js';
@@ -136,7 +137,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
   /** Observations of the cluster's mirror: folded into the baseline without events (another instance emitted them). */
   const mirrored = new WeakSet<Observation>();
   /** The time of the observation each event came from (a delete's entity carries an older one). */
-  const eventTimes = new WeakMap<object, string>();
+  const eventTimes = mark<string>('observation time');
 
   const deliver = (emitted: BaselineStep): void => {
     const observation = emitted.observation;

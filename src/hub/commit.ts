@@ -14,6 +14,7 @@
  * go into the next transaction, so a burst of notifications or a 100k-entity snapshot is one
  * write, not one per entity.
  */
+import { mark } from '../marks.js';
 import type { BaselineState, BaselineStep } from '../../operators/diffAgainstBaseline.js';
 import { typeMatcher } from '../../operators/ofType.js';
 import { backoffDelay } from '../backoff.js';
@@ -123,7 +124,7 @@ export interface CommitOptions {
 
 export function createCommitLine(options: CommitOptions): CommitLine {
   const { store, health, log, emit } = options;
-  const seqs = new WeakMap<object, number>();
+  const seqs = mark<number>('sequence');
   const gates = new Set<GateState>();
   /** Steps taken, not yet written (with a store). */
   let taken: Taken[] = [];

@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { mark } from '../../src/marks.js';
+
+describe('marks: values kept on the objects the hub emits', () => {
+  it('a value set is got back, per mark, and set again', () => {
+    const seq = mark<number>('seq');
+    const at = mark<string>('at');
+    const event = { action: 'create', entity: { key: 'a' } };
+    expect(seq.get(event)).toBeUndefined();
+    seq.set(event, 1);
+    at.set(event, '2026-12-01T00:00:00Z');
+    expect(seq.get(event)).toBe(1);
+    expect(at.get(event)).toBe('2026-12-01T00:00:00Z');
+    seq.set(event, 2);
+    expect(seq.get(event)).toBe(2);
+    // Two marks of one name are two marks (two hubs never read each other's).
+    expect(mark<number>('seq').get(event)).toBeUndefined();
+  });
+
+  it('is not a field anyone else sees: JSON, keys, spread, structuredClone, deep equality', () => {
+    const m = mark<number>('seq');
+    const event = { action: 'create', entity: { key: 'a' } };
+    m.set(event, 7);
+    expect(JSON.stringify(event)).toBe('{"action":"create","entity":{"key":"a"}}');
+    expect(Object.keys(event)).toEqual(['action', 'entity']);
+    expect(m.get({ ...event })).toBeUndefined();
+    expect(m.get(structuredClone(event))).toBeUndefined();
+    expect(event).toEqual({ action: 'create', entity: { key: 'a' } });
+  });
+
+  it('an object that cannot take a property (frozen, sealed) keeps its value all the same', () => {
+    const m = mark<number>('seq');
+    const frozen = Object.freeze({ kind: 'synced', count: 0 });
+    const sealed = Object.seal({ kind: 'resync' });
+    m.set(frozen, 3);
+    m.set(sealed, 4);
+    expect(m.get(frozen)).toBe(3);
+    expect(m.get(sealed)).toBe(4);
+    m.set(frozen, 5);
+    expect(m.get(frozen)).toBe(5);
+  });
+});

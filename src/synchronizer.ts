@@ -135,13 +135,13 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
   let taking = true;
   let pipelineError: string | undefined;
   /** Observations of the cluster's mirror: folded into the baseline without events (another instance emitted them). */
-  const mirrored = new WeakSet<Observation>();
+  const mirrored = mark<true>('mirrored');
   /** The time of the observation each event came from (a delete's entity carries an older one). */
   const eventTimes = mark<string>('observation time');
 
   const deliver = (emitted: BaselineStep): void => {
     const observation = emitted.observation;
-    const step = observation && mirrored.has(observation) ? { ...emitted, events: [] } : emitted;
+    const step = observation && mirrored.get(observation) === true ? { ...emitted, events: [] } : emitted;
     if (observation) for (const e of step.events) eventTimes.set(e, observation.at);
     if (observation) counters.observations[observation.source] = (counters.observations[observation.source] ?? 0) + 1;
     if (step.skewedAt !== undefined) {
@@ -174,7 +174,7 @@ export function createSynchronizer(options: SynchronizerOptions): Synchronizer {
         if (events > 0) log.info('state: events emitted again (written before the last stop, not confirmed by every sink)', { events, entries: outbox.length });
         outbox = undefined;
       }
-      const mirror$ = options.mirror ? options.mirror.pipe(tap((o) => mirrored.add(o))) : EMPTY;
+      const mirror$ = options.mirror ? options.mirror.pipe(tap((o) => mirrored.set(o, true))) : EMPTY;
       // Indexed, so a first snapshot is prepared too.
       const seed: BaselineStep = { state: indexedBaseline(baseline.state()), events: [] };
       latest = seed;

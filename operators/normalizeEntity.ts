@@ -559,12 +559,13 @@ export function normalizeEntity<R>(map: EntityMapping<R>, options: NormalizeOpti
       return undefined;
     }
     // One record may describe several entities; the last one carries the settle hook.
-    const { source, at, settle } = observation;
+    const { source, at, settle, receivedAt } = observation;
     for (let i = 0; i < entities.length; i++) {
       const change: Observation<Entity> =
         observation.kind === 'patch'
           ? { kind: 'patch', source, at, record: entities[i] as EntityPatch }
           : { kind: 'change', source, action: observation.action, at, record: entities[i] as Entity };
+      if (receivedAt !== undefined) change.receivedAt = receivedAt;
       if (settle && i === entities.length - 1) change.settle = settle;
       emit(change);
     }

@@ -7,6 +7,7 @@ import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type Consum
 import { Observable, type SchedulerLike, asyncScheduler } from 'rxjs';
 import { type BackoffOptions, backoffDelay } from './backoff.js';
 import { asError, errorMessage } from './log.js';
+import { receivedNow } from './model.js';
 import type { OptionReader } from './options.js';
 import { type TlsOptions, nodeTlsOptions, readTlsOptions } from './tls.js';
 
@@ -210,6 +211,8 @@ export interface AmqpDelivery {
   /** The broker delivered it before (to us or another consumer) without an ack. */
   readonly redelivered: boolean;
   readonly properties: ConsumeMessage['properties'];
+  /** When the delivery reached this process (src/model.ts `receivedNow`), before it waited for anything here. */
+  readonly receivedAt: number;
   /**
    * Done with it. The ack is sent once every earlier delivery of the channel is settled too,
    * batched with `multiple` (one frame for many messages, never one ahead of an unsettled one).
@@ -597,9 +600,11 @@ async function openSession(endpoint: AmqpEndpoint, options: AmqpConsumerOptions,
             resolveEnd(new Error(`the broker cancelled the consumer of queue ${options.queue} on ${where} (queue deleted?)`));
             return;
           }
+          const receivedAt = receivedNow();
           const tracked = acks.track(message);
           onDelivery({
             body: message.content,
+            receivedAt,
             exchange: message.fields.exchange,
             routingKey: message.fields.routingKey,
             redelivered: message.fields.redelivered,

@@ -76,6 +76,22 @@ interface ObservationBase {
    * reason). Push sources ack, or set aside, their message here.
    */
   settle?: (outcome: Settlement) => void;
+  /**
+   * When the message that carried it reached this process ({@link receivedNow}: epoch ms with
+   * sub-millisecond precision), set by the push transports (an AMQP delivery, an HTTP push). With
+   * `at`, the sender's time, it splits a change's delay in two: before it arrived (the sender,
+   * the broker, the network) and the synchronizer's own part, arrival to emission
+   * (`synchronizer_delivery_to_emit_seconds`). Polls leave it out.
+   */
+  receivedAt?: number | undefined;
+}
+
+/**
+ * Now, as {@link ObservationBase.receivedAt} counts it: epoch ms with sub-millisecond precision
+ * (the process's monotonic clock from its start, so a wall clock set meanwhile does not move it).
+ */
+export function receivedNow(): number {
+  return performance.timeOrigin + performance.now();
 }
 
 /**

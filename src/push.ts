@@ -22,7 +22,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { Observable, type SchedulerLike, asyncScheduler } from 'rxjs';
 import { type Logger, asError, errorMessage } from './log.js';
-import type { Settlement } from './model.js';
+import { type Settlement, receivedNow } from './model.js';
 import type { OptionReader } from './options.js';
 import type { SourceSignal } from './source.js';
 
@@ -235,6 +235,7 @@ export function pushReceiver$<R>(options: PushOptions, context: PushContext, par
         });
       }
       const body = await readBody(req, options.maxBodyBytes);
+      const receivedAt = receivedNow();
       const docs = parseDocuments(body, req.headers['content-type'] ?? '');
       const changes: PushChange<R>[] = [];
       for (const { doc, where } of docs) {
@@ -265,6 +266,7 @@ export function pushReceiver$<R>(options: PushOptions, context: PushContext, par
             action: change.action,
             at,
             record: change.record,
+            receivedAt,
             settle: (outcome) => {
               if (outcomes[i] !== undefined) return;
               outcomes[i] = outcome;

@@ -533,9 +533,10 @@ export function createNotificationSource(options: NotificationOptions, context: 
     const record: NotificationRecord = { family: route.family, action: route.action, notification };
     const at = notification.timestamp;
     const done = (outcome: Settlement): void => settle(delivery, notification, outcome);
+    const { receivedAt } = delivery;
     return route.action === 'patch'
-      ? { kind: 'patch', source: name, at, record, settle: done }
-      : { kind: 'change', source: name, action: route.action, at, record, settle: done };
+      ? { kind: 'patch', source: name, at, record, settle: done, receivedAt }
+      : { kind: 'change', source: name, action: route.action, at, record, settle: done, receivedAt };
   };
 
   const amqp$ = amqpConsume$({

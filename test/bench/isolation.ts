@@ -34,6 +34,7 @@ import { createSources, parseConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { setSliceMs } from '../../src/pause.js';
 import { OptionReader } from '../../src/options.js';
+import type { Observation } from '../../src/model.js';
 import type { Source } from '../../src/source.js';
 import { type Synchronizer, createSynchronizer } from '../../src/synchronizer.js';
 import { createNotificationSource, readNotificationOptions } from '../../sources/openstack/notifications.js';
@@ -48,6 +49,14 @@ const SECONDS = Number(process.env.ISOLATION_BENCH_SECONDS ?? 20);
 const SNAPSHOTS = Number(process.env.ISOLATION_BENCH_SNAPSHOTS ?? 3);
 /** The publisher's bound, whatever happens: a window never runs longer. */
 const MAX_SECONDS = 900;
+/**
+ * The broker's classic queue storage: 2, RabbitMQ's only one from 4.0 and its default from 3.13
+ * (what a cloud runs today); Debian's 3.10 defaults to 1. The synchronizer's queue is durable and
+ * oslo publishes persistent messages, so every notification is written to disk by the broker
+ * first: with version 1 the broker's part of the delay was several times the synchronizer's
+ * (docs/scale.md, "Where the delay was"). ISOLATION_BENCH_QUEUE_VERSION=1 measures with the old one.
+ */
+const QUEUE_VERSION = Number(process.env.ISOLATION_BENCH_QUEUE_VERSION ?? 2);
 const RATE = 1_000;
 const EXCHANGE = 'nova';
 const ROUTING_KEY = 'versioned_notifications.info';
@@ -75,6 +84,17 @@ interface Window {
   p50: number;
   p99: number;
   max: number;
+  /** Publish to the delivery reaching the process (the publisher, the broker, the network), p99. */
+  deliveredP99: number;
+  /**
+   * Publish to delivery less the time this thread's event loop was blocked meanwhile (a delivery
+   * waits in the socket while it is): what the publisher, the broker and the network took at
+   * least, p99.
+   */
+  outsideP99: number;
+  /** The synchronizer's own part: the delivery reaching it to the event on entity$ (`receivedAt` to emission). */
+  ownP99: number;
+  ownMax: number;
   maxStallMs: number;
   /** This thread's time on a core from the first publish to the last emission, µs per notification. */
   cpuUsPerMsg: number;
@@ -173,9 +193,70 @@ async function traceWindow(node: RabbitNode, queue: string, cloud: Worker | unde
   };
 }
 
+/**
+ * When each notification of the open window reached the process (its observation's `receivedAt`),
+ * by index; the syncs' `onObserved` fill it through {@link noteReceived}.
+ */
+let receivedAt: Float64Array | undefined;
+
+function noteReceived(o: Observation): void {
+  if (receivedAt === undefined || o.kind !== 'change' || o.receivedAt === undefined) return;
+  const name = o.record.name;
+  if (name === undefined || !name.startsWith(PREFIX)) return;
+  const i = Number(name.slice(PREFIX.length));
+  if (receivedAt[i] === 0) receivedAt[i] = o.receivedAt;
+}
+
+/**
+ * When this thread's event loop was blocked: a 1 ms timer that fires more than 2 ms after the last
+ * marks the time between as blocked. `blockedWithin(from, to)` is the blocked time in that span.
+ */
+function blockedSpans(): { stop(): void; blockedWithin(from: number, to: number): number } {
+  const starts: number[] = [];
+  const ends: number[] = [];
+  let last = epochNow();
+  const timer = setInterval(() => {
+    const now = epochNow();
+    if (now - last > 2) {
+      starts.push(last + 1);
+      ends.push(now);
+    }
+    last = now;
+  }, 1);
+  // before[k]: blocked time in the spans before span k.
+  const before: number[] = [];
+  /** Blocked time before `t`. */
+  const upTo = (t: number): number => {
+    let lo = 0;
+    let hi = starts.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (starts[mid]! < t) lo = mid + 1;
+      else hi = mid;
+    }
+    // Spans 0..lo-1 start before t; the last of them may still be open at t.
+    if (lo === 0) return 0;
+    return before[lo - 1]! + Math.min(t, ends[lo - 1]!) - starts[lo - 1]!;
+  };
+  return {
+    stop() {
+      clearInterval(timer);
+      let sum = 0;
+      for (let k = 0; k < starts.length; k++) {
+        before.push(sum);
+        sum += ends[k]! - starts[k]!;
+      }
+    },
+    blockedWithin: (from, to) => Math.max(0, upTo(to) - upTo(from)),
+  };
+}
+
 /** Publishes RATE/s from a worker until `done()`; each notification's publish-to-emit time. */
 async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean, trace?: { queue: string; cloud?: Worker }): Promise<Window> {
   const emittedAt = new Float64Array(RATE * MAX_SECONDS);
+  const received = new Float64Array(RATE * MAX_SECONDS);
+  receivedAt = received;
+  const spans = blockedSpans();
   let emitted = 0;
   const subscription = sync.entity$.subscribe((e) => {
     // The notification's own event only: the instances it names are not in the polled cloud, so
@@ -206,7 +287,31 @@ async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean
   const latencies = new Float64Array(total);
   for (let i = 0; i < total; i++) latencies[i] = emittedAt[i]! - sentAt[i]!;
   latencies.sort();
-  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies[total - 1]!, maxStallMs: loop.max / 1e6, cpuUsPerMsg };
+  receivedAt = undefined;
+  spans.stop();
+  const delivered = new Float64Array(total);
+  const outside = new Float64Array(total);
+  const own = new Float64Array(total);
+  for (let i = 0; i < total; i++) {
+    if (received[i] === 0) throw new Error(`isolation bench: notification ${i} was emitted without its receive time`);
+    delivered[i] = received[i]! - sentAt[i]!;
+    outside[i] = delivered[i]! - spans.blockedWithin(sentAt[i]!, received[i]!);
+    own[i] = emittedAt[i]! - received[i]!;
+  }
+  delivered.sort();
+  outside.sort();
+  own.sort();
+  return {
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    max: latencies[total - 1]!,
+    deliveredP99: percentile(delivered, 99),
+    outsideP99: percentile(outside, 99),
+    ownP99: percentile(own, 99),
+    ownMax: own[total - 1]!,
+    maxStallMs: loop.max / 1e6,
+    cpuUsPerMsg,
+  };
 }
 
 const round = (x: number): number => Number(x.toFixed(2));
@@ -254,7 +359,7 @@ const bench: Bench = {
   missing: () => (existsSync(RABBITMQ_SERVER) ? undefined : `${RABBITMQ_SERVER} (apt-get install rabbitmq-server; scripts/test.sh installs it)`),
   async run(): Promise<BenchRow[]> {
     if (process.env.ISOLATION_BENCH_SLICE_MS) setSliceMs(Number(process.env.ISOLATION_BENCH_SLICE_MS));
-    const node = await RabbitNode.start({ name: 'isolation' });
+    const node = await RabbitNode.start({ name: 'isolation', config: [`classic_queue.default_version = ${QUEUE_VERSION}`] });
     const { worker: cloud, first: cloudUp } = worker<{ url: string; auth: Record<string, string> }>({ role: 'openstack', servers: N });
     try {
       const os = await cloudUp;
@@ -263,7 +368,7 @@ const bench: Bench = {
       await setup.close();
 
       // 1. Idle.
-      const idleSync = createSynchronizer({ sources: [notificationSource(node, 'iso-idle')], tombstoneMs: 60_000 });
+      const idleSync = createSynchronizer({ sources: [notificationSource(node, 'iso-idle')], tombstoneMs: 60_000, onObserved: noteReceived });
       idleSync.start();
       await waitFor('the idle source to be up', () => idleSync.health().bus?.status === 'up', { timeoutMs: 30_000, everyMs: 5 });
       const stopIdleProfile = await profile(process.env.ISOLATION_BENCH_PROFILE_IDLE);
@@ -281,6 +386,7 @@ const bench: Bench = {
         sources: [notificationSource(node, 'iso-during'), ...createSources(config.sources)],
         tombstoneMs: 60_000,
         onObserved: (o, events) => {
+          noteReceived(o);
           if (o.kind !== 'snapshot' || !process.env.ISOLATION_BENCH_DEBUG) return;
           process.stderr.write(`isolation: snapshot of ${o.records.length} diffed, ${events.length} events, ${Math.round(performance.now() - last)} ms after the last, at ${Math.round(performance.now())} ms\n`);
           last = performance.now();
@@ -312,13 +418,21 @@ const bench: Bench = {
           idleP99Ms: round(idle.p99),
           idleMaxStallMs: round(idle.maxStallMs),
           idleCpuUsPerMsg: round(idle.cpuUsPerMsg),
+          idleDeliveredP99Ms: round(idle.deliveredP99),
+          idleOutsideP99Ms: round(idle.outsideP99),
+          idleOwnP99Ms: round(idle.ownP99),
           duringSnapshotP50Ms: round(during.p50),
           duringSnapshotP99Ms: round(during.p99),
           duringSnapshotMaxMs: round(during.max),
+          duringSnapshotDeliveredP99Ms: round(during.deliveredP99),
+          duringSnapshotOutsideP99Ms: round(during.outsideP99),
+          duringSnapshotOwnP99Ms: round(during.ownP99),
+          duringSnapshotOwnMaxMs: round(during.ownMax),
           maxStallMs: round(during.maxStallMs),
           snapshots,
           snapshotEverySec: round(seconds / snapshots),
           firstSnapshotMaxStallMs: round(firstLoop.max / 1e6),
+          queueVersion: QUEUE_VERSION,
         },
       ];
     } finally {

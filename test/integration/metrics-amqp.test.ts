@@ -59,6 +59,9 @@ describe('/metrics with RabbitMQ on both sides', () => {
       rejected: 'synchronizer_notifications_rejected_total{source="bus"}',
       dead: 'synchronizer_notifications_dead_lettered_total{source="bus"}',
       latency: 'synchronizer_publish_to_emit_seconds_count{source="bus"}',
+      latencySum: 'synchronizer_publish_to_emit_seconds_sum{source="bus"}',
+      ours: 'synchronizer_delivery_to_emit_seconds_count{source="bus"}',
+      oursSum: 'synchronizer_delivery_to_emit_seconds_sum{source="bus"}',
       unconfirmed: 'synchronizer_sink_unconfirmed_messages{sink="amqp"}',
       backlog: 'synchronizer_sink_backlog_events',
     };
@@ -69,6 +72,12 @@ describe('/metrics with RabbitMQ on both sides', () => {
     });
     expect(sample(text, series.dead)).toBe(1);
     expect(sample(text, series.latency)).toBe(1);
+    // The synchronizer's own part, from the delivery reaching it: not the sample's timestamp
+    // (years ago), a few ms here and at most the test's own span.
+    expect(sample(text, series.ours)).toBe(1);
+    expect(sample(text, series.oursSum)).toBeGreaterThan(0);
+    expect(sample(text, series.oursSum)).toBeLessThan(30);
+    expect(sample(text, series.latencySum)).toBeGreaterThan(86_400);
     expect(sample(text, series.backlog)).toBe(0);
     expect(text).toMatch(/^synchronizer_events_total\{type="nova\.instance",action="create"\} 1$/m);
     // The broker URLs hold credentials: never in a label or anywhere else.

@@ -103,6 +103,24 @@ describe('normalizeEntity', () => {
     ]);
   });
 
+  it('keeps the time a pushed record arrived on every change and patch made of it', () => {
+    const seen: Observation[] = [];
+    const extra = (action: 'upsert' | 'delete', receivedAt?: number): Observation<Raw> => ({
+      kind: 'change',
+      source: 'bus',
+      action,
+      at: t(1),
+      record: { id: 'a', status: 'on', host: 'h', extra: true },
+      ...(receivedAt === undefined ? {} : { receivedAt }),
+    });
+    normalizeEntity(map)(of(extra('upsert', 1234.5), extra('upsert'))).subscribe((o) => seen.push(o));
+    expect(seen.map((o) => o.receivedAt)).toEqual([1234.5, 1234.5, undefined, undefined]);
+    expect(seen.slice(2).every((o) => !('receivedAt' in o))).toBe(true);
+    const patches: Observation[] = [];
+    normalizeEntity(map)(of<Observation<Raw>>({ kind: 'patch', source: 'bus', at: t(1), record: { id: 'a', status: 'off' }, receivedAt: 99 })).subscribe((o) => patches.push(o));
+    expect(patches.map((o) => [o.kind, o.receivedAt])).toEqual([['patch', 99]]);
+  });
+
   it('drops an observation whose time is not a date, and says so', () => {
     const invalid: InvalidRecord[] = [];
     const seen: Observation[] = [];

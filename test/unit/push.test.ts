@@ -1,6 +1,6 @@
 import type { Subscription } from 'rxjs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ChangeObservation, type PushOptions, PushRefusal, type SourceSignal, pushReceiver$, silentLogger } from '../../src/index.js';
+import { type ChangeObservation, type PushOptions, PushRefusal, type SourceSignal, pushReceiver$, receivedNow, silentLogger } from '../../src/index.js';
 import { freePort } from '../support/ports.js';
 import { waitFor } from '../support/wait.js';
 
@@ -73,9 +73,13 @@ describe('pushReceiver$ (the HTTP push transport)', () => {
     const bad = await post(r.url, { not: 'a list' });
     expect(bad).toEqual({ status: 422, body: { error: 'expected a list' } });
     expect(r.changes).toHaveLength(0);
+    const sent = receivedNow();
     const answer = post(r.url, [3]);
     await waitFor('the change', () => r.changes.length === 1);
     expect(Date.parse(r.changes[0]!.at)).toBeGreaterThanOrEqual(before - 5);
+    // When its body was in, on the clock the synchronizer's own delay is measured with.
+    expect(r.changes[0]!.receivedAt).toBeGreaterThanOrEqual(sent);
+    expect(r.changes[0]!.receivedAt).toBeLessThanOrEqual(receivedNow());
     r.changes[0]!.settle!({ ok: true });
     expect((await answer).status).toBe(200);
   });

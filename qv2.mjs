@@ -1,0 +1,17 @@
+import amqp from 'amqplib';
+import { RabbitNode } from './dist/test/support/rabbitmq.js';
+const node = await RabbitNode.start();
+const c = await amqp.connect(node.url);
+const ch = await c.createChannel();
+await ch.assertQueue('synchronizer', { durable: true });
+for (let i = 0; i < 100; i++) ch.sendToQueue('synchronizer', Buffer.from('x'.repeat(2000)), { deliveryMode: 2 });
+await new Promise((r) => setTimeout(r, 500));
+console.log(await node.ctl('list_queues', 'name', 'messages', 'policy'));
+console.log(await node.ctl('set_policy', 'synchronizer-cqv2', '^synchronizer$', '{"queue-version":2}', '--apply-to', 'queues'));
+await new Promise((r) => setTimeout(r, 1000));
+console.log(await node.ctl('list_queues', 'name', 'messages', 'policy'));
+await ch.assertQueue('synchronizer', { durable: true });
+console.log('redeclare ok');
+console.log(await node.ctl('eval', 'rabbit_amqqueue:info(element(2, rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, <<"synchronizer">>))), [backing_queue_status]).'));
+await c.close(); await node.dispose();
+process.exit(0);

@@ -10,20 +10,26 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import ts from 'typescript';
 
-/** Whole files mutated. The hub is src/synchronizer.ts, composing its parts in src/hub/. */
+/**
+ * Whole files mutated. The hub is src/synchronizer.ts, composing its parts in src/hub/, and the
+ * marks it keeps on what it emits (src/marks.ts, which diffAgainstBaseline uses too).
+ */
 export const mutatedFiles = [
   'operators/concatEach.ts',
   'operators/diffAgainstBaseline.ts',
   'operators/normalizeEntity.ts',
   'operators/ofAction.ts',
   'operators/ofType.ts',
+  'operators/standIns.ts',
   'src/hash.ts',
   'src/poll.ts',
   'src/synchronizer.ts',
+  'src/marks.ts',
   'src/hub/baseline.ts',
   'src/hub/commit.ts',
   'src/hub/health.ts',
   'src/hub/intake.ts',
+  'src/hub/kept.ts',
   'src/hub/metrics.ts',
   'src/hub/ownership.ts',
   'src/hub/register.ts',
@@ -70,6 +76,8 @@ export const mutationTargets = {
   'src/hash.ts': 90,
   'src/poll.ts': 80,
   'src/synchronizer.ts': 80,
+  // The hub's mechanism for values kept on the objects it emits: held to the hub's target.
+  'src/marks.ts': 80,
   'src/hub/': 80,
   'sources/': 80,
 };

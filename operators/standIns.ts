@@ -35,6 +35,9 @@ export interface StandIns {
 /** Per records array, which copies of an observation share. */
 const standIns = new WeakMap<readonly Entity[], StandIns>();
 
+/** The bits of a records array before its first stand-in: {@link standIn} grows them to its slot. */
+const NO_BITS = new Uint8Array(0);
+
 /** The stand-ins of `records`, if it has any. */
 export function standInsOf(records: readonly Entity[]): StandIns | undefined {
   return standIns.get(records);
@@ -58,8 +61,8 @@ export function droppable(entity: Entity, snapshot: SnapshotObservation): boolea
  */
 export function standIn(records: Entity[], i: number, held: Entity, at: string, source: string): void {
   let d = standIns.get(records);
+  if (d === undefined) standIns.set(records, (d = { bits: NO_BITS, at, source }));
   // Sized for a records array still growing (normalizeEntity appends): grown by doubling.
-  if (d === undefined) standIns.set(records, (d = { bits: new Uint8Array(Math.max(records.length, i + 1)), at, source }));
   if (i >= d.bits.length) d.bits = grown(d.bits, Math.max(records.length, i + 1));
   d.bits[i] = 1;
   records[i] = held;
@@ -67,6 +70,7 @@ export function standIn(records: Entity[], i: number, held: Entity, at: string, 
 
 /** A copy of `bits` with room for `n`. */
 export function grown(bits: Uint8Array, n: number): Uint8Array {
+  // Stryker disable next-line ArithmeticOperator: the doubling only spares copies as a records array grows (time); there is room for n either way
   const more = new Uint8Array(Math.max(n, bits.length * 2));
   more.set(bits);
   return more;

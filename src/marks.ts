@@ -27,8 +27,15 @@ export function mark<T>(name: string): Mark<T> {
     },
     set(o, value) {
       if (key in o) (o as Record<symbol, T>)[key] = value;
-      else if (Object.isExtensible(o)) Object.defineProperty(o, key, { value, writable: true, configurable: true, enumerable: false });
-      else frozen.set(o, value);
+      else if (Object.isExtensible(o)) {
+        Object.defineProperty(o, key, {
+          value,
+          writable: true,
+          // Stryker disable next-line BooleanLiteral: nothing deletes or redefines the property (only this module has its key; it assigns once it is there)
+          configurable: true,
+          enumerable: false,
+        });
+      } else frozen.set(o, value);
     },
   };
 }

@@ -71,7 +71,7 @@ export function createBaselineLookup(name: string, scope: EntityScope | undefine
       if (o.generation === undefined || !newest(step.state, o)) return forget();
       base = o.generation;
       types = new Set(o.types);
-      keptOut = o.keep !== undefined && o.keep.length > 0 ? new Set(o.keep) : NONE;
+      keptOut = new Set(o.keep);
     },
     reset: forget,
   };

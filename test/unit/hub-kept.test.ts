@@ -78,6 +78,18 @@ describe('the hub’s baseline lookup (src/hub/kept.ts)', () => {
     expect(lookup.kept('nova.instance', 'a', 10)).toBeUndefined();
   });
 
+  it('forgets the base at a snapshot older than an earlier one of any of its types, though the first of another', () => {
+    const { lookup, apply } = reducer();
+    apply(poll(t(30), [vm('a')], { generation: 1 }));
+    expect(lookup.base()).toBe(1);
+    // nova.host is first synced by this snapshot; nova.instance was synced at t(30), later: a
+    // clock set back for it, whose record of a (SHUTOFF) the baseline leaves alone (rule 4).
+    apply(poll(t(20), [vm('a', 'SHUTOFF'), { type: 'nova.host', id: 'h', state: 'UP' }], { types: ['nova.instance', 'nova.host'], generation: 2 }));
+    expect(lookup.base()).toBeUndefined();
+    expect(lookup.kept('nova.instance', 'a', 2)).toBeUndefined();
+    expect(lookup.kept('nova.host', 'h', 2)).toBeUndefined();
+  });
+
   it('refuses an entry a notification wrote since (unsettled), one the last snapshot missed, one it kept as invalid, and one of a type it was not about', () => {
     const { lookup, apply } = reducer();
     apply(poll(t(5), [{ type: 'nova.host', id: 'h', state: 'UP' }], { types: ['nova.host'], generation: 1 }));

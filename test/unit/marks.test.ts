@@ -39,4 +39,18 @@ describe('marks: values kept on the objects the hub emits', () => {
     m.set(frozen, 5);
     expect(m.get(frozen)).toBe(5);
   });
+
+  it('an object sealed or made non-extensible after its value was set takes a new value', () => {
+    const m = mark<number>('seq');
+    const sealed = { kind: 'synced', count: 0 };
+    const closed = { kind: 'resync' };
+    m.set(sealed, 1);
+    m.set(closed, 1);
+    Object.seal(sealed);
+    Object.preventExtensions(closed);
+    m.set(sealed, 2);
+    m.set(closed, 3);
+    expect(m.get(sealed)).toBe(2);
+    expect(m.get(closed)).toBe(3);
+  });
 });

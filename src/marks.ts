@@ -21,13 +21,24 @@ export interface Mark<T> {
 export function mark<T>(name: string): Mark<T> {
   const key = Symbol(name);
   const frozen = new WeakMap<object, T>();
+  // Objects frozen after their value was set hold a stale one in the property; the new value is
+  // in `frozen`. Counted, so that get() looks there only once one such object was ever seen.
+  let overridden = 0;
   return {
     get(o) {
-      return key in o ? ((o as Record<symbol, T>)[key]) : frozen.get(o);
+      if (!(key in o)) return frozen.get(o);
+      // Stryker disable next-line EqualityOperator,ConditionalExpression: looking in `frozen` every time gives the same answers, only slower
+      return overridden > 0 && frozen.has(o) ? frozen.get(o) : (o as Record<symbol, T>)[key];
     },
     set(o, value) {
-      if (key in o) (o as Record<symbol, T>)[key] = value;
-      else if (Object.isExtensible(o)) {
+      if (key in o) {
+        // Reflect.set answers false for a property made read-only since (a frozen object), where
+        // an assignment would throw in this strict module.
+        if (!Reflect.set(o, key, value)) {
+          overridden += 1;
+          frozen.set(o, value);
+        }
+      } else if (Object.isExtensible(o)) {
         Object.defineProperty(o, key, {
           value,
           writable: true,

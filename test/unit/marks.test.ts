@@ -53,4 +53,19 @@ describe('marks: values kept on the objects the hub emits', () => {
     expect(m.get(sealed)).toBe(2);
     expect(m.get(closed)).toBe(3);
   });
+
+  it('an object frozen after its value was set (a consumer froze the event) takes a new value, and others keep theirs', () => {
+    const m = mark<number>('hash');
+    const event = { action: 'create' };
+    const other = { action: 'update' };
+    m.set(event, 1);
+    m.set(other, 7);
+    Object.freeze(event);
+    expect(() => m.set(event, 2)).not.toThrow();
+    expect(m.get(event)).toBe(2);
+    expect(m.get(other)).toBe(7);
+    m.set(other, 8);
+    expect(m.get(other)).toBe(8);
+    expect(Object.keys(event)).toEqual(['action']);
+  });
 });

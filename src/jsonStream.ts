@@ -61,6 +61,13 @@ export interface JsonStreamOptions {
   select: string;
   /** Called with each element as soon as it is complete, and the keys of the path's wildcards. May throw: the stream stops. */
   onElement: (element: unknown, keys: readonly SelectKey[]) => void;
+  /**
+   * Offered each element's bytes before it is parsed, with its keys: true takes the element (it is
+   * then neither parsed nor handed to `onElement`), false has it parsed as usual. The bytes may be
+   * a view of the chunk written: they stay as they are only while nobody writes into that chunk.
+   * May throw: the stream stops. The parse worker's unchanged elements (src/parseWorker.ts).
+   */
+  onRaw?: (bytes: Buffer, keys: readonly SelectKey[]) => boolean;
   /** Bytes one element may take, and the document around the elements (default 64 MiB). */
   maxBytes?: number;
   /** Elements that may be handed over (default unbounded). */
@@ -139,6 +146,7 @@ function setMember(target: Record<string, unknown>, key: string, value: unknown)
 export class JsonSelectStream {
   private readonly steps: Step[];
   private readonly onElement: JsonStreamOptions['onElement'];
+  private readonly onRaw: JsonStreamOptions['onRaw'];
   private readonly maxBytes: number;
   private readonly maxElements: number;
   private readonly maxDepth: number;
@@ -174,6 +182,7 @@ export class JsonSelectStream {
   constructor(options: JsonStreamOptions) {
     this.steps = parseSelector(options.select);
     this.onElement = options.onElement;
+    this.onRaw = options.onRaw;
     this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
     this.maxElements = options.maxElements ?? Number.POSITIVE_INFINITY;
     this.maxDepth = options.maxDepth ?? 512;
@@ -413,15 +422,45 @@ export class JsonSelectStream {
   private finishCapture(chunk: Buffer, end: number): void {
     const size = this.offset + end - this.captureStart;
     this.checkCaptureSize(this.offset + end);
+    if (this.role === Role.Element && this.onRaw !== undefined) return this.finishRawElement(chunk, end, size);
     const text = this.pieces.length === 0 ? chunk.toString('utf8', this.captureStart - this.offset, end) : Buffer.concat([...this.pieces, chunk.subarray(0, end)], size).toString('utf8');
     this.pieces = [];
-    let value: unknown;
+    this.finishValue(this.parse(text), size);
+  }
+
+  /**
+   * An element, with `onRaw`: its bytes are offered first, and parsed only if `onRaw` did not take
+   * them. Counted before: an element taken raw is an element all the same.
+   */
+  private finishRawElement(chunk: Buffer, end: number, size: number): void {
+    const bytes = this.pieces.length === 0 ? chunk.subarray(this.captureStart - this.offset, end) : Buffer.concat([...this.pieces, chunk.subarray(0, end)], size);
+    this.pieces = [];
+    this.countElement();
+    const keys = this.wildcardLevels.map((l) => this.keysAt[l]!);
+    this.mode = Mode.After;
+    if (!this.onRaw!(bytes, keys)) this.onElement(this.parse(bytes.toString('utf8')), keys);
+    if (this.frames.length === 0) this.mode = Mode.Done;
+  }
+
+  private countElement(): void {
+    this.elements += 1;
+    if (this.elements > this.maxElements) {
+      throw new JsonStreamError(`more than ${this.maxElements} elements at ${this.path()} (at byte ${this.captureStart})`, this.captureStart, 'elements');
+    }
+    this.frames[this.frames.length - 1]!.count += 1;
+  }
+
+  private parse(text: string): unknown {
     try {
-      value = JSON.parse(text);
+      return JSON.parse(text);
     } catch (e) {
       const shown = text.length > 60 ? `${text.slice(0, 60)}…` : text;
       throw new JsonStreamError(`${e instanceof Error ? e.message : String(e)} in the value ${JSON.stringify(shown)} at byte ${this.captureStart}`, this.captureStart, 'syntax');
     }
+  }
+
+  /** Puts a parsed value where it belongs: a key, a value off the path, or an element handed over. */
+  private finishValue(value: unknown, size: number): void {
     const role = this.role;
     this.mode = Mode.After;
     if (role === Role.Key) {
@@ -434,13 +473,93 @@ export class JsonSelectStream {
       this.restBytes += size;
       this.attach(value);
     } else {
-      this.elements += 1;
-      if (this.elements > this.maxElements) {
-        throw new JsonStreamError(`more than ${this.maxElements} elements at ${this.path()} (at byte ${this.captureStart})`, this.captureStart, 'elements');
-      }
-      this.frames[this.frames.length - 1]!.count += 1;
+      this.countElement();
       this.onElement(value, this.wildcardLevels.map((l) => this.keysAt[l]!));
     }
     if (this.frames.length === 0) this.mode = Mode.Done;
+  }
+}
+
+/** The index of the quote that closes the string whose contents start at `i` of `b`, or -1. */
+function closingQuote(b: Buffer, i: number): number {
+  for (;;) {
+    const q = b.indexOf(QUOTE, i);
+    if (q < 0) return -1;
+    let run = 0;
+    for (let k = q - 1; k >= i && b[k] === BACKSLASH; k -= 1) run += 1;
+    if (run % 2 === 0) return q;
+    i = q + 1;
+  }
+}
+
+function skipSpace(b: Buffer, i: number): number {
+  while (i < b.length && isSpace(b[i]!)) i += 1;
+  return i;
+}
+
+/** The index just past the value that starts at `i` of `b` (a whole JSON value), or -1. */
+function valueEnd(b: Buffer, i: number): number {
+  const c = b[i];
+  if (c === QUOTE) {
+    const q = closingQuote(b, i + 1);
+    return q < 0 ? -1 : q + 1;
+  }
+  if (c !== LBRACE && c !== LBRACKET) {
+    while (i < b.length) {
+      const d = b[i]!;
+      if (d === COMMA || d === RBRACE || d === RBRACKET || isSpace(d)) break;
+      i += 1;
+    }
+    return i;
+  }
+  let depth = 0;
+  for (; i < b.length; i += 1) {
+    const d = b[i]!;
+    if (d === QUOTE) {
+      const q = closingQuote(b, i + 1);
+      if (q < 0) return -1;
+      i = q;
+    } else if (d === LBRACE || d === LBRACKET) depth += 1;
+    else if (d === RBRACE || d === RBRACKET) {
+      depth -= 1;
+      if (depth === 0) return i + 1;
+    }
+  }
+  return -1;
+}
+
+/**
+ * Where the value of the member `field` of the object whose JSON text is `b` is: [start, end) of
+ * its bytes, for the member JSON.parse keeps (the last of that name), or undefined when `b` is
+ * not an object, has no such member, or cannot be read. A member of an object nested inside does
+ * not count. `b` is expected to be JSON that parsed; anything else gives undefined, never a guess.
+ *
+ * Example: `memberSpan(Buffer.from('{"a":{"id":1},"id":"x"}'), 'id')` → [19, 22] (`"x"`).
+ */
+export function memberSpan(b: Buffer, field: string): [number, number] | undefined {
+  const name = Buffer.from(field, 'utf8');
+  let i = skipSpace(b, 0);
+  if (b[i] !== LBRACE) return undefined;
+  i = skipSpace(b, i + 1);
+  if (b[i] === RBRACE) return undefined;
+  let found: [number, number] | undefined;
+  for (;;) {
+    if (b[i] !== QUOTE) return undefined;
+    const close = closingQuote(b, i + 1);
+    if (close < 0) return undefined;
+    // A name written with escapes is decoded to be compared; one without is compared as bytes.
+    let escaped = false;
+    for (let k = i + 1; k < close && !escaped; k += 1) escaped = b[k] === BACKSLASH;
+    const same = escaped ? JSON.parse(b.toString('utf8', i, close + 1)) === field : close - i - 1 === name.length && b.compare(name, 0, name.length, i + 1, close) === 0;
+    i = skipSpace(b, close + 1);
+    if (b[i] !== COLON) return undefined;
+    const start = skipSpace(b, i + 1);
+    const end = valueEnd(b, start);
+    if (end < 0 || end === start) return undefined;
+    if (same) found = [start, end];
+    i = skipSpace(b, end);
+    if (b[i] === RBRACE) return found;
+    if (b[i] !== COMMA) return undefined;
+    i = skipSpace(b, i + 1);
   }
 }

@@ -10,17 +10,24 @@
  * could not vouch for ('want'), sends these in full, and ends the stream once every batch is
  * answered: what it holds is bounded by the chunks in flight (the main thread answers a batch as
  * it handles it), never by the body's size.
+ *
+ * Most of a big poll's elements are as they were (1 % churn), and parsing them was most of this
+ * thread's work: each element's bytes are offered first (`onRaw`), and bytes that an element of
+ * the base poll had (a salted digest of the bytes, src/keptDigests.ts RawMemo) are that element:
+ * its id is read where it was, its digest is the base's, and it is held as bytes, parsed only if
+ * the main thread wants it in full. The rest are parsed and compared as before.
  */
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { JsonSelectStream, JsonStreamError, type SelectKey } from './jsonStream.js';
-import { type DigestTable, KeptMemory, digestOf, idHash } from './keptDigests.js';
+import { JsonSelectStream, JsonStreamError, type SelectKey, memberSpan } from './jsonStream.js';
+import { type DigestTable, KeptMemory, type RawMemo, digestOf, idHash, rawDigestOf, rawSalt } from './keptDigests.js';
 import type { FromParseWorker, ToParseWorker } from './parseOffThread.js';
-import { applyShape } from './pick.js';
+import { type PickShape, applyShape } from './pick.js';
 
 interface Stream {
   reader: JsonSelectStream;
+  shape: PickShape | undefined;
   elements: unknown[];
   keys: SelectKey[];
   kept: Keeping | undefined;
@@ -41,12 +48,26 @@ interface Keeping {
   next: number;
   /** The body's end, read while batches were still unanswered: sent once they are. */
   rest: { value: unknown } | undefined;
+  /** Where the ids are in the bytes of this poll's elements, and of the base's. */
+  recordRaw: RawMemo;
+  baseRaw: RawMemo | undefined;
+  /** The stream's salt for the digests of elements' bytes (src/keptDigests.ts rawSalt). */
+  salt: Buffer;
+  /** The element being parsed, offered as bytes first: recorded by the digest of its bytes once its id is known. */
+  pending: { bytes: Buffer; digest: Uint32Array } | undefined;
+}
+
+/** An element held by its bytes, not parsed: parsed (and picked) only if the main thread wants it in full. */
+class Unparsed {
+  constructor(readonly bytes: Buffer) {}
 }
 
 const port = parentPort;
 if (port === null) throw new Error('src/parseWorker.js runs as a worker thread (src/parseOffThread.ts starts it)');
 const streams = new Map<number, Stream>();
 const memory = new KeptMemory();
+/** Elements kept by their bytes, unparsed, since this worker started (reported with 'count'). */
+let byBytes = 0;
 lowerPriority((workerData as { nice?: number } | null)?.nice);
 const post = (message: FromParseWorker): void => port.postMessage(message);
 
@@ -78,11 +99,63 @@ function keep(k: Keeping, element: unknown, keys: readonly SelectKey[]): boolean
   const hash = idHash(id);
   const digest = digestOf(element);
   k.record.add(hash, digest);
+  if (k.pending !== undefined) {
+    // Where its id is in its bytes, for the next poll to find it there (checked: the same id).
+    const span = memberSpan(k.pending.bytes, k.field);
+    if (span !== undefined && idAt(k.pending.bytes, span) === id) k.recordRaw.add(k.pending.digest, span[0], span[1]);
+    k.pending = undefined;
+  }
   if (k.base === undefined || !k.base.has(hash, digest)) return false;
   k.ids.push(id);
   for (const key of keys) k.idKeys.push(key);
   k.held.push(element);
   return true;
+}
+
+/**
+ * The element's bytes, before they are parsed: whether they are those of an element of the base
+ * poll (the digest of its bytes recorded there). If so the element is that one: its id is where
+ * it was, its digest the base's for that id, and only its id is sent, without parsing it. Any
+ * doubt (bytes not seen, an id the base recorded twice) leaves it to be parsed and compared as
+ * every element is.
+ */
+function keepBytes(k: Keeping, bytes: Buffer, keys: readonly SelectKey[]): boolean {
+  const digest = rawDigestOf(k.salt, bytes);
+  k.pending = { bytes, digest };
+  const span = k.baseRaw?.span(digest);
+  if (span === undefined || k.base === undefined) return false;
+  const id = idAt(bytes, span);
+  if (id === undefined) return false;
+  const hash = idHash(id);
+  const picked = k.base.digestFor(hash);
+  if (picked === undefined) return false;
+  k.pending = undefined;
+  k.record.add(hash, picked);
+  k.recordRaw.add(digest, span[0], span[1]);
+  k.ids.push(id);
+  for (const key of keys) k.idKeys.push(key);
+  k.held.push(new Unparsed(bytes));
+  byBytes += 1;
+  return true;
+}
+
+/** The id (a string or a number, as a string) whose JSON text is at `span` of `bytes`. */
+function idAt(bytes: Buffer, span: readonly [number, number]): string | undefined {
+  if (span[1] > bytes.length) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8', span[0], span[1]));
+  } catch {
+    return undefined;
+  }
+  return typeof value === 'string' || typeof value === 'number' ? String(value) : undefined;
+}
+
+/** A held element as the main thread gets it: parsed and picked now if it was held by its bytes. */
+function inFull(element: unknown, shape: PickShape | undefined): unknown {
+  if (!(element instanceof Unparsed)) return element;
+  const value: unknown = JSON.parse(element.bytes.toString('utf8'));
+  return shape === undefined ? value : applyShape(value, shape);
 }
 
 /** The main thread answered a batch: the elements it wants in full, then the end if it waited for this. */
@@ -96,7 +169,7 @@ function answered(id: number, stream: Stream, batch: number, want: readonly numb
     const elements: unknown[] = [];
     const keys: SelectKey[] = [];
     for (const i of want) {
-      elements.push(held.elements[i]);
+      elements.push(inFull(held.elements[i], stream.shape));
       for (let j = i * width; j < (i + 1) * width; j += 1) keys.push(held.keys[j]!);
     }
     post({ t: 'batch', id, elements, keys, bytes: 0 });
@@ -121,8 +194,26 @@ port.on('message', (m: ToParseWorker) => {
       const kept: Keeping | undefined =
         m.kept === undefined || opened === undefined
           ? undefined
-          : { field: m.kept.id, record: opened.record, base: opened.base, ids: [], idKeys: [], held: [], waiting: new Map(), next: 0, rest: undefined };
+          : {
+              field: m.kept.id,
+              record: opened.record,
+              base: opened.base,
+              ids: [],
+              idKeys: [],
+              held: [],
+              waiting: new Map(),
+              next: 0,
+              rest: undefined,
+              recordRaw: opened.recordRaw,
+              baseRaw: opened.baseRaw,
+              salt: rawSalt(shape, m.kept.id),
+              pending: undefined,
+            };
+      const full = (): void => {
+        if (stream.elements.length + (kept?.ids.length ?? 0) >= batch) flush(id, stream, 0);
+      };
       const stream: Stream = {
+        shape,
         elements: [],
         keys: [],
         kept,
@@ -137,8 +228,18 @@ port.on('message', (m: ToParseWorker) => {
               stream.elements.push(picked);
               for (const k of keys) stream.keys.push(k);
             }
-            if (stream.elements.length + (kept?.ids.length ?? 0) >= batch) flush(id, stream, 0);
+            if (kept !== undefined) kept.pending = undefined;
+            full();
           },
+          ...(kept === undefined
+            ? {}
+            : {
+                onRaw: (bytes: Buffer, keys: readonly SelectKey[]) => {
+                  if (!keepBytes(kept, bytes, keys)) return false;
+                  full();
+                  return true;
+                },
+              }),
         }),
       };
       streams.set(id, stream);
@@ -176,14 +277,20 @@ port.on('message', (m: ToParseWorker) => {
     }
     case 'want': {
       const stream = streams.get(m.id);
-      if (stream !== undefined) answered(m.id, stream, m.batch, m.want);
+      if (stream === undefined) return;
+      try {
+        answered(m.id, stream, m.batch, m.want);
+      } catch (e) {
+        // An element held by its bytes did not parse after all (its bytes parsed in the base poll).
+        return failed(m.id, e);
+      }
       return;
     }
     case 'drop':
       streams.delete(m.id);
       return;
     case 'count':
-      return post({ t: 'count', streams: streams.size, keptBytes: memory.bytes(), generations: memory.generations() });
+      return post({ t: 'count', streams: streams.size, keptBytes: memory.bytes(), generations: memory.generations(), byBytes });
   }
 });
 

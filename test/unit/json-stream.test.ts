@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { JsonSelectStream, JsonStreamError, type SelectKey, parseSelector } from '../../src/jsonStream.js';
+import { JsonSelectStream, JsonStreamError, type SelectKey, memberSpan, parseSelector } from '../../src/jsonStream.js';
 import { WIRE, byKeys, expectedSelection } from '../support/json-select.js';
 import { fixturePath } from '../support/fixtures.js';
 
@@ -25,6 +25,15 @@ function readInChunks(bytes: Buffer, select: string, cuts: number[], options: { 
 }
 
 const cutsOf = (length: number) => fc.array(fc.integer({ min: 0, max: length }), { maxLength: 40 });
+
+const shapes = fc.oneof(
+  fc.record({ select: fc.constant('[*]'), doc: fc.array(fc.jsonValue()) }),
+  fc.record({ select: fc.constant('data.items[*]'), doc: fc.record({ status: fc.jsonValue(), data: fc.record({ items: fc.array(fc.jsonValue()), other: fc.jsonValue() }) }) }),
+  fc.record({ select: fc.constant('data.*.*'), doc: fc.record({ data: fc.dictionary(fc.string(), fc.oneof(fc.dictionary(fc.string(), fc.jsonValue()), fc.jsonValue())) }) }),
+  // Arbitrary documents: the path fits them or (mostly) not.
+  fc.record({ select: fc.constantFrom('[*]', 'a.*', 'a[*].b', '*', 'a.b.c[*]'), doc: fc.jsonValue() }),
+);
+const formatted = fc.tuple(shapes, fc.constantFrom(undefined, 0, 1, 2, '\t', ' \r\n')).map(([{ select, doc }, indent]) => ({ select, text: JSON.stringify(doc, null, indent) }));
 
 describe('the streaming JSON reader gives what JSON.parse gives', () => {
   it('the real answers, every chunking', () => {
@@ -49,15 +58,6 @@ describe('the streaming JSON reader gives what JSON.parse gives', () => {
     expect(got.elements).toEqual(doc.data.activeTargets.map((t, i) => [[i], t]));
     expect(got.rest).toEqual({ ...doc, data: { ...doc.data, activeTargets: [] } });
   });
-
-  const shapes = fc.oneof(
-    fc.record({ select: fc.constant('[*]'), doc: fc.array(fc.jsonValue()) }),
-    fc.record({ select: fc.constant('data.items[*]'), doc: fc.record({ status: fc.jsonValue(), data: fc.record({ items: fc.array(fc.jsonValue()), other: fc.jsonValue() }) }) }),
-    fc.record({ select: fc.constant('data.*.*'), doc: fc.record({ data: fc.dictionary(fc.string(), fc.oneof(fc.dictionary(fc.string(), fc.jsonValue()), fc.jsonValue())) }) }),
-    // Arbitrary documents: the path fits them or (mostly) not.
-    fc.record({ select: fc.constantFrom('[*]', 'a.*', 'a[*].b', '*', 'a.b.c[*]'), doc: fc.jsonValue() }),
-  );
-  const formatted = fc.tuple(shapes, fc.constantFrom(undefined, 0, 1, 2, '\t', ' \r\n')).map(([{ select, doc }, indent]) => ({ select, text: JSON.stringify(doc, null, indent) }));
 
   it('arbitrary documents, every chunking, with every kind of spacing', () => {
     fc.assert(
@@ -182,5 +182,95 @@ describe('errors and bounds', () => {
     expect(() => parseSelector('')).toThrow('expected at least one step');
     expect(() => parseSelector('a..b')).toThrow('cannot read it at character 1');
     expect(() => parseSelector('a[0]')).toThrow('cannot read it at character 1');
+  });
+});
+
+describe('elements offered as bytes first (onRaw)', () => {
+  it("each element's bytes are its text exactly, however the body is cut; one taken is not parsed, the others are", () => {
+    fc.assert(
+      fc.property(formatted, fc.array(fc.nat(), { maxLength: 30 }), fc.nat(), ({ select, text }, rawCuts, seed) => {
+        const bytes = Buffer.from(text);
+        const want = expectedSelection(text, select);
+        const raw: [SelectKey[], string][] = [];
+        const parsed: [SelectKey[], unknown][] = [];
+        // Takes every other element (which ones depends on the seed).
+        let n = seed;
+        const reader = new JsonSelectStream({
+          select,
+          onElement: (e, keys) => parsed.push([[...keys], e]),
+          onRaw: (b, keys) => {
+            raw.push([[...keys], b.toString('utf8')]);
+            n += 1;
+            return n % 2 === 0;
+          },
+        });
+        const cuts = [...new Set(rawCuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+        let from = 0;
+        for (const to of [...cuts, bytes.length]) {
+          reader.write(bytes.subarray(from, to));
+          from = to;
+        }
+        expect(reader.end()).toEqual(want.rest);
+        // Every element was offered, as text JSON.parse reads as the element.
+        expect(byKeys(raw.map(([keys, t]) => [keys, JSON.parse(t)]))).toEqual(byKeys(want.elements));
+        // Those not taken were parsed, and only those.
+        const notTaken = raw.filter((_, i) => (seed + i + 1) % 2 !== 0);
+        expect(byKeys(parsed)).toEqual(byKeys(notTaken.map(([keys, t]) => [keys, JSON.parse(t)])));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('an element taken raw counts towards maxElements; what onRaw throws stops the stream', () => {
+    const reader = new JsonSelectStream({ select: '[*]', maxElements: 2, onElement: () => undefined, onRaw: () => true });
+    expect(() => reader.write(Buffer.from('[1,2,3]'))).toThrow(/more than 2 elements/);
+    const failing = new JsonSelectStream({
+      select: '[*]',
+      onElement: () => undefined,
+      onRaw: () => {
+        throw new Error('refused');
+      },
+    });
+    expect(() => failing.write(Buffer.from('[{"a":1}]'))).toThrow('refused');
+  });
+});
+
+describe('memberSpan: where a member of an object is in its text', () => {
+  const span = (text: string, field: string): string | undefined => {
+    const b = Buffer.from(text);
+    const at = memberSpan(b, field);
+    return at === undefined ? undefined : b.toString('utf8', at[0], at[1]);
+  };
+
+  it("the object's own member, not one nested inside; the last of a name written twice; names with escapes decoded", () => {
+    expect(span('{"metadata":{"id":"x"},"links":[{"id":"y"}],"id":"z"}', 'id')).toBe('"z"');
+    expect(span('{"id":"first","n":1,"id" : "second"}', 'id')).toBe('"second"');
+    expect(span(' {\n "\\u0069d"\t:\r\n 42 , "b":[1,{"c":"}"}]}', 'id')).toBe('42');
+    expect(span('{"name":"a \\"id\\": 1","id":true}', 'id')).toBe('true');
+    expect(span('{"é":"x","id":null}', 'é')).toBe('"x"');
+    expect(span('{"ids":1,"i":2}', 'id')).toBeUndefined();
+    expect(span('{}', 'id')).toBeUndefined();
+    expect(span('[{"id":1}]', 'id')).toBeUndefined();
+    expect(span('"id"', 'id')).toBeUndefined();
+    // Not JSON: undefined, never a guess.
+    expect(span('{"id" 1}', 'id')).toBeUndefined();
+    expect(span('{"id":"open', 'id')).toBeUndefined();
+    expect(span('{"a":[1,2', 'id')).toBeUndefined();
+    expect(span('{"id":1;', 'id')).toBeUndefined();
+    expect(span('{"id":}', 'id')).toBeUndefined();
+  });
+
+  it('arbitrary objects, with any spacing: the member JSON.parse reads, or undefined when it has none', () => {
+    const field = fc.constantFrom('id', 'a', '', 'é', '__proto__', 'x y');
+    fc.assert(
+      fc.property(fc.dictionary(fc.oneof(field, fc.string()), fc.jsonValue()), field, fc.constantFrom(undefined, 0, 1, '\t', ' \r\n'), (object, name, indent) => {
+        const text = JSON.stringify(object, null, indent);
+        const parsed = JSON.parse(text) as Record<string, unknown>;
+        const got = span(text, name);
+        if (!Object.hasOwn(parsed, name)) expect(got).toBeUndefined();
+        else expect(JSON.parse(got!)).toEqual(parsed[name]);
+      }),
+      { numRuns: 1000 },
+    );
   });
 });

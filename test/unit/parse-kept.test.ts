@@ -46,11 +46,16 @@ function body(servers: readonly Server[]): Buffer {
 }
 
 /** Reads `servers` (cut into chunks of `chunk` bytes) as a stream of `kept`; `vouch` says which ids the "hub" vouches for. */
-async function read(servers: readonly Server[], kept: KeptStream, vouch: (id: string) => boolean = () => true, chunk = 300): Promise<Got> {
+function read(servers: readonly Server[], kept: KeptStream, vouch: (id: string) => boolean = () => true, chunk = 300): Promise<Got> {
+  return readBody(body(servers), kept, vouch, chunk);
+}
+
+/** Reads a body as it is written (`{"servers": [...]}`), with `pick`. */
+async function readBody(bytes: Buffer, kept: KeptStream, vouch: (id: string) => boolean = () => true, chunk = 300, pick: PickShape = PICK): Promise<Got> {
   const got: Got = { full: [], fullKeys: [], asked: [], kept: [], keptKeys: [], rest: undefined };
   const parse = parseOffThread({
     select: 'servers[*]',
-    pick: PICK,
+    pick,
     maxBytes: 1 << 20,
     maxElements: 1e6,
     maxDepth: 64,
@@ -67,7 +72,6 @@ async function read(servers: readonly Server[], kept: KeptStream, vouch: (id: st
     log: silentLogger,
   });
   try {
-    const bytes = body(servers);
     for (let at = 0; at < bytes.length; at += chunk) await parse.write(Buffer.from(bytes.subarray(at, at + chunk)));
     got.rest = await parse.end();
     return got;
@@ -188,6 +192,73 @@ describe('the parse worker keeps what the base generation had as it is', () => {
     const second = await read(all.slice(200), { family: f, generation: 3, base: 2, id: 'id' });
     expect(second.full).toEqual([]);
     expect(second.kept).toHaveLength(200);
+  });
+
+  it('an element whose bytes the base had is kept by its bytes, unparsed; one changed outside the pick is parsed, and kept by its digest', async () => {
+    const f = family();
+    await read(servers(300), { family: f, generation: 1, base: undefined, id: 'id' });
+    const next = servers(300);
+    next[7] = server(7, 'SHUTOFF');
+    next[9]!.updated = '2027-01-01';
+    const before = (await parseWorkerMemory()).byBytes;
+    const got = await read(next, { family: f, generation: 2, base: 1, id: 'id' });
+    expect(ids(got.full)).toEqual(['s-7']);
+    expect(got.kept).toHaveLength(299);
+    // s-9's bytes changed (outside the pick): parsed, and kept all the same.
+    expect((await parseWorkerMemory()).byBytes - before).toBe(298);
+    // Recorded by its bytes in generation 2 too: the next poll keeps every one of them so.
+    const third = await read(next, { family: f, generation: 3, base: 2, id: 'id' });
+    expect(third.kept).toHaveLength(300);
+    expect((await parseWorkerMemory()).byBytes - before).toBe(298 + 300);
+  });
+
+  it('an element held by its bytes that the main thread wants comes parsed and picked, with its keys', async () => {
+    const f = family();
+    await read(servers(200), { family: f, generation: 1, base: undefined, id: 'id' });
+    const before = (await parseWorkerMemory()).byBytes;
+    const got = await read(servers(200), { family: f, generation: 2, base: 1, id: 'id' }, (id) => id !== 's-5' && id !== 's-150');
+    expect((await parseWorkerMemory()).byBytes - before).toBe(200);
+    expect(got.full).toEqual([
+      { id: 's-5', name: 'vm-5', status: 'ACTIVE', flavor: { original_name: 'm1.small' } },
+      { id: 's-150', name: 'vm-150', status: 'ACTIVE', flavor: { original_name: 'm1.small' } },
+    ]);
+    expect(got.fullKeys).toEqual([[5], [150]]);
+  });
+
+  it('the id of an element kept by its bytes is its own member: not one nested inside, and the last when it is written twice (as JSON.parse reads it)', async () => {
+    const f = family();
+    // Hostile bytes: the element's metadata names another server's id first; a member written
+    // twice (JSON.parse keeps the last); a name written with an escape; spaces around it all.
+    const text = (status: string): Buffer =>
+      Buffer.from(
+        `{"servers": [ {"metadata": {"id": "s-2"}, "id": "s-1", "name": "one", "status": "${status}"},` +
+          ` {"id": "dup-first", "name": "two", "id" : "s-2" , "status": "ACTIVE"},` +
+          ` { "\\u0069d" :\t"s-3", "name": "three", "status": "ACTIVE", "links": [{"id": "s-1"}]}], "servers_links": []}`,
+      );
+    const first = await readBody(text('ACTIVE'), { family: f, generation: 1, base: undefined, id: 'id' });
+    expect(ids(first.full)).toEqual(['s-1', 's-2', 's-3']);
+    const before = (await parseWorkerMemory()).byBytes;
+    const got = await readBody(text('ACTIVE'), { family: f, generation: 2, base: 1, id: 'id' });
+    expect(got.kept).toEqual(['s-1', 's-2', 's-3']);
+    expect((await parseWorkerMemory()).byBytes - before).toBe(3);
+    // s-1 changed: read in full; the others still by their bytes.
+    const third = await readBody(text('SHUTOFF'), { family: f, generation: 3, base: 2, id: 'id' });
+    expect(ids(third.full)).toEqual(['s-1']);
+    expect(third.kept).toEqual(['s-2', 's-3']);
+  });
+
+  it('bytes read under another pick or another id field are not kept by their bytes', async () => {
+    const f = family();
+    await read(servers(50), { family: f, generation: 1, base: undefined, id: 'id' });
+    const before = (await parseWorkerMemory()).byBytes;
+    // Another pick: the same bytes make other records (no status), so they are parsed and compared.
+    const other = await readBody(body(servers(50)), { family: f, generation: 2, base: 1, id: 'id' }, undefined, 300, { id: true, name: true });
+    expect(other.full).toHaveLength(50);
+    expect(other.full[0]).toEqual({ id: 's-0', name: 'vm-0' });
+    // Another id field (name): parsed; kept by nothing (the base recorded ids, not names).
+    const byName = await read(servers(50), { family: f, generation: 3, base: 1, id: 'name' });
+    expect(byName.full).toHaveLength(50);
+    expect((await parseWorkerMemory()).byBytes - before).toBe(0);
   });
 
   it('a worker that dies while it holds a batch fails the stream (ParseWorkerError); the next worker holds no base', async () => {

@@ -45,7 +45,7 @@ export type FromParseWorker =
   | { t: 'batch'; id: number; elements: unknown[]; keys: SelectKey[]; bytes: number; kept?: { batch: number; ids: string[]; keys: SelectKey[] } }
   | { t: 'end'; id: number; rest: unknown }
   | { t: 'error'; id: number; message: string; offset: number; kind: JsonStreamError['kind'] | 'other' }
-  | { t: 'count'; streams: number; keptBytes: number; generations: Record<string, number[]>; byBytes: number };
+  | { t: 'count'; streams: number; keptBytes: number; generations: Record<string, number[]>; byBytes: number; cpuMs: number };
 
 /** How a stream's elements are remembered, and compared with a poll's before (src/kept.ts). */
 export interface KeptStream {
@@ -342,15 +342,16 @@ export async function parseWorkerStreams(): Promise<number> {
 
 /**
  * What the worker holds: its streams, the bytes of the digests it remembers (src/keptDigests.ts)
- * and their generations by family; and how many elements it kept by their bytes, unparsed, since
- * it started. For tests, and the memory figures of docs/scale.md.
+ * and their generations by family; how many elements it kept by their bytes, unparsed, and its
+ * thread's time on a core (ms; NaN where /proc/thread-self/schedstat is not), since it started.
+ * For tests, and the figures of docs/scale.md and the isolation benchmark.
  */
-export function parseWorkerMemory(): Promise<{ streams: number; keptBytes: number; generations: Record<string, number[]>; byBytes: number }> {
+export function parseWorkerMemory(): Promise<{ streams: number; keptBytes: number; generations: Record<string, number[]>; byBytes: number; cpuMs: number }> {
   const w = worker;
-  const none = { streams: 0, keptBytes: 0, generations: {}, byBytes: 0 };
+  const none = { streams: 0, keptBytes: 0, generations: {}, byBytes: 0, cpuMs: 0 };
   if (w === undefined) return Promise.resolve(none);
   return new Promise((resolve) => {
-    counts.push((m) => resolve(m === undefined ? none : { streams: m.streams, keptBytes: m.keptBytes, generations: m.generations, byBytes: m.byBytes }));
+    counts.push((m) => resolve(m === undefined ? none : { streams: m.streams, keptBytes: m.keptBytes, generations: m.generations, byBytes: m.byBytes, cpuMs: m.cpuMs }));
     w.postMessage({ t: 'count' } satisfies ToParseWorker);
   });
 }

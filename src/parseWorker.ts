@@ -17,7 +17,7 @@
  * its id is read where it was, its digest is the base's, and it is held as bytes, parsed only if
  * the main thread wants it in full. The rest are parsed and compared as before.
  */
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { JsonSelectStream, JsonStreamError, type SelectKey, memberSpan } from './jsonStream.js';
@@ -290,7 +290,7 @@ port.on('message', (m: ToParseWorker) => {
       streams.delete(m.id);
       return;
     case 'count':
-      return post({ t: 'count', streams: streams.size, keptBytes: memory.bytes(), generations: memory.generations(), byBytes });
+      return post({ t: 'count', streams: streams.size, keptBytes: memory.bytes(), generations: memory.generations(), byBytes, cpuMs: cpuMs() });
   }
 });
 
@@ -306,5 +306,14 @@ function lowerPriority(nice: number | undefined): void {
     if (Number.isInteger(tid) && tid > 0) setPriority(tid, nice);
   } catch {
     // Not Linux (no /proc/thread-self), or not allowed.
+  }
+}
+
+/** This thread's time on a core so far, ms (/proc/thread-self/schedstat), or NaN where there is none. */
+function cpuMs(): number {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return Number.NaN;
   }
 }

@@ -23,6 +23,9 @@
  * ISOLATION_BENCH_PROFILE_IDLE=FILE writes a CPU profile of this thread during the idle window (the
  * notification path alone). `idleCpuUsPerMsg`: this thread's time on a core in the idle window
  * (/proc/thread-self/schedstat) per notification, i.e. what one notification costs the main thread.
+ * `parseWorkerCpuMsPerSnapshot`: the parse worker's time on a core in the polls' window per
+ * snapshot (it reads the pages, src/parseWorker.ts); `keptByBytesPerSnapshot`: the elements it kept
+ * by their bytes, unparsed, per snapshot.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -32,6 +35,7 @@ import { Worker } from 'node:worker_threads';
 import { asyncScheduler } from 'rxjs';
 import { createSources, parseConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
+import { parseWorkerMemory } from '../../src/parseOffThread.js';
 import { setSliceMs } from '../../src/pause.js';
 import { OptionReader } from '../../src/options.js';
 import type { Observation } from '../../src/model.js';
@@ -400,12 +404,14 @@ const bench: Bench = {
       await waitFor('the bus source to be up', () => sync.health().bus?.status === 'up', { timeoutMs: 30_000, everyMs: 5 });
       const before = sync.metrics();
       const started = performance.now();
+      const workerBefore = await parseWorkerMemory();
       const stopProfile = await profile(process.env.ISOLATION_BENCH_PROFILE);
       const stopHeapProfile = await heapProfile(process.env.ISOLATION_BENCH_HEAP_PROFILE);
       const during = await measure(node, sync, () => (sync.metrics().observations.nova ?? 0) - (before.observations.nova ?? 0) >= SNAPSHOTS, { queue: 'iso-during', cloud });
       await stopProfile();
       await stopHeapProfile();
       const after = sync.metrics();
+      const workerAfter = await parseWorkerMemory();
       const seconds = (performance.now() - started) / 1000;
       sync.stop();
       const snapshots = (after.observations.nova ?? 0) - (before.observations.nova ?? 0);
@@ -432,6 +438,8 @@ const bench: Bench = {
           snapshots,
           snapshotEverySec: round(seconds / snapshots),
           firstSnapshotMaxStallMs: round(firstLoop.max / 1e6),
+          parseWorkerCpuMsPerSnapshot: round((workerAfter.cpuMs - workerBefore.cpuMs) / snapshots),
+          keptByBytesPerSnapshot: round((workerAfter.byBytes - workerBefore.byBytes) / snapshots),
           queueVersion: QUEUE_VERSION,
         },
       ];

@@ -57,6 +57,11 @@ export interface KeptStream {
   base: number | undefined;
   /** The element's field that names it (a string or number value); an element without one is read in full. */
   id: string;
+  /**
+   * False: every element is parsed before it is compared, none kept by its bytes (src/parseWorker.ts).
+   * For measurements (the `parse` benchmark compares the two); the transport leaves it on.
+   */
+  bytes?: boolean;
 }
 
 /** The worker died, or could not be started: the stream may be read again (by a new worker). */
@@ -166,12 +171,13 @@ function settle(stream: Stream, error: unknown): void {
 
 function forget(id: number): void {
   streams.delete(id);
-  if (streams.size === 0) worker?.unref();
+  if (streams.size === 0 && counts.length === 0) worker?.unref();
 }
 
 function receive(m: FromParseWorker): void {
   if (m.t === 'count') {
     counts.shift()?.(m);
+    if (streams.size === 0 && counts.length === 0) worker?.unref();
     return;
   }
   // Node hands over every message that has arrived in one callback: the `each` calls of many
@@ -297,7 +303,7 @@ export function parseOffThread(options: OffThreadOptions): OffThreadParse {
   if (streams.size === 0) w.ref();
   streams.set(id, stream);
   const { select, pick, maxBytes, maxElements, maxDepth, kept } = options;
-  const keptStream = kept === undefined ? undefined : { family: kept.family, generation: kept.generation, base: kept.base, id: kept.id };
+  const keptStream = kept === undefined ? undefined : { family: kept.family, generation: kept.generation, base: kept.base, id: kept.id, ...(kept.bytes === false ? { bytes: false } : {}) };
   w.postMessage({ t: 'open', id, select, shape: pick, maxBytes, maxElements, maxDepth, batch: BATCH_ELEMENTS, ...(keptStream !== undefined ? { kept: keptStream } : {}) } satisfies ToParseWorker);
   return {
     write(chunk) {
@@ -351,6 +357,8 @@ export function parseWorkerMemory(): Promise<{ streams: number; keptBytes: numbe
   const none = { streams: 0, keptBytes: 0, generations: {}, byBytes: 0, cpuMs: 0 };
   if (w === undefined) return Promise.resolve(none);
   return new Promise((resolve) => {
+    // Referenced until it answers: a process with nothing else to do waits for the answer.
+    w.ref();
     counts.push((m) => resolve(m === undefined ? none : { streams: m.streams, keptBytes: m.keptBytes, generations: m.generations, byBytes: m.byBytes, cpuMs: m.cpuMs }));
     w.postMessage({ t: 'count' } satisfies ToParseWorker);
   });

@@ -231,7 +231,7 @@ port.on('message', (m: ToParseWorker) => {
             if (kept !== undefined) kept.pending = undefined;
             full();
           },
-          ...(kept === undefined
+          ...(kept === undefined || m.kept?.bytes === false
             ? {}
             : {
                 onRaw: (bytes: Buffer, keys: readonly SelectKey[]) => {

@@ -27,6 +27,7 @@ const BENCHES: Record<string, () => Promise<{ default: Bench }>> = {
   hostile: () => import('./hostile.js'),
   cluster: () => import('./cluster.js'),
   isolation: () => import('./isolation.js'),
+  parse: () => import('./parse.js'),
   expiry: () => import('./expiry.js'),
 };
 

@@ -5,6 +5,7 @@
  * thread does not vouch for come in full before the end; old generations are dropped; a worker
  * that dies fails the stream.
  */
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import type { SelectKey } from '../../src/jsonStream.js';
 import { DigestTable, digestOf, idHash, serialize, textOf } from '../../src/keptDigests.js';
@@ -247,6 +248,17 @@ describe('the parse worker keeps what the base generation had as it is', () => {
     expect(third.kept).toEqual(['s-2', 's-3']);
   });
 
+  it('with `bytes: false` every element is parsed before it is compared: kept all the same, none by its bytes', async () => {
+    const f = family();
+    await read(servers(100), { family: f, generation: 1, base: undefined, id: 'id', bytes: false });
+    const before = (await parseWorkerMemory()).byBytes;
+    const got = await read(servers(100), { family: f, generation: 2, base: 1, id: 'id', bytes: false });
+    expect(got.kept).toHaveLength(100);
+    expect((await parseWorkerMemory()).byBytes - before).toBe(0);
+    // The worker's time on a core is reported (Linux: /proc/thread-self/schedstat).
+    expect((await parseWorkerMemory()).cpuMs).toBeGreaterThan(0);
+  });
+
   it('bytes read under another pick or another id field are not kept by their bytes', async () => {
     const f = family();
     await read(servers(50), { family: f, generation: 1, base: undefined, id: 'id' });
@@ -275,6 +287,24 @@ describe('the parse worker keeps what the base generation had as it is', () => {
     expect(killed).toBe(true);
     const again = await read(servers(300), { family: f, generation: 3, base: 1, id: 'id' });
     expect(again.full).toHaveLength(300);
+  });
+});
+
+describe("the worker's figures", () => {
+  it('a process with nothing else to do waits for parseWorkerMemory to answer (the worker is referenced meanwhile)', () => {
+    // An unreferenced worker let such a process exit at the await, silently (the parse benchmark did).
+    const url = new URL('../../src/parseOffThread.ts', import.meta.url).href;
+    const log = new URL('../../src/log.ts', import.meta.url).href;
+    const script = `
+      const { parseOffThread, parseWorkerMemory } = await import(${JSON.stringify(url)});
+      const { silentLogger } = await import(${JSON.stringify(log)});
+      const p = parseOffThread({ select: '[*]', maxBytes: 1e6, maxElements: 1e6, maxDepth: 64, onElement: () => {}, log: silentLogger });
+      await p.write(Buffer.from('[1,2]'));
+      await p.end();
+      const m = await parseWorkerMemory();
+      process.stdout.write('streams=' + m.streams + ' cpu=' + (m.cpuMs > 0));`;
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(out).toBe('streams=0 cpu=true');
   });
 });
 

@@ -459,7 +459,7 @@ interface Preparation {
   /** Snapshot steps of each of `types` when the preparation started. */
   readonly snapshotsOf: ReadonlyMap<EntityType, number | undefined>;
   /** Key → position of its first record. */
-  readonly positions: Map<string, number>;
+  readonly positions: KeyPositions;
   /** Positions of the records whose step writes something, or may (ascending). */
   readonly work: number[];
   /** Keys of the snapshot's types held by the baseline but not by the snapshot. */
@@ -492,6 +492,94 @@ interface Preparation {
 
 const preparations = new WeakMap<SnapshotObservation, Preparation>();
 
+/**
+ * Key → position of its first record in a snapshot: positions in one open-addressed Int32Array,
+ * a key compared with its record's own (`snapshot.records[pos].key`, a stand-in's too: the same
+ * key). The Map it replaces grew its table by copies as a 100,000-record poll was read, and every
+ * copy outlived the young generation: a third of what the main thread promoted during the
+ * isolation benchmark's polls (docs/scale.md, "Session 14"). This table holds no string, and its
+ * one array grows by doubling as records arrive.
+ */
+export class KeyPositions {
+  private slots: Int32Array;
+  /** The hash of each slot's key: a probe that meets another key reads no record. */
+  private hashes: Int32Array;
+  private mask: number;
+  size = 0;
+
+  constructor(private readonly snapshot: SnapshotObservation) {
+    const capacity = capacityFor(snapshot.records.length);
+    this.slots = new Int32Array(capacity).fill(-1);
+    this.hashes = new Int32Array(capacity);
+    this.mask = capacity - 1;
+  }
+
+  get(key: string): number | undefined {
+    const pos = this.slots[this.find(key, keyHash(key))]!;
+    return pos < 0 ? undefined : pos;
+  }
+
+  has(key: string): boolean {
+    return this.slots[this.find(key, keyHash(key))]! >= 0;
+  }
+
+  /** Records the first position of `key` (a key already held keeps its position). */
+  set(key: string, pos: number): void {
+    const h = keyHash(key);
+    const at = this.find(key, h);
+    if (this.slots[at]! >= 0) return;
+    this.slots[at] = pos;
+    this.hashes[at] = h;
+    this.size += 1;
+    // Stryker disable next-line EqualityOperator: growing at half full or one key later only sets its speed
+    if (this.size * 2 > this.slots.length) this.grow();
+  }
+
+  /** The slot of `key` (whose hash is `h`), or the empty one where it would go (linear probing). */
+  private find(key: string, h: number): number {
+    const records = this.snapshot.records;
+    const slots = this.slots;
+    const hashes = this.hashes;
+    let at = h & this.mask;
+    for (;;) {
+      const pos = slots[at]!;
+      if (pos < 0 || (hashes[at] === h && records[pos]!.key === key)) return at;
+      at = (at + 1) & this.mask;
+    }
+  }
+
+  private grow(): void {
+    const slots = this.slots;
+    const hashes = this.hashes;
+    const capacity = slots.length * 2;
+    this.slots = new Int32Array(capacity).fill(-1);
+    this.hashes = new Int32Array(capacity);
+    this.mask = capacity - 1;
+    for (let k = 0; k < slots.length; k += 1) {
+      if (slots[k]! < 0) continue;
+      let at = hashes[k]! & this.mask;
+      while (this.slots[at]! >= 0) at = (at + 1) & this.mask;
+      this.slots[at] = slots[k]!;
+      this.hashes[at] = hashes[k]!;
+    }
+  }
+}
+
+/** Slots for `n` keys at most half full: a power of two, at least 16. */
+function capacityFor(n: number): number {
+  let c = 16;
+  // Stryker disable next-line ConditionalExpression,EqualityOperator,ArithmeticOperator: a smaller start only makes the table grow sooner (time only)
+  while (c < n * 2) c *= 2;
+  return c;
+}
+
+/** FNV-1a of the key's UTF-16 units (a signed 32-bit value, as an Int32Array holds it). */
+function keyHash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i += 1) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return h | 0;
+}
+
 /** Whether no snapshot of `p`'s types was stepped since it started. */
 function snapshotsHold(p: Preparation): boolean {
   for (const [type, count] of p.snapshotsOf) if (p.index.log.snapshots.get(type) !== count) return false;
@@ -508,7 +596,7 @@ function startPreparation(snapshot: SnapshotObservation, index: BaselineIndex): 
     at: timeOf(snapshot),
     types,
     snapshotsOf: new Map([...types].map((type) => [type, index.log.snapshots.get(type)])),
-    positions: new Map(),
+    positions: new KeyPositions(snapshot),
     work: [],
     // Stryker disable next-line ArrayDeclaration: a made-up key names no entry, so the step finds nothing to delete for it
     lacking: [],

@@ -51,6 +51,45 @@ export function body(i: number, stamp: string, name = `vm-${i}`): Buffer {
   return osloBody({ ...template, payload }, { messageId: `m-${i}`, timestamp: stamp });
 }
 
+/**
+ * {@link body}, made from two bodies rendered once (one per task state) with tokens where the
+ * values go: the same bytes for a thousandth of the work (a structured clone and two
+ * JSON.stringify per message took a quarter of a core at 1,000/s, on the cores measured).
+ * Checks itself against `body` before it is used.
+ */
+export function bodyMaker(): (i: number, stamp: string, name: string) => Buffer {
+  const tokens = { uuid: 'QQUUIDQQQQQQ', name: 'QQNAMEQQ', id: 'QQMSGIDQQ', stamp: 'QQSTAMPQQ' };
+  const parts = [0, 1].map((odd) => {
+    const payload = structuredClone(template.payload) as { 'nova_object.data': Record<string, unknown> };
+    const data = payload['nova_object.data'];
+    data.uuid = `178b0921-8f85-4257-88b6-${tokens.uuid}`;
+    data.display_name = tokens.name;
+    data.task_state = odd === 0 ? null : 'powering-off';
+    const text = osloBody({ ...template, payload }, { messageId: tokens.id, timestamp: tokens.stamp }).toString('utf8');
+    // In the order they appear; the message id twice (message_id, then _unique_id without dashes).
+    return text.split(new RegExp(`(${Object.values(tokens).join('|')})`));
+  });
+  const make = (i: number, stamp: string, name: string): Buffer => {
+    let id = 0;
+    const values: Record<string, string> = {
+      [tokens.uuid]: (i % INSTANCES).toString(16).padStart(12, '0'),
+      [tokens.name]: name,
+      [tokens.stamp]: stamp,
+    };
+    const pieces = parts[i % 2]!.map((piece, k) => {
+      if (k % 2 === 0) return piece;
+      if (piece === tokens.id) return id++ === 0 ? `m-${i}` : `m${i}`;
+      return values[piece]!;
+    });
+    return Buffer.from(pieces.join(''));
+  };
+  for (const i of [0, 1, 12_345]) {
+    const stamp = '2026-12-02 01:02:03.456789';
+    if (!make(i, stamp, `iso-${i}`).equals(body(i, stamp, `iso-${i}`))) throw new Error(`bodyMaker: message ${i} differs from body()`);
+  }
+  return make;
+}
+
 /** This thread's time on a core so far, µs (/proc/thread-self/schedstat; NaN where there is none). */
 function threadRunUs(): number {
   try {

@@ -23,6 +23,8 @@
  * ISOLATION_BENCH_PROFILE_IDLE=FILE writes a CPU profile of this thread during the idle window (the
  * notification path alone). `idleCpuUsPerMsg`: this thread's time on a core in the idle window
  * (/proc/thread-self/schedstat) per notification, i.e. what one notification costs the main thread.
+ * `mainCpuMsPerSnapshot`: this thread's time on a core in the polls' window per snapshot, less
+ * what its notifications cost at the idle window's rate: the main thread's part of a poll.
  * `parseWorkerCpuMsPerSnapshot`: the parse worker's time on a core in the polls' window per
  * snapshot (it reads the pages, src/parseWorker.ts); `keptByBytesPerSnapshot`: the elements it kept
  * by their bytes, unparsed, per snapshot.
@@ -62,6 +64,11 @@ const MAX_SECONDS = 900;
  */
 const QUEUE_VERSION = Number(process.env.ISOLATION_BENCH_QUEUE_VERSION ?? 2);
 const RATE = 1_000;
+/**
+ * ISOLATION_BENCH_BARE=1: a bare consumer beside the synchronizer's, in each window (`…BareP99Ms`;
+ * isolation-worker.ts), on a transient queue; `durable`: on a durable one, as the synchronizer's.
+ */
+const BARE = process.env.ISOLATION_BENCH_BARE === '1' || process.env.ISOLATION_BENCH_BARE === 'durable';
 const EXCHANGE = 'nova';
 const ROUTING_KEY = 'versioned_notifications.info';
 const PREFIX = 'iso-';
@@ -102,6 +109,18 @@ interface Window {
   maxStallMs: number;
   /** This thread's time on a core from the first publish to the last emission, µs per notification. */
   cpuUsPerMsg: number;
+  /** The same in all, ms. */
+  cpuMs: number;
+  /** Notifications published in the window. */
+  messages: number;
+  /** With ISOLATION_BENCH_BARE: publish to delivery at a consumer that does nothing else (isolation-worker.ts `bare`), p99. */
+  bareP99?: number;
+  /**
+   * With ISOLATION_BENCH_BARE: each notification's emission less its delivery to the bare
+   * consumer, p99. Both had it from the same broker at the same moment, so what the box did to
+   * both cancels out: what the synchronizer adds over a consumer that does nothing.
+   */
+  overBareP99?: number;
 }
 
 /** CPU seconds (user + system) a process used so far, from /proc. */
@@ -255,6 +274,24 @@ function blockedSpans(): { stop(): void; blockedWithin(from: number, to: number)
   };
 }
 
+/** When the bare consumer had each of `total` notifications (then it is stopped). */
+async function bareDelivery(bare: Worker, total: number): Promise<Float64Array> {
+  const times = new Promise<Float64Array>((resolve, reject) => {
+    bare.once('message', resolve);
+    bare.once('error', reject);
+  });
+  // Every notification was emitted by now; the bare consumer had them as soon, or it lags: a
+  // moment more, then whatever it has.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  bare.postMessage('stop');
+  const received = await times;
+  await bare.terminate();
+  let missing = 0;
+  for (let i = 0; i < total; i++) if (received[i] === 0) missing += 1;
+  if (missing > 0) throw new Error(`isolation bench: the bare consumer did not receive ${missing} of ${total} notifications`);
+  return received.subarray(0, total);
+}
+
 /** Publishes RATE/s from a worker until `done()`; each notification's publish-to-emit time. */
 async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean, trace?: { queue: string; cloud?: Worker }): Promise<Window> {
   const emittedAt = new Float64Array(RATE * MAX_SECONDS);
@@ -274,6 +311,8 @@ async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean
   });
   const loop: IntervalHistogram = monitorEventLoopDelay({ resolution: 1 });
   loop.enable();
+  const bare = BARE ? worker<'up'>({ role: 'bare', url: node.url, exchange: EXCHANGE, routingKey: ROUTING_KEY, rate: RATE, maxSeconds: MAX_SECONDS, prefix: PREFIX, durable: process.env.ISOLATION_BENCH_BARE === 'durable' }) : undefined;
+  await bare?.first;
   const { worker: publisher, first } = worker<Float64Array>({ role: 'publisher', url: node.url, exchange: EXCHANGE, routingKey: ROUTING_KEY, rate: RATE, maxSeconds: MAX_SECONDS, prefix: PREFIX });
   const started = performance.now();
   const run0 = threadSched().run;
@@ -284,7 +323,9 @@ async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean
   const total = sentAt.length;
   await publisher.terminate();
   await waitFor('every published notification to be emitted', () => emitted >= total, { timeoutMs: 120_000, everyMs: 5 });
-  const cpuUsPerMsg = ((threadSched().run - run0) * 1000) / total;
+  const cpuMs = threadSched().run - run0;
+  const bareAt = bare === undefined ? undefined : await bareDelivery(bare.worker, sentAt.length);
+  const cpuUsPerMsg = (cpuMs * 1000) / total;
   loop.disable();
   await stopTrace?.();
   subscription.unsubscribe();
@@ -305,6 +346,8 @@ async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean
   delivered.sort();
   outside.sort();
   own.sort();
+  const bareDelivered = bareAt?.map((at, i) => at - sentAt[i]!).sort();
+  const overBare = bareAt?.map((at, i) => emittedAt[i]! - at).sort();
   return {
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
@@ -315,6 +358,9 @@ async function measure(node: RabbitNode, sync: Synchronizer, done: () => boolean
     ownMax: own[total - 1]!,
     maxStallMs: loop.max / 1e6,
     cpuUsPerMsg,
+    cpuMs,
+    messages: total,
+    ...(bareDelivered !== undefined && overBare !== undefined ? { bareP99: percentile(bareDelivered, 99), overBareP99: percentile(overBare, 99) } : {}),
   };
 }
 
@@ -363,7 +409,7 @@ const bench: Bench = {
   missing: () => (existsSync(RABBITMQ_SERVER) ? undefined : `${RABBITMQ_SERVER} (apt-get install rabbitmq-server; scripts/test.sh installs it)`),
   async run(): Promise<BenchRow[]> {
     if (process.env.ISOLATION_BENCH_SLICE_MS) setSliceMs(Number(process.env.ISOLATION_BENCH_SLICE_MS));
-    const node = await RabbitNode.start({ name: 'isolation', config: [`classic_queue.default_version = ${QUEUE_VERSION}`] });
+    const node = await RabbitNode.start({ name: 'isolation', config: [`classic_queue.default_version = ${QUEUE_VERSION}`]});
     const { worker: cloud, first: cloudUp } = worker<{ url: string; auth: Record<string, string> }>({ role: 'openstack', servers: N });
     try {
       const os = await cloudUp;
@@ -434,6 +480,7 @@ const bench: Bench = {
           idleDeliveredP99Ms: round(idle.deliveredP99),
           idleOutsideP99Ms: round(idle.outsideP99),
           idleOwnP99Ms: round(idle.ownP99),
+          ...(idle.bareP99 !== undefined ? { idleBareP99Ms: round(idle.bareP99), idleOverBareP99Ms: round(idle.overBareP99!) } : {}),
           duringSnapshotP50Ms: round(during.p50),
           duringSnapshotP99Ms: round(during.p99),
           duringSnapshotMaxMs: round(during.max),
@@ -441,10 +488,12 @@ const bench: Bench = {
           duringSnapshotOutsideP99Ms: round(during.outsideP99),
           duringSnapshotOwnP99Ms: round(during.ownP99),
           duringSnapshotOwnMaxMs: round(during.ownMax),
+          ...(during.bareP99 !== undefined ? { duringSnapshotBareP99Ms: round(during.bareP99), duringSnapshotOverBareP99Ms: round(during.overBareP99!) } : {}),
           maxStallMs: round(during.maxStallMs),
           snapshots,
           snapshotEverySec: round(seconds / snapshots),
           firstSnapshotMaxStallMs: round(firstLoop.max / 1e6),
+          mainCpuMsPerSnapshot: round((during.cpuMs - (idle.cpuUsPerMsg * during.messages) / 1000) / snapshots),
           parseWorkerCpuMsPerSnapshot: round((workerAfter.cpuMs - workerBefore.cpuMs) / snapshots),
           keptByBytesPerSnapshot: round((workerAfter.byBytes - workerBefore.byBytes) / snapshots),
           queueVersion: QUEUE_VERSION,

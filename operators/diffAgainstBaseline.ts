@@ -525,14 +525,24 @@ export class KeyPositions {
 
   /** Records the first position of `key` (a key already held keeps its position). */
   set(key: string, pos: number): void {
+    this.claim(key, pos);
+  }
+
+  /**
+   * The position `key` holds, or, when it holds none, undefined once `pos` is recorded for it: a
+   * get and a set in one probe (the preparation reads every record's key so).
+   */
+  claim(key: string, pos: number): number | undefined {
     const h = keyHash(key);
     const at = this.find(key, h);
-    if (this.slots[at]! >= 0) return;
+    const held = this.slots[at]!;
+    if (held >= 0) return held;
     this.slots[at] = pos;
     this.hashes[at] = h;
     this.size += 1;
     // Stryker disable next-line EqualityOperator: growing at half full or one key later only sets its speed
     if (this.size * 2 > this.slots.length) this.grow();
+    return undefined;
   }
 
   /** The slot of `key` (whose hash is `h`), or the empty one where it would go (linear probing). */
@@ -672,7 +682,8 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
     // is read as it is: its meaning is its record's, and it is made again only where it is written.
     const record = records[i]!;
     const key = record.key;
-    const first = p.positions.get(key);
+    // Its first position from here on, unless an earlier record had its key.
+    const first = p.positions.claim(key, i);
     // Stryker disable next-line EqualityOperator: with `===` every record goes to the work unread (the step visits them all: time only)
     if (first !== undefined) {
       // A repeated record: visited by the step. Its first occurrence is already in the work when
@@ -683,10 +694,6 @@ export function prepareSnapshot(state: BaselineState, snapshot: SnapshotObservat
       continue;
     }
     const entry = byKey.get(key);
-    // The held entity's key where there is one (an equal string): the record's, a young string,
-    // would live as long as the preparation, its record dropped or not.
-    // Stryker disable next-line ConditionalExpression: an equal key either way (memory only)
-    p.positions.set(entry === undefined ? key : entry.entity.key, i);
     if (entry === undefined) {
       p.work.push(i);
       if (!state.tombstones.has(key)) built.push((p.built[i] = { entity: recordAt(snapshot, i, dropped), at: p.at, bySnapshot: true, misses: 0 }));

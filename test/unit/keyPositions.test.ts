@@ -20,7 +20,9 @@ describe('KeyPositions', () => {
         const model = new Map<string, number>();
         for (let i = 0; i < keys.length; i += 1) {
           if (i >= snapshot.records.length) snapshot.records.push({ key: keys[i]! } as Entity);
-          positions.set(keys[i]!, i);
+          // A claim answers the position already held, or records this one (every other key by `set`).
+          if (i % 2 === 0) expect(positions.claim(keys[i]!, i)).toBe(model.get(keys[i]!));
+          else positions.set(keys[i]!, i);
           if (!model.has(keys[i]!)) model.set(keys[i]!, i);
         }
         expect(positions.size).toBe(model.size);

@@ -23,6 +23,9 @@
  * ISOLATION_BENCH_PROFILE_IDLE=FILE writes a CPU profile of this thread during the idle window (the
  * notification path alone). `idleCpuUsPerMsg`: this thread's time on a core in the idle window
  * (/proc/thread-self/schedstat) per notification, i.e. what one notification costs the main thread.
+ * ISOLATION_BENCH_BARE=1 (or `durable`) adds a consumer that does nothing but note and ack, beside
+ * the synchronizer's (isolation-worker.ts `bare`): `…BareP99Ms` is the delivery the box gives any
+ * consumer, `…OverBareP99Ms` what the synchronizer adds to it (docs/scale.md, "Session 15").
  * `mainCpuMsPerSnapshot`: this thread's time on a core in the polls' window per snapshot, less
  * what its notifications cost at the idle window's rate: the main thread's part of a poll.
  * `parseWorkerCpuMsPerSnapshot`: the parse worker's time on a core in the polls' window per
